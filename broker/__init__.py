@@ -1,0 +1,1 @@
+"""xbroker: the service, its SDKs and its CLI."""

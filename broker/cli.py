@@ -1,0 +1,57 @@
+"""The ``xbroker`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+# Each module in broker.commands registers its own subcommands.
+_COMMAND_MODULES = (
+    "broker.commands.pki",
+    "broker.commands.run",
+    "broker.commands.publish",
+    "broker.commands.subscribe",
+    "broker.commands.schemas",
+    "broker.commands.sign",
+    "broker.commands.devnode",
+    "broker.commands.demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xbroker", description="Broker for signed XÖV messages between portal and agencies."
+    )
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="settings file (TOML); default: $XBROKER_CONFIG or examples/xbroker.toml",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""xta_schemas."""
