@@ -1,0 +1,54 @@
+"""The bounded label values of xbroker's metrics.
+
+A label whose values come from traffic (a message id, a free-text error) makes one
+time series per message and ruins Prometheus. Every label value that monitoring can
+know in advance is a member of one of these enums, and `Metrics` refuses anything
+else. Reject reasons and agency ids are bounded elsewhere: by the `Reason` enum of
+the broker and by the agency directory.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["DeliveryOutcome", "ReceiptKind", "Stage", "WebhookOutcome"]
+
+
+class Stage(StrEnum):
+    """A timed step of the path of one message (docs: DESIGN, "The path of one message")."""
+
+    PARSE = "parse"
+    VERIFY = "verify"
+    IDENTIFY = "identify"
+    VALIDATE = "validate"
+    ROUTE = "route"
+    DELIVER = "deliver"
+    RECEIPT = "receipt"
+
+
+class DeliveryOutcome(StrEnum):
+    """What became of one recipient's copy of a message."""
+
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    DEAD_LETTERED = "dead_lettered"
+    RETURNED = "returned"
+
+
+class ReceiptKind(StrEnum):
+    """The kinds of signed receipt xbroker sends to an author."""
+
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    DUPLICATE = "duplicate"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class WebhookOutcome(StrEnum):
+    """How one attempt to push a message to an agency's webhook ended."""
+
+    SUCCESS = "success"
+    HTTP_ERROR = "http_error"
+    TIMEOUT = "timeout"
+    CONNECTION_ERROR = "connection_error"
