@@ -1,0 +1,134 @@
+"""Certificate revocation lists read from a folder, checked against their issuers.
+
+A CRL counts only if its signature verifies with the public key of the certificate that
+issued the certificate in question, so a CRL dropped into the folder by anyone else is
+ignored. The folder is re-read when its listing changes (names, sizes, mtimes).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+__all__ = ["CrlFolder", "CrlIndex", "RevocationStatus"]
+
+
+class RevocationStatus(StrEnum):
+    """What the CRLs say about one certificate."""
+
+    GOOD = "good"
+    REVOKED = "revoked"
+    NO_CRL = "no-crl"
+    STALE = "stale"
+    NOT_CHECKED = "not-checked"
+
+
+def _load_crls(path: Path) -> list[x509.CertificateRevocationList]:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return []
+    try:
+        if b"-----BEGIN X509 CRL-----" in data:
+            return [
+                x509.load_pem_x509_crl(b"-----BEGIN X509 CRL-----" + block)
+                for block in data.split(b"-----BEGIN X509 CRL-----")[1:]
+            ]
+        return [x509.load_der_x509_crl(data)]
+    except ValueError:
+        # An unreadable file must not stop the others from counting.
+        return []
+
+
+class CrlIndex:
+    """All CRLs of one folder listing, by issuer name; signatures checked lazily, once."""
+
+    def __init__(self, crls: list[x509.CertificateRevocationList]) -> None:
+        self._by_issuer: dict[bytes, list[x509.CertificateRevocationList]] = {}
+        for crl in crls:
+            self._by_issuer.setdefault(crl.issuer.public_bytes(), []).append(crl)
+        self._checked: dict[tuple[int, bytes], bool] = {}
+        self._lock = threading.Lock()
+
+    def _signed_by(self, crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+        key = (id(crl), issuer.fingerprint(hashes.SHA256()))
+        with self._lock:
+            known = self._checked.get(key)
+        if known is None:
+            public_key = issuer.public_key()
+            try:
+                known = crl.is_signature_valid(public_key)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                known = False
+            with self._lock:
+                self._checked[key] = known
+        return known
+
+    def status(
+        self, cert: x509.Certificate, issuer: x509.Certificate, at: datetime
+    ) -> RevocationStatus:
+        """Revocation status of ``cert`` according to the newest valid CRL of ``issuer``."""
+        candidates = [
+            crl
+            for crl in self._by_issuer.get(issuer.subject.public_bytes(), [])
+            if self._signed_by(crl, issuer)
+        ]
+        if not candidates:
+            return RevocationStatus.NO_CRL
+        newest = max(candidates, key=lambda crl: crl.last_update_utc)
+        if newest.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
+            return RevocationStatus.REVOKED
+        next_update = newest.next_update_utc
+        if next_update is not None and next_update < at:
+            return RevocationStatus.STALE
+        return RevocationStatus.GOOD
+
+
+class CrlFolder:
+    """A folder of CRL files (PEM, possibly several per file, or DER), re-read on change."""
+
+    def __init__(self, path: Path, refresh_seconds: float = 1.0) -> None:
+        self.path = path
+        self._refresh_seconds = refresh_seconds
+        self._lock = threading.Lock()
+        self._listing: tuple[tuple[str, int, int], ...] | None = None
+        self._checked_at = float("-inf")
+        self._index = CrlIndex([])
+        self.generation = 0
+
+    def _scan(self) -> tuple[tuple[str, int, int], ...]:
+        try:
+            entries = list(os.scandir(self.path))
+        except OSError:
+            return ()
+        listing = []
+        for entry in entries:
+            if entry.is_file():
+                stat = entry.stat()
+                listing.append((entry.name, stat.st_mtime_ns, stat.st_size))
+        return tuple(sorted(listing))
+
+    def index(self, now_monotonic: float) -> CrlIndex:
+        """The current index; the folder is looked at again after ``refresh_seconds``."""
+        with self._lock:
+            if now_monotonic - self._checked_at < self._refresh_seconds:
+                return self._index
+            self._checked_at = now_monotonic
+            listing = self._scan()
+            if listing != self._listing:
+                crls = [crl for name, _, _ in listing for crl in _load_crls(self.path / name)]
+                self._index = CrlIndex(crls)
+                self._listing = listing
+                self.generation += 1
+            return self._index
+
+    def reload(self) -> None:
+        """Forget the last look at the folder, so the next check reads it again."""
+        with self._lock:
+            self._checked_at = float("-inf")

@@ -1,0 +1,65 @@
+"""What a signature must look like to be accepted: a frozen policy with secure defaults.
+
+The algorithm choices follow BSI TR-02102-1: RSA (PKCS#1 v1.5 or PSS) with at least
+2048 bits, ECDSA on P-256 or P-384, hashes of the SHA-2 family; SHA-1 and MD5 never.
+Only enveloped signatures over the whole document are accepted, because anything less
+lets unsigned content travel next to signed content (signature wrapping).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
+
+__all__ = ["CrlRule", "VerificationPolicy"]
+
+
+class CrlRule(StrEnum):
+    """What to do when the CRL of a certificate's issuer is missing or stale."""
+
+    REJECT = "reject"
+    ACCEPT = "accept"
+
+
+@dataclass(frozen=True)
+class VerificationPolicy:
+    """Settings of ``Verifier``; the defaults are the secure choice."""
+
+    signature_methods: frozenset[SignatureMethod] = field(
+        default_factory=lambda: frozenset(
+            {
+                SignatureMethod.RSA_SHA256,
+                SignatureMethod.RSA_SHA384,
+                SignatureMethod.RSA_SHA512,
+                SignatureMethod.SHA256_RSA_MGF1,
+                SignatureMethod.SHA384_RSA_MGF1,
+                SignatureMethod.SHA512_RSA_MGF1,
+                SignatureMethod.ECDSA_SHA256,
+                SignatureMethod.ECDSA_SHA384,
+                SignatureMethod.ECDSA_SHA512,
+            }
+        )
+    )
+    digest_algorithms: frozenset[DigestAlgorithm] = field(
+        default_factory=lambda: frozenset(
+            {DigestAlgorithm.SHA256, DigestAlgorithm.SHA384, DigestAlgorithm.SHA512}
+        )
+    )
+    c14n_methods: frozenset[CanonicalizationMethod] = field(
+        default_factory=lambda: frozenset(
+            {
+                CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
+                CanonicalizationMethod.CANONICAL_XML_1_0,
+                CanonicalizationMethod.CANONICAL_XML_1_1,
+            }
+        )
+    )
+    min_rsa_bits: int = 2048
+    ec_curves: frozenset[str] = frozenset({"secp256r1", "secp384r1"})
+    # Comments are never covered by the allowed canonicalizations, so any comment in a
+    # signed document is unsigned content; refuse it rather than guess its meaning.
+    allow_comments: bool = False
+    missing_crl: CrlRule = CrlRule.REJECT
+    stale_crl: CrlRule = CrlRule.REJECT

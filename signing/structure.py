@@ -1,0 +1,168 @@
+"""The shape a signature must have before any cryptography is spent on it.
+
+Signature wrapping attacks move, duplicate or re-point signatures so that a valid
+signature over one part of a document vouches for another. We refuse every shape but
+one: a single ds:Signature, a direct child of the root, with a single reference whose
+URI is "" (the whole document), the enveloped-signature transform, and nothing in the
+document the signature does not cover (comments, processing instructions outside the
+root, ds:Object payloads). Algorithms are checked here too, against the policy, so a
+forbidden algorithm is reported as such whatever else is wrong with the signature.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from lxml import etree
+from signxml.algorithms import SignatureConstructionMethod, SignatureMethod
+
+from signing.errors import SignatureError
+from signing.policy import VerificationPolicy
+
+__all__ = ["DS_NS", "SignatureShape", "inspect_signature"]
+
+DS_NS: Final = "http://www.w3.org/2000/09/xmldsig#"
+_SIGNATURE: Final = f"{{{DS_NS}}}Signature"
+_ENVELOPED: Final = SignatureConstructionMethod.enveloped.value
+
+
+def _ds(name: str) -> str:
+    return f"{{{DS_NS}}}{name}"
+
+
+@dataclass(frozen=True)
+class SignatureShape:
+    """What the structural check found: the signature, its method and its certificates."""
+
+    signature: etree._Element
+    method: SignatureMethod
+    leaf: x509.Certificate
+    intermediates: tuple[x509.Certificate, ...]
+
+
+def _wrapping(detail: str) -> SignatureError:
+    return SignatureError("signature-wrapping", detail)
+
+
+def _only_child(parent: etree._Element, name: str) -> etree._Element:
+    found = parent.findall(_ds(name))
+    if len(found) != 1:
+        raise SignatureError("signature-invalid", f"expected one ds:{name}, found {len(found)}")
+    return found[0]
+
+
+def _algorithm(element: etree._Element) -> str:
+    return element.get("Algorithm") or ""
+
+
+def _check_unsigned_content(root: etree._Element, policy: VerificationPolicy) -> None:
+    outside = [*root.itersiblings(preceding=True), *root.itersiblings()]
+    if any(isinstance(node, etree._ProcessingInstruction) for node in outside):
+        raise _wrapping("processing instruction outside the signed root element")
+    if policy.allow_comments:
+        return
+    if outside or next(root.iter(etree.Comment), None) is not None:
+        raise _wrapping("comments are not covered by the signature")
+
+
+def _find_signature(root: etree._Element) -> etree._Element:
+    if root.tag == _SIGNATURE:
+        raise _wrapping("enveloping signatures are not accepted; the root must be the message")
+    signatures = list(root.iter(_SIGNATURE))
+    if not signatures:
+        raise SignatureError("signature-missing", "the document has no ds:Signature")
+    if len(signatures) > 1:
+        raise _wrapping(f"{len(signatures)} ds:Signature elements; exactly one is allowed")
+    signature = signatures[0]
+    if signature.getparent() is not root:
+        raise _wrapping("ds:Signature must be a direct child of the root element")
+    if signature.find(_ds("Object")) is not None:
+        raise _wrapping("ds:Object content is not covered by an enveloped signature")
+    return signature
+
+
+def _check_signed_info(signed_info: etree._Element, policy: VerificationPolicy) -> SignatureMethod:
+    c14n_uri = _algorithm(_only_child(signed_info, "CanonicalizationMethod"))
+    if c14n_uri not in {m.value for m in policy.c14n_methods}:
+        raise SignatureError("algorithm-not-allowed", f"canonicalization {c14n_uri!r}")
+    method_uri = _algorithm(_only_child(signed_info, "SignatureMethod"))
+    allowed = {m.value: m for m in policy.signature_methods}
+    if method_uri not in allowed:
+        raise SignatureError("algorithm-not-allowed", f"signature method {method_uri!r}")
+    references = signed_info.findall(_ds("Reference"))
+    if len(references) != 1:
+        raise _wrapping(f'{len(references)} references; exactly one (URI "") is allowed')
+    reference = references[0]
+    if reference.get("URI") != "":
+        raise _wrapping(f'reference URI {reference.get("URI")!r}; only "" (whole document)')
+    _check_transforms(reference, policy)
+    digest_uri = _algorithm(_only_child(reference, "DigestMethod"))
+    if digest_uri not in {d.value for d in policy.digest_algorithms}:
+        raise SignatureError("algorithm-not-allowed", f"digest {digest_uri!r}")
+    return allowed[method_uri]
+
+
+def _check_transforms(reference: etree._Element, policy: VerificationPolicy) -> None:
+    transforms = reference.find(_ds("Transforms"))
+    uris = [] if transforms is None else [_algorithm(t) for t in transforms]
+    c14n = {m.value for m in policy.c14n_methods}
+    for uri in uris:
+        if uri != _ENVELOPED and uri not in c14n:
+            raise SignatureError("algorithm-not-allowed", f"transform {uri!r}")
+    if uris.count(_ENVELOPED) != 1:
+        raise SignatureError("signature-invalid", "the enveloped-signature transform is required")
+
+
+def _certificates(signature: etree._Element) -> list[x509.Certificate]:
+    key_info = signature.find(_ds("KeyInfo"))
+    elements = (
+        [] if key_info is None else key_info.findall(f"{_ds('X509Data')}/{_ds('X509Certificate')}")
+    )
+    if not elements:
+        raise SignatureError("signature-invalid", "KeyInfo must carry the X.509 certificate")
+    certs = []
+    for element in elements:
+        try:
+            der = base64.b64decode("".join((element.text or "").split()), validate=True)
+            certs.append(x509.load_der_x509_certificate(der))
+        except (binascii.Error, ValueError) as exc:
+            raise SignatureError("signature-invalid", f"unreadable X509Certificate: {exc}") from exc
+    return certs
+
+
+def _split_leaf(
+    certs: list[x509.Certificate],
+) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]]:
+    # XML-DSig implies no order in X509Data: the leaf is the one that issued no other.
+    leaves = [c for c in certs if not any(o is not c and o.issuer == c.subject for o in certs)]
+    leaf = leaves[0] if len(leaves) == 1 else certs[0]
+    return leaf, tuple(c for c in certs if c is not leaf)
+
+
+def _check_key(method: SignatureMethod, cert: x509.Certificate, policy: VerificationPolicy) -> None:
+    key = cert.public_key()
+    if method.name.startswith("ECDSA_"):
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise SignatureError("algorithm-not-allowed", "ECDSA method with a non-EC key")
+        if key.curve.name not in policy.ec_curves:
+            raise SignatureError("algorithm-not-allowed", f"curve {key.curve.name}")
+        return
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise SignatureError("algorithm-not-allowed", "RSA method with a non-RSA key")
+    if key.key_size < policy.min_rsa_bits:
+        raise SignatureError("algorithm-not-allowed", f"RSA key of {key.key_size} bits")
+
+
+def inspect_signature(root: etree._Element, policy: VerificationPolicy) -> SignatureShape:
+    """Check the signature's shape and algorithms; raise ``SignatureError`` if unacceptable."""
+    signature = _find_signature(root)
+    _check_unsigned_content(root, policy)
+    method = _check_signed_info(_only_child(signature, "SignedInfo"), policy)
+    leaf, intermediates = _split_leaf(_certificates(signature))
+    _check_key(method, leaf, policy)
+    return SignatureShape(signature, method, leaf, intermediates)
