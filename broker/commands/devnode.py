@@ -4,6 +4,10 @@
 on stdout, so ``XBROKER_AMQP_URL=$(xbroker node ensure --print-url)`` works; everything
 else goes to stderr. When ``XBROKER_AMQP_URL`` already points to a node that answers, that
 URL is printed and nothing is started.
+
+``python -m broker.commands.devnode ARGS`` is the same as ``xbroker node ARGS`` without
+loading the other commands, so the Makefile can manage the node even while another
+command module is broken.
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from broker import devnode
 
-__all__ = ["register"]
+__all__ = ["main", "register"]
 
 
 def register(subparsers: Any) -> None:
@@ -111,3 +116,16 @@ def _describe(info: devnode.NodeInfo) -> None:
     print(f"prometheus  http://127.0.0.1:{info.prometheus_port}/metrics")
     print(f"log         {info.log_file}")
     print("rabbitmqctl xbroker node ctl ARGS...")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``node ACTION ...`` on its own: ``python -m broker.commands.devnode ensure``."""
+    parser = argparse.ArgumentParser(prog="python -m broker.commands.devnode")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["node", *(sys.argv[1:] if argv is None else argv)])
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+# xbroker: `make run` starts the demo, `make test` runs the test suite.
+# Both work on a fresh Debian/Ubuntu machine that has Python 3.11+, make and git:
+# they create .venv, check (as root: install) the Debian packages they need, and start a
+# project-local RabbitMQ node under .xbroker/ unless XBROKER_AMQP_URL names one that answers.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+VENV_STAMP := $(VENV)/.xbroker-installed
+# The node commands without the rest of the CLI, so a broken command module elsewhere
+# cannot keep the node from starting or stopping.
+NODE := $(VENV)/bin/python -m broker.commands.devnode
+RABBITMQ_BIN := $(or $(XBROKER_RABBITMQ_BIN),/usr/lib/rabbitmq/bin)
+PYTEST_ARGS ?=
+
+# The first interpreter found that is Python 3.11 or newer (evaluated only when needed).
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null 2>&1 && \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && \
+	{ echo $$p; break; }; done)
+
+# $(call require,CHECK=PACKAGE ...): each CHECK is a command name or an absolute path.
+# Missing packages are installed when we are root on Debian/Ubuntu (with services kept
+# from starting: the tests start their own processes); otherwise we say what to install.
+define require
+missing=""; \
+for spec in $(1); do \
+	check=$${spec%%=*}; package=$${spec#*=}; \
+	if [ "$${check#/}" != "$$check" ]; then [ -x "$$check" ] || missing="$$missing $$package"; \
+	else command -v "$$check" >/dev/null 2>&1 || missing="$$missing $$package"; fi; \
+done; \
+if [ -n "$$missing" ]; then \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing:$$missing" >&2; \
+		policy=/usr/sbin/policy-rc.d; own_policy=""; \
+		if [ ! -e "$$policy" ]; then \
+			printf '#!/bin/sh\nexit 101\n' > "$$policy"; chmod 755 "$$policy"; own_policy=1; \
+		fi; \
+		status=0; \
+		{ DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+		} || status=$$?; \
+		if [ -n "$$own_policy" ]; then rm -f "$$policy"; fi; \
+		if [ "$$status" != 0 ]; then echo "error: apt-get failed ($$status)" >&2; exit 1; fi; \
+		for spec in $(1); do \
+			check=$${spec%%=*}; \
+			if [ "$${check#/}" != "$$check" ]; then test -x "$$check"; else command -v "$$check" >/dev/null; fi || \
+				{ echo "error: $$check still missing after installing" >&2; exit 1; }; \
+		done; \
+	else \
+		echo "Missing system packages:$$missing" >&2; \
+		echo "Install them with:  sudo apt-get install$$missing" >&2; \
+		echo "(or run 'make system-deps' as root on Debian/Ubuntu)." >&2; \
+		echo "RabbitMQ may instead run in a container: 'docker compose up' (docker-compose.yml)," >&2; \
+		echo "then export XBROKER_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/ (and for the tests" >&2; \
+		echo "XBROKER_MANAGEMENT_URL=http://guest:guest@127.0.0.1:15672)." >&2; \
+		exit 1; \
+	fi; \
+fi
+endef
+
+RABBITMQ_DEP := $(RABBITMQ_BIN)/rabbitmq-server=rabbitmq-server
+TEST_DEPS := $(RABBITMQ_DEP) xmlsec1=xmlsec1 promtool=prometheus
+
+.PHONY: help run test lint node node-stop clean system-deps system-deps-rabbitmq .venv
+
+help:
+	@echo "make run          start RabbitMQ (local node) and the demo"
+	@echo "make test         run the test suite against a real RabbitMQ (PYTEST_ARGS=...)"
+	@echo "make lint         ruff check, ruff format --check, mypy --strict"
+	@echo "make node         start or reuse the project-local RabbitMQ node"
+	@echo "make node-stop    stop it"
+	@echo "make system-deps  check/install rabbitmq-server, xmlsec1, prometheus (promtool)"
+	@echo "make clean        stop the node, remove .venv and .xbroker"
+
+.venv: $(VENV_STAMP)
+
+# Re-installs whenever pyproject.toml is newer than the stamp.
+$(VENV_STAMP): pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then \
+		echo "error: Python 3.11 or newer is required; found: $$(python3 --version 2>&1 || echo none)." >&2; \
+		echo "Install python3.11 (or newer) and run make again." >&2; exit 1; \
+	fi
+	@if [ ! -x $(VENV)/bin/python ]; then \
+		echo "creating $(VENV) with $(PYTHON)" >&2; \
+		if ! $(PYTHON) -m venv $(VENV); then \
+			rm -rf $(VENV); \
+			venv_package=$$($(PYTHON) -c 'import sys; print(f"python3.{sys.version_info[1]}-venv")'); \
+			if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+				DEBIAN_FRONTEND=noninteractive apt-get update -q; \
+				DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$$venv_package"; \
+				$(PYTHON) -m venv $(VENV); \
+			else \
+				echo "error: $(PYTHON) cannot create a virtualenv." >&2; \
+				echo "Install it with:  sudo apt-get install $$venv_package" >&2; exit 1; \
+			fi; \
+		fi; \
+	fi
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+system-deps:
+	@$(call require,$(TEST_DEPS))
+
+system-deps-rabbitmq:
+	@$(call require,$(RABBITMQ_DEP))
+
+node: .venv
+	@$(NODE) probe >/dev/null 2>&1 || $(MAKE) --no-print-directory system-deps-rabbitmq
+	@$(NODE) ensure
+
+run: .venv
+	@$(NODE) probe >/dev/null 2>&1 || $(MAKE) --no-print-directory system-deps-rabbitmq
+	@url="$$($(NODE) ensure --print-url)"; \
+	export XBROKER_AMQP_URL="$$url"; \
+	exec $(VENV)/bin/xbroker demo
+
+test: .venv system-deps
+	@url="$$($(NODE) ensure --print-url)"; \
+	export XBROKER_AMQP_URL="$$url"; \
+	exec $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: .venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+node-stop:
+	@if [ -x $(VENV)/bin/python ]; then $(NODE) stop; fi
+
+clean: node-stop
+	rm -rf $(VENV) .xbroker

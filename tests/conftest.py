@@ -1,0 +1,188 @@
+"""Fixtures shared by the whole suite: a real RabbitMQ for the tests that need one.
+
+``rabbitmq`` (session)
+    A `RabbitMQ`: a private virtual host ``xbroker-test-<random>`` made for this test
+    session (the node's user may do anything in it), deleted when the session ends.
+``amqp_url`` (session)
+    The AMQP URL of that vhost; give it to aio-pika.
+``rabbitmqctl`` (session)
+    ``rabbitmqctl(*args) -> stdout`` against the local node, for tests that manage users
+    and permissions. Not available against an external node.
+
+Where the node comes from:
+
+1. ``XBROKER_AMQP_URL`` names this checkout's local node (``make test`` exports it): use it.
+2. ``XBROKER_AMQP_URL`` names another node: the vhost is made through its management HTTP
+   API at ``XBROKER_MANAGEMENT_URL`` (``http://user:password@host:15672``); without that
+   variable the RabbitMQ tests fail, saying so.
+3. Unset (plain ``.venv/bin/pytest``): ``broker.devnode.ensure_node()`` reuses or starts
+   the local node.
+
+Every test using these fixtures gets the ``rabbitmq`` marker (``-m 'not rabbitmq'`` runs
+the rest). When no RabbitMQ can be had they are skipped with the reason, except under
+``CI=true``: there they fail, and a session in which any ``rabbitmq`` test was skipped
+fails too, so CI can never pass without having exercised RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import pytest
+
+from broker import devnode
+
+RABBITMQ_FIXTURES = frozenset({"rabbitmq", "amqp_url", "rabbitmqctl"})
+
+
+@dataclass(frozen=True)
+class RabbitMQ:
+    """The test session's private vhost and how to reach it."""
+
+    vhost: str
+    amqp_url: str
+    user: str
+    node: devnode.NodeInfo | None  # None when the node is external
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _unavailable(reason: str) -> NoReturn:
+    if _in_ci():
+        pytest.fail(f"RabbitMQ is required in CI: {reason}", pytrace=False)
+    pytest.skip(f"no RabbitMQ: {reason}")
+
+
+def _local_node(root: Path) -> devnode.NodeInfo | None:
+    """This checkout's node, if XBROKER_AMQP_URL is unset or points at it."""
+    url = os.environ.get("XBROKER_AMQP_URL")
+    if not url:
+        try:
+            return devnode.ensure_node(root)
+        except devnode.DevNodeError as exc:
+            _unavailable(str(exc))
+    info = devnode.node_status(root)
+    parts = urlsplit(url)
+    if info and parts.hostname in {"127.0.0.1", "localhost"} and parts.port == info.amqp_port:
+        return info
+    return None
+
+
+def _management(method: str, path: str, body: dict[str, str] | None, amqp_url: str) -> None:
+    """One call to the management HTTP API of an external node."""
+    base = os.environ.get("XBROKER_MANAGEMENT_URL")
+    if not base:
+        _unavailable(
+            "XBROKER_AMQP_URL names an external node; set XBROKER_MANAGEMENT_URL "
+            "(http://user:password@host:15672) so the tests can make their own vhost"
+        )
+    mgmt, amqp = urlsplit(base), urlsplit(amqp_url)
+    user, password = mgmt.username or amqp.username, mgmt.password or amqp.password
+    netloc = f"{mgmt.hostname}:{mgmt.port}" if mgmt.port else str(mgmt.hostname)
+    url = urlunsplit((mgmt.scheme, netloc, mgmt.path.rstrip("/") + path, "", ""))
+    request = urllib.request.Request(
+        url, method=method, data=json.dumps(body).encode() if body is not None else None
+    )
+    request.add_header("content-type", "application/json")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    request.add_header("authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30):
+            pass
+    except (urllib.error.URLError, OSError) as exc:
+        _unavailable(f"management API {method} {url}: {exc}")
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(request: pytest.FixtureRequest) -> Iterator[RabbitMQ]:
+    vhost = f"xbroker-test-{secrets.token_hex(4)}"
+    node = _local_node(request.config.rootpath)
+    if node is not None:
+        try:
+            devnode.add_vhost(vhost, root=request.config.rootpath)
+            devnode.set_permissions(
+                vhost, node.user, ".*", ".*", ".*", root=request.config.rootpath
+            )
+        except devnode.DevNodeError as exc:
+            _unavailable(str(exc))
+        yield RabbitMQ(vhost, node.url_for_vhost(vhost), node.user, node)
+        try:
+            devnode.delete_vhost(vhost, root=request.config.rootpath)
+        except devnode.DevNodeError as exc:
+            warnings.warn(f"test vhost {vhost} not deleted: {exc}", stacklevel=1)
+        return
+    external = os.environ["XBROKER_AMQP_URL"]
+    parts = urlsplit(external)
+    user = parts.username or "guest"
+    path = f"/api/vhosts/{quote(vhost, safe='')}"
+    _management("PUT", path, {}, external)
+    _management(
+        "PUT",
+        f"/api/permissions/{quote(vhost, safe='')}/{quote(user, safe='')}",
+        {"configure": ".*", "write": ".*", "read": ".*"},
+        external,
+    )
+    yield RabbitMQ(vhost, urlunsplit(parts._replace(path="/" + quote(vhost, safe=""))), user, None)
+    _management("DELETE", path, None, external)
+
+
+@pytest.fixture(scope="session")
+def amqp_url(rabbitmq: RabbitMQ) -> str:
+    return rabbitmq.amqp_url
+
+
+@pytest.fixture(scope="session")
+def rabbitmqctl(rabbitmq: RabbitMQ, request: pytest.FixtureRequest) -> Callable[..., str]:
+    if rabbitmq.node is None:
+        _unavailable("rabbitmqctl needs the local node, not the external XBROKER_AMQP_URL")
+    root = request.config.rootpath
+
+    def run(*args: str) -> str:
+        return devnode.rabbitmqctl(*args, root=root)
+
+    return run
+
+
+class _SkippedInCI:
+    """Fails a CI session in which any ``rabbitmq`` test was skipped."""
+
+    def __init__(self) -> None:
+        self.skipped: list[str] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.skipped and "rabbitmq" in report.keywords and not hasattr(report, "wasxfail"):
+            self.skipped.append(report.nodeid)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.skipped:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.skipped:
+            terminalreporter.section("RabbitMQ tests skipped under CI=true", sep="!", red=True)
+            for nodeid in dict.fromkeys(self.skipped):
+                terminalreporter.write_line(f"fails the run: {nodeid}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if _in_ci():
+        config.pluginmanager.register(_SkippedInCI(), "xbroker-rabbitmq-skipped-in-ci")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if RABBITMQ_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.rabbitmq)
