@@ -1,0 +1,202 @@
+"""Specification of Verifier: what it returns, and which reject code each defect gets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from lxml import etree
+from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
+from signxml.signer import XMLSigner
+
+from signing import (
+    SignatureError,
+    Signer,
+    TrustStore,
+    VerificationPolicy,
+    Verifier,
+    parse_untrusted,
+)
+from signing.errors import SIGNATURE_CODES
+from signing.pki import create_ca, init_dev_pki, issue, party_paths, revoke
+
+DS = "{http://www.w3.org/2000/09/xmldsig#}"
+DOC = b'<m:msg xmlns:m="urn:test"><a>1</a></m:msg>'
+
+
+@dataclass(frozen=True)
+class Parties:
+    pki: Path
+    ec: Signer
+    rsa: Signer
+    revoked: Signer
+    foreign: Signer
+    verifier: Verifier
+
+
+@pytest.fixture(scope="module")
+def parties(tmp_path_factory: pytest.TempPathFactory) -> Parties:
+    pki = tmp_path_factory.mktemp("pki")
+    init_dev_pki(pki, [("psw:02000000", "Portal"), ("dst:revoked", "Revoked")])
+    rsa_cert, rsa_key = issue(pki / "ca", "dst:rsa", "RSA", pki / "rsa", key_type="rsa")
+    revoked_cert, revoked_key = party_paths(pki, "dst:revoked")
+    revoke(pki / "ca", pki / "crl", revoked_cert)
+    foreign = tmp_path_factory.mktemp("foreign")
+    create_ca(foreign / "ca", "Foreign CA")
+    f_cert, f_key = issue(foreign / "ca", "psw:02000000", "Impostor", foreign, key_type="ec")
+    ec_cert, ec_key = party_paths(pki, "psw:02000000")
+    return Parties(
+        pki=pki,
+        ec=Signer.from_files(ec_key, ec_cert),
+        rsa=Signer.from_files(rsa_key, rsa_cert),
+        revoked=Signer.from_files(revoked_key, revoked_cert),
+        foreign=Signer.from_files(f_key, f_cert),
+        verifier=Verifier(TrustStore.from_dirs(pki / "trust", pki / "crl")),
+    )
+
+
+def test_rsa_signature_verifies(parties: Parties) -> None:
+    result = parties.verifier.verify(parse_untrusted(parties.rsa.sign(DOC)))
+    assert result.fingerprint == parties.rsa.fingerprint
+
+
+def test_ecdsa_signature_verifies(parties: Parties) -> None:
+    result = parties.verifier.verify(parse_untrusted(parties.ec.sign(DOC)))
+    assert result.fingerprint == parties.ec.fingerprint
+
+
+def test_signed_data_is_the_document_without_its_signature(parties: Parties) -> None:
+    result = parties.verifier.verify(parse_untrusted(parties.ec.sign(DOC)))
+    assert etree.tostring(result.signed) == DOC
+
+
+def test_result_names_the_signer_certificate_and_kennung(parties: Parties) -> None:
+    result = parties.verifier.verify(parse_untrusted(parties.ec.sign(DOC)))
+    assert result.certificate == parties.ec.certificate
+    assert result.subject_kennung == "psw:02000000"
+
+
+def test_verification_leaves_the_input_tree_unchanged(parties: Parties) -> None:
+    signed = parties.ec.sign(DOC)
+    root = parse_untrusted(signed)
+    before = etree.tostring(root)
+    parties.verifier.verify(root)
+    assert etree.tostring(root) == before
+
+
+def test_pretty_printed_document_verifies(parties: Parties) -> None:
+    doc = b'<m:msg xmlns:m="urn:test">\n  <a>1</a>\n  <b>zwei</b>\n</m:msg>'
+    result = parties.verifier.verify(parse_untrusted(parties.ec.sign(doc)))
+    assert result.signed.findtext("b") == "zwei"
+
+
+# --- the reject code table: each input yields exactly its code ---------------------------
+
+
+def _tamper(signed: bytes, old: bytes, new: bytes) -> bytes:
+    assert old in signed
+    return signed.replace(old, new, 1)
+
+
+def _flip_signature_value(signed: bytes) -> bytes:
+    root = parse_untrusted(signed)
+    value = root.find(f"{DS}Signature/{DS}SignatureValue")
+    assert value is not None and value.text is not None
+    text = value.text.strip()
+    value.text = ("B" if text[0] == "A" else "A") + text[1:]
+    return etree.tostring(root)
+
+
+def _sign_with_sha224_digest(p: Parties) -> bytes:
+    cert, key = party_paths(p.pki, "psw:02000000")
+    signer = XMLSigner(
+        signature_algorithm=SignatureMethod.ECDSA_SHA256,
+        digest_algorithm=DigestAlgorithm.SHA224,
+        c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
+    )
+    root = signer.sign(parse_untrusted(DOC), key=key.read_bytes(), cert=cert.read_text())
+    return etree.tostring(root)
+
+
+def _second_signature(signed: bytes) -> bytes:
+    root = parse_untrusted(signed)
+    root.append(parse_untrusted(etree.tostring(root[-1])))
+    return etree.tostring(root)
+
+
+CASES: dict[str, tuple[str, Callable[[Parties], bytes]]] = {
+    "unsigned document": ("signature-missing", lambda p: DOC),
+    "signature value altered": (
+        "signature-invalid",
+        lambda p: _flip_signature_value(p.ec.sign(DOC)),
+    ),
+    "content altered after signing": (
+        "digest-mismatch",
+        lambda p: _tamper(p.ec.sign(DOC), b"<a>1</a>", b"<a>2</a>"),
+    ),
+    "SHA-1 signature method": (
+        "algorithm-not-allowed",
+        lambda p: _tamper(
+            p.rsa.sign(DOC),
+            b"http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+            b"http://www.w3.org/2000/09/xmldsig#rsa-sha1",
+        ),
+    ),
+    "SHA-224 digest": ("algorithm-not-allowed", _sign_with_sha224_digest),
+    "certificate from a foreign CA": ("certificate-untrusted", lambda p: p.foreign.sign(DOC)),
+    "revoked certificate": ("certificate-revoked", lambda p: p.revoked.sign(DOC)),
+    "second signature": ("signature-wrapping", lambda p: _second_signature(p.ec.sign(DOC))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_each_defect_yields_exactly_its_code(parties: Parties, name: str) -> None:
+    code, make = CASES[name]
+    with pytest.raises(SignatureError) as caught:
+        parties.verifier.verify(parse_untrusted(make(parties)))
+    assert caught.value.code == code, caught.value.detail
+
+
+def test_expired_certificate_yields_certificate_expired(parties: Parties) -> None:
+    later = parties.ec.certificate.not_valid_after_utc + timedelta(days=1)
+    with pytest.raises(SignatureError) as caught:
+        parties.verifier.verify(parse_untrusted(parties.ec.sign(DOC)), at=later)
+    assert caught.value.code == "certificate-expired"
+
+
+def test_not_yet_valid_certificate_yields_certificate_expired(parties: Parties) -> None:
+    earlier = parties.ec.certificate.not_valid_before_utc - timedelta(seconds=1)
+    with pytest.raises(SignatureError) as caught:
+        parties.verifier.verify(parse_untrusted(parties.ec.sign(DOC)), at=earlier)
+    assert caught.value.code == "certificate-expired"
+
+
+def test_the_table_covers_every_signature_code() -> None:
+    covered = {code for code, _ in CASES.values()} | {"certificate-expired"}
+    assert covered == SIGNATURE_CODES
+
+
+def test_valid_input_passes_every_check_in_the_table(parties: Parties) -> None:
+    assert parties.verifier.verify(parse_untrusted(parties.ec.sign(DOC)), at=datetime.now(UTC))
+
+
+def test_rsa_key_shorter_than_policy_minimum_is_not_allowed(parties: Parties) -> None:
+    policy = VerificationPolicy(min_rsa_bits=4096)
+    with pytest.raises(SignatureError) as caught:
+        Verifier(parties.verifier.trust, policy).verify(parse_untrusted(parties.rsa.sign(DOC)))
+    assert caught.value.code == "algorithm-not-allowed"
+    assert isinstance(parties.rsa.certificate.public_key(), rsa.RSAPublicKey)
+
+
+def test_signature_without_certificate_in_key_info_is_invalid(parties: Parties) -> None:
+    root = parse_untrusted(parties.ec.sign(DOC))
+    key_info = root.find(f"{DS}Signature/{DS}KeyInfo")
+    assert key_info is not None
+    key_info.getparent().remove(key_info)  # type: ignore[union-attr]
+    with pytest.raises(SignatureError) as caught:
+        parties.verifier.verify(root)
+    assert caught.value.code == "signature-invalid"
