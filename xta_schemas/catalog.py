@@ -1,0 +1,127 @@
+"""The catalog of standards in service, and how a message finds its standard.
+
+A message is identified by the namespace and local name of its root element. The answer
+is one of three:
+
+* a standard in service declares that root element: the standard and message type;
+* the namespace is not in service, but a manifest declares it as a retired version of
+  its standard (``[standard] retired``) or it starts with the ``namespace_family`` of a
+  standard in service: ``unsupported-version`` (the sender speaks a version we do not);
+* otherwise ``unknown-message-type``, also for an unknown root in a known namespace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from lxml import etree
+
+from .errors import UNKNOWN_MESSAGE_TYPE, UNSUPPORTED_VERSION, MessageError, StandardLoadError
+from .loader import load_standard
+from .manifest import MANIFEST_NAME
+from .model import MessageType
+from .standard import Standard
+
+__all__ = ["BUNDLED_DIR", "Catalog", "standard_folders"]
+
+BUNDLED_DIR = Path(__file__).parent / "bundled"
+
+
+def standard_folders(directory: Path) -> tuple[Path, ...]:
+    """The standard folders in ``directory``: itself if it holds a manifest, else its children."""
+    if (directory / MANIFEST_NAME).is_file():
+        return (directory,)
+    if not directory.is_dir():
+        raise StandardLoadError(f"{directory}: not a directory")
+    folders = tuple(
+        sorted(child for child in directory.iterdir() if (child / MANIFEST_NAME).is_file())
+    )
+    if not folders:
+        raise StandardLoadError(
+            f"{directory}: holds no {MANIFEST_NAME}, neither itself nor in a subfolder"
+        )
+    return folders
+
+
+class Catalog:
+    """The standards in service. Built once at start; the caller keeps it."""
+
+    def __init__(self, standards: Iterable[Standard]) -> None:
+        self.standards: tuple[Standard, ...] = tuple(standards)
+        self._by_key: dict[str, Standard] = {}
+        self._by_namespace: dict[str, Standard] = {}
+        self._retired: dict[str, tuple[str, str]] = {}
+        self._families: list[tuple[str, str]] = []
+        for standard in self.standards:
+            for index, owner in (
+                (self._by_key, standard.key),
+                (self._by_namespace, standard.namespace),
+            ):
+                if owner in index:
+                    raise StandardLoadError(
+                        f"{standard.folder}: {owner} is already served by {index[owner].folder}"
+                    )
+                index[owner] = standard
+            info = standard.manifest.standard
+            for version, namespace in info.retired.items():
+                self._retired[namespace] = (standard.name, version)
+            if info.namespace_family:
+                self._families.append((info.namespace_family, standard.name))
+        self._families.sort(key=lambda item: len(item[0]), reverse=True)
+
+    @classmethod
+    def load(cls, extra_dirs: Sequence[Path] = (), *, bundled: bool = True) -> Catalog:
+        """Load the bundled standards and those in ``extra_dirs``, offline.
+
+        Each entry of ``extra_dirs`` is a standard folder (holding a manifest) or a folder
+        of such folders. Raises StandardLoadError naming the file at fault.
+        """
+        directories = ([BUNDLED_DIR] if bundled else []) + [Path(d) for d in extra_dirs]
+        standards = [
+            load_standard(folder, boundary=folder.resolve().parent)
+            for directory in directories
+            for folder in standard_folders(directory)
+        ]
+        return cls(standards)
+
+    def get(self, key: str) -> Standard:
+        """The standard with ``key`` (``name/version``). Raises KeyError."""
+        return self._by_key[key]
+
+    def versions(self, name: str) -> tuple[str, ...]:
+        """Versions of standard ``name`` in service."""
+        return tuple(sorted(s.version for s in self.standards if s.name == name))
+
+    def identify(self, root: etree._Element) -> tuple[Standard, MessageType]:
+        """Find the standard and message type of a message by its root element."""
+        qname = etree.QName(root)
+        namespace = qname.namespace or ""
+        standard = self._by_namespace.get(namespace)
+        if standard is not None:
+            message_type = standard.message_type_of(root)
+            if message_type is not None:
+                return standard, message_type
+            raise MessageError(
+                UNKNOWN_MESSAGE_TYPE,
+                f"{standard.key} has no message type with root element {qname.localname!r}",
+            )
+        if namespace in self._retired:
+            name, version = self._retired[namespace]
+            raise MessageError(
+                UNSUPPORTED_VERSION,
+                f"{name} {version} is no longer in service; in service: "
+                f"{', '.join(self.versions(name)) or 'none'}",
+            )
+        for prefix, name in self._families:
+            if namespace.startswith(prefix):
+                raise MessageError(
+                    UNSUPPORTED_VERSION,
+                    f"namespace {namespace} belongs to {name}, in service only in version(s) "
+                    f"{', '.join(self.versions(name)) or 'none'}",
+                )
+        raise MessageError(
+            UNKNOWN_MESSAGE_TYPE,
+            f"no standard in service has root element {qname.localname!r} "
+            f"in namespace {namespace or '(none)'}",
+        )

@@ -1,0 +1,114 @@
+"""Load one standard folder: manifest, offline schema resolution, compilation, XPaths."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from lxml import etree
+
+from .errors import StandardLoadError
+from .manifest import Manifest, read_manifest
+from .report import DetailedReporter
+from .resolution import (
+    XSD_NS,
+    Locator,
+    OasisCatalog,
+    OfflineResolver,
+    collect_schema_files,
+    offline_parser,
+)
+from .standard import Standard
+
+__all__ = ["load_standard"]
+
+
+def load_standard(folder: Path, boundary: Path | None = None) -> Standard:
+    """Load the standard in ``folder``; relative schema references stay below ``boundary``.
+
+    ``boundary`` defaults to the folder's parent, so schemas may reach sibling folders
+    with ``../`` (as the bundled standards do for the shared XÖV base).
+    """
+    folder = folder.resolve()
+    manifest = read_manifest(folder)
+    locator = Locator(
+        boundary=(boundary or folder.parent).resolve(),
+        url_map={url: folder / target for url, target in manifest.url_map.items()},
+        catalog=OasisCatalog.read(folder / manifest.standard.catalog)
+        if manifest.standard.catalog
+        else None,
+    )
+    entries = tuple(folder / name for name in manifest.standard.schemas)
+    for entry in entries:
+        if not entry.is_file():
+            raise StandardLoadError(f"{folder}: entry schema {entry.name} does not exist")
+    table = collect_schema_files(entries, locator)
+    schema = _compile(folder, entries, table, manifest.standard.namespace)
+    _check_roots(folder, manifest, entries, table)
+    try:
+        standard = Standard(
+            manifest,
+            schema,
+            DetailedReporter(entries, table, manifest.namespaces),
+            _samples(manifest),
+        )
+    except etree.XPathSyntaxError as exc:
+        raise StandardLoadError(f"{folder}: an XPath in the manifest is invalid: {exc}") from exc
+    return standard
+
+
+def _compile(
+    folder: Path, entries: tuple[Path, ...], table: Mapping[str, Path], namespace: str
+) -> etree.XMLSchema:
+    parser = offline_parser(OfflineResolver(table))
+    try:
+        if len(entries) == 1:
+            document = etree.parse(str(entries[0]), parser)
+        else:
+            # libxml2 honours only the first import of a namespace, so several entry
+            # schemas of the standard's namespace are included by a driver schema.
+            includes = "".join(
+                f'<xs:include schemaLocation="{entry.as_uri()}"/>' for entry in entries
+            )
+            driver = (
+                f'<xs:schema xmlns:xs="{XSD_NS}" targetNamespace="{namespace}">{includes}'
+                "</xs:schema>"
+            )
+            document = etree.ElementTree(
+                etree.fromstring(driver, parser, base_url=str(folder / "driver.xsd"))
+            )
+        return etree.XMLSchema(document)
+    except (etree.XMLSyntaxError, etree.XMLSchemaParseError) as exc:
+        raise StandardLoadError(f"{folder}: schemas do not compile: {exc}") from exc
+
+
+def _check_roots(
+    folder: Path, manifest: Manifest, entries: tuple[Path, ...], table: Mapping[str, Path]
+) -> None:
+    """Every root element the manifest names must be a global element of the namespace."""
+    declared: set[str] = set()
+    for path in {*entries, *table.values()}:
+        root = etree.parse(str(path), offline_parser()).getroot()
+        if root.get("targetNamespace") != manifest.standard.namespace:
+            continue
+        declared.update(
+            name
+            for element in root.iterchildren(f"{{{XSD_NS}}}element")
+            if (name := element.get("name")) is not None
+        )
+    missing = sorted(set(manifest.message_types) - declared)
+    if missing:
+        raise StandardLoadError(
+            f"{folder}: manifest names root elements the schemas do not declare in "
+            f"{manifest.standard.namespace}: {', '.join(missing)}"
+        )
+
+
+def _samples(manifest: Manifest) -> tuple[Path, ...]:
+    found: list[Path] = []
+    for pattern in manifest.standard.samples:
+        matches = sorted(manifest.folder.glob(pattern))
+        if not matches:
+            raise StandardLoadError(f"{manifest.folder}: sample {pattern!r} matches no file")
+        found.extend(matches)
+    return tuple(found)

@@ -1,0 +1,130 @@
+"""The manifest of a standard (``manifest.toml``) and its checked, typed form.
+
+The manifest says everything the broker must know about a standard without reading its
+XSDs: name, version, namespace, entry schemas, which root element is which
+nachrichtentyp, where the header fields sit, which routing facts the content carries,
+and how absolute schema locations map to local files. See docs/standards.md.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import StandardLoadError
+
+__all__ = [
+    "MANIFEST_NAME",
+    "HeaderPaths",
+    "Manifest",
+    "PartyPaths",
+    "StandardInfo",
+    "read_manifest",
+]
+
+MANIFEST_NAME = "manifest.toml"
+
+_Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*$")]
+_NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StandardInfo(_Section):
+    """``[standard]``: identity of the standard and where its schemas are."""
+
+    name: _Name
+    version: _NonEmpty
+    namespace: _NonEmpty
+    title: str = ""
+    schemas: Annotated[tuple[_NonEmpty, ...], Field(min_length=1)]
+    samples: tuple[_NonEmpty, ...] = ()
+    catalog: str | None = None
+    # Namespaces starting with this belong to the standard; a message in one that is not in
+    # service is answered with unsupported-version rather than unknown-message-type.
+    namespace_family: str | None = None
+    # version -> namespace of versions that were in service once.
+    retired: dict[str, str] = {}
+
+
+class PartyPaths(_Section):
+    """``[header.party]``: XPaths relative to an author or reader element."""
+
+    kennung: str = "kennung"
+    name: str = "name"
+    verzeichnisdienst: str = "verzeichnisdienst/code"
+
+
+_KOPF = "nachrichtenkopf.g2g"
+_ID = f"{_KOPF}/identifikation.nachricht"
+
+
+class HeaderPaths(_Section):
+    """``[header]``: XPaths relative to the root element. Defaults fit the XÖV g2g header."""
+
+    uuid: str = f"{_ID}/nachrichtenUUID"
+    nachrichtentyp: str = f"{_ID}/nachrichtentyp/code"
+    list_uri: str = f"{_ID}/nachrichtentyp/@listURI"
+    list_version: str = f"{_ID}/nachrichtentyp/@listVersionID"
+    created: str = f"{_ID}/erstellungszeitpunkt"
+    author: str = f"{_KOPF}/autor"
+    readers: str = f"{_KOPF}/leser"
+    test: str | None = "@test"
+    party: PartyPaths = PartyPaths()
+
+
+class Manifest(_Section):
+    """A whole manifest, checked. ``folder`` is where it was read from."""
+
+    folder: Path
+    standard: StandardInfo
+    namespaces: dict[str, str] = {}
+    # root element local name -> nachrichtentyp code
+    message_types: Annotated[dict[str, _NonEmpty], Field(min_length=1)]
+    header: HeaderPaths = HeaderPaths()
+    # fact name -> XPath (or XPaths tried in order) relative to the root
+    routing: dict[str, str | tuple[str, ...]] = {}
+    # absolute schema URL -> file path relative to the folder
+    url_map: dict[str, str] = {}
+
+    @field_validator("routing")
+    @classmethod
+    def _routing_paths_given(
+        cls, value: dict[str, str | tuple[str, ...]]
+    ) -> dict[str, str | tuple[str, ...]]:
+        for fact, paths in value.items():
+            if not paths:
+                raise ValueError(f"routing fact {fact!r} names no XPath")
+        return value
+
+    def routing_paths(self) -> dict[str, tuple[str, ...]]:
+        """Every routing fact with its XPaths as a tuple, in the order they are tried."""
+        return {
+            fact: (paths,) if isinstance(paths, str) else paths
+            for fact, paths in self.routing.items()
+        }
+
+
+def read_manifest(folder: Path) -> Manifest:
+    """Read and check ``folder/manifest.toml``; any problem is a StandardLoadError."""
+    path = folder / MANIFEST_NAME
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise StandardLoadError(f"{folder}: no {MANIFEST_NAME} in this folder") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise StandardLoadError(f"{path}: cannot read manifest: {exc}") from exc
+    try:
+        return Manifest.model_validate({**data, "folder": folder})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise StandardLoadError(f"{path}: invalid manifest: {problems}") from exc

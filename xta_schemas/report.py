@@ -1,0 +1,80 @@
+"""The detailed validation report, built only when lxml has already said "invalid".
+
+lxml validates on the hot path because it is fast; its messages are terse. When a
+message fails, xmlschema validates it again to say, for each issue, the line, the XPath of
+the element and the reason. xmlschema loads the same files through the same resolution
+table, offline. If xmlschema cannot help (it fails to build or finds nothing), lxml's
+error log is the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import xmlschema
+from lxml import etree
+
+from .errors import ValidationIssue
+
+__all__ = ["MAX_ISSUES", "DetailedReporter", "issues_from_lxml"]
+
+MAX_ISSUES = 20
+
+
+def issues_from_lxml(log: etree._ListErrorLog) -> tuple[ValidationIssue, ...]:
+    """The lxml error log as issues; the fallback report."""
+    return tuple(
+        ValidationIssue(line=entry.line or None, path=entry.path or "", reason=entry.message)
+        for entry in islice(log, MAX_ISSUES)
+    )
+
+
+class DetailedReporter:
+    """Builds xmlschema's view of one standard on first use and keeps it for the next."""
+
+    def __init__(
+        self,
+        entries: tuple[Path, ...],
+        table: Mapping[str, Path],
+        namespaces: Mapping[str, str],
+    ) -> None:
+        self._entries = entries
+        self._table = dict(table)
+        self._namespaces = dict(namespaces)
+        self._schema: xmlschema.XMLSchema | None = None
+
+    def _map_uri(self, uri: str) -> str:
+        target = self._table.get(uri)
+        return str(target) if target is not None else uri
+
+    def _compiled(self) -> xmlschema.XMLSchema:
+        if self._schema is None:
+            sources: list[Any] = [str(entry) for entry in self._entries]
+            self._schema = xmlschema.XMLSchema(
+                sources[0] if len(sources) == 1 else sources,
+                uri_mapper=self._map_uri,
+                allow="local",
+                defuse="always",
+            )
+        return self._schema
+
+    def issues(self, root: etree._Element, log: etree._ListErrorLog) -> tuple[ValidationIssue, ...]:
+        """At most MAX_ISSUES issues explaining why ``root`` is invalid."""
+        try:
+            errors = islice(
+                self._compiled().iter_errors(root, namespaces=self._namespaces), MAX_ISSUES
+            )
+            issues = tuple(
+                ValidationIssue(
+                    line=error.sourceline if isinstance(error.sourceline, int) else None,
+                    path=error.path or "",
+                    reason=error.reason or str(error.message),
+                )
+                for error in errors
+            )
+        except (xmlschema.XMLSchemaException, OSError, ValueError, TypeError):
+            issues = ()
+        return issues or issues_from_lxml(log)
