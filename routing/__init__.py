@@ -1,1 +1,30 @@
-"""routing."""
+"""The agency directory and the routing rules. Knows nothing of AMQP or XML."""
+
+from routing.directory import (
+    Agency,
+    AmqpEndpoint,
+    Directory,
+    RegisteredCertificate,
+    Subscription,
+    WebhookEndpoint,
+    read_parties,
+)
+from routing.errors import DirectoryError, RouteError, RoutingPackageError
+from routing.rules import Recipient, Role, RoutingInput, route
+
+__all__ = [
+    "Agency",
+    "AmqpEndpoint",
+    "Directory",
+    "DirectoryError",
+    "Recipient",
+    "RegisteredCertificate",
+    "Role",
+    "RouteError",
+    "RoutingInput",
+    "RoutingPackageError",
+    "Subscription",
+    "WebhookEndpoint",
+    "read_parties",
+    "route",
+]

@@ -1,0 +1,102 @@
+"""Builds the parts of a running broker from the settings, once, at start."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from broker.dedup import DedupStore
+from broker.errors import ConfigurationError
+from broker.service import BrokerService
+from broker.settings import Settings
+from monitoring.metrics import CertificateExpiry, Metrics
+from routing import Directory, DirectoryError
+from signing import Signer, SigningError, TrustStore, Verifier
+from signing.pki import party_paths
+from xta_schemas import Catalog, StandardError
+
+__all__ = ["Parts", "build_broker", "load_parts", "party_signer"]
+
+log = logging.getLogger("xbroker")
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """Everything loaded from disk that the broker and the example clients share."""
+
+    settings: Settings
+    catalog: Catalog
+    directory: Directory
+    trust: TrustStore
+
+    def verifier(self) -> Verifier:
+        return Verifier(self.trust)
+
+
+def load_parts(settings: Settings) -> Parts:
+    try:
+        catalog = Catalog.load(settings.standard_dirs)
+    except StandardError as exc:
+        raise ConfigurationError(f"standards: {exc}") from exc
+    try:
+        directory = Directory.load(settings.directory, settings.party_certificate_dir)
+    except DirectoryError as exc:
+        raise ConfigurationError(str(exc)) from exc
+    if not settings.trust_dir.is_dir():
+        raise ConfigurationError(
+            f"no trust store at {settings.trust_dir}: run `xbroker pki init` for a development "
+            "PKI, or set pki_dir to a folder holding trust/ (CA certificates) and crl/"
+        )
+    try:
+        trust = TrustStore.from_dirs(
+            settings.trust_dir, settings.crl_dir if settings.crl_dir.is_dir() else None
+        )
+    except SigningError as exc:
+        raise ConfigurationError(f"trust store: {exc}") from exc
+    return Parts(settings, catalog, directory, trust)
+
+
+def party_signer(settings: Settings, kennung: str) -> Signer:
+    """The signer of one party of the development PKI (portal, broker, agencies)."""
+    cert, key = party_paths(settings.pki, kennung)
+    if not cert.is_file() or not key.is_file():
+        raise ConfigurationError(
+            f"no key and certificate for {kennung} under {settings.pki}: run `xbroker pki init`"
+        )
+    try:
+        return Signer.from_files(key, cert)
+    except SigningError as exc:
+        raise ConfigurationError(f"{kennung}: {exc}") from exc
+
+
+def build_broker(
+    parts: Parts, registry: CollectorRegistry | None = None, dedup_path: Path | None = None
+) -> BrokerService:
+    settings = parts.settings
+    metrics = Metrics(registry or CollectorRegistry())
+    metrics.set_certificates(
+        CertificateExpiry(
+            kennung=agency.kennung, serial=str(c.certificate.serial_number), not_after=c.not_after
+        )
+        for agency in parts.directory
+        for c in agency.certificates
+        if c.certificate is not None and c.not_after is not None
+    )
+    dedup = DedupStore(
+        dedup_path or settings.state_dir / "dedup.sqlite3",
+        window_seconds=settings.dedup_window_days * 86400,
+    )
+    service = BrokerService(
+        settings,
+        catalog=parts.catalog,
+        directory=parts.directory,
+        verifier=parts.verifier(),
+        signer=party_signer(settings, settings.broker_kennung),
+        metrics=metrics,
+        dedup=dedup,
+    )
+    metrics.follow_readiness(service.readiness)
+    return service

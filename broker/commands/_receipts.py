@@ -1,0 +1,32 @@
+"""How the CLI prints receipts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from broker.receipts import Kind, Receipt
+from routing import Directory
+
+__all__ = ["describe_receipt"]
+
+_WIDTH = len("duplicate")
+
+
+def describe_receipt(receipt: Receipt, directory: Directory | None = None, label: str = "") -> str:
+    def name(kennung: str) -> str:
+        agency = directory.get(kennung) if directory else None
+        return f"{kennung} ({agency.name})" if agency else kennung
+
+    stamp = datetime.now().strftime("%H:%M:%S")
+    head = f"[{stamp}] {label or receipt.nachrichten_uuid}  {receipt.kind.value:<{_WIDTH}}"
+    if receipt.kind is Kind.ACCEPTED:
+        return f"{head}  {receipt.nachrichtentyp} → " + ", ".join(
+            name(r) for r in receipt.recipients
+        )
+    if receipt.kind is Kind.DELIVERED:
+        return f"{head}  received and confirmed by {name(receipt.issuer)}"
+    if receipt.kind is Kind.DUPLICATE:
+        return f"{head}  already handled (first sha256 {str(receipt.first_digest)[:16]}…)"
+    lines = [f"{head}  {receipt.reason}: {receipt.detail}"]
+    lines += [f"{'':>22}{issue}" for issue in receipt.issues]
+    return "\n".join(lines)

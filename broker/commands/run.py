@@ -1,0 +1,47 @@
+"""``xbroker run``: the broker worker, until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from prometheus_client import CollectorRegistry
+
+from broker.app import build_broker, load_parts
+from broker.commands._common import run_async, settings_from, wait_for_signal
+from broker.logs import configure_logging, event
+from monitoring.http import build_app, serve
+
+__all__ = ["register"]
+
+log = logging.getLogger("xbroker")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("run", help="run the broker worker until SIGTERM or Ctrl-C")
+    parser.add_argument("--log-level", default="INFO")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level)
+    settings = settings_from(args)
+
+    async def main() -> int:
+        parts = load_parts(settings)
+        registry = CollectorRegistry()
+        service = build_broker(parts, registry)
+        http = await serve(
+            build_app(registry, service.readiness), settings.metrics_host, settings.metrics_port
+        )
+        await service.start()
+        event(log, "broker.serving", metrics=f"{http.url}/metrics")
+        try:
+            signal_received = await wait_for_signal()
+            event(log, "broker.signal", signal=signal_received.name)
+        finally:
+            await service.stop()
+            await http.stop()
+        return 0
+
+    return run_async(main)

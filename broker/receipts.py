@@ -1,0 +1,141 @@
+"""Receipts: signed XML statements about one message (the entries of its Laufzettel).
+
+The broker issues ``accepted``, ``rejected``, ``duplicate`` and ``failed`` receipts; an
+agency issues ``delivered`` receipts, which the broker verifies and forwards unchanged.
+A receipt carries metadata and the SHA-256 of the bytes received, never the payload.
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from lxml import etree
+
+from xta_schemas import ValidationIssue
+
+__all__ = ["NS", "Kind", "Receipt", "build_receipt", "read_receipt"]
+
+NS = "urn:xbroker:quittung:1"
+_Q = f"{{{NS}}}"
+
+
+class Kind(StrEnum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    DUPLICATE = "duplicate"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+    @property
+    def final(self) -> bool:
+        """No further receipt follows one of these for the same recipient."""
+        return self is not Kind.ACCEPTED
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    kind: Kind
+    nachrichten_uuid: str
+    issuer: str
+    issued: datetime
+    digest: str | None = None
+    nachrichtentyp: str | None = None
+    standard: str | None = None
+    author: str | None = None
+    recipients: tuple[str, ...] = ()
+    reason: str | None = None
+    detail: str | None = None
+    issues: tuple[ValidationIssue, ...] = ()
+    first_digest: str | None = None  # duplicate: the digest of the first message
+    receipt_uuid: str = field(default_factory=lambda: str(uuidlib.uuid4()))
+
+
+def build_receipt(receipt: Receipt) -> etree._Element:
+    """The unsigned receipt document."""
+    root = etree.Element(f"{_Q}quittung", nsmap={"q": NS})
+    root.set("art", receipt.kind.value)
+    _text(root, "quittungUUID", receipt.receipt_uuid)
+    _text(root, "nachrichtenUUID", receipt.nachrichten_uuid)
+    _text(root, "nachrichtentyp", receipt.nachrichtentyp)
+    _text(root, "standard", receipt.standard)
+    _text(root, "autor", receipt.author)
+    for recipient in receipt.recipients:
+        _text(root, "empfaenger", recipient)
+    if receipt.reason is not None:
+        grund = _text(root, "grund", receipt.detail or "")
+        assert grund is not None
+        grund.set("code", receipt.reason)
+    if receipt.issues:
+        report = etree.SubElement(root, f"{_Q}pruefbericht")
+        for issue in receipt.issues:
+            error = etree.SubElement(report, f"{_Q}fehler")
+            if issue.line is not None:
+                error.set("zeile", str(issue.line))
+            error.set("pfad", issue.path)
+            error.text = issue.reason
+    _text(root, "sha256", receipt.digest)
+    _text(root, "ersteSha256", receipt.first_digest)
+    _text(root, "zeitpunkt", receipt.issued.astimezone(UTC).isoformat())
+    _text(root, "aussteller", receipt.issuer)
+    return root
+
+
+def read_receipt(root: etree._Element) -> Receipt:
+    """Read a (verified) receipt document back. Raises ValueError if it is not one."""
+    if root.tag != f"{_Q}quittung":
+        raise ValueError(f"not a receipt: root element {root.tag}")
+    issues = tuple(
+        ValidationIssue(
+            line=_int_or_none(e.get("zeile")),
+            path=e.get("pfad", ""),
+            reason=e.text or "",
+        )
+        for e in root.iterfind(f"{_Q}pruefbericht/{_Q}fehler")
+    )
+    grund = root.find(f"{_Q}grund")
+    return Receipt(
+        kind=Kind(root.get("art", "")),
+        nachrichten_uuid=_required(root, "nachrichtenUUID"),
+        issuer=_required(root, "aussteller"),
+        issued=datetime.fromisoformat(_required(root, "zeitpunkt")),
+        digest=root.findtext(f"{_Q}sha256"),
+        nachrichtentyp=root.findtext(f"{_Q}nachrichtentyp"),
+        standard=root.findtext(f"{_Q}standard"),
+        author=root.findtext(f"{_Q}autor"),
+        recipients=tuple(e.text or "" for e in root.iterfind(f"{_Q}empfaenger")),
+        reason=grund.get("code") if grund is not None else None,
+        detail=grund.text if grund is not None else None,
+        issues=issues,
+        first_digest=root.findtext(f"{_Q}ersteSha256"),
+        receipt_uuid=_required(root, "quittungUUID"),
+    )
+
+
+def recipients_of(receipts: Sequence[Receipt]) -> tuple[str, ...]:
+    for receipt in receipts:
+        if receipt.kind is Kind.ACCEPTED:
+            return receipt.recipients
+    return ()
+
+
+def _text(parent: etree._Element, name: str, value: str | None) -> etree._Element | None:
+    if value is None:
+        return None
+    child = etree.SubElement(parent, f"{_Q}{name}")
+    child.text = value
+    return child
+
+
+def _required(root: etree._Element, name: str) -> str:
+    value = root.findtext(f"{_Q}{name}")
+    if not value:
+        raise ValueError(f"receipt without {name}")
+    return value
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return int(value) if value else None

@@ -1,0 +1,405 @@
+"""The broker worker: consumes the ingress queue, runs the pipeline, delivers, answers.
+
+One message, in order (DESIGN.md): decide (pure pipeline) → deduplicate → publish a copy
+to every recipient (confirmed, mandatory) → publish the signed receipt to the author →
+ack. A crash before the ack redelivers the message; the dedup claim makes that harmless.
+Permanent failures are answered with a signed rejection receipt and acked; transient
+ones are requeued (the queue's delivery limit dead-letters a message that never works).
+
+Delivery receipts from agencies arrive on their own queue; the broker verifies that the
+registered agency signed one before forwarding it, unchanged, to the author.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from lxml import etree
+
+from broker import publishing, topology
+from broker.dedup import ClaimState, DedupStore
+from broker.errors import PublishError, Reason, TransientError
+from broker.logs import event
+from broker.pipeline import Accepted, Pipeline, Rejected
+from broker.receipts import Kind, Receipt, build_receipt, read_receipt
+from broker.settings import Settings
+from monitoring.metrics import Metrics
+from routing import AmqpEndpoint, Directory, Recipient
+from signing import ParserLimits, Signer, SigningError, Verifier, parse_untrusted
+from xta_schemas import Catalog
+
+__all__ = ["BrokerService", "Lifecycle"]
+
+log = logging.getLogger("xbroker.broker")
+
+# Headers the broker adds to an agency's copy (metadata the agency SDK echoes back).
+HEADER_PUBLISHED = "x-xbroker-published"  # author's publish time (Unix seconds)
+HEADER_TYPE = "x-xbroker-nachrichtentyp"
+HEADER_AUTHOR = "x-xbroker-author"
+
+
+class Lifecycle(StrEnum):
+    UNOPENED = "unopened"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    CLOSED = "closed"
+
+
+@dataclass(slots=True)
+class _Consumers:
+    ingress: AbstractQueue
+    ingress_tag: str
+    receipts: AbstractQueue
+    receipts_tag: str
+
+
+class BrokerService:
+    """One broker worker. Any number may consume the same ingress queue."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        catalog: Catalog,
+        directory: Directory,
+        verifier: Verifier,
+        signer: Signer,
+        metrics: Metrics,
+        dedup: DedupStore,
+    ) -> None:
+        self.settings = settings
+        self.directory = directory
+        self.metrics = metrics
+        self._signer = signer
+        self._verifier = verifier
+        self._dedup = dedup
+        self._pipeline = Pipeline(
+            catalog=catalog,
+            verifier=verifier,
+            directory=directory,
+            limits=ParserLimits(
+                max_bytes=settings.max_message_bytes, max_depth=settings.max_xml_depth
+            ),
+            observe=self._observe_stage,
+        )
+        self.state = Lifecycle.UNOPENED
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchanges: topology.Exchanges | None = None
+        self._consumers: _Consumers | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    # lifecycle
+
+    async def start(self) -> None:
+        self._connection = await aio_pika.connect_robust(
+            self.settings.amqp_url, client_properties={"connection_name": "xbroker-broker"}
+        )
+        self._channel = await self._connection.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
+        await self._channel.set_qos(prefetch_count=self.settings.prefetch)
+        self._exchanges = await topology.declare_core(self._channel, self.settings.delivery_limit)
+        await topology.declare_for_directory(
+            self._channel, self._exchanges, self.directory, self.settings.delivery_limit
+        )
+        ingress = await self._channel.get_queue(topology.INGRESS_QUEUE)
+        receipts = await self._channel.get_queue(topology.DELIVERY_RECEIPT_QUEUE)
+        self._consumers = _Consumers(
+            ingress=ingress,
+            ingress_tag=await ingress.consume(self._track(self._on_ingress)),
+            receipts=receipts,
+            receipts_tag=await receipts.consume(self._track(self._on_delivery_receipt)),
+        )
+        self.state = Lifecycle.RUNNING
+        event(log, "broker.started", agencies=len(self.directory))
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop taking messages, let in-flight ones finish within ``grace``, then close.
+
+        Messages not finished in time are never acked, so RabbitMQ returns them to the
+        queue when the channel closes.
+        """
+        if self.state in (Lifecycle.CLOSED, Lifecycle.UNOPENED):
+            self.state = Lifecycle.CLOSED
+            return
+        self.state = Lifecycle.STOPPING
+        grace = self.settings.shutdown_grace_seconds if grace is None else grace
+        if self._consumers is not None:
+            for queue, tag in (
+                (self._consumers.ingress, self._consumers.ingress_tag),
+                (self._consumers.receipts, self._consumers.receipts_tag),
+            ):
+                try:
+                    await queue.cancel(tag)
+                except Exception:  # the connection may already be gone
+                    log.debug("cancel failed", exc_info=True)
+        if self._in_flight:
+            _, pending = await asyncio.wait(set(self._in_flight), timeout=grace)
+            for task in pending:
+                task.cancel()
+            event(log, "broker.stopping", finished_in_time=not pending, returned=len(pending))
+        if self._connection is not None:
+            await self._connection.close()
+        self._dedup.close()
+        self.state = Lifecycle.CLOSED
+        event(log, "broker.stopped")
+
+    def readiness(self) -> Mapping[str, bool]:
+        connected = self._connection is not None and not self._connection.is_closed
+        return {
+            "rabbitmq": connected,
+            "topology": self._exchanges is not None,
+            "consuming": self.state is Lifecycle.RUNNING,
+            "standards": len(self._pipeline.catalog.standards) > 0,
+        }
+
+    # ingress
+
+    def _track(
+        self, handler: Callable[[AbstractIncomingMessage], Awaitable[None]]
+    ) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+        """Wrap a consumer so that stop() can wait for the messages it is handling."""
+
+        async def run(message: AbstractIncomingMessage) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._in_flight.add(task)
+            try:
+                await handler(message)
+            finally:
+                self._in_flight.discard(task)
+
+        return run
+
+    async def _on_ingress(self, message: AbstractIncomingMessage) -> None:
+        with self.metrics.track_message():
+            try:
+                decision = self._pipeline.process(message.body)
+                if isinstance(decision, Rejected):
+                    await self._reject(message, decision)
+                else:
+                    await self._accept(message, decision)
+            except TransientError as exc:
+                event(
+                    log, "message.retry", logging.WARNING, uuid=message.message_id, error=str(exc)
+                )
+                await _settle(message, requeue=True)
+                return
+            except Exception:
+                # A bug, not the sender's fault: requeue; the delivery limit dead-letters
+                # a message that fails every time, so it is kept, not lost or looped.
+                log.exception(
+                    "message.error", extra={"xbroker_facts": {"uuid": message.message_id}}
+                )
+                await _settle(message, requeue=True)
+                return
+            await message.ack()
+
+    async def _accept(self, message: AbstractIncomingMessage, decision: Accepted) -> None:
+        header = decision.header
+        author = header.author.kennung
+        claim = self._dedup.claim(author, header.uuid, decision.digest)
+        if claim.state is ClaimState.DUPLICATE:
+            self.metrics.duplicate(header.nachrichtentyp)
+            event(log, "message.duplicate", uuid=header.uuid, author=author)
+            await self._send_receipt(
+                author,
+                Receipt(
+                    kind=Kind.DUPLICATE,
+                    nachrichten_uuid=header.uuid,
+                    issuer=self.settings.broker_kennung,
+                    issued=datetime.now(UTC),
+                    digest=decision.digest,
+                    nachrichtentyp=header.nachrichtentyp,
+                    standard=decision.standard,
+                    author=author,
+                    first_digest=claim.first_digest,
+                ),
+            )
+            return
+        published = message.timestamp.timestamp() if message.timestamp else time.time()
+        with self.metrics.time_stage("deliver"):
+            await asyncio.gather(
+                *(self._deliver(r, message.body, decision, published) for r in decision.recipients)
+            )
+        with self.metrics.time_stage("receipt"):
+            await self._send_receipt(
+                author,
+                Receipt(
+                    kind=Kind.ACCEPTED,
+                    nachrichten_uuid=header.uuid,
+                    issuer=self.settings.broker_kennung,
+                    issued=datetime.now(UTC),
+                    digest=decision.digest,
+                    nachrichtentyp=header.nachrichtentyp,
+                    standard=decision.standard,
+                    author=author,
+                    recipients=tuple(r.kennung for r in decision.recipients),
+                ),
+            )
+        self._dedup.complete(author, header.uuid)
+        self.metrics.accept(decision.standard, header.nachrichtentyp)
+        event(
+            log,
+            "message.accepted",
+            uuid=header.uuid,
+            nachrichtentyp=header.nachrichtentyp,
+            author=author,
+            recipients=[r.kennung for r in decision.recipients],
+            retry=claim.state is ClaimState.RETRY,
+        )
+
+    async def _deliver(
+        self, recipient: Recipient, body: bytes, decision: Accepted, published: float
+    ) -> None:
+        assert self._exchanges is not None
+        agency = self.directory.get(recipient.kennung)
+        if agency is None or not isinstance(agency.endpoint, AmqpEndpoint):
+            # Webhook endpoints are served by the webhook deliverer, fed from the same
+            # exchange; until then the copy must not be lost.
+            raise PublishError(f"no AMQP endpoint for {recipient.kennung}")
+        msg = publishing.message(
+            body,
+            message_id=decision.header.uuid,
+            headers={
+                HEADER_PUBLISHED: published,
+                HEADER_TYPE: decision.header.nachrichtentyp,
+                HEADER_AUTHOR: decision.header.author.kennung,
+            },
+        )
+        try:
+            await publishing.publish_confirmed(
+                self._exchanges.deliver,
+                msg,
+                topology.agency_routing_key(recipient.kennung, test=recipient.test),
+                self.settings.confirm_timeout_seconds,
+            )
+        except PublishError:
+            self.metrics.delivery(recipient.kennung, "failed")
+            raise
+        self.metrics.delivery(recipient.kennung, "delivered")
+
+    async def _reject(self, message: AbstractIncomingMessage, decision: Rejected) -> None:
+        header = decision.header
+        self.metrics.reject(decision.reason.value)
+        target = self._rejection_target(message, decision)
+        uuid = header.uuid if header else (message.message_id or "unknown")
+        event(
+            log,
+            "message.rejected",
+            uuid=uuid,
+            reason=decision.reason.value,
+            nachrichtentyp=header.nachrichtentyp if header else None,
+            author=target,
+        )
+        if target is None:
+            event(log, "receipt.undeliverable", logging.WARNING, uuid=uuid)
+            return
+        await self._send_receipt(
+            target,
+            Receipt(
+                kind=Kind.REJECTED,
+                nachrichten_uuid=uuid,
+                issuer=self.settings.broker_kennung,
+                issued=datetime.now(UTC),
+                digest=decision.digest,
+                nachrichtentyp=header.nachrichtentyp if header else None,
+                standard=decision.standard,
+                author=header.author.kennung if header else None,
+                reason=decision.reason.value,
+                detail=decision.detail,
+                issues=decision.issues,
+            ),
+        )
+
+    def _rejection_target(self, message: AbstractIncomingMessage, decision: Rejected) -> str | None:
+        """Who learns of a rejection: the signed author, else the sender's reply-to."""
+        header = decision.header
+        if (
+            header is not None
+            and decision.reason is not Reason.SIGNER_NOT_AUTHOR
+            and header.author.kennung in self.directory
+        ):
+            return header.author.kennung
+        if message.reply_to and message.reply_to in self.directory:
+            return message.reply_to
+        if header is not None and header.author.kennung in self.directory:
+            return header.author.kennung
+        return None
+
+    async def _send_receipt(self, author: str, receipt: Receipt) -> None:
+        body = self._signer.sign(build_receipt(receipt))
+        await self._forward_receipt(author, body, receipt.receipt_uuid)
+        self.metrics.receipt(receipt.kind.value)
+
+    async def _forward_receipt(self, author: str, body: bytes, receipt_uuid: str) -> None:
+        assert self._exchanges is not None
+        await publishing.publish_confirmed(
+            self._exchanges.receipts,
+            publishing.message(body, message_id=receipt_uuid),
+            author,
+            self.settings.confirm_timeout_seconds,
+        )
+
+    # delivery receipts from agencies
+
+    async def _on_delivery_receipt(self, message: AbstractIncomingMessage) -> None:
+        try:
+            root = parse_untrusted(message.body)
+            verified = self._verifier.verify(root)
+            signed = verified.signed
+            if isinstance(signed, etree._ElementTree):
+                signed = signed.getroot()
+            receipt = read_receipt(signed)
+            if receipt.kind is not Kind.DELIVERED:
+                raise ValueError(f"agencies send delivered receipts, not {receipt.kind}")
+            if not self.directory.certificate_registered(receipt.issuer, verified.fingerprint):
+                raise ValueError(f"not signed by a certificate registered for {receipt.issuer}")
+            if receipt.author is None or receipt.author not in self.directory:
+                raise ValueError(f"unknown author {receipt.author}")
+        except (SigningError, ValueError) as exc:
+            event(log, "receipt.invalid", logging.WARNING, error=str(exc))
+            await message.reject(requeue=False)  # dead-lettered for an operator to inspect
+            return
+        try:
+            await self._forward_receipt(receipt.author, message.body, receipt.receipt_uuid)
+        except PublishError as exc:
+            event(log, "receipt.retry", logging.WARNING, error=str(exc))
+            await _settle(message, requeue=True)
+            return
+        self.metrics.receipt("delivered")
+        published = (message.headers or {}).get(HEADER_PUBLISHED)
+        if isinstance(published, int | float) and receipt.nachrichtentyp:
+            self.metrics.observe_end_to_end(receipt.nachrichtentyp, time.time() - published)
+        event(
+            log,
+            "message.delivered",
+            uuid=receipt.nachrichten_uuid,
+            agency=receipt.issuer,
+            author=receipt.author,
+        )
+        await message.ack()
+
+    def _observe_stage(self, stage: str, seconds: float) -> None:
+        self.metrics.stage_duration.labels(stage=stage).observe(seconds)
+
+
+async def _settle(message: AbstractIncomingMessage, *, requeue: bool) -> None:
+    try:
+        await message.nack(requeue=requeue)
+    except Exception:  # the channel is gone: RabbitMQ requeues it by itself
+        log.debug("nack failed", exc_info=True)

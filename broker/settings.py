@@ -1,0 +1,124 @@
+"""One typed settings object, built at start and passed down.
+
+Sources, strongest first: ``XBROKER_*`` environment variables, then the TOML settings
+file (``--config``, ``$XBROKER_CONFIG``, or ``examples/xbroker.toml`` when present).
+Relative paths in the file resolve against the file's folder, so a checkout can be run
+from anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from broker.errors import ConfigurationError
+
+__all__ = ["Settings", "load_settings"]
+
+DEFAULT_CONFIG = Path("examples/xbroker.toml")
+_PATH_FIELDS = ("state_dir", "directory", "pki_dir", "inbox_dir")
+
+
+class Settings(BaseSettings):
+    """Everything the service needs to run."""
+
+    model_config = SettingsConfigDict(env_prefix="XBROKER_", extra="forbid", frozen=True)
+
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    broker_kennung: str = "xbr:broker"
+    broker_name: str = "xbroker"
+    portal_kennung: str = Field(
+        default="osi:hh-portal", description="the author `xbroker publish` signs as"
+    )
+    state_dir: Path = Path(".xbroker")
+    directory: Path = Path("examples/directory.toml")
+    pki_dir: Path | None = Field(default=None, description="default: <state_dir>/pki")
+    inbox_dir: Path | None = Field(default=None, description="CLI agencies write here")
+    standard_dirs: tuple[Path, ...] = ()
+
+    prefetch: int = Field(default=32, ge=1, le=10_000)
+    confirm_timeout_seconds: float = Field(default=5.0, gt=0)
+    delivery_limit: int = Field(default=5, ge=1)
+    max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_xml_depth: int = Field(default=256, ge=8)
+    dedup_window_days: float = Field(default=7.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+
+    @property
+    def pki(self) -> Path:
+        return self.pki_dir or self.state_dir / "pki"
+
+    @property
+    def trust_dir(self) -> Path:
+        return self.pki / "trust"
+
+    @property
+    def crl_dir(self) -> Path:
+        return self.pki / "crl"
+
+    @property
+    def party_certificate_dir(self) -> Path:
+        return self.pki / "parties"
+
+    @property
+    def inbox(self) -> Path:
+        return self.inbox_dir or self.state_dir / "inbox"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file (which arrives as init arguments).
+        return (env_settings, init_settings)
+
+
+def load_settings(config: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from the file (if any) and the environment, then apply
+    ``overrides`` (already typed values, strongest of all)."""
+    path = _config_path(config)
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigurationError(f"{path}: cannot read settings: {exc}") from exc
+        base = path.parent
+        for name in _PATH_FIELDS:
+            if isinstance(values.get(name), str):
+                values[name] = _resolve(base, values[name])
+        if isinstance(values.get("standard_dirs"), list):
+            values["standard_dirs"] = [_resolve(base, p) for p in values["standard_dirs"]]
+    try:
+        settings = Settings(**values)
+    except ValidationError as exc:
+        where = f"{path}: " if path else ""
+        raise ConfigurationError(f"{where}invalid settings:\n{exc}") from exc
+    # Programmatic overrides (tests, benchmarks) win over the environment too.
+    return settings.model_copy(update=overrides) if overrides else settings
+
+
+def _config_path(config: str | Path | None) -> Path | None:
+    if config is not None:
+        return Path(config)
+    env = os.environ.get("XBROKER_CONFIG")
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+
+
+def _resolve(base: Path, value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else (base / path).resolve()

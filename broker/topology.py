@@ -1,0 +1,169 @@
+"""RabbitMQ topology: names and declarations of exchanges and queues.
+
+::
+
+    xbroker.ingress (direct) ──"submit"──► xbroker.ingress (quorum)
+    xbroker.deliver (direct) ──"inbox.<kennung>"──► agency.<kennung>.inbox (quorum)
+                             ──"test.<kennung>"───► agency.<kennung>.test  (quorum)
+    xbroker.receipts (direct) ──"<kennung>"──► receipts.<kennung> (quorum)
+    xbroker.delivery-receipts (direct) ──"delivered"──► xbroker.delivery-receipts (quorum)
+    xbroker.dead (direct): dead letters of every queue above → <queue>.dead
+
+Every work queue is a quorum queue with a delivery limit and at-least-once dead
+lettering, so a message that keeps failing ends in its ``.dead`` queue instead of
+looping or vanishing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aio_pika.abc import AbstractChannel, AbstractExchange, ExchangeType
+
+from routing import AmqpEndpoint, Directory
+
+__all__ = [
+    "DEAD_EXCHANGE",
+    "DELIVERY_RECEIPT_EXCHANGE",
+    "DELIVERY_RECEIPT_QUEUE",
+    "DELIVER_EXCHANGE",
+    "INGRESS_EXCHANGE",
+    "INGRESS_QUEUE",
+    "INGRESS_ROUTING_KEY",
+    "RECEIPT_EXCHANGE",
+    "Exchanges",
+    "agency_queue",
+    "agency_routing_key",
+    "declare_agency_queues",
+    "declare_core",
+    "declare_for_directory",
+    "declare_receipt_queue",
+    "receipt_queue",
+]
+
+INGRESS_EXCHANGE = "xbroker.ingress"
+INGRESS_QUEUE = "xbroker.ingress"
+INGRESS_ROUTING_KEY = "submit"
+DELIVER_EXCHANGE = "xbroker.deliver"
+RECEIPT_EXCHANGE = "xbroker.receipts"
+DELIVERY_RECEIPT_EXCHANGE = "xbroker.delivery-receipts"
+DELIVERY_RECEIPT_QUEUE = "xbroker.delivery-receipts"
+DELIVERY_RECEIPT_ROUTING_KEY = "delivered"
+DEAD_EXCHANGE = "xbroker.dead"
+
+
+def agency_queue(kennung: str, *, test: bool = False) -> str:
+    return f"agency.{kennung}.{'test' if test else 'inbox'}"
+
+
+def agency_routing_key(kennung: str, *, test: bool = False) -> str:
+    return f"{'test' if test else 'inbox'}.{kennung}"
+
+
+def receipt_queue(kennung: str) -> str:
+    return f"receipts.{kennung}"
+
+
+@dataclass(frozen=True, slots=True)
+class Exchanges:
+    ingress: AbstractExchange
+    deliver: AbstractExchange
+    receipts: AbstractExchange
+    delivery_receipts: AbstractExchange
+    dead: AbstractExchange
+
+
+async def declare_core(channel: AbstractChannel, delivery_limit: int) -> Exchanges:
+    """Declare the exchanges and the broker's own queues. Idempotent."""
+
+    async def exchange(name: str) -> AbstractExchange:
+        return await channel.declare_exchange(name, ExchangeType.DIRECT, durable=True)
+
+    ingress = await exchange(INGRESS_EXCHANGE)
+    deliver = await exchange(DELIVER_EXCHANGE)
+    receipts = await exchange(RECEIPT_EXCHANGE)
+    delivery_receipts = await exchange(DELIVERY_RECEIPT_EXCHANGE)
+    dead = await exchange(DEAD_EXCHANGE)
+    await _work_queue(channel, INGRESS_QUEUE, ingress, INGRESS_ROUTING_KEY, dead, delivery_limit)
+    await _work_queue(
+        channel,
+        DELIVERY_RECEIPT_QUEUE,
+        delivery_receipts,
+        DELIVERY_RECEIPT_ROUTING_KEY,
+        dead,
+        delivery_limit,
+    )
+    return Exchanges(ingress, deliver, receipts, delivery_receipts, dead)
+
+
+async def declare_agency_queues(
+    channel: AbstractChannel,
+    exchanges: Exchanges,
+    kennung: str,
+    *,
+    test: bool,
+    delivery_limit: int,
+) -> None:
+    """The inbox (and test inbox) of one agency."""
+    for is_test in (False, True) if test else (False,):
+        await _work_queue(
+            channel,
+            agency_queue(kennung, test=is_test),
+            exchanges.deliver,
+            agency_routing_key(kennung, test=is_test),
+            exchanges.dead,
+            delivery_limit,
+        )
+
+
+async def declare_receipt_queue(
+    channel: AbstractChannel, exchanges: Exchanges, kennung: str, delivery_limit: int
+) -> None:
+    """Where an author's receipts wait for it."""
+    await _work_queue(
+        channel, receipt_queue(kennung), exchanges.receipts, kennung, exchanges.dead, delivery_limit
+    )
+
+
+async def declare_for_directory(
+    channel: AbstractChannel, exchanges: Exchanges, directory: Directory, delivery_limit: int
+) -> None:
+    """An inbox for every agency that receives over AMQP, a receipt queue for every author."""
+    for agency in directory:
+        if isinstance(agency.endpoint, AmqpEndpoint):
+            await declare_agency_queues(
+                channel,
+                exchanges,
+                agency.kennung,
+                test=agency.endpoint.test,
+                delivery_limit=delivery_limit,
+            )
+        if agency.may_send:
+            await declare_receipt_queue(channel, exchanges, agency.kennung, delivery_limit)
+
+
+async def _work_queue(
+    channel: AbstractChannel,
+    name: str,
+    exchange: AbstractExchange,
+    routing_key: str,
+    dead: AbstractExchange,
+    delivery_limit: int,
+) -> None:
+    dead_queue = await channel.declare_queue(
+        f"{name}.dead", durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    await dead_queue.bind(dead, routing_key=name)
+    queue = await channel.declare_queue(
+        name,
+        durable=True,
+        arguments={
+            "x-queue-type": "quorum",
+            "x-delivery-limit": delivery_limit,
+            "x-dead-letter-exchange": DEAD_EXCHANGE,
+            "x-dead-letter-routing-key": name,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        },
+    )
+    await queue.bind(exchange, routing_key=routing_key)

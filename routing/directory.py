@@ -1,0 +1,283 @@
+"""The agency directory: who exists, how to reach them, what they send and receive.
+
+Modelled on DVDV: each participant has a Behördenkennung (``prefix:kennung``), a name,
+the certificates it signs with, the message types it receives (as named reader or as
+the agency responsible for a region), the types it receives copies of, and the types it
+may author. The directory is loaded from a TOML file and validated with pydantic; an
+invalid file is refused with a message naming the entry and the field.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from routing.errors import DirectoryError
+
+__all__ = [
+    "Agency",
+    "AmqpEndpoint",
+    "Directory",
+    "RegisteredCertificate",
+    "Subscription",
+    "WebhookEndpoint",
+    "read_parties",
+]
+
+KENNUNG_PATTERN = re.compile(r"^[a-z]{2,10}:[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Subscription(_Model):
+    """A message type an agency accepts, optionally limited to some standard versions."""
+
+    type: str
+    versions: tuple[str, ...] = ()
+
+    def matches(self, nachrichtentyp: str, version: str) -> bool:
+        if not fnmatch.fnmatchcase(nachrichtentyp, self.type):
+            return False
+        return not self.versions or version in self.versions
+
+
+def _subscriptions(value: object) -> object:
+    # "meldung.anmeldung.0200" or "meldung.anmeldung.0200@1.1" are shorthands.
+    if not isinstance(value, list):
+        return value
+    out: list[object] = []
+    for item in value:
+        if isinstance(item, str):
+            type_, _, versions = item.partition("@")
+            out.append({"type": type_, "versions": [v for v in versions.split(",") if v]})
+        else:
+            out.append(item)
+    return out
+
+
+class AmqpEndpoint(_Model):
+    kind: Literal["amqp"] = "amqp"
+    test: bool = Field(default=True, description="has a test inbox for messages with the test flag")
+
+
+class WebhookEndpoint(_Model):
+    kind: Literal["webhook"]
+    url: str
+    secret_env: str = Field(description="environment variable holding the webhook secret")
+    test_url: str | None = None
+
+    @field_validator("url", "test_url")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(
+            ("https://", "http://127.", "http://localhost")
+        ):
+            raise ValueError("webhook URLs must be https:// (plain http only on loopback)")
+        return value
+
+    @property
+    def test(self) -> bool:
+        return self.test_url is not None
+
+
+class AgencyEntry(_Model):
+    kennung: str
+    name: str
+    certificates: tuple[str, ...] = ()
+    accepts: tuple[Subscription, ...] = ()
+    regions: tuple[str, ...] = ()
+    notify: tuple[Subscription, ...] = ()
+    may_send: tuple[str, ...] = ()
+    endpoint: Annotated[AmqpEndpoint | WebhookEndpoint, Field(discriminator="kind")] = (
+        AmqpEndpoint()
+    )
+
+    _split_accepts = field_validator("accepts", "notify", mode="before")(_subscriptions)
+
+    @field_validator("kennung")
+    @classmethod
+    def _kennung(cls, value: str) -> str:
+        if not KENNUNG_PATTERN.match(value):
+            raise ValueError(f"{value!r} is not a Behördenkennung like 'psw:02000000'")
+        return value
+
+    @field_validator("regions")
+    @classmethod
+    def _regions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for region in value:
+            if not region.isdigit() or not 2 <= len(region) <= 12:
+                raise ValueError(f"region {region!r} is not an AGS or regional key (digits)")
+        return value
+
+
+class DirectoryFile(_Model):
+    agency: tuple[AgencyEntry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredCertificate:
+    """A signing certificate registered for an agency (by file or by fingerprint)."""
+
+    fingerprint: str
+    certificate: x509.Certificate | None
+    source: str
+
+    @property
+    def not_after(self) -> datetime | None:
+        return self.certificate.not_valid_after_utc if self.certificate else None
+
+
+@dataclass(frozen=True, slots=True)
+class Agency:
+    kennung: str
+    name: str
+    certificates: tuple[RegisteredCertificate, ...]
+    accepts: tuple[Subscription, ...]
+    regions: tuple[str, ...]
+    notify: tuple[Subscription, ...]
+    may_send: tuple[str, ...]
+    endpoint: AmqpEndpoint | WebhookEndpoint
+
+    def accepts_type(self, nachrichtentyp: str, version: str) -> bool:
+        return any(s.matches(nachrichtentyp, version) for s in self.accepts)
+
+    def notified_of(self, nachrichtentyp: str, version: str) -> bool:
+        return any(s.matches(nachrichtentyp, version) for s in self.notify)
+
+    def may_author(self, nachrichtentyp: str) -> bool:
+        return any(fnmatch.fnmatchcase(nachrichtentyp, p) for p in self.may_send)
+
+    def responsible_for(self, region: str) -> bool:
+        # A region entry covers every key it prefixes: "01060" covers "01060063".
+        return any(region.startswith(r) for r in self.regions)
+
+    @property
+    def fingerprints(self) -> frozenset[str]:
+        return frozenset(c.fingerprint for c in self.certificates)
+
+
+class Directory:
+    """The loaded directory. Immutable: a reload builds a new one."""
+
+    def __init__(self, agencies: Sequence[Agency], source: Path | None = None) -> None:
+        self._agencies: Mapping[str, Agency] = {a.kennung: a for a in agencies}
+        self.source = source
+
+    def __iter__(self) -> Iterator[Agency]:
+        return iter(self._agencies.values())
+
+    def __len__(self) -> int:
+        return len(self._agencies)
+
+    def __contains__(self, kennung: object) -> bool:
+        return kennung in self._agencies
+
+    def get(self, kennung: str) -> Agency | None:
+        return self._agencies.get(kennung)
+
+    def certificate_registered(self, kennung: str, fingerprint: str) -> bool:
+        agency = self._agencies.get(kennung)
+        return agency is not None and fingerprint.lower() in agency.fingerprints
+
+    @classmethod
+    def load(cls, path: Path, certificate_dir: Path | None = None) -> Directory:
+        """Load and check a directory file; certificate paths resolve against certificate_dir
+        (default: the file's folder)."""
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise DirectoryError(f"{path}: cannot read directory: {exc}") from exc
+        try:
+            parsed = DirectoryFile.model_validate(raw)
+        except ValidationError as exc:
+            raise DirectoryError(_explain(path, raw, exc)) from exc
+        base = certificate_dir or path.parent
+        agencies: list[Agency] = []
+        seen: set[str] = set()
+        for index, entry in enumerate(parsed.agency):
+            if entry.kennung in seen:
+                raise DirectoryError(f"{path}: agency[{index}] ({entry.kennung}): listed twice")
+            seen.add(entry.kennung)
+            certs = tuple(
+                _certificate(path, index, entry.kennung, ref, base) for ref in entry.certificates
+            )
+            agencies.append(
+                Agency(
+                    kennung=entry.kennung,
+                    name=entry.name,
+                    certificates=certs,
+                    accepts=entry.accepts,
+                    regions=entry.regions,
+                    notify=entry.notify,
+                    may_send=entry.may_send,
+                    endpoint=entry.endpoint,
+                )
+            )
+        return cls(agencies, source=path)
+
+
+def _certificate(
+    path: Path, index: int, kennung: str, ref: str, base: Path
+) -> RegisteredCertificate:
+    if ref.startswith("sha256:"):
+        digest = ref.removeprefix("sha256:").replace(":", "").lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise DirectoryError(
+                f"{path}: agency[{index}] ({kennung}).certificates: bad fingerprint {ref!r}"
+            )
+        return RegisteredCertificate(digest, None, ref)
+    file = Path(ref) if Path(ref).is_absolute() else base / ref
+    try:
+        cert = x509.load_pem_x509_certificate(file.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise DirectoryError(
+            f"{path}: agency[{index}] ({kennung}).certificates: cannot load {file}: {exc}"
+        ) from exc
+    digest = hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
+    return RegisteredCertificate(digest, cert, str(file))
+
+
+def _explain(path: Path, raw: Mapping[str, object], exc: ValidationError) -> str:
+    lines = [f"{path}: invalid directory"]
+    entries = raw.get("agency")
+    for error in exc.errors():
+        loc = list(error["loc"])
+        where = ".".join(str(p) for p in loc)
+        if (
+            len(loc) >= 2
+            and loc[0] == "agency"
+            and isinstance(loc[1], int)
+            and isinstance(entries, list)
+        ):
+            entry = entries[loc[1]] if loc[1] < len(entries) else {}
+            kennung = entry.get("kennung", "?") if isinstance(entry, dict) else "?"
+            field = ".".join(str(p) for p in loc[2:]) or "(entry)"
+            where = f"agency[{loc[1]}] ({kennung}).{field}"
+        lines.append(f"  {where}: {error['msg']}")
+    return "\n".join(lines)
+
+
+def read_parties(path: Path) -> list[tuple[str, str]]:
+    """(kennung, name) of every entry, without loading certificates: what a PKI needs
+    before the certificates exist."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        parsed = DirectoryFile.model_validate(raw)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise DirectoryError(f"{path}: cannot read directory: {exc}") from exc
+    except ValidationError as exc:
+        raise DirectoryError(_explain(path, raw, exc)) from exc
+    return [(entry.kennung, entry.name) for entry in parsed.agency]

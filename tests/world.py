@@ -1,0 +1,94 @@
+"""The example world, running in-process against the test session's RabbitMQ vhost.
+
+A broker worker, one agency client per example agency (recording what it receives),
+and the portal (recording its receipts), all with the development PKI made for the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lxml import etree
+from prometheus_client import CollectorRegistry
+
+from broker.agency import AgencyClient, Delivery
+from broker.app import Parts, build_broker, load_parts, party_signer
+from broker.commands.demo import ensure_dev_pki
+from broker.portal import Portal
+from broker.service import BrokerService
+from broker.settings import Settings, load_settings
+from routing import AmqpEndpoint
+from signing import Signer, parse_untrusted
+from xta_schemas.samples import with_fresh_header
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SUBMISSIONS = EXAMPLES / "submissions"
+
+
+@dataclass
+class World:
+    settings: Settings
+    parts: Parts
+    registry: CollectorRegistry
+    broker: BrokerService
+    portal: Portal
+    portal_signer: Signer
+    agencies: dict[str, AgencyClient]
+    received: dict[str, list[Delivery]] = field(default_factory=lambda: defaultdict(list))
+
+    def fresh(self, sample: str) -> etree._Element:
+        """An example submission with a new nachrichtenUUID and creation time."""
+        root = parse_untrusted((SUBMISSIONS / sample).read_bytes())
+        standard, _ = self.parts.catalog.identify(root)
+        return with_fresh_header(root, standard)
+
+    def uuid_of(self, root: etree._Element) -> str:
+        standard, _ = self.parts.catalog.identify(root)
+        return standard.header(root).uuid
+
+    def receivers_of(self, uuid: str) -> list[str]:
+        return sorted(k for k, ds in self.received.items() for d in ds if d.uuid == uuid)
+
+
+@asynccontextmanager
+async def running_world(amqp_url: str, state_dir: Path) -> AsyncIterator[World]:
+    settings = load_settings(
+        EXAMPLES / "xbroker.toml", amqp_url=amqp_url, state_dir=state_dir, metrics_port=0
+    )
+    ensure_dev_pki(settings)
+    parts = load_parts(settings)
+    registry = CollectorRegistry()
+    broker = build_broker(parts, registry)
+    await broker.start()
+    portal_signer = party_signer(settings, settings.portal_kennung)
+    portal = Portal(amqp_url, settings.portal_kennung, portal_signer, parts.verifier())
+    world = World(settings, parts, registry, broker, portal, portal_signer, {})
+    for agency in parts.directory:
+        if isinstance(agency.endpoint, AmqpEndpoint) and agency.accepts:
+
+            async def record(delivery: Delivery, kennung: str = agency.kennung) -> None:
+                world.received[kennung].append(delivery)
+
+            client = AgencyClient(
+                amqp_url,
+                agency.kennung,
+                party_signer(settings, agency.kennung),
+                parts.verifier(),
+                record,
+            )
+            await client.start()
+            world.agencies[agency.kennung] = client
+    await portal.start()
+    try:
+        yield world
+    finally:
+        await portal.close()
+        for client in world.agencies.values():
+            await client.close()
+        await broker.stop()
+        await asyncio.sleep(0)
