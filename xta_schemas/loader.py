@@ -51,6 +51,7 @@ def load_standard(folder: Path, boundary: Path | None = None) -> Standard:
             schema,
             DetailedReporter(entries, table, manifest.namespaces),
             _samples(manifest),
+            tuple(sorted(set(table.values()))),
         )
     except etree.XPathSyntaxError as exc:
         raise StandardLoadError(f"{folder}: an XPath in the manifest is invalid: {exc}") from exc

@@ -80,6 +80,7 @@ class Standard:
         schema: etree.XMLSchema,
         reporter: DetailedReporter,
         samples: tuple[Path, ...],
+        schema_files: tuple[Path, ...] = (),
     ) -> None:
         info = manifest.standard
         self.manifest = manifest
@@ -90,6 +91,8 @@ class Standard:
         self.key: str = f"{info.name}/{info.version}"
         self.folder: Path = manifest.folder
         self.samples: tuple[Path, ...] = samples
+        # Every local schema file the standard compiled from, for diagnostics.
+        self.schema_files: tuple[Path, ...] = schema_files
         self.message_types: Mapping[str, MessageType] = MappingProxyType(
             {
                 code: MessageType(code=code, root=root)
