@@ -32,6 +32,7 @@ from lxml import etree
 from broker import publishing, topology
 from broker.dedup import ClaimState, DedupStore
 from broker.errors import PublishError, Reason, TransientError
+from broker.journal import EventKind, Journal, Journals, StatusEvent
 from broker.logs import event
 from broker.pipeline import Accepted, Pipeline, Rejected
 from broker.receipts import Kind, Receipt, build_receipt, read_receipt
@@ -79,8 +80,10 @@ class BrokerService:
         signer: Signer,
         metrics: Metrics,
         dedup: DedupStore,
+        journal: Journal | None = None,
     ) -> None:
         self.settings = settings
+        self.journal: Journal = journal or Journals()
         self.directory = directory
         self.metrics = metrics
         self._signer = signer
@@ -187,6 +190,7 @@ class BrokerService:
 
     async def _on_ingress(self, message: AbstractIncomingMessage) -> None:
         with self.metrics.track_message():
+            self.journal.record(StatusEvent(message.message_id or "unknown", EventKind.RECEIVED))
             try:
                 decision = self._pipeline.process(message.body)
                 if isinstance(decision, Rejected):
@@ -215,6 +219,15 @@ class BrokerService:
         claim = self._dedup.claim(author, header.uuid, decision.digest)
         if claim.state is ClaimState.DUPLICATE:
             self.metrics.duplicate(header.nachrichtentyp)
+            self.journal.record(
+                StatusEvent(
+                    header.uuid,
+                    EventKind.DUPLICATE,
+                    author=author,
+                    nachrichtentyp=header.nachrichtentyp,
+                    digest=decision.digest,
+                )
+            )
             event(log, "message.duplicate", uuid=header.uuid, author=author)
             await self._send_receipt(
                 author,
@@ -253,6 +266,17 @@ class BrokerService:
             )
         self._dedup.complete(author, header.uuid)
         self.metrics.accept(decision.standard, header.nachrichtentyp)
+        self.journal.record(
+            StatusEvent(
+                header.uuid,
+                EventKind.ACCEPTED,
+                author=author,
+                nachrichtentyp=header.nachrichtentyp,
+                standard=decision.standard,
+                digest=decision.digest,
+                recipients=tuple(r.kennung for r in decision.recipients),
+            )
+        )
         event(
             log,
             "message.accepted",
@@ -292,6 +316,15 @@ class BrokerService:
             self.metrics.delivery(recipient.kennung, "failed")
             raise
         self.metrics.delivery(recipient.kennung, "delivered")
+        self.journal.record(
+            StatusEvent(
+                decision.header.uuid,
+                EventKind.QUEUED,
+                author=decision.header.author.kennung,
+                agency=recipient.kennung,
+                nachrichtentyp=decision.header.nachrichtentyp,
+            )
+        )
 
     async def _reject(self, message: AbstractIncomingMessage, decision: Rejected) -> None:
         header = decision.header
@@ -305,6 +338,17 @@ class BrokerService:
             reason=decision.reason.value,
             nachrichtentyp=header.nachrichtentyp if header else None,
             author=target,
+        )
+        self.journal.record(
+            StatusEvent(
+                uuid,
+                EventKind.REJECTED,
+                author=target,
+                nachrichtentyp=header.nachrichtentyp if header else None,
+                standard=decision.standard,
+                digest=decision.digest,
+                reason=decision.reason.value,
+            )
         )
         if target is None:
             event(log, "receipt.undeliverable", logging.WARNING, uuid=uuid)
@@ -382,6 +426,16 @@ class BrokerService:
             await _settle(message, requeue=True)
             return
         self.metrics.receipt("delivered")
+        self.journal.record(
+            StatusEvent(
+                receipt.nachrichten_uuid,
+                EventKind.DELIVERED,
+                author=receipt.author,
+                agency=receipt.issuer,
+                nachrichtentyp=receipt.nachrichtentyp,
+                digest=receipt.digest,
+            )
+        )
         published = (message.headers or {}).get(HEADER_PUBLISHED)
         if isinstance(published, int | float) and receipt.nachrichtentyp:
             self.metrics.observe_end_to_end(receipt.nachrichtentyp, time.time() - published)
