@@ -32,6 +32,7 @@ from signing.errors import PkiError
 
 __all__ = [
     "CA_FILE_NAME",
+    "DEV_CA_NAME",
     "CertificateInfo",
     "KeyType",
     "create_ca",
@@ -41,6 +42,7 @@ __all__ = [
     "list_certificates",
     "party_paths",
     "revoke",
+    "setup_ca",
     "write_crl",
 ]
 
@@ -49,6 +51,7 @@ CA_FILE_NAME: Final = "xbroker-dev-ca"
 _ORGANISATION: Final = "xbroker development PKI"
 _CLOCK_SKEW: Final = timedelta(minutes=5)
 CRL_DAYS: Final = 30
+DEV_CA_NAME: Final = "xbroker development CA"
 
 
 @dataclass(frozen=True)
@@ -310,15 +313,17 @@ def _needs_new_crl(crl_dir: Path) -> bool:
     return next_update is None or next_update - datetime.now(UTC) < timedelta(days=CRL_DAYS / 2)
 
 
-def init_dev_pki(pki_dir: Path, parties: Sequence[tuple[str, str]]) -> None:
-    """Create the development PKI if absent, add missing parties if present (idempotent).
-
-    Parties get ECDSA P-256 keys (fast to make and to verify). A party whose
-    certificate has expired gets a new one; the CRL is refreshed when half its life is gone.
-    """
+def setup_ca(
+    pki_dir: Path,
+    name: str = DEV_CA_NAME,
+    *,
+    key_type: KeyType = "ec",
+    days: int = 3650,
+) -> None:
+    """Make ``pki_dir`` a working CA folder: the CA if absent, its trust copy, a fresh CRL."""
     ca_dir = pki_dir / "ca"
     if not (ca_dir / "ca.crt").exists():
-        create_ca(ca_dir, "xbroker development CA")
+        create_ca(ca_dir, name, key_type=key_type, days=days)
     trust_copy = pki_dir / "trust" / f"{CA_FILE_NAME}.crt"
     ca_pem = (ca_dir / "ca.crt").read_bytes()
     if not trust_copy.exists() or trust_copy.read_bytes() != ca_pem:
@@ -326,6 +331,16 @@ def init_dev_pki(pki_dir: Path, parties: Sequence[tuple[str, str]]) -> None:
         trust_copy.write_bytes(ca_pem)
     if _needs_new_crl(pki_dir / "crl"):
         write_crl(ca_dir, pki_dir / "crl")
+
+
+def init_dev_pki(pki_dir: Path, parties: Sequence[tuple[str, str]]) -> None:
+    """Create the development PKI if absent, add missing parties if present (idempotent).
+
+    Parties get ECDSA P-256 keys (fast to make and to verify). A party whose
+    certificate has expired gets a new one; the CRL is refreshed when half its life is gone.
+    """
+    setup_ca(pki_dir)
+    ca_dir = pki_dir / "ca"
     now = datetime.now(UTC)
     for kennung, name in parties:
         cert_path, key_path = party_paths(pki_dir, kennung)
