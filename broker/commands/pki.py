@@ -1,0 +1,137 @@
+"""``xbroker pki``: the development PKI (CA, party certificates, revocation, listing).
+
+Everything lives under ``--pki-dir`` (default ``.xbroker/pki``) in the layout described
+in ``signing.pki``. Exit codes: 0 done, 2 the PKI could not be read or changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from signing import SigningError
+from signing.pki import (
+    DEV_CA_NAME,
+    issue,
+    list_certificates,
+    party_paths,
+    revoke,
+    setup_ca,
+)
+
+__all__ = ["DEFAULT_PKI_DIR", "register"]
+
+DEFAULT_PKI_DIR = Path(".xbroker/pki")
+EXIT_OK = 0
+EXIT_ERROR = 2
+
+
+def _common() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--pki-dir",
+        type=Path,
+        default=DEFAULT_PKI_DIR,
+        help=f"development PKI folder (default: {DEFAULT_PKI_DIR})",
+    )
+    return parent
+
+
+def _ca(args: argparse.Namespace) -> int:
+    setup_ca(args.pki_dir, args.name, key_type=args.key_type, days=args.days)
+    print(f"CA ready in {args.pki_dir / 'ca'}; trust store {args.pki_dir / 'trust'}")
+    return EXIT_OK
+
+
+def _issue(args: argparse.Namespace) -> int:
+    out_dir = args.out or party_paths(args.pki_dir, args.kennung)[0].parent
+    cert, key = issue(
+        args.pki_dir / "ca",
+        args.kennung,
+        args.name,
+        out_dir,
+        key_type=args.key_type,
+        days=args.days,
+    )
+    print(f"issued {cert} (key {key})")
+    return EXIT_OK
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    target = Path(args.certificate)
+    if not target.exists() and ":" in args.certificate:
+        target = party_paths(args.pki_dir, args.certificate)[0]
+    crl = revoke(args.pki_dir / "ca", args.pki_dir / "crl", target)
+    print(f"revoked {target}; CRL {crl}")
+    return EXIT_OK
+
+
+def _list(args: argparse.Namespace) -> int:
+    infos = list_certificates(args.pki_dir)
+    if args.json:
+        rows: list[dict[str, Any]] = [
+            {
+                "path": str(i.path),
+                "subject": i.subject,
+                "kennung": i.kennung,
+                "serial": i.serial,
+                "not_after": i.not_after.isoformat(),
+                "fingerprint": i.fingerprint,
+                "ca": i.is_ca,
+                "revoked": i.revoked,
+            }
+            for i in infos
+        ]
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    for i in infos:
+        state = "CA" if i.is_ca else ("revoked" if i.revoked else "valid")
+        print(f"{i.kennung or '-':<20} {state:<8} until {i.not_after:%Y-%m-%d}  {i.path}")
+    return EXIT_OK
+
+
+def _guarded(action: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            code: int = action(args)
+        except SigningError as exc:
+            print(f"xbroker pki: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        return code
+
+    return run
+
+
+def register(subparsers: Any) -> None:
+    """Add ``xbroker pki`` and its subcommands."""
+    common = _common()
+    parser = subparsers.add_parser("pki", help="development PKI: CA, certificates, CRL")
+    commands = parser.add_subparsers(dest="pki_command", required=True, metavar="SUBCOMMAND")
+
+    ca = commands.add_parser("ca", parents=[common], help="create the CA (if absent) and its CRL")
+    ca.add_argument("--name", default=DEV_CA_NAME, help="CA common name")
+    ca.add_argument("--key-type", choices=["ec", "rsa"], default="ec")
+    ca.add_argument("--days", type=int, default=3650)
+    ca.set_defaults(func=_guarded(_ca))
+
+    iss = commands.add_parser("issue", parents=[common], help="issue a party certificate")
+    iss.add_argument("kennung", help="Behördenkennung, e.g. psw:02000000")
+    iss.add_argument("name", help="agency name for the certificate subject")
+    iss.add_argument("--key-type", choices=["rsa", "ec"], default="rsa")
+    iss.add_argument("--days", type=int, default=730)
+    iss.add_argument("--out", type=Path, default=None, help="folder (default: PKI parties/)")
+    iss.set_defaults(func=_guarded(_issue))
+
+    rev = commands.add_parser("revoke", parents=[common], help="revoke and rewrite the CRL")
+    rev.add_argument("certificate", help="certificate file, or the kennung of a party")
+    rev.set_defaults(func=_guarded(_revoke))
+
+    lst = commands.add_parser("list", parents=[common], help="certificates and their expiry")
+    lst.add_argument("--json", action="store_true", help="machine-readable output")
+    lst.set_defaults(func=_guarded(_list))
+
+    # `xbroker pki init` (the whole development PKI for the configured parties) is
+    # registered here, on `commands`, with `parents=[common]` like the others.

@@ -1,0 +1,112 @@
+"""``xbroker sign`` and ``xbroker verify``: sign a file, check a signed file.
+
+``verify`` answers as the broker would about the signature: exit 0 valid, 1 invalid
+(the reject code is printed), 2 when the trust store itself cannot be loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from signing import (
+    Signer,
+    SigningError,
+    TrustStore,
+    Verified,
+    Verifier,
+    XmlError,
+    parse_untrusted,
+)
+from signing.errors import SignatureError
+
+__all__ = ["register"]
+
+DEFAULT_TRUST_DIR = Path(".xbroker/pki/trust")
+DEFAULT_CRL_DIR = Path(".xbroker/pki/crl")
+EXIT_VALID = 0
+EXIT_INVALID = 1
+EXIT_ERROR = 2
+
+
+def _sign(args: argparse.Namespace) -> int:
+    try:
+        signer = Signer.from_files(args.key, args.cert, args.chain)
+        signed = signer.sign(args.file.read_bytes())
+    except (SigningError, OSError) as exc:
+        print(f"xbroker sign: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.output is None:
+        sys.stdout.buffer.write(signed)
+    else:
+        args.output.write_bytes(signed)
+    return EXIT_VALID
+
+
+def _describe(result: Verified, name: str) -> dict[str, Any]:
+    return {
+        "file": name,
+        "valid": True,
+        "subject_kennung": result.subject_kennung,
+        "subject": result.certificate.subject.rfc4514_string(),
+        "fingerprint": result.fingerprint,
+        "not_after": result.certificate.not_valid_after_utc.isoformat(),
+    }
+
+
+def _verify(args: argparse.Namespace) -> int:
+    try:
+        trust = TrustStore.from_dirs(args.trust, None if args.no_crl else args.crl)
+        data = args.file.read_bytes()
+    except (SigningError, OSError) as exc:
+        print(f"xbroker verify: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        result = Verifier(trust).verify(parse_untrusted(data), at=args.at)
+    except (XmlError, SignatureError) as exc:
+        outcome = {"file": str(args.file), "valid": False, "code": exc.code, "detail": exc.detail}
+        if args.json:
+            print(json.dumps(outcome, indent=2))
+        else:
+            print(f"invalid: {exc.code}: {exc.detail}")
+        return EXIT_INVALID
+    described = _describe(result, str(args.file))
+    if args.json:
+        print(json.dumps(described, indent=2))
+    else:
+        print(
+            f"valid: signed by {result.subject_kennung or described['subject']} "
+            f"(sha256 {result.fingerprint})"
+        )
+    return EXIT_VALID
+
+
+def register(subparsers: Any) -> None:
+    """Add ``xbroker sign`` and ``xbroker verify``."""
+    sign = subparsers.add_parser("sign", help="sign an XML file (enveloped XML-DSig)")
+    sign.add_argument("file", type=Path)
+    sign.add_argument("--key", type=Path, required=True, help="PEM private key")
+    sign.add_argument("--cert", type=Path, required=True, help="PEM certificate of the key")
+    sign.add_argument(
+        "--chain", type=Path, action="append", default=[], help="intermediate certificate (repeat)"
+    )
+    sign.add_argument("-o", "--output", type=Path, default=None, help="default: stdout")
+    sign.set_defaults(func=_sign)
+
+    verify = subparsers.add_parser("verify", help="verify a signed XML file")
+    verify.add_argument("file", type=Path)
+    verify.add_argument("--trust", type=Path, default=DEFAULT_TRUST_DIR, help="CA folder")
+    verify.add_argument("--crl", type=Path, default=DEFAULT_CRL_DIR, help="CRL folder")
+    verify.add_argument("--no-crl", action="store_true", help="do not check revocation")
+    verify.add_argument(
+        "--at",
+        type=datetime.fromisoformat,
+        default=None,
+        help="verification time, ISO 8601 with offset (default: now)",
+    )
+    verify.add_argument("--json", action="store_true", help="machine-readable output")
+    verify.set_defaults(func=_verify)
