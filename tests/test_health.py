@@ -42,7 +42,7 @@ async def endpoint(registry: CollectorRegistry, checks: Checks) -> AsyncIterator
 
 @pytest.fixture
 async def client(endpoint: ServerHandle) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=endpoint.url, timeout=5.0) as http:
+    async with httpx.AsyncClient(base_url=endpoint.url, timeout=5.0, trust_env=False) as http:
         yield http
 
 
@@ -78,7 +78,7 @@ async def test_readyz_is_503_when_a_check_raises(registry: CollectorRegistry) ->
 
     handle = await serve(build_app(registry, broken), "127.0.0.1", 0)
     try:
-        async with httpx.AsyncClient(base_url=handle.url) as http:
+        async with httpx.AsyncClient(base_url=handle.url, trust_env=False) as http:
             response = await http.get("/readyz")
     finally:
         await handle.stop()
