@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from signing.certs import KENNUNG_PATTERN, fingerprint, load_certificate, subject_kennung
-from signing.errors import PkiError
+from signing.errors import PkiError, SigningError
 
 __all__ = [
     "CA_FILE_NAME",
@@ -113,7 +113,7 @@ def _load_ca(
     try:
         cert = load_certificate(ca_dir / "ca.crt")
         key = serialization.load_pem_private_key((ca_dir / "ca.key").read_bytes(), password=None)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SigningError) as exc:
         raise PkiError(f"no usable CA in {ca_dir}: {exc}") from exc
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise PkiError(f"the CA key in {ca_dir} is neither RSA nor ECDSA")
