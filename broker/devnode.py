@@ -39,6 +39,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import quote, urlsplit
 
 from broker.errors import XBrokerError
@@ -55,6 +56,7 @@ __all__ = [
     "delete_vhost",
     "ensure_node",
     "node_status",
+    "nodename_for",
     "project_root",
     "rabbitmqctl",
     "set_permissions",
@@ -116,40 +118,44 @@ class NodeInfo:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
 
 
+class _Ports(NamedTuple):
+    amqp: int
+    dist: int
+    prometheus: int
+
+
 @dataclass(frozen=True)
 class _Layout:
-    """The files of one checkout's node; computed from the checkout root, no I/O."""
+    """The files of one checkout's node, derived from the checkout path without I/O."""
 
-    root: Path
+    nodename: str
+    base: Path
+    home: Path
+    log_dir: Path
+    log_file: Path
+    pid_file: Path
+    state_file: Path
 
-    @property
-    def base(self) -> Path:
-        return self.root / ".xbroker" / "rabbitmq"
+    @classmethod
+    def of(cls, root: Path | None) -> _Layout:
+        base = (root or project_root()).resolve() / ".xbroker" / "rabbitmq"
+        nodename = nodename_for(root or project_root())
+        log_dir = base / "log"
+        return cls(
+            nodename=nodename,
+            base=base,
+            home=base / "home",
+            log_dir=log_dir,
+            log_file=log_dir / f"{nodename}.log",
+            pid_file=base / "node.pid",
+            state_file=base / "node.json",
+        )
 
-    @property
-    def home(self) -> Path:
-        return self.base / "home"
 
-    @property
-    def log_dir(self) -> Path:
-        return self.base / "log"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.base / "node.pid"
-
-    @property
-    def state_file(self) -> Path:
-        return self.base / "node.json"
-
-    @property
-    def nodename(self) -> str:
-        digest = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:10]
-        return f"xbroker-{digest}@localhost"
-
-    @property
-    def log_file(self) -> Path:
-        return self.log_dir / f"{self.nodename}.log"
+def nodename_for(root: Path) -> str:
+    """The node name of the checkout at ``root``: two clones never share a node."""
+    digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:10]
+    return f"xbroker-{digest}@localhost"
 
 
 def project_root() -> Path:
@@ -169,7 +175,7 @@ def _executable(name: str) -> Path:
     return path
 
 
-def _environment(layout: _Layout, ports: dict[str, int]) -> dict[str, str]:
+def _environment(layout: _Layout, ports: _Ports) -> dict[str, str]:
     """The node's own environment: nothing from /etc/rabbitmq, everything under base."""
     base = layout.base
     return {
@@ -181,8 +187,8 @@ def _environment(layout: _Layout, ports: dict[str, int]) -> dict[str, str]:
         "RABBITMQ_NODENAME": layout.nodename,
         "RABBITMQ_USE_LONGNAME": "false",
         "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-        "RABBITMQ_NODE_PORT": str(ports["amqp_port"]),
-        "RABBITMQ_DIST_PORT": str(ports["dist_port"]),
+        "RABBITMQ_NODE_PORT": str(ports.amqp),
+        "RABBITMQ_DIST_PORT": str(ports.dist),
         "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
         "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
         "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
@@ -196,7 +202,7 @@ def _environment(layout: _Layout, ports: dict[str, int]) -> dict[str, str]:
     }
 
 
-def _write_files(layout: _Layout, ports: dict[str, int]) -> None:
+def _write_files(layout: _Layout, ports: _Ports) -> None:
     for directory in (layout.base, layout.home, layout.log_dir):
         directory.mkdir(parents=True, exist_ok=True)
     cookie = layout.home / ".erlang.cookie"
@@ -206,9 +212,9 @@ def _write_files(layout: _Layout, ports: dict[str, int]) -> None:
     (layout.base / "rabbitmq-env.conf").write_text("# intentionally empty: see broker/devnode.py\n")
     (layout.base / "enabled_plugins").write_text("[rabbitmq_prometheus].\n")
     (layout.base / "rabbitmq.conf").write_text(
-        f"listeners.tcp.default = 127.0.0.1:{ports['amqp_port']}\n"
+        f"listeners.tcp.default = 127.0.0.1:{ports.amqp}\n"
         f"prometheus.tcp.ip = 127.0.0.1\n"
-        f"prometheus.tcp.port = {ports['prometheus_port']}\n"
+        f"prometheus.tcp.port = {ports.prometheus}\n"
         "log.console = false\n"
         "log.file.level = info\n"
     )
@@ -232,25 +238,32 @@ def _free_port() -> int:
         return port
 
 
-def _choose_ports(layout: _Layout) -> dict[str, int]:
+def _choose_ports(layout: _Layout) -> _Ports:
     """The remembered ports if all are still free, else new free ones (remembered)."""
-    names = ("amqp_port", "dist_port", "prometheus_port")
     ports = _read_state(layout)
-    if ports and all(_port_is_free(ports[name]) for name in names):
+    if ports and all(_port_is_free(port) for port in ports):
         return ports
-    chosen: dict[str, int] = {}
-    while len(chosen) < len(names):
-        port = _free_port()
-        if port not in chosen.values():
-            chosen[names[len(chosen)]] = port
-    layout.state_file.write_text(json.dumps({"nodename": layout.nodename, **chosen}, indent=2))
-    return chosen
+    chosen: list[int] = []
+    while len(chosen) < len(_Ports._fields):
+        if (port := _free_port()) not in chosen:
+            chosen.append(port)
+    ports = _Ports(*chosen)
+    layout.state_file.write_text(
+        json.dumps({"nodename": layout.nodename, **_state_keys(ports)}, indent=2)
+    )
+    return ports
 
 
-def _read_state(layout: _Layout) -> dict[str, int] | None:
+def _state_keys(ports: _Ports | None) -> dict[str, int]:
+    """node.json's port entries (``amqp_port``, ...); with None, only the keys matter."""
+    values = ports or _Ports(0, 0, 0)
+    return {f"{name}_port": value for name, value in values._asdict().items()}
+
+
+def _read_state(layout: _Layout) -> _Ports | None:
     try:
         raw = json.loads(layout.state_file.read_text())
-        return {k: int(raw[k]) for k in ("amqp_port", "dist_port", "prometheus_port")}
+        return _Ports(*(int(raw[key]) for key in _state_keys(None)))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -283,13 +296,13 @@ def amqp_reachable(url: str, timeout: float = 3.0) -> bool:
         return False
 
 
-def _info(layout: _Layout, ports: dict[str, int], pid: int) -> NodeInfo:
+def _info(layout: _Layout, ports: _Ports, pid: int) -> NodeInfo:
     return NodeInfo(
         nodename=layout.nodename,
-        amqp_url=f"amqp://{_USER}:{_PASSWORD}@127.0.0.1:{ports['amqp_port']}/",
-        amqp_port=ports["amqp_port"],
-        dist_port=ports["dist_port"],
-        prometheus_port=ports["prometheus_port"],
+        amqp_url=f"amqp://{_USER}:{_PASSWORD}@127.0.0.1:{ports.amqp}/",
+        amqp_port=ports.amqp,
+        dist_port=ports.dist,
+        prometheus_port=ports.prometheus,
         home=layout.home,
         base=layout.base,
         log_file=layout.log_file,
@@ -311,20 +324,24 @@ def _locked(layout: _Layout) -> Iterator[None]:
 
 def ensure_node(root: Path | None = None, *, timeout: float = START_TIMEOUT_SECONDS) -> NodeInfo:
     """Reuse this checkout's node if it answers, else start it and wait until it is ready."""
-    layout = _Layout(root or project_root())
+    layout = _Layout.of(root)
     server = _executable("rabbitmq-server")
     with _locked(layout):
         ports = _read_state(layout)
         pid = _running_pid(layout)
         if ports and pid is not None:
             # Alive: either ready, or still booting (started by a concurrent ensure).
-            if amqp_reachable(f"amqp://127.0.0.1:{ports['amqp_port']}/") or _wait_ready(
+            if amqp_reachable(f"amqp://127.0.0.1:{ports.amqp}/") or _wait_ready(
                 layout, ports, timeout
             ):
                 return _info(layout, ports, pid)
             raise NodeStartError(
                 f"RabbitMQ node {layout.nodename} (pid {pid}) runs but does not answer; "
                 f"stop it with `xbroker node stop`; see {layout.log_file}"
+            )
+        if pid is not None:
+            raise NodeStartError(
+                f"a node runs with pid {pid} but {layout.state_file} is unreadable; kill it"
             )
         ports = _choose_ports(layout)
         _write_files(layout, ports)
@@ -353,10 +370,10 @@ def ensure_node(root: Path | None = None, *, timeout: float = START_TIMEOUT_SECO
         return _info(layout, ports, pid)
 
 
-def _wait_ready(layout: _Layout, ports: dict[str, int], timeout: float) -> bool:
+def _wait_ready(layout: _Layout, ports: _Ports, timeout: float) -> bool:
     """Poll the AMQP listener, then let ``await_startup`` confirm the boot finished."""
     deadline = time.monotonic() + timeout
-    url = f"amqp://127.0.0.1:{ports['amqp_port']}/"
+    url = f"amqp://127.0.0.1:{ports.amqp}/"
     pid_seen = False
     while time.monotonic() < deadline:
         if amqp_reachable(url, timeout=1.0):
@@ -373,7 +390,7 @@ def _wait_ready(layout: _Layout, ports: dict[str, int], timeout: float) -> bool:
     return False
 
 
-def _ctl(layout: _Layout, ports: dict[str, int], *args: str, timeout: float = 60.0) -> str:
+def _ctl(layout: _Layout, ports: _Ports, *args: str, timeout: float = 60.0) -> str:
     ctl = _executable("rabbitmqctl")
     try:
         done = subprocess.run(
@@ -399,7 +416,7 @@ def rabbitmqctl(*args: str, root: Path | None = None, timeout: float = 60.0) -> 
 
     ``-s`` (silent) drops table headers, so list output is one record per line.
     """
-    layout = _Layout(root or project_root())
+    layout = _Layout.of(root)
     ports = _read_state(layout)
     if ports is None:
         raise DevNodeError(f"no local node has been started here ({layout.state_file} missing)")
@@ -434,19 +451,19 @@ def set_permissions(
 
 def node_status(root: Path | None = None) -> NodeInfo | None:
     """The local node if its process is alive and AMQP answers, else None. Starts nothing."""
-    layout = _Layout(root or project_root())
+    layout = _Layout.of(root)
     ports = _read_state(layout)
     pid = _running_pid(layout)
     if ports is None or pid is None:
         return None
-    if not amqp_reachable(f"amqp://127.0.0.1:{ports['amqp_port']}/"):
+    if not amqp_reachable(f"amqp://127.0.0.1:{ports.amqp}/"):
         return None
     return _info(layout, ports, pid)
 
 
 def stop_node(root: Path | None = None, *, timeout: float = 60.0) -> bool:
     """Stop this checkout's node; True if one was running. Data and ports are kept."""
-    layout = _Layout(root or project_root())
+    layout = _Layout.of(root)
     with _locked(layout):
         pid = _running_pid(layout)
         ports = _read_state(layout)
