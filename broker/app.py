@@ -12,7 +12,7 @@ from broker.dedup import DedupStore
 from broker.errors import ConfigurationError
 from broker.service import BrokerService
 from broker.settings import Settings
-from monitoring.metrics import CertificateExpiry, Metrics
+from monitoring.metrics import Metrics
 from routing import Directory, DirectoryError
 from signing import Signer, SigningError, TrustStore, Verifier
 from signing.pki import party_paths
@@ -77,14 +77,6 @@ def build_broker(
 ) -> BrokerService:
     settings = parts.settings
     metrics = Metrics(registry or CollectorRegistry())
-    metrics.set_certificates(
-        CertificateExpiry(
-            kennung=agency.kennung, serial=str(c.certificate.serial_number), not_after=c.not_after
-        )
-        for agency in parts.directory
-        for c in agency.certificates
-        if c.certificate is not None and c.not_after is not None
-    )
     dedup = DedupStore(
         dedup_path or settings.state_dir / "dedup.sqlite3",
         window_seconds=settings.dedup_window_days * 86400,

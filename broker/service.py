@@ -37,7 +37,7 @@ from broker.logs import event
 from broker.pipeline import Accepted, Pipeline, Rejected
 from broker.receipts import Kind, Receipt, build_receipt, read_receipt
 from broker.settings import Settings
-from monitoring.metrics import Metrics
+from monitoring.metrics import CertificateExpiry, Metrics
 from routing import AmqpEndpoint, Directory, Recipient
 from signing import ParserLimits, Signer, SigningError, Verifier, parse_untrusted
 from xta_schemas import Catalog
@@ -98,6 +98,7 @@ class BrokerService:
             ),
             observe=self._observe_stage,
         )
+        self._publish_certificates()
         self.state = Lifecycle.UNOPENED
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
@@ -160,6 +161,22 @@ class BrokerService:
         self._dedup.close()
         self.state = Lifecycle.CLOSED
         event(log, "broker.stopped")
+
+    async def reload_directory(self, directory: Directory) -> None:
+        """Switch to a new directory between two messages.
+
+        The pipeline runs synchronously, so every message is decided under exactly one
+        directory version; copies already published stay in their queues, which are
+        never deleted by a reload. Queues of new agencies are declared before the switch.
+        """
+        if self._channel is not None and self._exchanges is not None:
+            await topology.declare_for_directory(
+                self._channel, self._exchanges, directory, self.settings.delivery_limit
+            )
+        self.directory = directory
+        self._pipeline.directory = directory
+        self._publish_certificates()
+        event(log, "directory.reloaded", agencies=len(directory), source=str(directory.source))
 
     def readiness(self) -> Mapping[str, bool]:
         connected = self._connection is not None and not self._connection.is_closed
@@ -447,6 +464,18 @@ class BrokerService:
             author=receipt.author,
         )
         await message.ack()
+
+    def _publish_certificates(self) -> None:
+        self.metrics.set_certificates(
+            CertificateExpiry(
+                kennung=agency.kennung,
+                serial=str(c.certificate.serial_number),
+                not_after=c.not_after,
+            )
+            for agency in self.directory
+            for c in agency.certificates
+            if c.certificate is not None and c.not_after is not None
+        )
 
     def _observe_stage(self, stage: str, seconds: float) -> None:
         self.metrics.stage_duration.labels(stage=stage).observe(seconds)

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from broker.app import build_broker, load_parts
 from broker.commands._common import run_async, settings_from, wait_for_signal
 from broker.logs import configure_logging, event
+from broker.reload import DirectoryWatcher
 from monitoring.http import build_app, serve
 
 __all__ = ["register"]
@@ -35,11 +36,16 @@ def _run(args: argparse.Namespace) -> int:
             build_app(registry, service.readiness), settings.metrics_host, settings.metrics_port
         )
         await service.start()
+        watcher = DirectoryWatcher(
+            settings.directory, settings.party_certificate_dir, service.reload_directory
+        )
+        watcher.start()
         event(log, "broker.serving", metrics=f"{http.url}/metrics")
         try:
             signal_received = await wait_for_signal()
             event(log, "broker.signal", signal=signal_received.name)
         finally:
+            await watcher.stop()
             await service.stop()
             await http.stop()
         return 0

@@ -1,0 +1,87 @@
+"""The directory is reloaded without a restart; a broken file never replaces a good one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from broker.receipts import Kind
+from broker.reload import DirectoryWatcher
+from routing import Directory
+from tests.world import EXAMPLES, World, running_world
+
+TIMEOUT = 30.0
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
+async def test_watcher_applies_a_changed_file(tmp_path: Path) -> None:
+    path = tmp_path / "directory.toml"
+    _write(path, '[[agency]]\nkennung = "psw:1"\nname = "A"\n')
+    applied: list[Directory] = []
+
+    async def apply(directory: Directory) -> None:
+        applied.append(directory)
+
+    watcher = DirectoryWatcher(path, tmp_path, apply, interval=0.05)
+    watcher.start(sighup=False)
+    try:
+        _write(
+            path,
+            '[[agency]]\nkennung = "psw:1"\nname = "A"\n\n[[agency]]\nkennung = "psw:2"\nname = "B"\n',
+        )
+        async with asyncio.timeout(5):
+            while not applied:
+                await asyncio.sleep(0.02)
+    finally:
+        await watcher.stop()
+
+    assert sorted(a.kennung for a in applied[-1]) == ["psw:1", "psw:2"]
+
+
+async def test_watcher_keeps_the_old_directory_when_the_new_file_is_invalid(tmp_path: Path) -> None:
+    path = tmp_path / "directory.toml"
+    _write(path, '[[agency]]\nkennung = "psw:1"\nname = "A"\n')
+    applied: list[Directory] = []
+
+    async def apply(directory: Directory) -> None:
+        applied.append(directory)
+
+    watcher = DirectoryWatcher(path, tmp_path, apply)
+    _write(path, '[[agency]]\nkennung = "not a kennung"\nname = "A"\n')
+
+    assert await watcher.reload() is False
+    assert applied == []
+    assert watcher.failures == 1
+
+
+@pytest.fixture(scope="module")
+async def world(amqp_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    async with running_world(amqp_url, tmp_path_factory.mktemp("state")) as running:
+        yield running
+
+
+@pytest.mark.rabbitmq
+async def test_messages_after_a_reload_are_routed_by_the_new_directory(
+    world: World, tmp_path: Path
+) -> None:
+    before = await world.portal.submit(world.fresh("anmeldung-norderstedt.xml"))
+    await world.portal.wait_final(before, TIMEOUT)
+    reduced = tmp_path / "directory.toml"
+    text = (EXAMPLES / "directory.toml").read_text(encoding="utf-8")
+    _write(reduced, text.replace('regions = ["01060063"]', "regions = []"))
+
+    await world.broker.reload_directory(
+        Directory.load(reduced, world.settings.party_certificate_dir)
+    )
+    after = await world.portal.submit(world.fresh("anmeldung-norderstedt.xml"))
+    state = await world.portal.wait_final(after, TIMEOUT)
+
+    assert world.receivers_of(before) == ["psw:01060063"]
+    assert [r.kind for r in state.receipts] == [Kind.REJECTED]
+    assert state.receipts[0].reason == "no-route"
