@@ -32,6 +32,15 @@ def issues_from_lxml(log: etree._ListErrorLog) -> tuple[ValidationIssue, ...]:
     )
 
 
+def _reason(error: xmlschema.XMLSchemaValidationError) -> str:
+    """xmlschema's reason, naming the offending value when the reason does not."""
+    reason = error.reason or str(error.message)
+    value = error.obj
+    if isinstance(value, str) and repr(value) not in reason:
+        return f"value {value!r}: {reason}"
+    return reason
+
+
 class DetailedReporter:
     """Builds xmlschema's view of one standard on first use and keeps it for the next."""
 
@@ -71,7 +80,7 @@ class DetailedReporter:
                 ValidationIssue(
                     line=error.sourceline if isinstance(error.sourceline, int) else None,
                     path=error.path or "",
-                    reason=error.reason or str(error.message),
+                    reason=_reason(error),
                 )
                 for error in errors
             )

@@ -1,0 +1,212 @@
+"""Invalid messages: each is refused with the code, path and reason that explain it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import cast
+
+import pytest
+from lxml import etree
+
+from xta_schemas import Catalog, MessageError, Standard
+from xta_schemas.report import MAX_ISSUES, DetailedReporter, issues_from_lxml
+from xta_schemas.samples import sample_root
+
+XMELD_10 = "http://www.xbroker.example/xmeld/1.0"
+XMELD_11 = "http://www.xbroker.example/xmeld/1.1"
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return Catalog.load()
+
+
+def _anmeldung(catalog: Catalog, key: str = "xmeld/1.1") -> tuple[Standard, etree._Element]:
+    standard = catalog.get(key)
+    return standard, sample_root(standard, "meldung.anmeldung.0200")
+
+
+def _one(root: etree._Element, path: str) -> etree._Element:
+    found = root.find(path)
+    assert found is not None, path
+    return found
+
+
+def _schema_error(standard: Standard, root: etree._Element) -> MessageError:
+    with pytest.raises(MessageError) as caught:
+        standard.validate(root)
+    assert caught.value.code == "schema-invalid"
+    return caught.value
+
+
+def test_missing_birth_date_is_reported_at_the_person(catalog: Catalog) -> None:
+    standard, root = _anmeldung(catalog)
+    person = _one(root, "anmeldung/person")
+    person.remove(_one(person, "geburtsdatum"))
+    error = _schema_error(standard, root)
+    issue = error.issues[0]
+    assert issue.path == "/xmeld:meldung.anmeldung.0200/anmeldung/person"
+    assert "geburtsdatum" in issue.reason
+    assert issue.line == cast(int, person.sourceline)  # lxml-stubs mistype sourceline
+
+
+def test_wrong_type_is_reported_at_the_element(catalog: Catalog) -> None:
+    standard, root = _anmeldung(catalog)
+    _one(root, "anmeldung/neueWohnung/einzugsdatum").text = "1. Dezember"
+    issue = _schema_error(standard, root).issues[0]
+    assert issue.path == "/xmeld:meldung.anmeldung.0200/anmeldung/neueWohnung/einzugsdatum"
+    assert "1. Dezember" in issue.reason
+
+
+def test_ags_with_seven_digits_is_invalid(catalog: Catalog) -> None:
+    standard, root = _anmeldung(catalog)
+    _one(root, "anmeldung/neueWohnung/anschrift/gemeindeschluessel").text = "0200000"
+    issue = _schema_error(standard, root).issues[0]
+    assert issue.path.endswith("/neueWohnung/anschrift/gemeindeschluessel")
+    assert "[0-9]{8}" in issue.reason
+
+
+def test_value_outside_the_code_list_is_invalid(catalog: Catalog) -> None:
+    standard, root = _anmeldung(catalog)
+    _one(root, "anmeldung/person/geschlecht/code").text = "f"
+    issue = _schema_error(standard, root).issues[0]
+    assert issue.path == "/xmeld:meldung.anmeldung.0200/anmeldung/person/geschlecht/code"
+    assert issue.reason == "value 'f': value must be one of ['m', 'w', 'd', 'x']"
+
+
+def test_content_element_in_a_foreign_namespace_is_invalid(catalog: Catalog) -> None:
+    standard, root = _anmeldung(catalog)
+    anmeldung = _one(root, "anmeldung")
+    anmeldung.tag = f"{{{XMELD_11}}}anmeldung"  # XÖV content elements are unqualified
+    issue = _schema_error(standard, root).issues[0]
+    assert issue.path == "/xmeld:meldung.anmeldung.0200"
+    assert "Unexpected child with tag 'xmeld:anmeldung'" in issue.reason
+
+
+def test_element_of_1_1_sent_as_1_0_is_invalid(catalog: Catalog) -> None:
+    newer = sample_root(catalog.get("xmeld/1.1"), "meldung.anmeldung.0200")
+    older_standard, older = _anmeldung(catalog, "xmeld/1.0")
+    _one(older, "anmeldung").append(_one(newer, "anmeldung/wohnungsgeberbestaetigung"))
+    issue = _schema_error(older_standard, older).issues[0]
+    assert issue.path == "/xmeld:meldung.anmeldung.0200/anmeldung"
+    assert "wohnungsgeberbestaetigung" in issue.reason
+
+
+def test_1_0_message_without_the_new_elements_is_valid_as_1_1(catalog: Catalog) -> None:
+    standard, root = _anmeldung(catalog, "xmeld/1.0")
+    renamed = etree.fromstring(etree.tostring(root).replace(XMELD_10.encode(), XMELD_11.encode()))
+    catalog.get("xmeld/1.1").validate(renamed)
+    del standard
+
+
+def test_enveloped_signature_is_not_part_of_the_schema(catalog: Catalog) -> None:
+    standard, root = _anmeldung(catalog)
+    etree.SubElement(root, "{http://www.w3.org/2000/09/xmldsig#}Signature")
+    issue = _schema_error(standard, root).issues[0]
+    assert "Signature" in issue.reason
+
+
+def test_schema_error_detail_names_the_standard_and_first_issue(catalog: Catalog) -> None:
+    standard, root = _anmeldung(catalog)
+    _one(root, "anmeldung/neueWohnung/einzugsdatum").text = "morgen"
+    error = _schema_error(standard, root)
+    assert error.detail.startswith("not valid against xmeld/1.1: line ")
+    assert str(error.issues[0]) in error.detail
+
+
+def test_report_is_capped_at_twenty_issues(catalog: Catalog) -> None:
+    standard = catalog.get("xbau/1.0")
+    root = sample_root(standard, "bau.antrag.0200")
+    anlage = _one(root, "antrag/anlage")
+    for _ in range(30):
+        broken = etree.fromstring(etree.tostring(anlage))
+        _one(broken, "sha256").text = "not-a-hash"
+        _one(root, "antrag").append(broken)
+    assert len(_schema_error(standard, root).issues) == MAX_ISSUES
+
+
+def test_issue_prints_as_line_path_reason(catalog: Catalog) -> None:
+    standard, root = _anmeldung(catalog)
+    _one(root, "anmeldung/neueWohnung/einzugsdatum").text = "morgen"
+    issue = _schema_error(standard, root).issues[0]
+    assert str(issue) == f"line {issue.line} {issue.path}: {issue.reason}"
+
+
+# -- header ---------------------------------------------------------------------------------
+
+_ID = "nachrichtenkopf.g2g/identifikation.nachricht"
+
+
+def _header_error(catalog: Catalog, change: Callable[[etree._Element], None]) -> MessageError:
+    standard, root = _anmeldung(catalog)
+    change(root)
+    with pytest.raises(MessageError) as caught:
+        standard.header(root)
+    assert caught.value.code == "header-invalid"
+    return caught.value
+
+
+def test_header_without_uuid_is_invalid(catalog: Catalog) -> None:
+    def drop(root: etree._Element) -> None:
+        ident = _one(root, _ID)
+        ident.remove(_one(ident, "nachrichtenUUID"))
+
+    assert "nachrichtenUUID is missing" in _header_error(catalog, drop).detail
+
+
+def test_header_with_upper_case_uuid_is_invalid(catalog: Catalog) -> None:
+    def upper(root: etree._Element) -> None:
+        node = _one(root, f"{_ID}/nachrichtenUUID")
+        node.text = (node.text or "").upper()
+
+    assert "canonical lower-case UUID" in _header_error(catalog, upper).detail
+
+
+def test_nachrichtentyp_must_match_the_root_element(catalog: Catalog) -> None:
+    def retype(root: etree._Element) -> None:
+        _one(root, f"{_ID}/nachrichtentyp/code").text = "meldung.anmeldung.ablehnung.0202"
+
+    assert "does not match root element" in _header_error(catalog, retype).detail
+
+
+def test_creation_time_without_time_zone_is_invalid(catalog: Catalog) -> None:
+    def naive(root: etree._Element) -> None:
+        _one(root, f"{_ID}/erstellungszeitpunkt").text = "2026-11-28T10:15:00"
+
+    assert "no time zone" in _header_error(catalog, naive).detail
+
+
+def test_header_without_author_is_invalid(catalog: Catalog) -> None:
+    def drop(root: etree._Element) -> None:
+        kopf = _one(root, "nachrichtenkopf.g2g")
+        kopf.remove(_one(kopf, "autor"))
+
+    assert "autor is missing" in _header_error(catalog, drop).detail
+
+
+def test_reader_with_malformed_kennung_is_invalid(catalog: Catalog) -> None:
+    def garble(root: etree._Element) -> None:
+        _one(root, "nachrichtenkopf.g2g/leser/kennung").text = "Meldebehörde Hamburg"
+
+    assert "not a Behördenkennung" in _header_error(catalog, garble).detail
+
+
+def test_test_flag_must_be_boolean(catalog: Catalog) -> None:
+    def maybe(root: etree._Element) -> None:
+        root.set("test", "vielleicht")
+
+    assert "test flag" in _header_error(catalog, maybe).detail
+
+
+def test_lxml_error_log_is_the_report_when_xmlschema_cannot_build(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    standard, root = _anmeldung(catalog)
+    _one(root, "anmeldung/neueWohnung/einzugsdatum").text = "morgen"
+    schema = etree.XMLSchema(etree.parse(str(standard.folder / "xmeld.xsd")))
+    assert not schema.validate(root)
+    reporter = DetailedReporter((tmp_path / "missing.xsd",), {}, {})
+    issues = reporter.issues(root, schema.error_log)
+    assert issues == issues_from_lxml(schema.error_log)
+    assert "einzugsdatum" in issues[0].reason
