@@ -35,7 +35,7 @@ from signing.crl import CrlFolder, RevocationStatus
 from signing.errors import SignatureError, SigningError
 from signing.policy import CrlRule
 
-__all__ = ["TrustStore", "TrustedChain"]
+__all__ = ["TrustStore", "TrustedChain", "utc_time"]
 
 _CACHE_SIZE = 4096
 
@@ -71,6 +71,13 @@ def _end_entity_policy() -> ExtensionPolicy:
         .require_present(x509.KeyUsage, Criticality.AGNOSTIC, _require_digital_signature)
         .may_be_present(x509.BasicConstraints, Criticality.AGNOSTIC, _forbid_ca)
     )
+
+
+def utc_time(at: datetime | None) -> datetime:
+    """``at`` in UTC, now if None; a naive time is taken as UTC, as signxml does."""
+    if at is None:
+        return datetime.now(UTC)
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 def _within(cert: x509.Certificate, at: datetime) -> bool:
@@ -203,7 +210,7 @@ class TrustStore:
         Raises ``SignatureError`` with ``certificate-untrusted``, ``certificate-expired``
         or ``certificate-revoked``.
         """
-        when = (at or datetime.now(UTC)).astimezone(UTC)
+        when = utc_time(at)
         chain = self._chain(leaf, list(intermediates), when)
         status = self._revocation(chain, when)
         if status is RevocationStatus.REVOKED:

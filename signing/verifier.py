@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import binascii
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from cryptography import x509
 from lxml import etree
@@ -28,7 +28,7 @@ from signing.certs import fingerprint, subject_kennung
 from signing.errors import SignatureError
 from signing.policy import VerificationPolicy
 from signing.structure import inspect_signature
-from signing.trust import TrustStore
+from signing.trust import TrustStore, utc_time
 
 __all__ = ["Verified", "Verifier"]
 
@@ -79,7 +79,7 @@ class Verifier:
 
         Raises ``SignatureError`` whose ``code`` is the reject reason.
         """
-        when = (at or datetime.now(UTC)).astimezone(UTC)
+        when = utc_time(at)
         shape = inspect_signature(root, self.policy)
         self.trust.validate(
             shape.leaf,

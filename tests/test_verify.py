@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -200,3 +202,26 @@ def test_signature_without_certificate_in_key_info_is_invalid(parties: Parties) 
     with pytest.raises(SignatureError) as caught:
         parties.verifier.verify(root)
     assert caught.value.code == "signature-invalid"
+
+
+@pytest.fixture
+def zone_east_of_utc() -> Iterator[None]:
+    """A local zone five hours east of UTC, where a naive local time is five hours back."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "XBT-5"
+    time.tzset()
+    yield
+    if saved is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = saved
+    time.tzset()
+
+
+@pytest.mark.usefixtures("zone_east_of_utc")
+def test_naive_verification_time_is_taken_as_utc(parties: Parties) -> None:
+    expiry = parties.ec.certificate.not_valid_after_utc
+    naive_after_expiry = (expiry + timedelta(minutes=1)).replace(tzinfo=None)
+    with pytest.raises(SignatureError) as caught:
+        parties.verifier.verify(parse_untrusted(parties.ec.sign(DOC)), at=naive_after_expiry)
+    assert caught.value.code == "certificate-expired"
