@@ -10,11 +10,14 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from conftest import RabbitMQ
 
 from broker import devnode
+
+if TYPE_CHECKING:  # not importable at run time: a subfolder's conftest can shadow it
+    from conftest import RabbitMQ
 
 LISTEN = "0A"  # TCP state code in /proc/net/tcp
 

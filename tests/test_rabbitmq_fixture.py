@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import aio_pika
 import pytest
-from conftest import RabbitMQ
 from pamqp.commands import Basic
+
+if TYPE_CHECKING:  # not importable at run time: a subfolder's conftest can shadow it
+    from conftest import RabbitMQ
 
 
 async def test_quorum_queue_in_the_session_vhost_carries_a_confirmed_message(
