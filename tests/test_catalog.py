@@ -11,6 +11,7 @@ import pytest
 from lxml import etree
 
 from xta_schemas import Catalog, MessageError, StandardLoadError
+from xta_schemas.loader import XOEV_BASE_URL
 from xta_schemas.resolution import OasisCatalog
 from xta_schemas.samples import read_sample, sample_root
 
@@ -284,3 +285,36 @@ def test_folder_without_manifest_is_a_load_error(tmp_path: Path) -> None:
 def test_the_same_standard_twice_is_a_load_error() -> None:
     with pytest.raises(StandardLoadError, match=r"xsozial/1\.0 is already served by"):
         Catalog.load([FIXTURES, XSOZIAL])
+
+
+def test_external_standard_imports_the_bundled_xoev_base_by_its_url(
+    tmp_path: Path, catalog: Catalog, no_network: None
+) -> None:
+    folder = tmp_path / "xpruef-1.0"
+    folder.mkdir()
+    (folder / "xpruef.xsd").write_text(
+        '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"'
+        ' xmlns:xoev="http://www.xbroker.example/xoev/basis/1.0" targetNamespace="urn:xpruef:1.0">'
+        '<xs:import namespace="http://www.xbroker.example/xoev/basis/1.0"'
+        f' schemaLocation="{XOEV_BASE_URL}"/>'
+        '<xs:element name="pruef.0100"><xs:complexType><xs:complexContent>'
+        '<xs:extension base="xoev:Nachricht.G2G"><xs:sequence>'
+        '<xs:element name="hinweis" type="xoev:Text"/>'
+        "</xs:sequence></xs:extension></xs:complexContent></xs:complexType></xs:element>"
+        "</xs:schema>"
+    )
+    (folder / "manifest.toml").write_text(
+        '[standard]\nname = "xpruef"\nversion = "1.0"\nnamespace = "urn:xpruef:1.0"\n'
+        'schemas = ["xpruef.xsd"]\n[message_types]\n"pruef.0100" = "pruef.0100"\n'
+    )
+    standard = Catalog.load([folder], bundled=False).get("xpruef/1.0")
+    root = sample_root(catalog.get("xmeld/1.0"), "meldung.anmeldung.ablehnung.0202")
+    root.tag = "{urn:xpruef:1.0}pruef.0100"
+    for content in list(root)[1:]:
+        root.remove(content)
+    etree.SubElement(root, "hinweis").text = "Bitte prüfen."
+    code = root.find("nachrichtenkopf.g2g/identifikation.nachricht/nachrichtentyp/code")
+    assert code is not None
+    code.text = "pruef.0100"
+    standard.validate(root)
+    assert standard.header(root).nachrichtentyp == "pruef.0100"

@@ -20,7 +20,13 @@ from .resolution import (
 )
 from .standard import Standard
 
-__all__ = ["load_standard"]
+__all__ = ["BUILTIN_SCHEMAS", "XOEV_BASE_URL", "load_standard"]
+
+XOEV_BASE_URL = "http://www.xbroker.example/xoev/basis/1.0/xoev-basis.xsd"
+# External standards import the bundled XÖV base by this URL; it never leaves the machine.
+BUILTIN_SCHEMAS = {
+    XOEV_BASE_URL: Path(__file__).parent / "bundled" / "xoev-base" / "xoev-basis.xsd"
+}
 
 
 def load_standard(folder: Path, boundary: Path | None = None) -> Standard:
@@ -37,6 +43,7 @@ def load_standard(folder: Path, boundary: Path | None = None) -> Standard:
         catalog=OasisCatalog.read(folder / manifest.standard.catalog)
         if manifest.standard.catalog
         else None,
+        builtin=BUILTIN_SCHEMAS,
     )
     entries = tuple(folder / name for name in manifest.standard.schemas)
     for entry in entries:

@@ -10,7 +10,8 @@ forgotten mapping can neither hang nor leak a request.
 Rules: a relative location resolves against the schema that names it and must stay inside
 the standards root (the parent of the standard's folder, so ``../`` reaches sibling
 folders). An absolute http(s) URL resolves through the standard's URL map, then its OASIS
-catalog. Other absolute URLs are refused.
+catalog, and last the schemas this package ships under a stable URL (the XÖV base).
+Other absolute URLs are refused.
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ class Locator:
     boundary: Path
     url_map: Mapping[str, Path] = field(default_factory=dict)
     catalog: OasisCatalog | None = None
+    # Schemas the package ships under a stable URL, consulted last.
+    builtin: Mapping[str, Path] = field(default_factory=dict)
 
     def locate(self, location: str, referrer: Path) -> Path:
         if _is_absolute_url(location):
@@ -142,6 +145,8 @@ class Locator:
         target = self.url_map.get(url)
         if target is None and self.catalog is not None:
             target = self.catalog.lookup(url)
+        if target is None:
+            target = self.builtin.get(url)
         if target is None:
             raise StandardLoadError(
                 f"{referrer}: schemaLocation {url!r} is not mapped to a local file; add it "
