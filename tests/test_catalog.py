@@ -231,6 +231,16 @@ def test_relative_location_may_not_leave_the_standards_root(fixtures_copy: Path)
         Catalog.load([fixtures_copy])
 
 
+def test_file_url_location_resolves_locally(fixtures_copy: Path, no_network: None) -> None:
+    kopf = (fixtures_copy / "common" / "kopf.xsd").as_uri()
+    _edit(
+        fixtures_copy / "xsozial-1.0" / "xsd" / "parts" / "antrag.xsd",
+        "../../../common/kopf.xsd",
+        kopf,
+    )
+    assert Catalog.load([fixtures_copy]).get("xsozial/1.0")
+
+
 def test_location_with_other_scheme_is_refused(fixtures_copy: Path, no_network: None) -> None:
     _edit(
         fixtures_copy / "xsozial-1.0" / "xsd" / "parts" / "antrag.xsd",

@@ -62,6 +62,12 @@ def _file_key(location: str) -> str:
     return os.path.normpath(unquote(location))
 
 
+def _table_key(location: str) -> str:
+    """How an absolute location is looked up: remote URLs as written, files as paths."""
+    remote = _is_absolute_url(location) and not location.startswith("file:")
+    return location if remote else _file_key(location)
+
+
 @dataclass(frozen=True, slots=True)
 class OasisCatalog:
     """The subset of OASIS XML Catalogs that schema locations need.
@@ -189,16 +195,12 @@ def collect_schema_files(entries: Sequence[Path], locator: Locator) -> dict[str,
         seen.add(path)
         tree = _parse_schema_file(path)
         for reference in tree.getroot().iter(*_REFERENCES):
-            location = reference.get("schemaLocation")
+            location = (reference.get("schemaLocation") or "").strip()
             if not location:
                 continue
-            target = locator.locate(location.strip(), path)
-            key = (
-                location.strip()
-                if _is_absolute_url(location.strip())
-                else _file_key(str(path.parent / location.strip()))
-            )
-            table[key] = target
+            target = locator.locate(location, path)
+            absolute = location if _is_absolute_url(location) else str(path.parent / location)
+            table[_table_key(absolute)] = target
             pending.append(target)
     return table
 
@@ -220,8 +222,7 @@ class OfflineResolver(etree.Resolver):
     ) -> Any:
         if system_url is None:
             return None
-        remote = _is_absolute_url(system_url) and not system_url.startswith("file:")
-        target = self._table.get(system_url if remote else _file_key(system_url))
+        target = self._table.get(_table_key(system_url))
         if target is None:
             return self.resolve_string(
                 f"<!-- {system_url} is not mapped to a local file -->", context, base_url=None
