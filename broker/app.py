@@ -8,17 +8,20 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from broker.audit import AuditTrail
 from broker.dedup import DedupStore
 from broker.errors import ConfigurationError
+from broker.journal import Journals
 from broker.service import BrokerService
 from broker.settings import Settings
+from broker.status import StatusStore
 from monitoring.metrics import Metrics
 from routing import Directory, DirectoryError
 from signing import Signer, SigningError, TrustStore, Verifier
 from signing.pki import party_paths
 from xta_schemas import Catalog, StandardError
 
-__all__ = ["Parts", "build_broker", "load_parts", "party_signer"]
+__all__ = ["Parts", "Records", "build_broker", "load_parts", "open_records", "party_signer"]
 
 log = logging.getLogger("xbroker")
 
@@ -72,10 +75,44 @@ def party_signer(settings: Settings, kennung: str) -> Signer:
         raise ConfigurationError(f"{kennung}: {exc}") from exc
 
 
+@dataclass(frozen=True, slots=True)
+class Records:
+    """Where the broker writes what happened: the Laufzettel and the audit trail."""
+
+    status: StatusStore
+    audit: AuditTrail
+
+    def journal(self) -> Journals:
+        return Journals([self.status, self.audit])
+
+    def close(self) -> None:
+        self.audit.close()
+        self.status.close()
+
+
+def open_records(settings: Settings) -> Records:
+    """The status store and the audit trail, sealed with the broker's key."""
+    return Records(
+        status=StatusStore(settings.status_path),
+        audit=AuditTrail(
+            settings.audit_path,
+            issuer=settings.broker_kennung,
+            sign=party_signer(settings, settings.broker_kennung).sign,
+            seal_every=settings.audit_seal_every,
+            seal_seconds=settings.audit_seal_seconds,
+        ),
+    )
+
+
 def build_broker(
-    parts: Parts, registry: CollectorRegistry | None = None, dedup_path: Path | None = None
+    parts: Parts,
+    registry: CollectorRegistry | None = None,
+    dedup_path: Path | None = None,
+    records: Records | None = None,
 ) -> BrokerService:
+    """The broker worker; it journals to ``records`` (default: those in the state dir)."""
     settings = parts.settings
+    records = records or open_records(settings)
     metrics = Metrics(registry or CollectorRegistry())
     dedup = DedupStore(
         dedup_path or settings.state_dir / "dedup.sqlite3",
@@ -89,6 +126,7 @@ def build_broker(
         signer=party_signer(settings, settings.broker_kennung),
         metrics=metrics,
         dedup=dedup,
+        journal=records.journal(),
     )
     metrics.follow_readiness(service.readiness)
     return service

@@ -12,14 +12,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import cast
 
 from lxml import etree
 
 from xta_schemas import ValidationIssue
+from xta_schemas.catalog import BUNDLED_DIR
 
-__all__ = ["NS", "Kind", "Receipt", "build_receipt", "read_receipt"]
+__all__ = [
+    "NS",
+    "RECEIPT_XSD",
+    "Kind",
+    "Receipt",
+    "build_receipt",
+    "read_receipt",
+    "receipt_schema",
+    "receipt_schema_errors",
+]
 
 NS = "urn:xbroker:quittung:1"
+RECEIPT_XSD = BUNDLED_DIR / "quittung-1.0" / "quittung.xsd"
 _Q = f"{{{NS}}}"
 
 
@@ -113,6 +125,19 @@ def read_receipt(root: etree._Element) -> Receipt:
         first_digest=root.findtext(f"{_Q}ersteSha256"),
         receipt_uuid=_required(root, "quittungUUID"),
     )
+
+
+def receipt_schema() -> etree.XMLSchema:
+    """The receipt schema, compiled (offline: it imports nothing). Compile once, keep it."""
+    return etree.XMLSchema(etree.parse(str(RECEIPT_XSD)))
+
+
+def receipt_schema_errors(schema: etree.XMLSchema, root: etree._Element) -> tuple[str, ...]:
+    """Why ``root`` (signed or not) is not a valid receipt; empty when it is."""
+    if schema.validate(root):
+        return ()
+    errors = cast(etree._ListErrorLog, schema.error_log)  # the stubs miss its iteration
+    return tuple(f"line {e.line}: {e.message}" for e in errors)
 
 
 def recipients_of(receipts: Sequence[Receipt]) -> tuple[str, ...]:

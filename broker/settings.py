@@ -21,7 +21,18 @@ from broker.errors import ConfigurationError
 __all__ = ["Settings", "load_settings"]
 
 DEFAULT_CONFIG = Path("examples/xbroker.toml")
-_PATH_FIELDS = ("state_dir", "directory", "pki_dir", "inbox_dir")
+_PATH_FIELDS = (
+    "state_dir",
+    "directory",
+    "pki_dir",
+    "inbox_dir",
+    "status_db",
+    "audit_file",
+    "api_tokens_file",
+    "api_tls_cert",
+    "api_tls_key",
+    "api_tls_client_ca",
+)
 
 
 class Settings(BaseSettings):
@@ -52,6 +63,26 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9464, ge=0, le=65535)
 
+    status_db: Path | None = Field(default=None, description="default: <state_dir>/status.sqlite3")
+    audit_file: Path | None = Field(default=None, description="default: <state_dir>/audit.jsonl")
+    audit_seal_every: int = Field(default=100, ge=1, description="entries between two seals")
+    audit_seal_seconds: float = Field(default=60.0, gt=0, description="at most between seals")
+    audit_retention_days: float = Field(default=365.0, gt=0)
+
+    api_enabled: bool = False
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8443, ge=0, le=65535)
+    api_tokens_file: Path | None = Field(
+        default=None, description='TOML: [tokens] "<sha256 of token>" = "<Behördenkennung>"'
+    )
+    api_tls_cert: Path | None = None
+    api_tls_key: Path | None = None
+    api_tls_client_ca: Path | None = Field(
+        default=None, description="CA certificates for client certificates (enables mTLS)"
+    )
+    ingress_queue_limit: int = Field(default=10_000, ge=0, description="HTTP answers 503 above")
+    api_retry_after_seconds: int = Field(default=5, ge=1)
+
     @property
     def pki(self) -> Path:
         return self.pki_dir or self.state_dir / "pki"
@@ -71,6 +102,14 @@ class Settings(BaseSettings):
     @property
     def inbox(self) -> Path:
         return self.inbox_dir or self.state_dir / "inbox"
+
+    @property
+    def status_path(self) -> Path:
+        return self.status_db or self.state_dir / "status.sqlite3"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.audit_file or self.state_dir / "audit.jsonl"
 
     @classmethod
     def settings_customise_sources(
