@@ -53,9 +53,10 @@ if [ -n "$$missing" ]; then \
 		echo "Missing system packages:$$missing" >&2; \
 		echo "Install them with:  sudo apt-get install$$missing" >&2; \
 		echo "(or run 'make system-deps' as root on Debian/Ubuntu)." >&2; \
-		echo "RabbitMQ may instead run in a container: 'docker compose up' (docker-compose.yml)," >&2; \
-		echo "then export XBROKER_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/ (and for the tests" >&2; \
-		echo "XBROKER_MANAGEMENT_URL=http://guest:guest@127.0.0.1:15672)." >&2; \
+		echo "RabbitMQ may instead run in a container from docker-compose.yml:" >&2; \
+		echo "  docker compose up -d rabbitmq" >&2; \
+		echo "  export XBROKER_AMQP_URL=amqp://xbroker:xbroker@127.0.0.1:5672/" >&2; \
+		echo "  export XBROKER_MANAGEMENT_URL=http://xbroker:xbroker@127.0.0.1:15672   # for make test" >&2; \
 		exit 1; \
 	fi; \
 fi
