@@ -105,6 +105,7 @@ class BrokerService:
         self._exchanges: topology.Exchanges | None = None
         self._consumers: _Consumers | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._sampler: asyncio.Task[None] | None = None
 
     # lifecycle
 
@@ -128,6 +129,7 @@ class BrokerService:
             receipts=receipts,
             receipts_tag=await receipts.consume(self._track(self._on_delivery_receipt)),
         )
+        self._sampler = asyncio.create_task(self._sample_queues(), name="queue-sampler")
         self.state = Lifecycle.RUNNING
         event(log, "broker.started", agencies=len(self.directory))
 
@@ -141,6 +143,8 @@ class BrokerService:
             self.state = Lifecycle.CLOSED
             return
         self.state = Lifecycle.STOPPING
+        if self._sampler is not None:
+            self._sampler.cancel()
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         if self._consumers is not None:
             for queue, tag in (
@@ -464,6 +468,35 @@ class BrokerService:
             author=receipt.author,
         )
         await message.ack()
+
+    async def _sample_queues(self) -> None:
+        """Depth, consumers and dead letters of every agency inbox, for the gauges."""
+        assert self._connection is not None
+        channel: AbstractChannel | None = None
+        while True:
+            try:
+                if channel is None or channel.is_closed:
+                    channel = await self._connection.channel(publisher_confirms=False)
+                for agency in self.directory:
+                    if not topology.has_inbox(agency):
+                        continue
+                    name = topology.agency_queue(agency.kennung)
+                    inbox = await channel.declare_queue(name, passive=True)
+                    dead = await channel.declare_queue(f"{name}.dead", passive=True)
+                    self.metrics.set_queue(
+                        agency.kennung,
+                        messages=inbox.declaration_result.message_count or 0,
+                        # A quorum queue's declare-ok always reports 0 consumers on 3.10;
+                        # the consumer count comes from RabbitMQ's own metrics instead.
+                        consumers=None,
+                        dead_letters=dead.declaration_result.message_count or 0,
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # sampling must never take the worker down
+                event(log, "queues.sample_failed", logging.WARNING, error=str(exc))
+                channel = None
+            await asyncio.sleep(self.settings.queue_sample_seconds)
 
     def _publish_certificates(self) -> None:
         self.metrics.set_certificates(

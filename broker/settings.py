@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     max_xml_depth: int = Field(default=256, ge=8)
     dedup_window_days: float = Field(default=7.0, gt=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    queue_sample_seconds: float = Field(default=10.0, gt=0)
 
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9464, ge=0, le=65535)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from aio_pika.abc import AbstractChannel, AbstractExchange, ExchangeType
 
-from routing import AmqpEndpoint, Directory
+from routing import Agency, AmqpEndpoint, Directory
 
 __all__ = [
     "DEAD_EXCHANGE",
@@ -38,6 +38,7 @@ __all__ = [
     "declare_core",
     "declare_for_directory",
     "declare_receipt_queue",
+    "has_inbox",
     "receipt_queue",
 ]
 
@@ -125,12 +126,17 @@ async def declare_receipt_queue(
     )
 
 
+def has_inbox(agency: Agency) -> bool:
+    """Agencies that receive anything get an inbox; pure senders (a portal) do not."""
+    return bool(agency.accepts or agency.notify)
+
+
 async def declare_for_directory(
     channel: AbstractChannel, exchanges: Exchanges, directory: Directory, delivery_limit: int
 ) -> None:
     """An inbox for every agency that receives over AMQP, a receipt queue for every author."""
     for agency in directory:
-        if isinstance(agency.endpoint, AmqpEndpoint):
+        if has_inbox(agency) and isinstance(agency.endpoint, AmqpEndpoint):
             await declare_agency_queues(
                 channel,
                 exchanges,

@@ -278,10 +278,18 @@ class Metrics:
 
     # state sampled from RabbitMQ and the directory
 
-    def set_queue(self, agency: str, *, messages: int, consumers: int, dead_letters: int) -> None:
-        """Record the depth, consumers and dead letters of one agency's queues."""
+    def set_queue(
+        self, agency: str, *, messages: int, consumers: int | None, dead_letters: int
+    ) -> None:
+        """Record the depth, consumers and dead letters of one agency's queues.
+
+        ``consumers=None`` leaves the consumer gauge alone: RabbitMQ 3.10 answers a passive
+        declare of a quorum queue with a consumer count of 0 whatever the truth, so a
+        caller without a reliable count must not publish one.
+        """
         self.queue_messages.labels(agency=agency).set(messages)
-        self.queue_consumers.labels(agency=agency).set(consumers)
+        if consumers is not None:
+            self.queue_consumers.labels(agency=agency).set(consumers)
         self.dead_letters.labels(agency=agency).set(dead_letters)
 
     def set_certificates(self, certificates: Iterable[CertificateExpiry]) -> None:

@@ -33,7 +33,8 @@ async def test_watcher_applies_a_changed_file(tmp_path: Path) -> None:
     try:
         _write(
             path,
-            '[[agency]]\nkennung = "psw:1"\nname = "A"\n\n[[agency]]\nkennung = "psw:2"\nname = "B"\n',
+            '[[agency]]\nkennung = "psw:1"\nname = "A"\n\n'
+            '[[agency]]\nkennung = "psw:2"\nname = "B"\n',
         )
         async with asyncio.timeout(5):
             while not applied:

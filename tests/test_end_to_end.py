@@ -100,7 +100,9 @@ async def test_payload_tampered_after_signing_is_rejected(world: World) -> None:
 async def test_message_signed_by_unknown_key_is_rejected(world: World, tmp_path: Path) -> None:
     create_ca(tmp_path / "ca", "Somebody Else's CA")
     issue(tmp_path / "ca", "osi:hh-portal", "Hamburg Service-Portal (forged)", tmp_path / "out")
-    stranger = Signer.from_files(tmp_path / "out" / "osi_hh-portal.key", tmp_path / "out" / "osi_hh-portal.crt")
+    stranger = Signer.from_files(
+        tmp_path / "out" / "osi_hh-portal.key", tmp_path / "out" / "osi_hh-portal.crt"
+    )
     root = world.fresh("anmeldung-hamburg.xml")
     uuid = world.uuid_of(root)
 
@@ -141,3 +143,18 @@ async def _wait_for(world: World, uuid: str, kind: Kind) -> None:
         while kind not in _kinds(world, uuid):
             await asyncio.sleep(0.05)
 
+
+async def test_queue_gauges_cover_every_agency_inbox(world: World) -> None:
+    def depth(agency: str) -> float | None:
+        return world.registry.get_sample_value("xbroker_agency_queue_messages", {"agency": agency})
+
+    async with asyncio.timeout(TIMEOUT):
+        while depth("gew:02000000") is None:
+            await asyncio.sleep(0.05)
+
+    assert depth("psw:02000000") == 0
+    assert depth("osi:hh-portal") is None, "a pure sender has no inbox"
+    dead = world.registry.get_sample_value(
+        "xbroker_agency_dead_letter_messages", {"agency": "psw:02000000"}
+    )
+    assert dead == 0

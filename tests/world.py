@@ -58,7 +58,11 @@ class World:
 @asynccontextmanager
 async def running_world(amqp_url: str, state_dir: Path) -> AsyncIterator[World]:
     settings = load_settings(
-        EXAMPLES / "xbroker.toml", amqp_url=amqp_url, state_dir=state_dir, metrics_port=0
+        EXAMPLES / "xbroker.toml",
+        amqp_url=amqp_url,
+        state_dir=state_dir,
+        metrics_port=0,
+        queue_sample_seconds=0.2,
     )
     ensure_dev_pki(settings)
     parts = load_parts(settings)

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from lxml import etree
 from prometheus_client import CollectorRegistry
-from xta_schemas.samples import with_fresh_header
 
 from broker.agency import AgencyClient
 from broker.app import Parts, build_broker, load_parts, party_signer
@@ -31,6 +30,7 @@ from monitoring.http import ServerHandle, build_app, serve
 from routing import AmqpEndpoint, read_parties
 from signing import parse_untrusted
 from signing.pki import init_dev_pki
+from xta_schemas.samples import with_fresh_header
 
 __all__ = ["ensure_dev_pki", "register"]
 
