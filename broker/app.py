@@ -54,9 +54,9 @@ def load_parts(settings: Settings) -> Parts:
             "PKI, or set pki_dir to a folder holding trust/ (CA certificates) and crl/"
         )
     try:
-        trust = TrustStore.from_dirs(
-            settings.trust_dir, settings.crl_dir if settings.crl_dir.is_dir() else None
-        )
+        # The CRL folder is always passed: a missing CRL is then handled by the policy
+        # (refused by default), never silently ignored.
+        trust = TrustStore.from_dirs(settings.trust_dir, settings.crl_dir)
     except SigningError as exc:
         raise ConfigurationError(f"trust store: {exc}") from exc
     return Parts(settings, catalog, directory, trust)

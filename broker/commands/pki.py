@@ -40,6 +40,21 @@ def _common() -> argparse.ArgumentParser:
     return parent
 
 
+def _init(args: argparse.Namespace) -> int:
+    # Imported here: the other pki commands work without settings or a directory.
+    from broker.commands._common import settings_from
+    from broker.commands.demo import ensure_dev_pki
+
+    settings = settings_from(args)
+    if args.pki_dir is not None:
+        settings = settings.model_copy(update={"pki_dir": args.pki_dir})
+    ensure_dev_pki(settings)
+    for info in list_certificates(settings.pki):
+        print(f"{info.kennung or info.subject:<24} {info.path}")
+    print(f"development PKI ready in {settings.pki}; trust store {settings.trust_dir}")
+    return 0
+
+
 def _ca(args: argparse.Namespace) -> int:
     setup_ca(args.pki_dir, args.name, key_type=args.key_type, days=args.days)
     print(f"CA ready in {args.pki_dir / 'ca'}; trust store {args.pki_dir / 'trust'}")
@@ -133,5 +148,9 @@ def register(subparsers: Any) -> None:
     lst.add_argument("--json", action="store_true", help="machine-readable output")
     lst.set_defaults(func=_guarded(_list))
 
-    # `xbroker pki init` (the whole development PKI for the configured parties) is
-    # registered here, on `commands`, with `parents=[common]` like the others.
+    init = commands.add_parser(
+        "init",
+        help="create the development PKI for the broker and every party of the directory",
+    )
+    init.add_argument("--pki-dir", type=Path, default=None, help="default: the settings' pki_dir")
+    init.set_defaults(func=_guarded(_init))
