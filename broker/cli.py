@@ -19,6 +19,8 @@ _COMMAND_MODULES = (
     "broker.commands.sign",
     "broker.commands.devnode",
     "broker.commands.demo",
+    "broker.commands.status",
+    "broker.commands.audit",
 )
 
 

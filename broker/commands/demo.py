@@ -18,7 +18,7 @@ from lxml import etree
 from prometheus_client import CollectorRegistry
 
 from broker.agency import AgencyClient
-from broker.app import Parts, build_broker, load_parts, party_signer
+from broker.app import Parts, build_broker, load_parts, open_records, party_signer
 from broker.commands._common import run_async, settings_from, wait_for_signal
 from broker.commands._receipts import describe_receipt
 from broker.commands.subscribe import write_to_folder
@@ -64,7 +64,8 @@ def _demo(args: argparse.Namespace) -> int:
         ensure_dev_pki(settings)
         parts = load_parts(settings)
         registry = CollectorRegistry()
-        broker = build_broker(parts, registry)
+        records = open_records(settings)
+        broker = build_broker(parts, registry, records=records)
         http = await _serve_metrics(registry, broker.readiness, settings)
         await broker.start()
         agencies = []
@@ -132,7 +133,8 @@ def _demo(args: argparse.Namespace) -> int:
                 await client.close()
             await broker.stop()
             await http.stop()
-        _say("stopped cleanly")
+            records.close()
+        _say(f"stopped cleanly; Laufzettel: xbroker status <uuid>, audit: {settings.audit_path}")
         return 0
 
     return run_async(main)

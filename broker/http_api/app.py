@@ -1,0 +1,210 @@
+"""The HTTP API: submit signed messages, read their Laufzettel.
+
+``POST /v1/messages``
+    The body is the signed XML message. 202 with the nachrichtenUUID and a Location;
+    the same UUID with the same bytes again: the same 202, nothing published twice;
+    the same UUID with other bytes: 409. 413 above the size limit (Content-Length is
+    checked first, and the body is counted as it streams, never read past the limit).
+    503 with Retry-After while the ingress queue holds more than its limit or RabbitMQ
+    does not confirm. Receipts go where the portal SDK's go: the caller's receipt queue.
+``GET /v1/messages/{uuid}``
+    The Laufzettel as JSON, only the events concerning the caller; 404 for a message
+    the caller is neither author nor recipient of (not 403: existence is not revealed).
+
+Nothing here reads the message beyond its header's nachrichtenUUID; the broker checks
+signature, schema and routing as for any other submission.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from broker.errors import TransientError
+from broker.http_api.auth import Authenticator
+from broker.journal import EventKind, Journal, StatusEvent
+from broker.logs import event
+from broker.status import StatusStore, SubmissionState
+from signing import ParserLimits, XmlError, parse_untrusted
+from xta_schemas import Catalog, MessageError
+
+__all__ = ["ApiLimits", "Ingress", "build_api"]
+
+log = logging.getLogger("xbroker.http")
+
+_XML_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The signed XÖV message (enveloped XML-DSig), exactly as signed.",
+        "content": {"application/xml": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+class Ingress(Protocol):
+    async def publish(self, body: bytes, uuid: str, reply_to: str) -> None: ...
+
+    async def depth(self) -> int: ...
+
+
+class ApiLimits(BaseModel):
+    max_body_bytes: int
+    max_xml_depth: int = 256
+    queue_limit: int
+    retry_after_seconds: int = 5
+
+
+class Submitted(BaseModel):
+    uuid: str
+    sha256: str
+    location: str
+
+
+class Event(BaseModel):
+    kind: str
+    at: str
+    author: str | None = None
+    agency: str | None = None
+    nachrichtentyp: str | None = None
+    standard: str | None = None
+    sha256: str | None = None
+    reason: str | None = None
+    recipients: list[str] | None = None
+
+
+class Laufzettel(BaseModel):
+    uuid: str
+    state: str
+    author: str | None
+    recipients: list[str]
+    events: list[Event]
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def build_api(
+    *,
+    status: StatusStore,
+    ingress: Ingress,
+    catalog: Catalog,
+    authenticate: Authenticator | Callable[[Request], str | None],
+    limits: ApiLimits,
+    journal: Journal | None = None,
+) -> FastAPI:
+    """The ASGI app. ``journal`` learns of each new submission (default: ``status``)."""
+    journal = journal or status
+    api = FastAPI(
+        title="xbroker",
+        version="1",
+        summary="Submit signed XÖV messages and follow their Laufzettel.",
+    )
+
+    def caller(request: Request) -> str:
+        kennung = authenticate(request)
+        if kennung is None:
+            raise HTTPException(
+                401,
+                "a bearer token or client certificate is required",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        return kennung
+
+    def busy(detail: str) -> HTTPException:
+        return HTTPException(503, detail, {"Retry-After": str(limits.retry_after_seconds)})
+
+    @api.post(
+        "/v1/messages",
+        status_code=202,
+        response_model=Submitted,
+        openapi_extra=_XML_BODY,
+        responses={
+            400: {"description": "not XML, or no nachrichtenUUID"},
+            401: {"description": "no valid token or client certificate"},
+            409: {"description": "another message was submitted under this UUID"},
+            413: {"description": "larger than the size limit"},
+            503: {"description": "the ingress is over its limit; retry after Retry-After"},
+        },
+    )
+    async def submit(request: Request) -> JSONResponse:
+        author = caller(request)
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
+            raise HTTPException(413, f"larger than {limits.max_body_bytes} bytes")
+        try:
+            if await ingress.depth() > limits.queue_limit:
+                raise busy("the ingress queue is over its limit")
+        except TransientError as exc:
+            raise busy("RabbitMQ is not reachable") from exc
+        try:
+            body = await _read_limited(request.stream(), limits.max_body_bytes)
+        except _TooLarge:
+            raise HTTPException(413, f"larger than {limits.max_body_bytes} bytes") from None
+        uuid = _uuid_of(body, catalog, limits)
+        digest = hashlib.sha256(body).hexdigest()
+        claim = status.claim_submission(uuid, author, digest)
+        if claim.state is SubmissionState.CONFLICT:
+            raise HTTPException(409, f"another message was submitted as {uuid}")
+        answer = Submitted(uuid=uuid, sha256=digest, location=f"/v1/messages/{uuid}")
+        if claim.state is SubmissionState.NEW:
+            try:
+                await ingress.publish(body, uuid, author)
+            except TransientError as exc:
+                status.release_submission(uuid, digest)
+                raise busy("RabbitMQ did not confirm the submission") from exc
+            journal.record(StatusEvent(uuid, EventKind.RECEIVED, author=author, digest=digest))
+            event(log, "http.submitted", uuid=uuid, author=author, bytes=len(body))
+        return JSONResponse(
+            answer.model_dump(), status_code=202, headers={"Location": answer.location}
+        )
+
+    @api.get(
+        "/v1/messages/{uuid}",
+        response_model=Laufzettel,
+        responses={404: {"description": "no message under this UUID concerns the caller"}},
+    )
+    async def laufzettel(uuid: str, request: Request) -> Laufzettel:
+        kennung = caller(request)
+        seen = status.timeline(uuid).seen_by(kennung)
+        if not seen.events:
+            raise HTTPException(404, "no such message for this caller")
+        return Laufzettel.model_validate(seen.as_dict())
+
+    return api
+
+
+async def _read_limited(chunks: AsyncIterator[bytes], limit: int) -> bytes:
+    """The body, counted as it arrives; _TooLarge as soon as it passes ``limit``."""
+    received = bytearray()
+    async for chunk in chunks:
+        received += chunk
+        if len(received) > limit:
+            raise _TooLarge
+    return bytes(received)
+
+
+def _uuid_of(body: bytes, catalog: Catalog, limits: ApiLimits) -> str:
+    """The nachrichtenUUID from the header, as the standard's manifest places it."""
+    try:
+        root = parse_untrusted(
+            body, ParserLimits(max_bytes=limits.max_body_bytes, max_depth=limits.max_xml_depth)
+        )
+    except XmlError as exc:
+        raise HTTPException(400, f"malformed-xml: {exc}") from None
+    try:
+        standard, _ = catalog.identify(root)
+        return standard.header(root).uuid
+    except MessageError:
+        # Unknown to the catalog: the broker will answer with a rejection receipt; the
+        # UUID is still needed to answer this request and to find that receipt.
+        found = root.xpath("string(//*[local-name()='nachrichtenUUID'][1])")
+        if isinstance(found, str) and found.strip():
+            return found.strip()
+    raise HTTPException(400, "header-invalid: no nachrichtenUUID in the message")

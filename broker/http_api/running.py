@@ -1,0 +1,66 @@
+"""The HTTP API as the broker runs it: built from the settings, served, stopped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from broker.app import Parts, Records
+from broker.errors import ConfigurationError
+from broker.http_api.app import ApiLimits, build_api
+from broker.http_api.auth import Authenticator, TokenTable
+from broker.http_api.ingress import IngressPublisher
+from broker.http_api.server import ApiServer, TlsFiles, serve_api
+
+__all__ = ["RunningApi", "start_api"]
+
+
+@dataclass(slots=True)
+class RunningApi:
+    server: ApiServer
+    ingress: IngressPublisher
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    async def stop(self) -> None:
+        await self.server.stop()
+        await self.ingress.close()
+
+
+async def start_api(parts: Parts, records: Records) -> RunningApi:
+    """Serve the API on ``api_host:api_port``, journaling to ``records``."""
+    settings = parts.settings
+    tokens = TokenTable.from_file(settings.api_tokens_file) if settings.api_tokens_file else None
+    tls = None
+    if settings.api_tls_cert is not None or settings.api_tls_key is not None:
+        if settings.api_tls_cert is None or settings.api_tls_key is None:
+            raise ConfigurationError("api_tls_cert and api_tls_key go together")
+        tls = TlsFiles(settings.api_tls_cert, settings.api_tls_key, settings.api_tls_client_ca)
+    if tokens is None and (tls is None or tls.client_ca is None):
+        raise ConfigurationError(
+            "the HTTP API needs api_tokens_file or api_tls_client_ca: nobody could log in"
+        )
+    ingress = IngressPublisher(settings.amqp_url, confirm_timeout=settings.confirm_timeout_seconds)
+    await ingress.start()
+    app = build_api(
+        status=records.status,
+        ingress=ingress,
+        catalog=parts.catalog,
+        authenticate=Authenticator(
+            tokens or TokenTable({}), parts.directory.certificate_registered
+        ),
+        limits=ApiLimits(
+            max_body_bytes=settings.max_message_bytes,
+            max_xml_depth=settings.max_xml_depth,
+            queue_limit=settings.ingress_queue_limit,
+            retry_after_seconds=settings.api_retry_after_seconds,
+        ),
+        journal=records.journal(),
+    )
+    try:
+        server = await serve_api(app, settings.api_host, settings.api_port, tls)
+    except BaseException:
+        await ingress.close()
+        raise
+    return RunningApi(server, ingress)
