@@ -119,9 +119,10 @@ class AuditTrail:
         if self._sign is not None and (self._unsealed >= self._seal_every or due):
             self.seal()
 
-    def seal(self) -> None:
-        """Sign the chain as it stands now (no-op without a signer or new entries)."""
-        if self._sign is None or self._unsealed == 0:
+    def seal(self, *, force: bool = False) -> None:
+        """Sign the chain as it stands now. Without ``force``, only when this trail wrote
+        entries since its last seal; never without a signer."""
+        if self._sign is None or (self._unsealed == 0 and not force):
             return
         sign = self._sign
 

@@ -7,8 +7,9 @@ import logging
 
 from prometheus_client import CollectorRegistry
 
-from broker.app import build_broker, load_parts
+from broker.app import build_broker, load_parts, open_records
 from broker.commands._common import run_async, settings_from, wait_for_signal
+from broker.http_api import start_api
 from broker.logs import configure_logging, event
 from broker.reload import DirectoryWatcher
 from monitoring.http import build_app, serve
@@ -31,7 +32,8 @@ def _run(args: argparse.Namespace) -> int:
     async def main() -> int:
         parts = load_parts(settings)
         registry = CollectorRegistry()
-        service = build_broker(parts, registry)
+        records = open_records(settings)
+        service = build_broker(parts, registry, records=records)
         http = await serve(
             build_app(registry, service.readiness), settings.metrics_host, settings.metrics_port
         )
@@ -40,14 +42,23 @@ def _run(args: argparse.Namespace) -> int:
             settings.directory, settings.party_certificate_dir, service.reload_directory
         )
         watcher.start()
-        event(log, "broker.serving", metrics=f"{http.url}/metrics")
+        api = await start_api(parts, records) if settings.api_enabled else None
+        event(
+            log,
+            "broker.serving",
+            metrics=f"{http.url}/metrics",
+            api=api.url if api is not None else None,
+        )
         try:
             signal_received = await wait_for_signal()
             event(log, "broker.signal", signal=signal_received.name)
         finally:
+            if api is not None:  # stop taking submissions before the worker stops
+                await api.stop()
             await watcher.stop()
             await service.stop()
             await http.stop()
+            records.close()
         return 0
 
     return run_async(main)
