@@ -1,0 +1,179 @@
+"""The status store: the Laufzettel of each message, who may see it, HTTP idempotency claims."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from broker.cli import main
+from broker.journal import EventKind, StatusEvent
+from broker.status import StatusStore, SubmissionState
+
+UUID = "6f1c2d3e-4a5b-4c6d-8e7f-001122334455"
+PORTAL = "osi:hh-portal"
+HAMBURG = "psw:02000000"
+NORDERSTEDT = "psw:01060063"
+
+
+def _delivered_twice(store: StatusStore) -> None:
+    store.record(StatusEvent(UUID, EventKind.RECEIVED))
+    store.record(
+        StatusEvent(
+            UUID,
+            EventKind.ACCEPTED,
+            author=PORTAL,
+            nachrichtentyp="meldung.anmeldung.0200",
+            standard="xmeld/1.1",
+            digest="ab" * 32,
+            recipients=(HAMBURG, NORDERSTEDT),
+        )
+    )
+    for agency in (HAMBURG, NORDERSTEDT):
+        store.record(StatusEvent(UUID, EventKind.QUEUED, author=PORTAL, agency=agency))
+    store.record(StatusEvent(UUID, EventKind.DELIVERED, author=PORTAL, agency=HAMBURG))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> StatusStore:
+    return StatusStore(tmp_path / "status.sqlite3")
+
+
+def test_timeline_lists_the_events_of_one_message_oldest_first(store: StatusStore) -> None:
+    _delivered_twice(store)
+    store.record(StatusEvent("another", EventKind.RECEIVED))
+
+    laufzettel = store.timeline(UUID)
+
+    assert [e.kind for e in laufzettel.events] == [
+        EventKind.RECEIVED,
+        EventKind.ACCEPTED,
+        EventKind.QUEUED,
+        EventKind.QUEUED,
+        EventKind.DELIVERED,
+    ]
+    assert laufzettel.state == "delivered"
+    assert laufzettel.author == PORTAL
+    assert laufzettel.recipients == (HAMBURG, NORDERSTEDT)
+
+
+def test_every_field_of_an_event_is_kept(store: StatusStore) -> None:
+    event = StatusEvent(
+        UUID,
+        EventKind.REJECTED,
+        author=PORTAL,
+        nachrichtentyp="meldung.anmeldung.0200",
+        standard="xmeld/1.1",
+        digest="cd" * 32,
+        reason="schema-invalid",
+    )
+    store.record(event)
+
+    assert store.timeline(UUID).events == (event,)
+
+
+def test_the_author_sees_every_event(store: StatusStore) -> None:
+    _delivered_twice(store)
+
+    assert len(store.timeline(UUID).seen_by(PORTAL).events) == 5
+
+
+def test_a_recipient_sees_its_own_copy_but_not_another_recipients(store: StatusStore) -> None:
+    _delivered_twice(store)
+
+    seen = store.timeline(UUID).seen_by(NORDERSTEDT)
+
+    assert [(e.kind, e.agency) for e in seen.events] == [
+        (EventKind.RECEIVED, None),
+        (EventKind.ACCEPTED, None),
+        (EventKind.QUEUED, NORDERSTEDT),
+    ]
+
+
+def test_a_stranger_sees_nothing(store: StatusStore) -> None:
+    _delivered_twice(store)
+
+    assert store.timeline(UUID).seen_by("gew:02000000").events == ()
+
+
+def test_an_unknown_message_has_an_empty_timeline(store: StatusStore) -> None:
+    assert store.timeline(UUID).state == "unknown"
+
+
+def test_a_second_process_reads_what_the_first_wrote(store: StatusStore) -> None:
+    _delivered_twice(store)
+
+    reader = StatusStore(store.path)
+
+    assert len(reader.timeline(UUID).events) == 5
+
+
+def test_a_first_submission_is_new(store: StatusStore) -> None:
+    assert store.claim_submission(UUID, PORTAL, "ab" * 32).state is SubmissionState.NEW
+
+
+def test_the_same_bytes_again_are_the_same_submission(store: StatusStore) -> None:
+    store.claim_submission(UUID, PORTAL, "ab" * 32)
+
+    assert store.claim_submission(UUID, PORTAL, "ab" * 32).state is SubmissionState.SAME
+
+
+def test_other_bytes_under_a_used_uuid_conflict(store: StatusStore) -> None:
+    store.claim_submission(UUID, PORTAL, "ab" * 32)
+
+    claim = store.claim_submission(UUID, PORTAL, "cd" * 32)
+
+    assert claim.state is SubmissionState.CONFLICT
+    assert claim.digest == "ab" * 32
+
+
+def test_a_released_claim_is_new_again(store: StatusStore) -> None:
+    store.claim_submission(UUID, PORTAL, "ab" * 32)
+    store.release_submission(UUID, "ab" * 32)
+
+    assert store.claim_submission(UUID, PORTAL, "cd" * 32).state is SubmissionState.NEW
+
+
+def _config(tmp_path: Path) -> Path:
+    config = tmp_path / "xbroker.toml"
+    config.write_text(f'state_dir = "{tmp_path}"\n')
+    return config
+
+
+def test_status_command_prints_the_timeline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _delivered_twice(StatusStore(tmp_path / "status.sqlite3"))
+
+    code = main(["--config", str(_config(tmp_path)), "status", UUID])
+
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert out[0] == f"{UUID}: delivered"
+    assert [line.split()[1] for line in out[1:]] == [
+        "received",
+        "accepted",
+        "queued",
+        "queued",
+        "delivered",
+    ]
+
+
+def test_status_command_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _delivered_twice(StatusStore(tmp_path / "status.sqlite3"))
+
+    main(["--config", str(_config(tmp_path)), "status", UUID, "--json"])
+
+    document = json.loads(capsys.readouterr().out)
+    assert document["state"] == "delivered"
+    assert document["recipients"] == [HAMBURG, NORDERSTEDT]
+    assert document["events"][1]["sha256"] == "ab" * 32
+
+
+def test_status_command_fails_for_an_unknown_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    StatusStore(tmp_path / "status.sqlite3")
+
+    assert main(["--config", str(_config(tmp_path)), "status", UUID]) == 1
