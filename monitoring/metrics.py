@@ -183,7 +183,7 @@ class Metrics:
         )
         self.queue_consumers = Gauge(
             "xbroker_agency_queue_consumers",
-            "Consumers attached to an agency's inbox queue.",
+            "Consumers attached to an agency's inbox queue, where the broker can count them.",
             ["agency"],
             registry=registry,
         )
@@ -285,7 +285,8 @@ class Metrics:
 
         ``consumers=None`` leaves the consumer gauge alone: RabbitMQ 3.10 answers a passive
         declare of a quorum queue with a consumer count of 0 whatever the truth, so a
-        caller without a reliable count must not publish one.
+        caller without a reliable count must not publish one. The alert and the dashboard
+        read RabbitMQ's own ``rabbitmq_detailed_queue_consumers`` first for that reason.
         """
         self.queue_messages.labels(agency=agency).set(messages)
         if consumers is not None:
