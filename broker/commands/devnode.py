@@ -17,14 +17,13 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from broker import devnode
 
 __all__ = ["main", "register"]
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``xbroker node {ensure,stop,status,ctl,probe}``."""
     node = subparsers.add_parser("node", help="the project-local RabbitMQ node")
     actions = node.add_subparsers(dest="node_command", required=True, metavar="ACTION")
