@@ -1,0 +1,330 @@
+"""The HTTP API, served by uvicorn beside the example world on a real RabbitMQ."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aio_pika
+import httpx
+import pytest
+
+from broker.http_api import (
+    ApiLimits,
+    ApiServer,
+    Authenticator,
+    IngressPublisher,
+    TokenTable,
+    build_api,
+    hash_token,
+    serve_api,
+)
+from broker.receipts import Kind
+from broker.status import StatusStore
+from tests.world import World, running_world
+
+pytestmark = pytest.mark.rabbitmq
+
+TIMEOUT = 30.0
+LIMIT = 64 * 1024
+TOKENS = {
+    "osi:hh-portal": secrets.token_urlsafe(16),
+    "psw:02000000": secrets.token_urlsafe(16),
+    "gew:02000000": secrets.token_urlsafe(16),
+}
+
+
+def _as(kennung: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {TOKENS[kennung]}", "content-type": "application/xml"}
+
+
+PORTAL = _as("osi:hh-portal")
+
+
+@dataclass
+class Api:
+    world: World
+    server: ApiServer
+    client: httpx.AsyncClient
+
+
+def _authenticator(world: World) -> Authenticator:
+    table = TokenTable({hash_token(token): kennung for kennung, token in TOKENS.items()})
+    return Authenticator(table, world.parts.directory.certificate_registered)
+
+
+@pytest.fixture(scope="module")
+async def api(amqp_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
+    async with running_world(amqp_url, tmp_path_factory.mktemp("http")) as world:
+        ingress = IngressPublisher(amqp_url, confirm_timeout=5.0)
+        await ingress.start()
+        app = build_api(
+            status=StatusStore(world.settings.status_path),
+            ingress=ingress,
+            catalog=world.parts.catalog,
+            authenticate=_authenticator(world),
+            limits=ApiLimits(max_body_bytes=LIMIT, queue_limit=1000),
+        )
+        server = await serve_api(app)
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            yield Api(world, server, client)
+        await server.stop()
+        await ingress.close()
+
+
+async def test_a_submission_is_answered_202_with_its_uuid_and_location(api: Api) -> None:
+    signed = api.world.portal_signer.sign(api.world.fresh("anmeldung-hamburg.xml"))
+
+    response = await api.client.post("/v1/messages", content=signed, headers=PORTAL)
+
+    uuid = response.json()["uuid"]
+    assert response.status_code == 202
+    assert response.headers["location"] == f"/v1/messages/{uuid}"
+    await api.world.portal.wait_final(uuid, TIMEOUT)
+
+
+async def test_http_and_amqp_submissions_get_the_same_receipts(api: Api) -> None:
+    world = api.world
+    over_http = world.portal_signer.sign(world.fresh("anmeldung-hamburg.xml"))
+    http_uuid = (await api.client.post("/v1/messages", content=over_http, headers=PORTAL)).json()[
+        "uuid"
+    ]
+    amqp_uuid = await world.portal.submit(world.fresh("anmeldung-hamburg.xml"))
+
+    by_http = await world.portal.wait_final(http_uuid, TIMEOUT)
+    by_amqp = await world.portal.wait_final(amqp_uuid, TIMEOUT)
+
+    def shape(receipts: list) -> list[tuple[Kind, str, tuple[str, ...]]]:  # type: ignore[type-arg]
+        return [(r.kind, r.issuer, r.recipients) for r in receipts]
+
+    assert shape(by_http.receipts) == shape(by_amqp.receipts)
+    assert [r.kind for r in by_http.receipts] == [Kind.ACCEPTED, Kind.DELIVERED]
+    assert world.receivers_of(http_uuid) == ["psw:02000000"]
+
+
+async def test_a_rejected_http_submission_gets_its_rejection_receipt(api: Api) -> None:
+    world = api.world
+    root = world.fresh("invalid-anmeldung-missing-birthdate.xml")
+
+    response = await api.client.post(
+        "/v1/messages", content=world.portal_signer.sign(root), headers=PORTAL
+    )
+    state = await world.portal.wait_final(response.json()["uuid"], TIMEOUT)
+
+    assert [(r.kind, r.reason) for r in state.receipts] == [(Kind.REJECTED, "schema-invalid")]
+
+
+async def test_the_same_bytes_again_get_the_same_answer_and_are_delivered_once(api: Api) -> None:
+    world = api.world
+    signed = world.portal_signer.sign(world.fresh("gewerbe-anmeldung.xml"))
+
+    first = await api.client.post("/v1/messages", content=signed, headers=PORTAL)
+    again = await api.client.post("/v1/messages", content=signed, headers=PORTAL)
+    uuid = first.json()["uuid"]
+    state = await world.portal.wait_final(uuid, TIMEOUT)
+
+    assert (again.status_code, again.json(), again.headers["location"]) == (
+        first.status_code,
+        first.json(),
+        first.headers["location"],
+    )
+    assert [r.kind for r in state.receipts] == [Kind.ACCEPTED, Kind.DELIVERED]
+    assert world.receivers_of(uuid) == ["gew:02000000"]
+
+
+async def test_other_bytes_under_a_used_uuid_are_refused_with_409(api: Api) -> None:
+    world = api.world
+    root = world.fresh("anmeldung-hamburg.xml")
+    first = world.portal_signer.sign(root)
+    await api.client.post("/v1/messages", content=first, headers=PORTAL)
+    other = first.replace(b"Petersen", b"Peterson")
+
+    response = await api.client.post("/v1/messages", content=other, headers=PORTAL)
+
+    assert response.status_code == 409
+
+
+async def test_a_declared_length_above_the_limit_is_refused_with_413(api: Api) -> None:
+    body = b"<x>" + b"a" * LIMIT + b"</x>"
+
+    response = await api.client.post("/v1/messages", content=body, headers=PORTAL)
+
+    assert response.status_code == 413
+
+
+async def test_a_streamed_body_above_the_limit_is_refused_with_413(api: Api) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(LIMIT // 1024 + 2):
+            yield b"a" * 1024
+
+    response = await api.client.post("/v1/messages", content=chunks(), headers=PORTAL)
+
+    assert response.status_code == 413
+    assert "content-length" not in {k.lower() for k in response.request.headers}
+
+
+async def test_a_caller_without_credentials_is_refused_with_401(api: Api) -> None:
+    response = await api.client.post("/v1/messages", content=b"<x/>")
+
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_an_unknown_token_is_refused_with_401(api: Api) -> None:
+    response = await api.client.get(
+        "/v1/messages/x", headers={"authorization": "Bearer not-a-token"}
+    )
+
+    assert response.status_code == 401
+
+
+async def test_a_body_that_is_not_xml_is_refused_with_400(api: Api) -> None:
+    response = await api.client.post("/v1/messages", content=b"not xml", headers=PORTAL)
+
+    assert response.status_code == 400
+
+
+async def _delivered_over_http(api: Api) -> str:
+    signed = api.world.portal_signer.sign(api.world.fresh("anmeldung-hamburg.xml"))
+    uuid = str(
+        (await api.client.post("/v1/messages", content=signed, headers=PORTAL)).json()["uuid"]
+    )
+    await api.world.portal.wait_final(uuid, TIMEOUT)
+    return uuid
+
+
+async def test_the_author_reads_the_whole_laufzettel(api: Api) -> None:
+    uuid = await _delivered_over_http(api)
+
+    response = await api.client.get(f"/v1/messages/{uuid}", headers=PORTAL)
+
+    body = response.json()
+    kinds = [e["kind"] for e in body["events"]]
+    assert response.status_code == 200
+    assert (body["state"], body["author"], body["recipients"]) == (
+        "delivered",
+        "osi:hh-portal",
+        ["psw:02000000"],
+    )
+    assert kinds[0] == "received" and {"accepted", "queued", "delivered"} <= set(kinds)
+
+
+async def test_a_recipient_reads_the_laufzettel_of_its_copy(api: Api) -> None:
+    uuid = await _delivered_over_http(api)
+
+    response = await api.client.get(f"/v1/messages/{uuid}", headers=_as("psw:02000000"))
+
+    assert response.status_code == 200
+    assert {e.get("agency") for e in response.json()["events"]} <= {None, "psw:02000000"}
+
+
+async def test_an_agency_that_is_neither_author_nor_recipient_gets_404(api: Api) -> None:
+    uuid = await _delivered_over_http(api)
+
+    response = await api.client.get(f"/v1/messages/{uuid}", headers=_as("gew:02000000"))
+
+    assert response.status_code == 404
+
+
+async def test_openapi_describes_both_routes(api: Api) -> None:
+    schema = (await api.client.get("/openapi.json")).json()
+    docs = await api.client.get("/docs")
+
+    assert {"/v1/messages", "/v1/messages/{uuid}"} <= set(schema["paths"])
+    assert "application/xml" in schema["paths"]["/v1/messages"]["post"]["requestBody"]["content"]
+    assert docs.status_code == 200
+
+
+@pytest.fixture
+async def full_queue(amqp_url: str) -> AsyncIterator[str]:
+    """A queue holding three messages, standing in for a backed-up ingress queue."""
+    name = f"test.backlog.{secrets.token_hex(4)}"
+    connection = await aio_pika.connect(amqp_url)
+    channel = await connection.channel(publisher_confirms=True)
+    await channel.declare_queue(name, auto_delete=False)
+    for _ in range(3):
+        await channel.default_exchange.publish(aio_pika.Message(b"x"), routing_key=name)
+    yield name
+    await channel.queue_delete(name)
+    await connection.close()
+
+
+async def _post_against_backlog(api: Api, amqp_url: str, queue: str, limit: int) -> httpx.Response:
+    ingress = IngressPublisher(amqp_url, confirm_timeout=5.0, depth_queue=queue)
+    await ingress.start()
+    app = build_api(
+        status=StatusStore(api.world.settings.status_path),
+        ingress=ingress,
+        catalog=api.world.parts.catalog,
+        authenticate=_authenticator(api.world),
+        limits=ApiLimits(max_body_bytes=LIMIT, queue_limit=limit, retry_after_seconds=7),
+    )
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            return await client.post("/v1/messages", content=b"not xml", headers=PORTAL)
+    finally:
+        await ingress.close()
+
+
+async def test_a_backed_up_ingress_queue_is_answered_503_with_retry_after(
+    api: Api, amqp_url: str, full_queue: str
+) -> None:
+    response = await _post_against_backlog(api, amqp_url, full_queue, limit=2)
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "7"
+
+
+async def test_a_queue_within_its_limit_lets_submissions_through(
+    api: Api, amqp_url: str, full_queue: str
+) -> None:
+    response = await _post_against_backlog(api, amqp_url, full_queue, limit=3)
+
+    assert response.status_code == 400  # past the gate, refused only for not being XML
+
+
+async def test_the_body_is_never_read_far_past_the_limit(api: Api, amqp_url: str) -> None:
+    ingress = IngressPublisher(amqp_url, confirm_timeout=5.0)
+    await ingress.start()
+    app = build_api(
+        status=StatusStore(api.world.settings.status_path),
+        ingress=ingress,
+        catalog=api.world.parts.catalog,
+        authenticate=_authenticator(api.world),
+        limits=ApiLimits(max_body_bytes=LIMIT, queue_limit=1000),
+    )
+    chunk = b"a" * 1024
+    read = 0
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        nonlocal read
+        read += len(chunk)
+        return {"type": "http.request", "body": chunk, "more_body": True}  # never ends
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/messages",
+        "raw_path": b"/v1/messages",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.encode(), v.encode()) for k, v in PORTAL.items()],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    try:
+        await app(scope, receive, send)
+    finally:
+        await ingress.close()
+
+    assert sent[0]["status"] == 413
+    assert read <= LIMIT + len(chunk)

@@ -1,0 +1,127 @@
+"""Client certificates of the development PKI, over a real TLS connection to the HTTP API."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from broker.http_api import (
+    ApiLimits,
+    ApiServer,
+    Authenticator,
+    IngressPublisher,
+    TlsFiles,
+    TokenTable,
+    build_api,
+    serve_api,
+)
+from broker.status import StatusStore
+from signing.pki import create_ca, issue, party_paths
+from tests.world import World, running_world
+
+pytestmark = pytest.mark.rabbitmq
+
+TIMEOUT = 30.0
+
+
+@dataclass
+class TlsApi:
+    world: World
+    server: ApiServer
+
+
+@pytest.fixture(scope="module")
+async def tls_api(amqp_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[TlsApi]:
+    async with running_world(amqp_url, tmp_path_factory.mktemp("tls")) as world:
+        pki = world.settings.pki
+        cert, key = party_paths(pki, world.settings.broker_kennung)
+        ingress = IngressPublisher(amqp_url, confirm_timeout=5.0)
+        await ingress.start()
+        app = build_api(
+            status=StatusStore(world.settings.status_path),
+            ingress=ingress,
+            catalog=world.parts.catalog,
+            authenticate=Authenticator(
+                TokenTable({}), world.parts.directory.certificate_registered
+            ),
+            limits=ApiLimits(max_body_bytes=1024 * 1024, queue_limit=1000),
+        )
+        server = await serve_api(app, tls=TlsFiles(cert, key, pki / "ca" / "ca.crt"))
+        yield TlsApi(world, server)
+        await server.stop()
+        await ingress.close()
+
+
+def _client(server: ApiServer, identity: tuple[Path, Path] | None) -> httpx.AsyncClient:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the dev party certificate names no host
+    if identity is not None:
+        context.load_cert_chain(*identity)
+    return httpx.AsyncClient(base_url=server.url, verify=context, timeout=10)
+
+
+def _identity(world: World, kennung: str) -> tuple[Path, Path]:
+    return party_paths(world.settings.pki, kennung)
+
+
+async def test_a_client_certificate_identifies_the_author(tls_api: TlsApi) -> None:
+    world = tls_api.world
+    signed = world.portal_signer.sign(world.fresh("anmeldung-hamburg.xml"))
+
+    async with _client(tls_api.server, _identity(world, "osi:hh-portal")) as client:
+        submitted = await client.post("/v1/messages", content=signed)
+        uuid = submitted.json()["uuid"]
+        await world.portal.wait_final(uuid, TIMEOUT)
+        laufzettel = await client.get(f"/v1/messages/{uuid}")
+
+    assert submitted.status_code == 202
+    assert laufzettel.json()["state"] == "delivered"
+
+
+async def test_a_recipients_certificate_reads_the_laufzettel(tls_api: TlsApi) -> None:
+    world = tls_api.world
+    uuid = await world.portal.submit(world.fresh("anmeldung-hamburg.xml"))
+    await world.portal.wait_final(uuid, TIMEOUT)
+
+    async with _client(tls_api.server, _identity(world, "psw:02000000")) as client:
+        response = await client.get(f"/v1/messages/{uuid}")
+
+    assert response.status_code == 200
+
+
+async def test_tls_without_a_certificate_or_token_is_refused(tls_api: TlsApi) -> None:
+    async with _client(tls_api.server, None) as client:
+        response = await client.get("/v1/messages/anything")
+
+    assert response.status_code == 401
+
+
+async def test_a_certificate_not_registered_in_the_directory_is_refused(
+    tls_api: TlsApi, tmp_path: Path
+) -> None:
+    pki = tls_api.world.settings.pki
+    issue(pki / "ca", "osi:hh-portal", "Second portal key", tmp_path)
+
+    identity = (tmp_path / "osi_hh-portal.crt", tmp_path / "osi_hh-portal.key")
+    async with _client(tls_api.server, identity) as client:
+        response = await client.get("/v1/messages/anything")
+
+    assert response.status_code == 401
+
+
+async def test_a_certificate_from_a_foreign_ca_fails_the_handshake(
+    tls_api: TlsApi, tmp_path: Path
+) -> None:
+    create_ca(tmp_path / "ca", "Somebody Else's CA")
+    issue(tmp_path / "ca", "osi:hh-portal", "Forged portal", tmp_path / "out")
+
+    identity = (tmp_path / "out" / "osi_hh-portal.crt", tmp_path / "out" / "osi_hh-portal.key")
+    async with _client(tls_api.server, identity) as client:
+        with pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)):
+            await client.get("/v1/messages/anything")
