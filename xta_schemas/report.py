@@ -5,11 +5,16 @@ message fails, xmlschema validates it again to say, for each issue, the line, th
 the element and the reason. xmlschema loads the same files through the same resolution
 table, offline. If xmlschema cannot help (it fails to build or finds nothing), lxml's
 error log is the report.
+
+Reports go to the sender in a receipt and into logs, so they must not carry the
+message's content: values the validators quote ("'abc' is not a valid value") are
+replaced by ``'[value]'``. What stays is where (line, path) and which rule failed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -19,26 +24,48 @@ from lxml import etree
 
 from .errors import ValidationIssue
 
-__all__ = ["MAX_ISSUES", "DetailedReporter", "issues_from_lxml"]
+__all__ = ["MAX_ISSUES", "REDACTED", "DetailedReporter", "issues_from_lxml", "redact"]
 
 MAX_ISSUES = 20
+REDACTED = "'[value]'"
+
+# How libxml2 quotes an offending value: "Element 'x': 'VALUE' is not a valid value of
+# ...", "[facet 'pattern'] The value 'VALUE' is not accepted by ...".
+_LXML_VALUE = re.compile(
+    r"(: |The value )'.*?'(?= is not (?:a valid value|accepted|an element))", re.DOTALL
+)
+
+
+def redact(reason: str, values: Iterable[str] = ()) -> str:
+    """``reason`` without the quoted ``values`` nor any value libxml2 quoted."""
+    for value in sorted({v for raw in values for v in _forms(raw)}, key=len, reverse=True):
+        for quoted in (repr(value), f"'{value}'", f'"{value}"'):
+            reason = reason.replace(quoted, REDACTED)
+    return _LXML_VALUE.sub(lambda m: f"{m.group(1)}{REDACTED}", reason)
+
+
+def _forms(raw: str) -> tuple[str, ...]:
+    """A value as written, stripped, and whitespace-collapsed (as validators see it)."""
+    return tuple(v for v in {raw, raw.strip(), " ".join(raw.split())} if v)
 
 
 def issues_from_lxml(log: etree._ListErrorLog) -> tuple[ValidationIssue, ...]:
     """The lxml error log as issues; the fallback report."""
     return tuple(
-        ValidationIssue(line=entry.line or None, path=entry.path or "", reason=entry.message)
+        ValidationIssue(
+            line=entry.line or None, path=entry.path or "", reason=redact(entry.message)
+        )
         for entry in islice(log, MAX_ISSUES)
     )
 
 
 def _reason(error: xmlschema.XMLSchemaValidationError) -> str:
-    """xmlschema's reason, naming the offending value when the reason does not."""
+    """xmlschema's reason, saying that the value was at fault, without the value."""
     reason = error.reason or str(error.message)
     value = error.obj
     if isinstance(value, str) and repr(value) not in reason:
-        return f"value {value!r}: {reason}"
-    return reason
+        reason = f"value {value!r}: {reason}"
+    return redact(reason, _values(error))
 
 
 class DetailedReporter:
@@ -87,3 +114,12 @@ class DetailedReporter:
         except (xmlschema.XMLSchemaException, OSError, ValueError, TypeError):
             issues = ()
         return issues or issues_from_lxml(log)
+
+
+def _values(error: xmlschema.XMLSchemaValidationError) -> list[str]:
+    """The content the error may quote: the element's text and attributes, the value."""
+    values = [error.obj] if isinstance(error.obj, str) else []
+    elem = error.elem
+    if elem is not None:
+        values += [elem.text or "", *(str(v) for v in elem.attrib.values())]
+    return values
