@@ -37,8 +37,9 @@ from broker.logs import event
 from broker.pipeline import Accepted, Pipeline, Rejected
 from broker.receipts import Kind, Receipt, build_receipt, read_receipt
 from broker.settings import Settings
+from broker.webhook import WebhookDeliverer, webhook_agencies
 from monitoring.metrics import CertificateExpiry, Metrics
-from routing import AmqpEndpoint, Directory, Recipient
+from routing import Directory, Recipient
 from signing import ParserLimits, Signer, SigningError, Verifier, parse_untrusted
 from xta_schemas import Catalog
 
@@ -106,10 +107,20 @@ class BrokerService:
         self._consumers: _Consumers | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._sampler: asyncio.Task[None] | None = None
+        self.webhooks: WebhookDeliverer | None = None
 
     # lifecycle
 
     async def start(self) -> None:
+        if webhook_agencies(self.directory):
+            # Built before connecting: a missing webhook secret stops the start here.
+            self.webhooks = WebhookDeliverer(
+                self.settings,
+                self.directory,
+                self.metrics,
+                send_receipt=self._send_receipt,
+                journal=self.journal,
+            )
         self._connection = await aio_pika.connect_robust(
             self.settings.amqp_url, client_properties={"connection_name": "xbroker-broker"}
         )
@@ -129,6 +140,8 @@ class BrokerService:
             receipts=receipts,
             receipts_tag=await receipts.consume(self._track(self._on_delivery_receipt)),
         )
+        if self.webhooks is not None:
+            await self.webhooks.start(self._connection)
         self._sampler = asyncio.create_task(self._sample_queues(), name="queue-sampler")
         self.state = Lifecycle.RUNNING
         event(log, "broker.started", agencies=len(self.directory))
@@ -160,6 +173,8 @@ class BrokerService:
             for task in pending:
                 task.cancel()
             event(log, "broker.stopping", finished_in_time=not pending, returned=len(pending))
+        if self.webhooks is not None:
+            await self.webhooks.stop(grace)
         if self._connection is not None:
             await self._connection.close()
         self._dedup.close()
@@ -313,10 +328,9 @@ class BrokerService:
     ) -> None:
         assert self._exchanges is not None
         agency = self.directory.get(recipient.kennung)
-        if agency is None or not isinstance(agency.endpoint, AmqpEndpoint):
-            # Webhook endpoints are served by the webhook deliverer, fed from the same
-            # exchange; until then the copy must not be lost.
-            raise PublishError(f"no AMQP endpoint for {recipient.kennung}")
+        if agency is None:
+            raise PublishError(f"{recipient.kennung} is not in the directory")
+        # A webhook agency's copy goes into its inbox too; the webhook deliverer pushes it.
         msg = publishing.message(
             body,
             message_id=decision.header.uuid,

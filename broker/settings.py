@@ -32,6 +32,7 @@ _PATH_FIELDS = (
     "api_tls_cert",
     "api_tls_key",
     "api_tls_client_ca",
+    "webhook_ca_file",
 )
 
 
@@ -83,6 +84,19 @@ class Settings(BaseSettings):
     )
     ingress_queue_limit: int = Field(default=10_000, ge=0, description="HTTP answers 503 above")
     api_retry_after_seconds: int = Field(default=5, ge=1)
+
+    # Webhook delivery (docs/webhooks.md). The default schedule spans about three days.
+    webhook_retry_seconds: tuple[float, ...] = Field(
+        default=(30, 120, 600, 3600, 21600, 43200, 43200, 43200, 43200, 43200),
+        description="wait after the 1st, 2nd, ... failed push; then the copy is failed",
+    )
+    webhook_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    webhook_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    webhook_prefetch: int = Field(default=8, ge=1, le=1000, description="pushes in flight")
+    webhook_ca_file: Path | None = Field(
+        default=None, description="CA certificates for webhook endpoints (default: system)"
+    )
+    webhook_proxy: str | None = Field(default=None, description="HTTP(S) proxy for pushes")
 
     @property
     def pki(self) -> Path:

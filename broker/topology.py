@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from aio_pika.abc import AbstractChannel, AbstractExchange, ExchangeType
 
-from routing import Agency, AmqpEndpoint, Directory
+from routing import Agency, Directory
 
 __all__ = [
     "DEAD_EXCHANGE",
@@ -134,9 +134,10 @@ def has_inbox(agency: Agency) -> bool:
 async def declare_for_directory(
     channel: AbstractChannel, exchanges: Exchanges, directory: Directory, delivery_limit: int
 ) -> None:
-    """An inbox for every agency that receives over AMQP, a receipt queue for every author."""
+    """An inbox for every agency that receives (a webhook agency's is drained by the
+    webhook deliverer), a receipt queue for every author."""
     for agency in directory:
-        if has_inbox(agency) and isinstance(agency.endpoint, AmqpEndpoint):
+        if has_inbox(agency):
             await declare_agency_queues(
                 channel,
                 exchanges,

@@ -156,6 +156,12 @@ class Metrics:
             ["agency", "outcome"],
             registry=registry,
         )
+        self.webhook_disabled = Gauge(
+            "xbroker_webhook_endpoint_disabled",
+            "1 while an agency's webhook endpoint is disabled (it answered 410 Gone).",
+            ["agency"],
+            registry=registry,
+        )
         self.in_flight = Gauge(
             "xbroker_messages_in_flight",
             "Messages taken from the ingress queue and not yet acked or rejected.",
@@ -271,6 +277,10 @@ class Metrics:
     def webhook_attempt(self, agency: str, outcome: WebhookOutcome | str) -> None:
         """Count one push attempt to an agency's webhook."""
         self.webhook_attempts.labels(agency=agency, outcome=WebhookOutcome(outcome).value).inc()
+
+    def set_webhook_disabled(self, agency: str, disabled: bool) -> None:
+        """Publish whether an agency's webhook endpoint is disabled (410 Gone)."""
+        self.webhook_disabled.labels(agency=agency).set(1 if disabled else 0)
 
     def observe_end_to_end(self, message_type: str, seconds: float) -> None:
         """Record the latency from the author's publish to the agency's acknowledgement."""
