@@ -1,0 +1,225 @@
+"""End to end with a real Prometheus server: it scrapes the broker and RabbitMQ, and
+PromQL answers what happened.
+
+Debian's ``prometheus`` binary runs on loopback only, on a free port, with a data folder
+of its own and a scrape interval of one second; it is stopped when the module ends.
+The broker is the example world in-process, its registry served by `monitoring.http`,
+with the client of one agency stopped so that its inbox holds a message nobody consumes;
+RabbitMQ's per-queue metrics come from the local node's rabbitmq_prometheus plugin with
+the same families as the ``rabbitmq_queues`` job of monitoring/prometheus/prometheus.yml.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import httpx
+import pytest
+import yaml
+
+import monitoring
+from broker import devnode
+from monitoring.http import build_app, serve
+from tests.conftest import RabbitMQ
+from tests.world import World, running_world
+
+pytestmark = pytest.mark.rabbitmq
+
+TIMEOUT = 30.0
+# Delivered to agencies with a consumer, each waited for until final.
+DELIVERED = ("anmeldung-hamburg.xml", "gewerbe-anmeldung.xml") * 2
+# The agency of this sample has its client stopped: its copy waits in the inbox.
+UNCONSUMED_SAMPLE = "anmeldung-norderstedt.xml"
+UNCONSUMED = "psw:01060063"
+PROMETHEUS = Path(monitoring.__file__).parent / "prometheus"
+PROMETHEUS_YML = PROMETHEUS / "prometheus.yml"
+
+
+def alert_expr() -> str:
+    """AgencyQueueWithoutConsumer's expression as shipped (its ``for`` left to Prometheus)."""
+    groups = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text(encoding="utf-8"))["groups"]
+    (rule,) = [
+        r for g in groups for r in g["rules"] if r.get("alert") == "AgencyQueueWithoutConsumer"
+    ]
+    expr: str = rule["expr"]
+    return expr
+
+
+@dataclass
+class Stack:
+    world: World
+    prometheus: str  # base URL of the Prometheus server
+    vhost: str
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def prometheus_binary() -> str:
+    path = shutil.which("prometheus")
+    if path is None:
+        pytest.skip("prometheus not installed (Debian package prometheus)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def vhost_url(rabbitmq: RabbitMQ, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A vhost of this module's own, so no other test's messages reach its counters."""
+    if rabbitmq.node is None:
+        pytest.skip("needs the local node: its rabbitmq_prometheus port and a vhost of its own")
+    root = request.config.rootpath
+    vhost = f"{rabbitmq.vhost}-prometheus"
+    devnode.add_vhost(vhost, root=root)
+    devnode.set_permissions(vhost, rabbitmq.user, ".*", ".*", ".*", root=root)
+    yield rabbitmq.node.url_for_vhost(vhost)
+    devnode.delete_vhost(vhost, root=root)
+
+
+def rabbitmq_queues_job(target: str, vhost: str) -> dict[str, Any]:
+    """The shipped ``rabbitmq_queues`` job, pointed at the local node and one vhost."""
+    shipped = yaml.safe_load(PROMETHEUS_YML.read_text(encoding="utf-8"))
+    (job,) = [j for j in shipped["scrape_configs"] if j["job_name"] == "rabbitmq_queues"]
+    job = dict(job, static_configs=[{"targets": [target]}])
+    job["params"] = dict(job["params"], vhost=[vhost])
+    return job
+
+
+@pytest.fixture(scope="module")
+async def stack(
+    prometheus_binary: str,
+    rabbitmq: RabbitMQ,
+    vhost_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Stack]:
+    assert rabbitmq.node is not None
+    vhost = unquote(urlsplit(vhost_url).path[1:])
+    tmp = tmp_path_factory.mktemp("prometheus")
+    async with running_world(vhost_url, tmp / "state") as world:
+        endpoint = await serve(build_app(world.registry, world.broker.readiness))
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [
+                {
+                    "job_name": "xbroker",
+                    "static_configs": [{"targets": [f"127.0.0.1:{endpoint.port}"]}],
+                },
+                rabbitmq_queues_job(f"127.0.0.1:{rabbitmq.node.prometheus_port}", vhost),
+            ],
+        }
+        (tmp / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+        port = free_port()
+        with (tmp / "prometheus.log").open("wb") as log:
+            server = await asyncio.create_subprocess_exec(
+                prometheus_binary,
+                f"--config.file={tmp / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=log,
+            )
+        try:
+            await world.agencies.pop(UNCONSUMED).close()
+            for sample in DELIVERED:
+                uuid = await world.portal.submit(world.fresh(sample))
+                await world.portal.wait_final(uuid, TIMEOUT)
+            await accepted(world, await world.portal.submit(world.fresh(UNCONSUMED_SAMPLE)))
+            yield Stack(world, f"http://127.0.0.1:{port}", vhost)
+        finally:
+            server.terminate()
+            try:
+                await asyncio.wait_for(server.wait(), 10)
+            except TimeoutError:
+                server.kill()
+                await server.wait()
+            await endpoint.stop()
+
+
+async def accepted(world: World, uuid: str) -> None:
+    async with asyncio.timeout(TIMEOUT):
+        while not world.portal.state(uuid).recipients:
+            await asyncio.sleep(0.05)
+
+
+async def query(stack: Stack, promql: str) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(timeout=5.0, trust_env=False) as http:
+        response = await http.get(f"{stack.prometheus}/api/v1/query", params={"query": promql})
+    response.raise_for_status()
+    body = response.json()
+    assert body["status"] == "success", body
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+async def eventually(stack: Stack, promql: str, expected: float) -> float | None:
+    """The value of a one-series query once it equals ``expected``, or the last seen."""
+    seen: float | None = None
+    async with asyncio.timeout(TIMEOUT):
+        while seen != expected:
+            try:
+                result = await query(stack, promql)
+            except httpx.TransportError:  # the server is still starting
+                result = []
+            seen = float(result[0]["value"][1]) if result else None
+            if seen != expected:
+                await asyncio.sleep(0.5)
+    return seen
+
+
+async def test_promql_counts_the_accepted_messages_that_were_sent(stack: Stack) -> None:
+    sent = len(DELIVERED) + 1  # one more waits in the inbox nobody consumes
+
+    accepted = await eventually(stack, "sum(xbroker_messages_accepted_total)", sent)
+
+    assert accepted == sent
+
+
+async def test_prometheus_sees_the_broker_up_and_ready(stack: Stack) -> None:
+    assert await eventually(stack, 'up{job="xbroker"}', 1) == 1
+    assert await eventually(stack, "xbroker_ready", 1) == 1
+
+
+async def alert_rows(stack: Stack, expr: str) -> dict[str, float]:
+    """The agencies of this module's vhost that ``expr`` returns, and their values."""
+    return {
+        row["metric"]["agency"]: float(row["value"][1])
+        for row in await query(stack, expr)
+        if row["metric"].get("vhost") == stack.vhost
+    }
+
+
+async def test_the_consumer_count_the_alert_reads_shows_the_agency_client(stack: Stack) -> None:
+    # The left operand of the alert: consumers per agency inbox.
+    consumers = alert_expr().split(") == 0")[0] + ")"
+    mine: dict[str, float] = {}
+    async with asyncio.timeout(TIMEOUT):
+        while "psw:02000000" not in mine:
+            mine = await alert_rows(stack, consumers)
+            await asyncio.sleep(0.5)
+
+    assert mine["psw:02000000"] == 1
+    assert mine[UNCONSUMED] == 0
+
+
+async def test_the_alert_expression_names_the_inbox_with_messages_and_no_consumer(
+    stack: Stack,
+) -> None:
+    firing: dict[str, float] = {}
+    async with asyncio.timeout(TIMEOUT):
+        while UNCONSUMED not in firing:
+            firing = await alert_rows(stack, alert_expr())
+            await asyncio.sleep(0.5)
+
+    assert set(firing) == {UNCONSUMED}
