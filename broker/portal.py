@@ -48,14 +48,25 @@ class SubmissionState:
 
     @property
     def final(self) -> bool:
+        """Rejected; or accepted and answered by every recipient (delivered or failed);
+        or reported a duplicate of a message this portal did not see accepted."""
         kinds = {r.kind for r in self.receipts}
-        if kinds & {Kind.REJECTED, Kind.DUPLICATE}:
+        if Kind.REJECTED in kinds:
             return True
         if Kind.ACCEPTED not in kinds:
-            return False
+            return Kind.DUPLICATE in kinds
         answered = {r.issuer for r in self.receipts if r.kind is Kind.DELIVERED}
         answered |= {x for r in self.receipts if r.kind is Kind.FAILED for x in r.recipients}
         return set(self.recipients) <= answered
+
+    def add(self, receipt: Receipt) -> bool:
+        """Record a receipt; False if the same statement arrived before (a redelivery
+        after a crash repeats receipts, the state does not change)."""
+        key = (receipt.kind, receipt.issuer, receipt.recipients)
+        if any((r.kind, r.issuer, r.recipients) == key for r in self.receipts):
+            return False
+        self.receipts.append(receipt)
+        return True
 
 
 class Portal:
@@ -153,9 +164,9 @@ class Portal:
             await message.reject(requeue=False)
             return
         async with self._changed:
-            self.state(receipt.nachrichten_uuid).receipts.append(receipt)
+            new = self.state(receipt.nachrichten_uuid).add(receipt)
             self._changed.notify_all()
-        if self._on_receipt is not None:
+        if new and self._on_receipt is not None:
             result = self._on_receipt(receipt)
             if result is not None:
                 await result

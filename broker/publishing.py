@@ -28,8 +28,9 @@ def message(
     headers: Mapping[str, str | int | float] | None = None,
     reply_to: str | None = None,
     content_type: str = "application/xml",
+    expiration: float | None = None,
 ) -> aio_pika.Message:
-    """A persistent message as xbroker sends it."""
+    """A persistent message as xbroker sends it; ``expiration`` in seconds."""
     hdrs: HeadersType = dict(headers or {})
     return aio_pika.Message(
         body,
@@ -39,6 +40,7 @@ def message(
         content_type=content_type,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         timestamp=time.time(),
+        expiration=expiration,
     )
 
 

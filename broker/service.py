@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 import aio_pika
+import aiormq
 from aio_pika.abc import (
     AbstractChannel,
     AbstractIncomingMessage,
@@ -31,10 +32,11 @@ from lxml import etree
 
 from broker import publishing, topology
 from broker.dedup import ClaimState, DedupStore
-from broker.errors import PublishError, Reason, TransientError
+from broker.errors import ConfigurationError, PublishError, Reason, TransientError
 from broker.journal import EventKind, Journal, Journals, StatusEvent
 from broker.logs import event
 from broker.pipeline import Accepted, Pipeline, Rejected
+from broker.queue_stats import QueueStats, read_queue_stats, vhost_of
 from broker.receipts import Kind, Receipt, build_receipt, read_receipt
 from broker.settings import Settings
 from broker.webhook import WebhookDeliverer, webhook_agencies
@@ -66,6 +68,15 @@ class _Consumers:
     ingress_tag: str
     receipts: AbstractQueue
     receipts_tag: str
+    failures: AbstractQueue
+    failures_tag: str
+
+    def all(self) -> tuple[tuple[AbstractQueue, str], ...]:
+        return (
+            (self.ingress, self.ingress_tag),
+            (self.receipts, self.receipts_tag),
+            (self.failures, self.failures_tag),
+        )
 
 
 class BrokerService:
@@ -128,17 +139,31 @@ class BrokerService:
             publisher_confirms=True, on_return_raises=True
         )
         await self._channel.set_qos(prefetch_count=self.settings.prefetch)
-        self._exchanges = await topology.declare_core(self._channel, self.settings.delivery_limit)
-        await topology.declare_for_directory(
-            self._channel, self._exchanges, self.directory, self.settings.delivery_limit
-        )
+        try:
+            self._exchanges = await topology.declare_core(
+                self._channel, self.settings.delivery_limit
+            )
+            await topology.declare_for_directory(
+                self._channel, self._exchanges, self.directory, self.settings.delivery_limit
+            )
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            await self._connection.close()
+            raise ConfigurationError(
+                f"RabbitMQ holds queues declared with other arguments than these settings: "
+                f"{exc}. Queue arguments cannot change in place: keep the old value, or "
+                f"drain and delete the queue (rabbitmqctl delete_queue NAME) so it is "
+                f"declared anew."
+            ) from exc
         ingress = await self._channel.get_queue(topology.INGRESS_QUEUE)
         receipts = await self._channel.get_queue(topology.DELIVERY_RECEIPT_QUEUE)
+        failures = await self._channel.get_queue(topology.FAILURE_QUEUE)
         self._consumers = _Consumers(
             ingress=ingress,
             ingress_tag=await ingress.consume(self._track(self._on_ingress)),
             receipts=receipts,
             receipts_tag=await receipts.consume(self._track(self._on_delivery_receipt)),
+            failures=failures,
+            failures_tag=await failures.consume(self._track(self._on_failure)),
         )
         if self.webhooks is not None:
             await self.webhooks.start(self._connection)
@@ -160,10 +185,7 @@ class BrokerService:
             self._sampler.cancel()
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         if self._consumers is not None:
-            for queue, tag in (
-                (self._consumers.ingress, self._consumers.ingress_tag),
-                (self._consumers.receipts, self._consumers.receipts_tag),
-            ):
+            for queue, tag in self._consumers.all():
                 try:
                     await queue.cancel(tag)
                 except Exception:  # the connection may already be gone
@@ -339,6 +361,9 @@ class BrokerService:
                 HEADER_TYPE: decision.header.nachrichtentyp,
                 HEADER_AUTHOR: decision.header.author.kennung,
             },
+            # An unfetched copy expires into the dead-letter queues; the failure consumer
+            # tells the author. Per message, so a changed setting needs no queue redeclare.
+            expiration=self.settings.expire_after_days * 86400,
         )
         try:
             await publishing.publish_confirmed(
@@ -483,33 +508,85 @@ class BrokerService:
         )
         await message.ack()
 
+    # copies that expired or could never be delivered
+
+    async def _on_failure(self, message: AbstractIncomingMessage) -> None:
+        """A dead-lettered copy (or ingress message): tell its author, keep it parked."""
+        failure = _death_of(message)
+        uuid = message.message_id or "unknown"
+        headers = message.headers or {}
+        author = _text(headers.get(HEADER_AUTHOR)) or message.reply_to
+        reason = Reason.EXPIRED if failure.why == "expired" else Reason.UNDELIVERABLE
+        detail = failure.describe(self.settings.expire_after_days)
+        if failure.agency:
+            self.metrics.delivery(failure.agency, "dead_lettered")
+        self.journal.record(
+            StatusEvent(
+                uuid,
+                EventKind.FAILED,
+                author=author,
+                agency=failure.agency,
+                nachrichtentyp=_text(headers.get(HEADER_TYPE)),
+                reason=reason.value,
+            )
+        )
+        event(
+            log,
+            "message.failed",
+            logging.WARNING,
+            uuid=uuid,
+            agency=failure.agency,
+            reason=reason.value,
+            why=failure.why,
+        )
+        if author is None or author not in self.directory:
+            await message.ack()  # nobody to tell; the copy stays in its .dead queue
+            return
+        try:
+            await self._send_receipt(
+                author,
+                Receipt(
+                    kind=Kind.FAILED,
+                    nachrichten_uuid=uuid,
+                    issuer=self.settings.broker_kennung,
+                    issued=datetime.now(UTC),
+                    nachrichtentyp=_text(headers.get(HEADER_TYPE)),
+                    author=author,
+                    recipients=(failure.agency,) if failure.agency else (),
+                    reason=reason.value,
+                    detail=detail,
+                ),
+            )
+        except PublishError as exc:
+            event(log, "receipt.retry", logging.WARNING, uuid=uuid, error=str(exc))
+            await _settle(message, requeue=True)
+            return
+        await message.ack()
+
     async def _sample_queues(self) -> None:
         """Depth, consumers and dead letters of every agency inbox, for the gauges."""
-        assert self._connection is not None
-        channel: AbstractChannel | None = None
+        url = self.settings.rabbitmq_metrics_url
+        if url is None:
+            return
+        vhost = vhost_of(self.settings.amqp_url)
         while True:
             try:
-                if channel is None or channel.is_closed:
-                    channel = await self._connection.channel(publisher_confirms=False)
+                stats = await read_queue_stats(url, vhost)
                 for agency in self.directory:
                     if not topology.has_inbox(agency):
                         continue
                     name = topology.agency_queue(agency.kennung)
-                    inbox = await channel.declare_queue(name, passive=True)
-                    dead = await channel.declare_queue(f"{name}.dead", passive=True)
+                    inbox = stats.get(name, QueueStats(0, 0))
                     self.metrics.set_queue(
                         agency.kennung,
-                        messages=inbox.declaration_result.message_count or 0,
-                        # A quorum queue's declare-ok always reports 0 consumers on 3.10;
-                        # the consumer count comes from RabbitMQ's own metrics instead.
-                        consumers=None,
-                        dead_letters=dead.declaration_result.message_count or 0,
+                        messages=inbox.messages,
+                        consumers=inbox.consumers,
+                        dead_letters=stats.get(f"{name}.dead", QueueStats(0, 0)).messages,
                     )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # sampling must never take the worker down
                 event(log, "queues.sample_failed", logging.WARNING, error=str(exc))
-                channel = None
             await asyncio.sleep(self.settings.queue_sample_seconds)
 
     def _publish_certificates(self) -> None:
@@ -526,6 +603,40 @@ class BrokerService:
 
     def _observe_stage(self, stage: str, seconds: float) -> None:
         self.metrics.stage_duration.labels(stage=stage).observe(seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class _Death:
+    why: str  # RabbitMQ's x-death reason: expired, rejected, delivery_limit, maxlen
+    queue: str
+    agency: str | None
+
+    def describe(self, expire_after_days: float) -> str:
+        where = f"the copy for {self.agency}" if self.agency else "the message"
+        if self.why == "expired":
+            return f"{where} was not fetched within {expire_after_days:g} days"
+        if self.why == "rejected":
+            return f"{where} was refused by its receiver"
+        if self.why == "delivery_limit":
+            return f"{where} failed on every delivery attempt"
+        return f"{where} could not be delivered ({self.why})"
+
+
+def _death_of(message: AbstractIncomingMessage) -> _Death:
+    deaths = (message.headers or {}).get("x-death")
+    latest = deaths[0] if isinstance(deaths, list) and deaths else {}
+    why = _text(latest.get("reason")) if isinstance(latest, dict) else None
+    queue = (_text(latest.get("queue")) if isinstance(latest, dict) else None) or ""
+    agency = None
+    if queue.startswith("agency.") and queue.endswith((".inbox", ".test")):
+        agency = queue.removeprefix("agency.").rsplit(".", 1)[0]
+    return _Death(why or "unknown", queue, agency)
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) and value else None
 
 
 async def _settle(message: AbstractIncomingMessage, *, requeue: bool) -> None:

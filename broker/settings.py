@@ -61,6 +61,15 @@ class Settings(BaseSettings):
     dedup_window_days: float = Field(default=7.0, gt=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     queue_sample_seconds: float = Field(default=10.0, gt=0)
+    rabbitmq_metrics_url: str | None = Field(
+        default=None,
+        description="RabbitMQ's rabbitmq_prometheus endpoint (http://host:15692), "
+        "source of the agency queue gauges",
+    )
+    warn_after_days: float = Field(default=3.0, gt=0, description="a copy waits unfetched")
+    expire_after_days: float = Field(
+        default=14.0, gt=0, description="an unfetched copy fails; the author is told"
+    )
 
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9464, ge=0, le=65535)

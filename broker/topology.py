@@ -8,6 +8,9 @@
     xbroker.receipts (direct) ──"<kennung>"──► receipts.<kennung> (quorum)
     xbroker.delivery-receipts (direct) ──"delivered"──► xbroker.delivery-receipts (quorum)
     xbroker.dead (direct): dead letters of every queue above → <queue>.dead
+                           and, for agency inboxes and the ingress queue, also
+                           → xbroker.failures (the broker turns each into a `failed`
+                             receipt for the author; the copy stays parked in .dead)
 
 Every work queue is a quorum queue with a delivery limit and at-least-once dead
 lettering, so a message that keeps failing ends in its ``.dead`` queue instead of
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aio_pika.abc import AbstractChannel, AbstractExchange, ExchangeType
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, ExchangeType
 
 from routing import Agency, Directory
 
@@ -27,6 +30,7 @@ __all__ = [
     "DELIVERY_RECEIPT_EXCHANGE",
     "DELIVERY_RECEIPT_QUEUE",
     "DELIVER_EXCHANGE",
+    "FAILURE_QUEUE",
     "INGRESS_EXCHANGE",
     "INGRESS_QUEUE",
     "INGRESS_ROUTING_KEY",
@@ -51,6 +55,7 @@ DELIVERY_RECEIPT_EXCHANGE = "xbroker.delivery-receipts"
 DELIVERY_RECEIPT_QUEUE = "xbroker.delivery-receipts"
 DELIVERY_RECEIPT_ROUTING_KEY = "delivered"
 DEAD_EXCHANGE = "xbroker.dead"
+FAILURE_QUEUE = "xbroker.failures"
 
 
 def agency_queue(kennung: str, *, test: bool = False) -> str:
@@ -86,6 +91,8 @@ async def declare_core(channel: AbstractChannel, delivery_limit: int) -> Exchang
     delivery_receipts = await exchange(DELIVERY_RECEIPT_EXCHANGE)
     dead = await exchange(DEAD_EXCHANGE)
     await _work_queue(channel, INGRESS_QUEUE, ingress, INGRESS_ROUTING_KEY, dead, delivery_limit)
+    failures = await _failure_queue(channel, dead, delivery_limit)
+    await failures.bind(dead, routing_key=INGRESS_QUEUE)
     await _work_queue(
         channel,
         DELIVERY_RECEIPT_QUEUE,
@@ -106,7 +113,9 @@ async def declare_agency_queues(
     delivery_limit: int,
 ) -> None:
     """The inbox (and test inbox) of one agency."""
+    failures = await _failure_queue(channel, exchanges.dead, delivery_limit)
     for is_test in (False, True) if test else (False,):
+        await failures.bind(exchanges.dead, routing_key=agency_queue(kennung, test=is_test))
         await _work_queue(
             channel,
             agency_queue(kennung, test=is_test),
@@ -149,14 +158,23 @@ async def declare_for_directory(
             await declare_receipt_queue(channel, exchanges, agency.kennung, delivery_limit)
 
 
+async def _failure_queue(
+    channel: AbstractChannel, dead: AbstractExchange, delivery_limit: int
+) -> AbstractQueue:
+    # Bound (by the callers) to the dead-letter keys of the queues it watches; its own
+    # dead letters go to xbroker.failures.dead only, so a notice that cannot be
+    # processed never loops back into itself.
+    return await _work_queue(channel, FAILURE_QUEUE, None, "", dead, delivery_limit)
+
+
 async def _work_queue(
     channel: AbstractChannel,
     name: str,
-    exchange: AbstractExchange,
+    exchange: AbstractExchange | None,
     routing_key: str,
     dead: AbstractExchange,
     delivery_limit: int,
-) -> None:
+) -> AbstractQueue:
     dead_queue = await channel.declare_queue(
         f"{name}.dead", durable=True, arguments={"x-queue-type": "quorum"}
     )
@@ -173,4 +191,6 @@ async def _work_queue(
             "x-overflow": "reject-publish",
         },
     )
-    await queue.bind(exchange, routing_key=routing_key)
+    if exchange is not None:
+        await queue.bind(exchange, routing_key=routing_key)
+    return queue

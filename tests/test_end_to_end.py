@@ -12,7 +12,7 @@ from lxml import etree
 from broker.receipts import Kind
 from signing import Signer
 from signing.pki import create_ca, issue
-from tests.world import World, running_world
+from tests.world import World, metrics_url_of, running_world
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -20,8 +20,12 @@ TIMEOUT = 30.0
 
 
 @pytest.fixture(scope="module")
-async def world(amqp_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
-    async with running_world(amqp_url, tmp_path_factory.mktemp("state")) as running:
+async def world(
+    amqp_url: str, rabbitmq: object, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[World]:
+    async with running_world(
+        amqp_url, tmp_path_factory.mktemp("state"), rabbitmq_metrics_url=metrics_url_of(rabbitmq)
+    ) as running:
         yield running
 
 
@@ -152,9 +156,13 @@ async def test_queue_gauges_cover_every_agency_inbox(world: World) -> None:
         while depth("gew:02000000") is None:
             await asyncio.sleep(0.05)
 
-    assert depth("psw:02000000") == 0
+    assert depth("psw:02000000") is not None
     assert depth("osi:hh-portal") is None, "a pure sender has no inbox"
+    consumers = world.registry.get_sample_value(
+        "xbroker_agency_queue_consumers", {"agency": "psw:02000000"}
+    )
+    assert consumers == 1, "the agency client consumes its inbox"
     dead = world.registry.get_sample_value(
         "xbroker_agency_dead_letter_messages", {"agency": "psw:02000000"}
     )
-    assert dead == 0
+    assert dead is not None

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 from prometheus_client import CollectorRegistry
@@ -40,6 +41,7 @@ class World:
     portal_signer: Signer
     agencies: dict[str, AgencyClient]
     received: dict[str, list[Delivery]] = field(default_factory=lambda: defaultdict(list))
+    refuse: set[str] = field(default_factory=set)  # uuids the agency handlers fail on
 
     def fresh(self, sample: str) -> etree._Element:
         """An example submission with a new nachrichtenUUID and creation time."""
@@ -55,14 +57,30 @@ class World:
         return sorted(k for k, ds in self.received.items() for d in ds if d.uuid == uuid)
 
 
+def metrics_url_of(rabbitmq: Any) -> str | None:
+    """The rabbitmq_prometheus endpoint of the test session's local node, if local."""
+    node = getattr(rabbitmq, "node", None)
+    return f"http://127.0.0.1:{node.prometheus_port}" if node is not None else None
+
+
 @asynccontextmanager
-async def running_world(amqp_url: str, state_dir: Path) -> AsyncIterator[World]:
+async def running_world(
+    amqp_url: str,
+    state_dir: Path,
+    *,
+    rabbitmq_metrics_url: str | None = None,
+    agencies: set[str] | None = None,
+    **overrides: object,
+) -> AsyncIterator[World]:
+    """``agencies``: which agency clients run (default: all); ``overrides``: settings."""
     settings = load_settings(
         EXAMPLES / "xbroker.toml",
         amqp_url=amqp_url,
         state_dir=state_dir,
         metrics_port=0,
         queue_sample_seconds=0.2,
+        rabbitmq_metrics_url=rabbitmq_metrics_url,
+        **overrides,
     )
     ensure_dev_pki(settings)
     parts = load_parts(settings)
@@ -73,20 +91,25 @@ async def running_world(amqp_url: str, state_dir: Path) -> AsyncIterator[World]:
     portal = Portal(amqp_url, settings.portal_kennung, portal_signer, parts.verifier())
     world = World(settings, parts, registry, broker, portal, portal_signer, {})
     for agency in parts.directory:
-        if isinstance(agency.endpoint, AmqpEndpoint) and agency.accepts:
+        if not (isinstance(agency.endpoint, AmqpEndpoint) and agency.accepts):
+            continue
+        if agencies is not None and agency.kennung not in agencies:
+            continue
 
-            async def record(delivery: Delivery, kennung: str = agency.kennung) -> None:
-                world.received[kennung].append(delivery)
+        async def record(delivery: Delivery, kennung: str = agency.kennung) -> None:
+            if delivery.uuid in world.refuse:
+                raise RuntimeError("the agency's system is down")
+            world.received[kennung].append(delivery)
 
-            client = AgencyClient(
-                amqp_url,
-                agency.kennung,
-                party_signer(settings, agency.kennung),
-                parts.verifier(),
-                record,
-            )
-            await client.start()
-            world.agencies[agency.kennung] = client
+        client = AgencyClient(
+            amqp_url,
+            agency.kennung,
+            party_signer(settings, agency.kennung),
+            parts.verifier(),
+            record,
+        )
+        await client.start()
+        world.agencies[agency.kennung] = client
     await portal.start()
     try:
         yield world

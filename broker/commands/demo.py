@@ -13,10 +13,12 @@ import asyncio
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from lxml import etree
 from prometheus_client import CollectorRegistry
 
+from broker import devnode
 from broker.agency import AgencyClient
 from broker.app import Parts, build_broker, load_parts, open_records, party_signer
 from broker.commands._common import run_async, settings_from, wait_for_signal
@@ -52,6 +54,18 @@ def ensure_dev_pki(settings: Settings) -> None:
     init_dev_pki(settings.pki, parties)
 
 
+def _with_local_node_metrics(settings: Settings) -> Settings:
+    """Read queue gauges from the project-local node's Prometheus plugin, if that is the
+    node in use and no other source is configured."""
+    if settings.rabbitmq_metrics_url is not None:
+        return settings
+    node = devnode.node_status()
+    if node is None or urlsplit(settings.amqp_url).port != node.amqp_port:
+        return settings
+    url = f"http://127.0.0.1:{node.prometheus_port}"
+    return settings.model_copy(update={"rabbitmq_metrics_url": url})
+
+
 def _say(text: str) -> None:
     print(text, flush=True)
 
@@ -61,6 +75,8 @@ def _demo(args: argparse.Namespace) -> int:
     settings = settings_from(args)
 
     async def main() -> int:
+        nonlocal settings
+        settings = _with_local_node_metrics(settings)
         ensure_dev_pki(settings)
         parts = load_parts(settings)
         registry = CollectorRegistry()
