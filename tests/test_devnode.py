@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -12,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import aio_pika
+import aiormq
 import pytest
 
 from broker import devnode
@@ -136,3 +139,42 @@ def test_stop_node_stops_the_node(scratch_root: Path) -> None:
     assert devnode.stop_node(scratch_root) is True
     assert devnode.node_status(scratch_root) is None
     assert not Path(f"/proc/{info.pid}").exists()
+
+
+@pytest.fixture
+def tenant(rabbitmq: RabbitMQ, pytestconfig: pytest.Config) -> Iterator[tuple[str, str]]:
+    """A user with the monitoring tag, granted ``^tenant\\.`` in the session vhost only."""
+    root = pytestconfig.rootpath
+    user, password = f"tenant-{secrets.token_hex(3)}", secrets.token_hex(8)
+    devnode.add_user(user, password, ["monitoring"], root=root)
+    try:
+        devnode.set_permissions(
+            rabbitmq.vhost, user, "^tenant\\.", "^tenant\\.", "^tenant\\.", root=root
+        )
+        yield user, password
+    finally:
+        devnode.rabbitmqctl("delete_user", user, root=root)
+
+
+def test_add_user_records_the_tags(tenant: tuple[str, str], pytestconfig: pytest.Config) -> None:
+    users = devnode.rabbitmqctl("list_users", root=pytestconfig.rootpath).splitlines()
+    assert f"{tenant[0]}\t[monitoring]" in users
+
+
+async def test_a_user_may_open_the_vhost_it_was_granted(
+    tenant: tuple[str, str], rabbitmq: RabbitMQ, local_node: devnode.NodeInfo
+) -> None:
+    user, password = tenant
+    url = f"amqp://{user}:{password}@127.0.0.1:{local_node.amqp_port}/{rabbitmq.vhost}"
+    async with await aio_pika.connect(url, timeout=10) as connection:
+        assert not connection.is_closed
+
+
+async def test_a_user_may_not_open_a_vhost_it_was_not_granted(
+    tenant: tuple[str, str], local_node: devnode.NodeInfo
+) -> None:
+    user, password = tenant
+    with pytest.raises(aiormq.exceptions.AMQPError):
+        await aio_pika.connect(
+            f"amqp://{user}:{password}@127.0.0.1:{local_node.amqp_port}/", timeout=10
+        )
