@@ -108,6 +108,7 @@ def _management(method: str, path: str, body: dict[str, str] | None, amqp_url: s
 
 @pytest.fixture(scope="session")
 def rabbitmq(request: pytest.FixtureRequest) -> Iterator[RabbitMQ]:
+    """A private vhost for this session on the local or the external node (see above)."""
     vhost = f"xbroker-test-{secrets.token_hex(4)}"
     node = _local_node(request.config.rootpath)
     if node is not None:
@@ -141,11 +142,13 @@ def rabbitmq(request: pytest.FixtureRequest) -> Iterator[RabbitMQ]:
 
 @pytest.fixture(scope="session")
 def amqp_url(rabbitmq: RabbitMQ) -> str:
+    """The AMQP URL of the session's private vhost."""
     return rabbitmq.amqp_url
 
 
 @pytest.fixture(scope="session")
 def rabbitmqctl(rabbitmq: RabbitMQ, request: pytest.FixtureRequest) -> Callable[..., str]:
+    """``rabbitmqctl(*args) -> stdout`` against the local node (silent: no table headers)."""
     if rabbitmq.node is None:
         _unavailable("rabbitmqctl needs the local node, not the external XBROKER_AMQP_URL")
     root = request.config.rootpath
