@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "broker.commands.demo",
     "broker.commands.status",
     "broker.commands.audit",
+    "broker.commands.agencies",
     "broker.commands.doctor",
 )
 
