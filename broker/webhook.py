@@ -27,14 +27,12 @@ import asyncio
 import hashlib
 import logging
 import os
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import aio_pika
-import httpx
 from aio_pika.abc import (
     AbstractChannel,
     AbstractConnection,
@@ -50,6 +48,7 @@ from broker.journal import EventKind, Journal, Journals, StatusEvent
 from broker.logs import event
 from broker.receipts import Kind, Receipt
 from broker.settings import Settings
+from broker.webhook_push import Pusher, PushResult
 from broker.webhook_queues import (
     HEADER_ATTEMPT,
     HEADER_LAST_ERROR,
@@ -57,12 +56,11 @@ from broker.webhook_queues import (
     declare_delay_queues,
     delay_queue,
 )
-from broker.webhook_signature import WebhookSecret, signed_headers
-from monitoring.labels import WebhookOutcome
+from broker.webhook_signature import WebhookSecret
 from monitoring.metrics import Metrics
 from routing import Agency, Directory, WebhookEndpoint
 
-__all__ = ["PushResult", "SendReceipt", "WebhookDeliverer", "webhook_agencies"]
+__all__ = ["SendReceipt", "WebhookDeliverer", "webhook_agencies"]
 
 log = logging.getLogger("xbroker.webhook")
 
@@ -80,21 +78,6 @@ def webhook_agencies(directory: Directory) -> list[Agency]:
     return [
         a for a in directory if isinstance(a.endpoint, WebhookEndpoint) and topology.has_inbox(a)
     ]
-
-
-@dataclass(frozen=True, slots=True)
-class PushResult:
-    outcome: WebhookOutcome
-    status: int | None = None
-    error: str = ""
-
-    @property
-    def delivered(self) -> bool:
-        return self.outcome is WebhookOutcome.SUCCESS
-
-    @property
-    def gone(self) -> bool:
-        return self.status == 410
 
 
 @dataclass(slots=True)
@@ -135,7 +118,7 @@ class WebhookDeliverer:
         self._disabled: set[str] = set()
         self._channel: AbstractChannel | None = None
         self._deliver: AbstractExchange | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._pusher: Pusher | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
 
     @property
@@ -145,7 +128,7 @@ class WebhookDeliverer:
 
     async def start(self, connection: AbstractConnection) -> None:
         """Declare the delay queues and start one consumer per webhook inbox."""
-        self._client = _client(self.settings)
+        self._pusher = Pusher(self.settings)
         self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         await self._channel.set_qos(prefetch_count=self.settings.webhook_prefetch)
         self._deliver = await self._channel.get_exchange(topology.DELIVER_EXCHANGE, ensure=False)
@@ -168,8 +151,8 @@ class WebhookDeliverer:
                 task.cancel()
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
-        if self._client is not None:
-            await self._client.aclose()
+        if self._pusher is not None:
+            await self._pusher.close()
 
     async def enable(self, kennung: str) -> None:
         """Resume pushing to an endpoint disabled by a 410 (the operator fixed it)."""
@@ -232,33 +215,18 @@ class WebhookDeliverer:
     # one push
 
     async def _push(self, target: _Target, message: AbstractIncomingMessage) -> PushResult:
-        """POST one copy; the result says how the endpoint answered (never raises)."""
-        assert self._client is not None
+        assert self._pusher is not None
         headers = _headers(message)
-        request_headers = {
-            **signed_headers(
-                target.secret, message.message_id or "", int(time.time()), message.body
-            ),
-            "content-type": message.content_type or "application/xml",
-            "xbroker-nachrichtentyp": str(headers.get(HEADER_TYPE, "")),
-            "xbroker-author": str(headers.get(HEADER_AUTHOR, "")),
-        }
-        bound = self.settings.webhook_connect_timeout_seconds + (
-            self.settings.webhook_read_timeout_seconds
-        )
-        try:
-            async with asyncio.timeout(bound):
-                response = await self._client.post(
-                    target.url, content=message.body, headers=request_headers
-                )
-        except (TimeoutError, httpx.TimeoutException) as exc:
-            return PushResult(WebhookOutcome.TIMEOUT, error=f"timeout: {type(exc).__name__}")
-        except httpx.HTTPError as exc:
-            return PushResult(WebhookOutcome.CONNECTION_ERROR, error=f"{type(exc).__name__}")
-        if 200 <= response.status_code < 300:
-            return PushResult(WebhookOutcome.SUCCESS, response.status_code)
-        return PushResult(
-            WebhookOutcome.HTTP_ERROR, response.status_code, f"HTTP {response.status_code}"
+        return await self._pusher.push(
+            target.url,
+            target.secret,
+            message.message_id or "",
+            message.body,
+            content_type=message.content_type or "application/xml",
+            headers={
+                "xbroker-nachrichtentyp": str(headers.get(HEADER_TYPE, "")),
+                "xbroker-author": str(headers.get(HEADER_AUTHOR, "")),
+            },
         )
 
     async def _delivered(self, target: _Target, message: AbstractIncomingMessage) -> None:
@@ -443,22 +411,6 @@ def _targets(directory: Directory, secrets: Mapping[str, str]) -> list[_Target]:
         if endpoint.test_url is not None:
             targets.append(_Target(agency.kennung, True, endpoint.test_url, secret))
     return targets
-
-
-def _client(settings: Settings) -> httpx.AsyncClient:
-    verify: ssl.SSLContext | bool = True
-    if settings.webhook_ca_file is not None:
-        verify = ssl.create_default_context(cafile=str(settings.webhook_ca_file))
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(
-            settings.webhook_read_timeout_seconds,
-            connect=settings.webhook_connect_timeout_seconds,
-        ),
-        verify=verify,
-        proxy=settings.webhook_proxy,
-        trust_env=False,  # the proxy is a setting, not whatever the environment holds
-        follow_redirects=False,  # a redirect is not an answer from the registered endpoint
-    )
 
 
 def _headers(message: AbstractIncomingMessage) -> HeadersType:
