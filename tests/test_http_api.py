@@ -5,11 +5,14 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import aio_pika
 import httpx
 import pytest
 
+from broker.app import Parts, open_records
+from broker.errors import ConfigurationError
 from broker.http_api import (
     ApiLimits,
     ApiServer,
@@ -19,6 +22,7 @@ from broker.http_api import (
     build_api,
     hash_token,
     serve_api,
+    start_api,
 )
 from broker.receipts import Kind
 from broker.status import StatusStore
@@ -328,3 +332,37 @@ async def test_the_body_is_never_read_far_past_the_limit(api: Api, amqp_url: str
 
     assert sent[0]["status"] == 413
     assert read <= LIMIT + len(chunk)
+
+
+def _parts_with(api: Api, **settings: object) -> Parts:
+    parts = api.world.parts
+    return Parts(
+        parts.settings.model_copy(update=settings), parts.catalog, parts.directory, parts.trust
+    )
+
+
+async def test_the_api_as_xbroker_run_serves_it_answers_with_a_configured_token(
+    api: Api, tmp_path: Path
+) -> None:
+    tokens = tmp_path / "tokens.toml"
+    tokens.write_text(f'[tokens]\n"{hash_token(TOKENS["osi:hh-portal"])}" = "osi:hh-portal"\n')
+    parts = _parts_with(api, api_port=0, api_tokens_file=tokens)
+    records = open_records(parts.settings)
+    running = await start_api(parts, records)
+    try:
+        async with httpx.AsyncClient(base_url=running.url) as client:
+            response = await client.get("/v1/messages/unknown", headers=PORTAL)
+    finally:
+        await running.stop()
+        records.close()
+
+    assert response.status_code == 404
+
+
+async def test_the_api_refuses_to_start_when_nobody_could_log_in(api: Api) -> None:
+    parts = _parts_with(api, api_port=0)
+    records = open_records(parts.settings)
+
+    with pytest.raises(ConfigurationError, match="nobody could log in"):
+        await start_api(parts, records)
+    records.close()
