@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from broker.errors import ConfigurationError
 from broker.tenancy import (
     NOTHING,
     Account,
@@ -19,6 +20,7 @@ from broker.tenancy import (
     read_credentials,
     vhost_of,
 )
+from broker.tenancy_backends import ManagementApiBackend, backend_for
 from routing import AmqpEndpoint, Directory, WebhookEndpoint
 from routing.directory import Agency, Subscription
 
@@ -140,7 +142,7 @@ def test_a_webhook_agency_gets_no_amqp_user() -> None:
 def test_an_unknown_kennung_is_refused() -> None:
     directory = Directory([_agency("psw:02000000")])
 
-    with pytest.raises(Exception, match=r"not in the directory: psw:9"):
+    with pytest.raises(ConfigurationError, match=r"not in the directory: psw:9"):
         accounts_for(directory, only=["psw:9"])
 
 
@@ -195,3 +197,16 @@ def test_the_summary_shows_no_password(tmp_path: Path) -> None:
     password = read_credentials(tmp_path / "c.json")["psw:02000000"]["password"]
 
     assert password not in repr(done.summary())
+
+
+def test_a_remote_node_without_a_management_url_is_refused_with_the_remedy(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigurationError, match="--management-url"):
+        backend_for("amqp://guest:guest@rabbit.example:5672/", None, root=tmp_path)
+
+
+def test_a_management_url_selects_the_http_api() -> None:
+    backend = backend_for(URL, "http://admin:secret@rabbit.example:15672")
+
+    assert isinstance(backend, ManagementApiBackend)
