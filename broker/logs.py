@@ -37,7 +37,8 @@ def configure_logging(level: str = "INFO", stream: Any = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("aio_pika", "aiormq", "uvicorn"):
+    # signxml logs every canonicalized document at DEBUG: that is payload, never logged.
+    for noisy in ("aio_pika", "aiormq", "uvicorn", "signxml"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

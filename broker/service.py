@@ -286,7 +286,13 @@ class BrokerService:
                     digest=decision.digest,
                 )
             )
-            event(log, "message.duplicate", uuid=header.uuid, author=author)
+            event(
+                log,
+                "message.duplicate",
+                uuid=header.uuid,
+                nachrichtentyp=header.nachrichtentyp,
+                author=author,
+            )
             await self._send_receipt(
                 author,
                 Receipt(
@@ -503,6 +509,7 @@ class BrokerService:
             log,
             "message.delivered",
             uuid=receipt.nachrichten_uuid,
+            nachrichtentyp=receipt.nachrichtentyp,
             agency=receipt.issuer,
             author=receipt.author,
         )

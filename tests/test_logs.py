@@ -110,18 +110,8 @@ def test_a_duplicate_is_logged_once_and_not_as_accepted_again(captured: Captured
     [
         "message.accepted",
         "message.rejected",
-        pytest.param(
-            "message.delivered",
-            marks=pytest.mark.xfail(
-                strict=True, reason="broker/service.py logs message.delivered without its type"
-            ),
-        ),
-        pytest.param(
-            "message.duplicate",
-            marks=pytest.mark.xfail(
-                strict=True, reason="broker/service.py logs message.duplicate without its type"
-            ),
-        ),
+        "message.delivered",
+        "message.duplicate",
     ],
 )
 def test_every_message_event_names_the_message_type(captured: Captured, event: str) -> None:

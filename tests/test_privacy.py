@@ -186,10 +186,6 @@ def test_the_marker_is_in_no_log_line(every_path: list[str], logs: io.StringIO) 
     assert MARKER not in written, [line for line in written.splitlines() if MARKER in line]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="signxml logs each canonicalized document at DEBUG; broker/logs.py must quiet it",
-)
 def test_debug_logging_keeps_signxml_quiet() -> None:
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
