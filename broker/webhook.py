@@ -262,7 +262,14 @@ class WebhookDeliverer:
         published = headers.get(HEADER_PUBLISHED)
         if isinstance(published, int | float) and nachrichtentyp:
             self.metrics.observe_end_to_end(nachrichtentyp, time.time() - published)
-        event(log, "message.delivered", uuid=uuid, agency=target.kennung, author=author)
+        event(
+            log,
+            "message.delivered",
+            uuid=uuid,
+            agency=target.kennung,
+            author=author,
+            nachrichtentyp=nachrichtentyp,
+        )
 
     async def _retry(
         self, target: _Target, message: AbstractIncomingMessage, result: PushResult
