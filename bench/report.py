@@ -1,0 +1,194 @@
+"""The machine a run measured on, and the figures as a table.
+
+The figures travel as one plain JSON-ready dict (``bench.run.measure`` builds it,
+``--json`` writes it unchanged); this module only reads it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["load_average", "machine", "render"]
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages (other work on the machine skews figures)."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory_gib() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return 0.0
+
+
+def _rabbitmq_version() -> str:
+    try:
+        done = subprocess.run(
+            ["dpkg-query", "-W", "-f", "${Version}", "rabbitmq-server"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "nproc": os.cpu_count() or 1,
+        "cpu": _cpu_model(),
+        "ram_gib": _memory_gib(),
+        "python": platform.python_version(),
+        "rabbitmq": _rabbitmq_version(),
+    }
+
+
+def _row(cells: Sequence[object], widths: Sequence[int]) -> str:
+    out = []
+    for index, (cell, width) in enumerate(zip(cells, widths, strict=True)):
+        text = f"{cell:,.1f}" if isinstance(cell, float) else str(cell)
+        out.append(text.ljust(width) if index == 0 else text.rjust(width))
+    return "  " + " ".join(out)
+
+
+def _table(title: str, head: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    cells = [list(head), *[list(r) for r in rows]]
+    widths = [
+        max(len(f"{c:,.1f}" if isinstance(c, float) else str(c)) for c in column)
+        for column in zip(*cells, strict=True)
+    ]
+    return ["", title, _row(head, widths), *(_row(r, widths) for r in rows)]
+
+
+def render(figures: Mapping[str, Any]) -> str:
+    """The figures of one run as a plain-text table."""
+    m, run = figures["machine"], figures["run"]
+    lines = [
+        f"xbroker benchmark ({'quick' if run['quick'] else 'full'} run) on {m['nproc']} cores, "
+        f"{m['cpu']}, {m['ram_gib']} GiB RAM, RabbitMQ {m['rabbitmq']}, Python {m['python']}",
+        f"load average before {run['load_before']}, after {run['load_after']}; "
+        f"{run['seconds']:.0f} s",
+    ]
+    lines += _table(
+        "Messages (size of the content before signing, and signed)",
+        ["class", "standard", "content B", "signed B"],
+        [
+            [name, c["standard"], c["content_bytes"], c["signed_bytes"]]
+            for name, c in figures["messages"].items()
+        ],
+    )
+    n = run["workers"]
+    rows = []
+    for name, t in figures["throughput"].items():
+        rows.append(
+            [
+                name,
+                t["messages"],
+                t["relay_1"],
+                t["broker_1"],
+                f"{t['ratio_1']:.1%}",
+                t[f"relay_{n}"],
+                t[f"broker_{n}"],
+                f"{t[f'ratio_{n}']:.1%}",
+            ]
+        )
+    lines += _table(
+        "Throughput, messages/s (backlog drained; relay = bare RabbitMQ relay; "
+        "ratio = broker / relay)",
+        [
+            "class",
+            "backlog",
+            "relay x1",
+            "broker x1",
+            "ratio",
+            f"relay x{n}",
+            f"broker x{n}",
+            "ratio",
+        ],
+        rows,
+    )
+    lat = figures["latency"]
+    lines += _table(
+        f"Latency, ms, {lat['class']}, {lat['workers']} broker workers, offered load as a share "
+        f"of {lat['maximum_per_s']:,.0f} msg/s (agency = publish → handler; receipt = publish "
+        "→ delivered receipt at the portal)",
+        [
+            *("load", "offered/s", "achieved/s", "sent", "handled", "receipted"),
+            *("agency p50", "p95", "p99", "receipt p50", "p95", "p99"),
+        ],
+        [
+            [
+                f"{r['share']:.0%}",
+                r["offered_per_s"],
+                r["achieved_per_s"],
+                r["sent"],
+                r["delivered"],
+                r["receipted"],
+                r["agency"]["p50_ms"],
+                r["agency"]["p95_ms"],
+                r["agency"]["p99_ms"],
+                r["receipt"]["p50_ms"],
+                r["receipt"]["p95_ms"],
+                r["receipt"]["p99_ms"],
+            ]
+            for r in lat["loads"]
+        ],
+    )
+    mem = figures["memory"]
+    note = "" if mem["backlog"] >= 100_000 else " (the full run drains 100,000)"
+    lines += [
+        "",
+        f"Memory: one worker draining a backlog of {mem['backlog']:,} {mem['class']} messages"
+        f"{note}: peak RSS {mem['peak_rss_mb']:.1f} MB (RSS at start {mem['rss_start_mb']:.1f} MB, "
+        f"at end {mem['rss_end_mb']:.1f} MB), {mem['per_s']:,.1f} msg/s",
+    ]
+    micro = figures["micro"]
+    stages = list(next(iter(micro["classes"].values())).keys()) if micro["classes"] else []
+    lines += _table(
+        "Micro, µs per message (verify excludes parsing; verify_floor = c14n + SHA-256 + "
+        "one public-key verification)",
+        ["class", *stages],
+        [[name, *(c[s] for s in stages)] for name, c in micro["classes"].items()],
+    )
+    for module, values in micro["modules"].items():
+        lines += _table(
+            f"Micro, bench.{module}",
+            ["figure", "value"],
+            [[k, v] for k, v in values.items()],
+        )
+    profile = figures.get("profile")
+    if profile:
+        lines += _table(
+            f"Profile of one worker draining {profile['class']} ({profile['samples']:,} busy "
+            "samples): share of busy time per stage (inclusive, stages overlap)",
+            ["stage", "share"],
+            [[k, f"{v:.1%}"] for k, v in profile["stages"].items()],
+        )
+        lines += _table(
+            "Profile: top functions by own time",
+            ["function", "share"],
+            [[k, f"{v:.1%}"] for k, v in profile["top_self"].items()],
+        )
+    return "\n".join(lines)

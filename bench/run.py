@@ -1,0 +1,230 @@
+"""One benchmark run: every figure, in one run, against one RabbitMQ node.
+
+Order: micro figures (no RabbitMQ), then the relay and the broker draining backlogs, the
+memory drain (one worker, the large backlog, profiled with py-spy), and latency at 25,
+50 and 80 % of the broker's measured maximum. Progress goes to stderr; the figures come
+back as one JSON-ready dict (see ``bench.report.render`` for its shape in words).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+from lxml import etree
+
+from bench.latency import measure_loads
+from bench.messages import MessageClass, all_classes, content, sign_many, signed_sizes
+from bench.micro import class_figures, module_figures
+from bench.profiling import read_profile
+from bench.report import load_average, machine
+from bench.throughput import BrokerDrain, broker_drain, declare_topology, relay_drain
+from bench.world import BenchWorld, bench_world
+
+__all__ = ["FULL_BACKLOG", "LOAD_SHARES", "Options", "measure"]
+
+FULL_BACKLOG = 100_000
+LOAD_SHARES = (0.25, 0.5, 0.8)
+_MB = 1024 * 1024
+# Drain sizes relative to Options.count: large messages drain slower, fewer suffice.
+_SIZE_SHARE = {"2kb": 1.0, "10kb": 0.5, "100kb": 0.2}
+
+
+@dataclass(frozen=True)
+class Options:
+    """What to run. ``None`` means the default of a quick or a full run."""
+
+    quick: bool = False
+    amqp_url: str | None = None  # None: XBROKER_AMQP_URL or the local node, private vhost
+    workers: int | None = None  # "one per core"; default os.cpu_count()
+    count: int | None = None  # backlog per throughput drain (2 KB messages)
+    backlog: int | None = None  # backlog of the memory drain
+    latency_seconds: float | None = None  # publishing time per offered load
+    profile: bool = True  # py-spy on the memory drain, if py-spy is installed
+    profile_out: Path | None = None  # where to keep py-spy's collapsed stacks
+    all_classes: bool | None = None  # throughput for every class, not only 2kb-ecdsa
+
+    def resolved(self) -> Options:
+        quick = self.quick
+        return Options(
+            quick=quick,
+            amqp_url=self.amqp_url,
+            workers=self.workers or os.cpu_count() or 1,
+            count=self.count or (600 if quick else 3000),
+            backlog=self.backlog or (2000 if quick else FULL_BACKLOG),
+            latency_seconds=self.latency_seconds or (2.0 if quick else 10.0),
+            profile=self.profile,
+            profile_out=self.profile_out,
+            all_classes=(not quick) if self.all_classes is None else self.all_classes,
+        )
+
+
+def _say(text: str) -> None:
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+
+async def measure(options: Options) -> dict[str, Any]:
+    """Run the whole benchmark and return its figures."""
+    opts = options.resolved()
+    assert opts.workers and opts.count and opts.backlog and opts.latency_seconds
+    started, load_before = time.perf_counter(), load_average()
+    classes = all_classes()
+    primary = classes[0]  # 2kb-ecdsa: the common case, used for memory and latency
+    measured = classes if opts.all_classes else (primary,)
+    async with bench_world(opts.amqp_url, prefetch=64) as world:
+        _say(f"run folder {world.root}, RabbitMQ {world.amqp_url.rsplit('@', 1)[-1]}")
+        messages = _messages(world, classes)
+        micro = _micro(world, classes, opts.quick)
+        connection = await aio_pika.connect(world.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            await declare_topology(world, channel)
+            memory_drain, memory_bodies = await _memory(world, channel, primary, opts)
+            throughput = await _throughput(world, channel, measured, opts)
+            maximum = throughput[primary.name][f"broker_{opts.workers}"]
+            latency = await _latency(world, channel, primary, opts, maximum)
+        profile = _profile_figures(memory_drain, primary, opts.profile_out)
+    samples = memory_drain.rss_samples or (0,)
+    return {
+        "machine": machine(),
+        "run": {
+            "quick": opts.quick,
+            "workers": opts.workers,
+            "count": opts.count,
+            "backlog": opts.backlog,
+            "latency_seconds": opts.latency_seconds,
+            "load_before": load_before,
+            "load_after": load_average(),
+            "seconds": time.perf_counter() - started,
+        },
+        "messages": messages,
+        "throughput": throughput,
+        "latency": latency,
+        "memory": {
+            "class": primary.name,
+            "backlog": memory_bodies,
+            "peak_rss_mb": memory_drain.peak_rss_bytes / _MB,
+            "rss_start_mb": samples[0] / _MB,
+            "rss_end_mb": samples[-1] / _MB,
+            "per_s": memory_drain.timing.per_second,
+        },
+        "micro": micro,
+        "profile": profile,
+    }
+
+
+def _messages(world: BenchWorld, classes: Sequence[MessageClass]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for cls in classes:
+        root, standard = content(world.parts.catalog, cls)
+        out[cls.name] = {
+            "standard": standard.key,
+            "content_bytes": len(etree.tostring(root, xml_declaration=True, encoding="UTF-8")),
+            "signed_bytes": signed_sizes(sign_many(world.settings.pki, cls, 3)),
+        }
+    return out
+
+
+def _micro(world: BenchWorld, classes: Sequence[MessageClass], quick: bool) -> dict[str, Any]:
+    _say("micro figures")
+    budget = 0.05 if quick else 0.5
+    per_class = {
+        cls.name: class_figures(world, sign_many(world.settings.pki, cls, 1)[0], budget)
+        for cls in classes
+    }
+    return {"classes": per_class, "modules": module_figures(quick)}
+
+
+async def _memory(
+    world: BenchWorld, channel: aio_pika.abc.AbstractChannel, cls: MessageClass, opts: Options
+) -> tuple[BrokerDrain, int]:
+    assert opts.backlog
+    _say(f"signing a backlog of {opts.backlog:,} {cls.name} messages")
+    bodies = sign_many(world.settings.pki, cls, opts.backlog)
+    _say(f"one worker drains {len(bodies):,} messages (memory, profile)")
+    profile_seconds = min(30.0, max(2.0, len(bodies) / 1000)) if opts.profile else 0.0
+    drain = await broker_drain(world, channel, cls, bodies, 1, profile_seconds=profile_seconds)
+    _say(f"  {drain.timing.per_second:,.1f} msg/s, peak RSS {drain.peak_rss_bytes / _MB:.1f} MB")
+    return drain, len(bodies)
+
+
+async def _throughput(
+    world: BenchWorld,
+    channel: aio_pika.abc.AbstractChannel,
+    classes: Sequence[MessageClass],
+    opts: Options,
+) -> dict[str, Any]:
+    assert opts.workers and opts.count
+    results: dict[str, Any] = {}
+    relay_rates: dict[tuple[str, int], float] = {}
+    for cls in classes:
+        count = max(100, int(opts.count * _SIZE_SHARE[cls.size]))
+        bodies = sign_many(world.settings.pki, cls, count)
+        figures: dict[str, Any] = {"messages": count}
+        for processes in sorted({1, opts.workers}):
+            if (cls.size, processes) not in relay_rates:
+                timing = await relay_drain(world, channel, bodies, processes)
+                relay_rates[cls.size, processes] = timing.per_second
+                _say(f"relay {cls.size} x{processes}: {timing.per_second:,.1f} msg/s")
+            drain = await broker_drain(world, channel, cls, bodies, processes)
+            figures[f"relay_{processes}"] = relay_rates[cls.size, processes]
+            figures[f"broker_{processes}"] = drain.timing.per_second
+            figures[f"ratio_{processes}"] = (
+                drain.timing.per_second / relay_rates[cls.size, processes]
+            )
+            _say(f"broker {cls.name} x{processes}: {drain.timing.per_second:,.1f} msg/s")
+        results[cls.name] = figures
+    return results
+
+
+async def _latency(
+    world: BenchWorld,
+    channel: aio_pika.abc.AbstractChannel,
+    cls: MessageClass,
+    opts: Options,
+    maximum: float,
+) -> dict[str, Any]:
+    assert opts.workers and opts.latency_seconds
+    sizes = [max(20, int(share * maximum * opts.latency_seconds)) for share in LOAD_SHARES]
+    _say(f"latency at {', '.join(f'{s:.0%}' for s in LOAD_SHARES)} of {maximum:,.1f} msg/s")
+    bodies = sign_many(world.settings.pki, cls, sum(sizes))
+    batches, start = [], 0
+    for size in sizes:
+        batches.append(bodies[start : start + size])
+        start += size
+    loads = await measure_loads(world, channel, cls, opts.workers, maximum, LOAD_SHARES, batches)
+    for load in loads:
+        _say(
+            f"  {load.share:.0%}: agency p99 {load.agency.p99_ms:.1f} ms, "
+            f"receipt p99 {load.receipt.p99_ms:.1f} ms"
+        )
+    return {
+        "class": cls.name,
+        "workers": opts.workers,
+        "maximum_per_s": maximum,
+        "loads": [asdict(load) for load in loads],
+    }
+
+
+def _profile_figures(
+    drain: BrokerDrain, cls: MessageClass, keep: Path | None, top: int = 15
+) -> dict[str, Any] | None:
+    if drain.profile is None:
+        return None
+    if keep is not None:
+        shutil.copyfile(drain.profile, keep)
+    profile = read_profile(drain.profile)
+    return {
+        "class": cls.name,
+        "samples": profile.samples,
+        "stages": {k: profile.share(v) for k, v in profile.stages.items()},
+        "top_self": {k: profile.share(v) for k, v in profile.self_time.most_common(top)},
+        "top_inclusive": {k: profile.share(v) for k, v in profile.inclusive.most_common(40)},
+    }
