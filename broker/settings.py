@@ -67,6 +67,7 @@ class Settings(BaseSettings):
         "source of the agency queue gauges",
     )
     warn_after_days: float = Field(default=3.0, gt=0, description="a copy waits unfetched")
+    waiting_check_seconds: float = Field(default=300.0, gt=0)
     expire_after_days: float = Field(
         default=14.0, gt=0, description="an unfetched copy fails; the author is told"
     )

@@ -22,7 +22,14 @@ from pathlib import Path
 
 from broker.journal import EventKind, StatusEvent
 
-__all__ = ["Laufzettel", "StatusStore", "SubmissionClaim", "SubmissionState", "event_dict"]
+__all__ = [
+    "Laufzettel",
+    "StatusStore",
+    "SubmissionClaim",
+    "SubmissionState",
+    "WaitingCopy",
+    "event_dict",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -127,6 +134,14 @@ def event_dict(event: StatusEvent) -> dict[str, object]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
+@dataclass(frozen=True, slots=True)
+class WaitingCopy:
+    uuid: str
+    agency: str
+    author: str | None
+    queued: datetime
+
+
 class StatusStore:
     """The Laufzettel of every message. Attach it to the broker as a journal."""
 
@@ -168,6 +183,25 @@ class StatusStore:
             "SELECT uuid FROM events GROUP BY uuid ORDER BY MAX(id) DESC LIMIT ?", (limit,)
         ).fetchall()
         return tuple(row[0] for row in rows)
+
+    def waiting(self, queued_before: datetime) -> tuple[WaitingCopy, ...]:
+        """Copies queued for an agency before ``queued_before`` that it has neither
+        confirmed (delivered) nor lost (failed): mail that waits unfetched."""
+        rows = self._db.execute(
+            """
+            SELECT q.uuid, q.agency, q.author, MIN(q.at) FROM events q
+            WHERE q.kind = 'queued' AND q.at < ?
+              AND NOT EXISTS (
+                SELECT 1 FROM events d
+                WHERE d.uuid = q.uuid AND d.agency = q.agency
+                  AND d.kind IN ('delivered', 'failed'))
+            GROUP BY q.uuid, q.agency
+            """,
+            (queued_before.astimezone(UTC).isoformat(),),
+        ).fetchall()
+        return tuple(
+            WaitingCopy(row[0], row[1], row[2], datetime.fromisoformat(row[3])) for row in rows
+        )
 
     def claim_submission(self, uuid: str, author: str, digest: str) -> SubmissionClaim:
         """Register bytes arriving over HTTP under ``uuid``; say whether they are new."""

@@ -199,6 +199,13 @@ class Metrics:
             ["agency"],
             registry=registry,
         )
+        self.waiting_copies = Gauge(
+            "xbroker_agency_copies_waiting",
+            "Copies an agency has not fetched for longer than the warning period "
+            "(warn_after_days).",
+            ["agency"],
+            registry=registry,
+        )
         self.certificate_expiry = Gauge(
             "xbroker_certificate_expiry_seconds",
             "notAfter of a registered certificate, as Unix time in seconds.",
@@ -302,6 +309,12 @@ class Metrics:
         if consumers is not None:
             self.queue_consumers.labels(agency=agency).set(consumers)
         self.dead_letters.labels(agency=agency).set(dead_letters)
+
+    def set_waiting(self, counts: Mapping[str, int]) -> None:
+        """Replace the waiting-copies series: agencies absent from ``counts`` have none."""
+        self.waiting_copies.clear()
+        for agency, count in counts.items():
+            self.waiting_copies.labels(agency=agency).set(count)
 
     def set_certificates(self, certificates: Iterable[CertificateExpiry]) -> None:
         """Replace the certificate series by those of the directory as it is now.

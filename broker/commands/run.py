@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from datetime import timedelta
 
 from prometheus_client import CollectorRegistry
 
@@ -12,6 +13,7 @@ from broker.commands._common import run_async, settings_from, wait_for_signal
 from broker.http_api import start_api
 from broker.logs import configure_logging, event
 from broker.reload import DirectoryWatcher
+from broker.waiting import WaitingWatch
 from monitoring.http import build_app, serve
 
 __all__ = ["register"]
@@ -42,6 +44,13 @@ def _run(args: argparse.Namespace) -> int:
             settings.directory, settings.party_certificate_dir, service.reload_directory
         )
         watcher.start()
+        waiting = WaitingWatch(
+            records.status,
+            service.metrics,
+            warn_after=timedelta(days=settings.warn_after_days),
+            interval=settings.waiting_check_seconds,
+        )
+        waiting.start()
         api = await start_api(parts, records) if settings.api_enabled else None
         event(
             log,
@@ -56,6 +65,7 @@ def _run(args: argparse.Namespace) -> int:
             if api is not None:  # stop taking submissions before the worker stops
                 await api.stop()
             await watcher.stop()
+            await waiting.stop()
             await service.stop()
             await http.stop()
             records.close()
