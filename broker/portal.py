@@ -55,8 +55,15 @@ class SubmissionState:
             return True
         if Kind.ACCEPTED not in kinds:
             return Kind.DUPLICATE in kinds
+        # A delivered receipt names the agency as issuer (AMQP: the agency signs) or as
+        # recipient (webhook: the broker signs on the agency's 2xx answer).
         answered = {r.issuer for r in self.receipts if r.kind is Kind.DELIVERED}
-        answered |= {x for r in self.receipts if r.kind is Kind.FAILED for x in r.recipients}
+        answered |= {
+            x
+            for r in self.receipts
+            if r.kind in (Kind.DELIVERED, Kind.FAILED)
+            for x in r.recipients
+        }
         return set(self.recipients) <= answered
 
     def add(self, receipt: Receipt) -> bool:

@@ -261,6 +261,7 @@ def populated_registry() -> CollectorRegistry:
     metrics.observe_end_to_end("meldung.anmeldung.0200", 0.02)
     metrics.set_queue("psw:02000000", messages=0, consumers=1, dead_letters=0)
     metrics.set_waiting({"psw:02000000": 1})
+    metrics.set_webhook_disabled("psw:02000000", False)
     expiry = CertificateExpiry("psw:02000000", "01", datetime(2030, 1, 1, tzinfo=UTC))
     metrics.set_certificates([expiry])
     metrics.set_ready(True)
