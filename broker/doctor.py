@@ -186,17 +186,8 @@ def _directory(settings: Settings) -> tuple[list[Finding], Directory | None]:
                 "running on the last good file but will not start with this one",
             )
         ], None
-    except Exception as exc:
-        return _guarded("directory", _raise(exc)), None
     detail = f"{len(directory)} agencies in {settings.directory}"
     return [Finding("directory", Status.OK, detail)], directory
-
-
-def _raise(exc: Exception) -> Callable[[], list[Finding]]:
-    def run() -> list[Finding]:
-        raise exc
-
-    return run
 
 
 def _trust(settings: Settings, at: datetime, warning: timedelta) -> list[Finding]:
