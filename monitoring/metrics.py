@@ -302,8 +302,9 @@ class Metrics:
 
         ``consumers=None`` leaves the consumer gauge alone: RabbitMQ 3.10 answers a passive
         declare of a quorum queue with a consumer count of 0 whatever the truth, so a
-        caller without a reliable count must not publish one. The alert and the dashboard
-        read RabbitMQ's own ``rabbitmq_detailed_queue_consumers`` first for that reason.
+        caller without a reliable count must not publish one. The consumer alert reads
+        RabbitMQ's own ``rabbitmq_detailed_queue_consumers`` for that reason, whatever
+        the broker publishes here.
         """
         self.queue_messages.labels(agency=agency).set(messages)
         if consumers is not None:
