@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.launch import LOOPS
 from bench.report import render
 from bench.run import FULL_BACKLOG, Options, measure
 
@@ -35,6 +36,18 @@ def _parser() -> argparse.ArgumentParser:
         "--backlog", type=int, help=f"backlog of the memory drain (full run: {FULL_BACKLOG:,})"
     )
     parser.add_argument("--latency-seconds", type=float, help="publishing time per load")
+    parser.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default="asyncio",
+        help="event loop of the worker processes and relays (uvloop: measure it before "
+        "adopting it)",
+    )
+    parser.add_argument(
+        "--all-classes",
+        action="store_true",
+        help="throughput for every message class also in a quick run",
+    )
     parser.add_argument("--no-profile", action="store_true", help="do not run py-spy")
     parser.add_argument("--profile-out", type=Path, help="keep py-spy's collapsed stacks here")
     return parser
@@ -51,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         latency_seconds=args.latency_seconds,
         profile=not args.no_profile,
         profile_out=args.profile_out,
+        loop=args.loop,
+        all_classes=True if args.all_classes else None,
     )
     figures = asyncio.run(measure(options))
     print(render(figures))

@@ -95,7 +95,7 @@ async def measure_loads(
     portal = Portal(
         world.amqp_url, cls.author, world.signer(cls.author), verifier, on_receipt=on_receipt
     )
-    command = broker_command(world.settings_file)
+    command = broker_command(world.settings_file, world.loop)
     env = world.worker_env(world.root / "state" / f"latency-{cls.name}")
     results: list[LoadResult] = []
     async with WorkerPool(command, pool_size, world.root / "logs" / "latency", env) as pool:

@@ -28,8 +28,9 @@ STAGES: dict[str, tuple[str, ...]] = {
     "deduplicate (SQLite)": ("DedupStore.",),
     "receipt: build + sign": ("build_receipt", "Signer.sign"),
     "publish + confirm (aio-pika)": ("publish_confirmed",),
-    "ack / AMQP reading (aiormq)": ("aiormq/", "pamqp/"),
-    "metrics + journal + logs": ("Metrics.", "Journals.", "logs.py", "logging/"),
+    "AMQP client (aiormq: frames, socket writes)": ("aiormq/", "pamqp/"),
+    "journal (status store, audit trail)": ("Journals.record",),
+    "metrics + logs": ("Metrics.", "logs.py", "logging/"),
 }
 
 

@@ -21,6 +21,7 @@ import aio_pika
 from lxml import etree
 
 from bench.latency import measure_loads
+from bench.launch import EventLoop
 from bench.messages import MessageClass, all_classes, content, sign_many, signed_sizes
 from bench.micro import class_figures, module_figures
 from bench.profiling import read_profile
@@ -50,6 +51,7 @@ class Options:
     profile: bool = True  # py-spy on the memory drain, if py-spy is installed
     profile_out: Path | None = None  # where to keep py-spy's collapsed stacks
     all_classes: bool | None = None  # throughput for every class, not only 2kb-ecdsa
+    loop: EventLoop = "asyncio"  # the event loop of the worker processes (and relays)
 
     def resolved(self) -> Options:
         quick = self.quick
@@ -62,6 +64,7 @@ class Options:
             latency_seconds=self.latency_seconds or (2.0 if quick else 10.0),
             profile=self.profile,
             profile_out=self.profile_out,
+            loop=self.loop,
             all_classes=(not quick) if self.all_classes is None else self.all_classes,
         )
 
@@ -78,7 +81,7 @@ async def measure(options: Options) -> dict[str, Any]:
     classes = all_classes()
     primary = classes[0]  # 2kb-ecdsa: the common case, used for memory and latency
     measured = classes if opts.all_classes else (primary,)
-    async with bench_world(opts.amqp_url, prefetch=64) as world:
+    async with bench_world(opts.amqp_url, prefetch=64, loop=opts.loop) as world:
         _say(f"run folder {world.root}, RabbitMQ {world.amqp_url.rsplit('@', 1)[-1]}")
         messages = _messages(world, classes)
         micro = _micro(world, classes, opts.quick)
@@ -96,6 +99,7 @@ async def measure(options: Options) -> dict[str, Any]:
         "machine": machine(),
         "run": {
             "quick": opts.quick,
+            "loop": opts.loop,
             "workers": opts.workers,
             "count": opts.count,
             "backlog": opts.backlog,

@@ -70,7 +70,7 @@ async def relay_drain(
     await purge(channel, [relay.RELAY_IN, relay.RELAY_OUT])
     exchange = await channel.get_exchange(relay.RELAY_EXCHANGE)
     await preload(exchange, relay.RELAY_IN, bodies)
-    command = relay_command(world.amqp_url, world.settings.prefetch)
+    command = relay_command(world.amqp_url, world.settings.prefetch, world.loop)
     async with WorkerPool(command, processes, world.root / "logs" / "relay") as pool:
         await pool.wait_consuming(channel, relay.RELAY_IN, _START_TIMEOUT)
         timing = await time_arrivals(
@@ -103,7 +103,7 @@ async def broker_drain(
     )
     samples: list[int] = []
     profile: Path | None = None
-    command = broker_command(world.settings_file)
+    command = broker_command(world.settings_file, world.loop)
     drain_id = f"{cls.name}-{processes}-{secrets.token_hex(3)}"
     log_dir = world.root / "logs" / drain_id
     env = world.worker_env(world.root / "state" / drain_id)

@@ -23,26 +23,29 @@ from types import TracebackType
 
 from aio_pika.abc import AbstractChannel
 
+from bench.launch import EventLoop
+
 __all__ = ["Memory", "WorkerPool", "broker_command", "memory_of", "py_spy", "relay_command"]
 
 _STOP_GRACE_SECONDS = 15.0
 
 
-def broker_command(settings_file: Path) -> list[str]:
+def _launch(loop: EventLoop, module: str) -> list[str]:
+    if loop == "asyncio":
+        return [sys.executable, "-m", module]
+    return [sys.executable, "-m", "bench.launch", loop, module]
+
+
+def broker_command(settings_file: Path, loop: EventLoop = "asyncio") -> list[str]:
+    """``xbroker --config FILE run`` (on uvloop through ``bench.launch`` if asked)."""
     return [
-        sys.executable,
-        "-m",
-        "broker.cli",
-        "--config",
-        str(settings_file),
-        "run",
-        "--log-level",
-        "WARNING",
+        *_launch(loop, "broker.cli"),
+        *("--config", str(settings_file), "run", "--log-level", "WARNING"),
     ]
 
 
-def relay_command(amqp_url: str, prefetch: int) -> list[str]:
-    return [sys.executable, "-m", "bench.relay", amqp_url, str(prefetch)]
+def relay_command(amqp_url: str, prefetch: int, loop: EventLoop = "asyncio") -> list[str]:
+    return [*_launch(loop, "bench.relay"), amqp_url, str(prefetch)]
 
 
 @dataclass(frozen=True, slots=True)

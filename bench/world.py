@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import aio_pika
 
+from bench.launch import EventLoop
 from broker import devnode, topology
 from broker.app import Parts, load_parts
 from broker.settings import Settings, load_settings
@@ -93,6 +94,7 @@ class BenchWorld:
     settings_file: Path
     settings: Settings
     parts: Parts
+    loop: EventLoop = "asyncio"  # the event loop the worker processes run on
 
     def signer(self, kennung: str) -> Signer:
         cert, key = party_paths(self.settings.pki, kennung)
@@ -161,7 +163,7 @@ def resolve_amqp(explicit: str | None) -> tuple[str, devnode.NodeInfo | None]:
 
 @asynccontextmanager
 async def bench_world(
-    amqp_url: str | None = None, *, prefetch: int = 64
+    amqp_url: str | None = None, *, prefetch: int = 64, loop: EventLoop = "asyncio"
 ) -> AsyncIterator[BenchWorld]:
     """Make the run's folder, PKI, directory, settings and vhost; remove them afterwards."""
     url, node = resolve_amqp(amqp_url)
@@ -177,7 +179,7 @@ async def bench_world(
         (root / "directory.toml").write_text(_DIRECTORY, encoding="utf-8")
         settings_file = _write_settings(root, url, prefetch)
         settings = load_settings(settings_file, amqp_url=url)
-        world = BenchWorld(root, url, settings_file, settings, load_parts(settings))
+        world = BenchWorld(root, url, settings_file, settings, load_parts(settings), loop)
         yield world
     finally:
         if vhost is not None:
