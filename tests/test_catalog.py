@@ -175,7 +175,8 @@ def test_unmapped_absolute_url_fails_fast_naming_file_and_location(
     started = time.perf_counter()
     with pytest.raises(StandardLoadError) as caught:
         Catalog.load([fixtures_copy])
-    assert time.perf_counter() - started < 0.5
+    # A guard against waiting on a network timeout, not a speed measurement (bench/ has those).
+    assert time.perf_counter() - started < 5.0
     message = str(caught.value)
     assert str(fixtures_copy / "xsozial-1.0" / "xsd" / "parts" / "antrag.xsd") in message
     assert CODE_LIST_URL in message

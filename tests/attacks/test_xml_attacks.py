@@ -54,7 +54,8 @@ def test_attack_is_rejected_as_malformed_xml_quickly(name: str) -> None:
     elapsed = time.perf_counter() - started
     peak_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     assert caught.value.code == "malformed-xml"
-    assert elapsed < 0.5, f"{name} took {elapsed:.3f}s"
+    # A guard against expansion or a hang, not a speed measurement (bench/ has those).
+    assert elapsed < 5.0, f"{name} took {elapsed:.3f}s"
     assert peak_after - peak_before < 64 * 1024, (
         f"{name} raised peak RSS by {peak_after - peak_before} KiB"
     )
