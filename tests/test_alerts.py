@@ -144,4 +144,6 @@ def test_rules_read_only_metrics_that_the_broker_exports() -> None:
     known = exported_sample_names(registry) | {"up"}
     known |= {rule["record"] for rule in rules("recording.yml")}
     used = set().union(*(metric_names(r["expr"]) for f in RULE_FILES for r in rules(f)))
-    assert used - known == set()
+    # rabbitmq_* names come from RabbitMQ's plugin; test_scrape_rabbitmq.py checks them
+    # against a real node.
+    assert {n for n in used - known if not n.startswith("rabbitmq_")} == set()

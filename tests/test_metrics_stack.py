@@ -92,7 +92,11 @@ def test_broker_reaches_the_rabbitmq_service() -> None:
 
 def test_prometheus_scrape_targets_are_compose_services_on_their_ports() -> None:
     broker_port = services()["broker"]["environment"]["XBROKER_METRICS_PORT"]
-    expected = {"xbroker": f"broker:{broker_port}", "rabbitmq": "rabbitmq:15692"}
+    expected = {
+        "xbroker": f"broker:{broker_port}",
+        "rabbitmq": "rabbitmq:15692",
+        "rabbitmq_queues": "rabbitmq:15692",
+    }
     config = load_yaml(MONITORING / "prometheus" / "prometheus.yml")
     targets = {
         job["job_name"]: target
