@@ -17,6 +17,8 @@ from typing import Any
 
 from lxml import etree
 
+from broker.errors import ConfigurationError
+from broker.settings import load_settings
 from signing.errors import XmlError
 from signing.parser import parse_untrusted
 from xta_schemas import Catalog, MessageError, Standard, StandardLoadError
@@ -113,8 +115,14 @@ def register(subparsers: Any) -> None:
 
 
 def _catalog(args: argparse.Namespace, extra: tuple[Path, ...] = ()) -> Catalog | None:
+    """Bundled standards, those of the settings (``standard_dirs``), and the options'."""
     try:
-        return Catalog.load([*args.standard_dirs, *extra])
+        configured = load_settings(getattr(args, "config", None)).standard_dirs
+    except ConfigurationError as exc:
+        print(f"xbroker: {exc}", file=sys.stderr)
+        return None
+    try:
+        return Catalog.load([*configured, *args.standard_dirs, *extra])
     except StandardLoadError as exc:
         print(f"xbroker: cannot load standards: {exc}", file=sys.stderr)
         return None
