@@ -31,8 +31,8 @@ from aio_pika.abc import (
 from lxml import etree
 
 from broker import publishing, topology
+from broker.publishing import HEADER_AUTHOR, HEADER_PUBLISHED, HEADER_TYPE
 from broker.receipts import Kind, Receipt, build_receipt
-from broker.service import HEADER_AUTHOR, HEADER_PUBLISHED, HEADER_TYPE
 from signing import Signer, SigningError, Verifier, parse_untrusted
 
 __all__ = ["AgencyClient", "Delivery", "Handler"]

@@ -18,7 +18,19 @@ from aio_pika.abc import AbstractExchange, HeadersType
 
 from broker.errors import PublishError
 
-__all__ = ["message", "publish_confirmed"]
+__all__ = [
+    "HEADER_AUTHOR",
+    "HEADER_PUBLISHED",
+    "HEADER_TYPE",
+    "message",
+    "publish_confirmed",
+]
+
+# Headers the broker adds to an agency's copy: metadata the agency SDK and the webhook
+# deliverer use, and that the agency echoes back with its delivery receipt.
+HEADER_PUBLISHED = "x-xbroker-published"  # the author's publish time (Unix seconds)
+HEADER_TYPE = "x-xbroker-nachrichtentyp"
+HEADER_AUTHOR = "x-xbroker-author"
 
 
 def message(

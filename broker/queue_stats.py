@@ -9,14 +9,22 @@ and republishes them per agency.
 from __future__ import annotations
 
 import asyncio
+import logging
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["QueueStats", "read_queue_stats", "vhost_of"]
+from broker import topology
+from broker.logs import event
+from monitoring.metrics import Metrics
+from routing import Directory
+
+__all__ = ["QueueStats", "read_queue_stats", "sample_queues", "vhost_of"]
+
+log = logging.getLogger("xbroker.broker")
 
 _FAMILIES = "family=queue_coarse_metrics&family=queue_consumer_count"
 
@@ -59,3 +67,32 @@ async def read_queue_stats(
         return body.decode("utf-8")
 
     return parse_queue_stats(await asyncio.to_thread(fetch), vhost)
+
+
+async def sample_queues(
+    metrics_url: str,
+    vhost: str,
+    directory: Callable[[], Directory],
+    metrics: Metrics,
+    interval: float,
+) -> None:
+    """Forever: depth, consumers and dead letters of every agency inbox, into the gauges."""
+    while True:
+        try:
+            stats = await read_queue_stats(metrics_url, vhost)
+            for agency in directory():
+                if not topology.has_inbox(agency):
+                    continue
+                name = topology.agency_queue(agency.kennung)
+                inbox = stats.get(name, QueueStats(0, 0))
+                metrics.set_queue(
+                    agency.kennung,
+                    messages=inbox.messages,
+                    consumers=inbox.consumers,
+                    dead_letters=stats.get(f"{name}.dead", QueueStats(0, 0)).messages,
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # sampling must never take the worker down
+            event(log, "queues.sample_failed", logging.WARNING, error=str(exc))
+        await asyncio.sleep(interval)

@@ -17,7 +17,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 
 import aio_pika
@@ -28,31 +27,30 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
-from lxml import etree
 
 from broker import publishing, topology
+from broker.acks import settle
 from broker.dedup import ClaimState, DedupStore
+from broker.delivery_receipts import DeliveryReceipts
 from broker.errors import ConfigurationError, PublishError, Reason, TransientError
+from broker.failures import Failures
 from broker.journal import EventKind, Journal, Journals, StatusEvent
 from broker.logs import event
+from broker.outbox import ReceiptOutbox
 from broker.pipeline import Accepted, Pipeline, Rejected
-from broker.queue_stats import QueueStats, read_queue_stats, vhost_of
-from broker.receipts import Kind, Receipt, build_receipt, read_receipt
+from broker.publishing import HEADER_AUTHOR, HEADER_PUBLISHED, HEADER_TYPE
+from broker.queue_stats import sample_queues, vhost_of
+from broker.receipts import Kind, Receipt
 from broker.settings import Settings
 from broker.webhook import WebhookDeliverer, webhook_agencies
 from monitoring.metrics import CertificateExpiry, Metrics
 from routing import Directory, Recipient
-from signing import ParserLimits, Signer, SigningError, Verifier, parse_untrusted
+from signing import ParserLimits, Signer, Verifier
 from xta_schemas import Catalog
 
 __all__ = ["BrokerService", "Lifecycle"]
 
 log = logging.getLogger("xbroker.broker")
-
-# Headers the broker adds to an agency's copy (metadata the agency SDK echoes back).
-HEADER_PUBLISHED = "x-xbroker-published"  # author's publish time (Unix seconds)
-HEADER_TYPE = "x-xbroker-nachrichtentyp"
-HEADER_AUTHOR = "x-xbroker-author"
 
 
 class Lifecycle(StrEnum):
@@ -98,9 +96,20 @@ class BrokerService:
         self.journal: Journal = journal or Journals()
         self.directory = directory
         self.metrics = metrics
-        self._signer = signer
-        self._verifier = verifier
         self._dedup = dedup
+        self._outbox = ReceiptOutbox(
+            settings.broker_kennung, signer, metrics, settings.confirm_timeout_seconds
+        )
+        self._delivery_receipts = DeliveryReceipts(
+            verifier, lambda: self.directory, self._outbox, metrics, self.journal
+        )
+        self._failures = Failures(
+            lambda: self.directory,
+            self._outbox,
+            metrics,
+            self.journal,
+            settings.expire_after_days,
+        )
         self._pipeline = Pipeline(
             catalog=catalog,
             verifier=verifier,
@@ -154,6 +163,7 @@ class BrokerService:
                 f"drain and delete the queue (rabbitmqctl delete_queue NAME) so it is "
                 f"declared anew."
             ) from exc
+        self._outbox.bind(self._exchanges.receipts)
         ingress = await self._channel.get_queue(topology.INGRESS_QUEUE)
         receipts = await self._channel.get_queue(topology.DELIVERY_RECEIPT_QUEUE)
         failures = await self._channel.get_queue(topology.FAILURE_QUEUE)
@@ -161,13 +171,23 @@ class BrokerService:
             ingress=ingress,
             ingress_tag=await ingress.consume(self._track(self._on_ingress)),
             receipts=receipts,
-            receipts_tag=await receipts.consume(self._track(self._on_delivery_receipt)),
+            receipts_tag=await receipts.consume(self._track(self._delivery_receipts)),
             failures=failures,
-            failures_tag=await failures.consume(self._track(self._on_failure)),
+            failures_tag=await failures.consume(self._track(self._failures)),
         )
         if self.webhooks is not None:
             await self.webhooks.start(self._connection)
-        self._sampler = asyncio.create_task(self._sample_queues(), name="queue-sampler")
+        if self.settings.rabbitmq_metrics_url is not None:
+            self._sampler = asyncio.create_task(
+                sample_queues(
+                    self.settings.rabbitmq_metrics_url,
+                    vhost_of(self.settings.amqp_url),
+                    lambda: self.directory,
+                    self.metrics,
+                    self.settings.queue_sample_seconds,
+                ),
+                name="queue-sampler",
+            )
         self.state = Lifecycle.RUNNING
         event(log, "broker.started", agencies=len(self.directory))
 
@@ -259,7 +279,7 @@ class BrokerService:
                 event(
                     log, "message.retry", logging.WARNING, uuid=message.message_id, error=str(exc)
                 )
-                await _settle(message, requeue=True)
+                await settle(message, requeue=True)
                 return
             except Exception:
                 # A bug, not the sender's fault: requeue; the delivery limit dead-letters
@@ -267,7 +287,7 @@ class BrokerService:
                 log.exception(
                     "message.error", extra={"xbroker_facts": {"uuid": message.message_id}}
                 )
-                await _settle(message, requeue=True)
+                await settle(message, requeue=True)
                 return
             await message.ack()
 
@@ -295,11 +315,9 @@ class BrokerService:
             )
             await self._send_receipt(
                 author,
-                Receipt(
-                    kind=Kind.DUPLICATE,
-                    nachrichten_uuid=header.uuid,
-                    issuer=self.settings.broker_kennung,
-                    issued=datetime.now(UTC),
+                self._outbox.receipt(
+                    Kind.DUPLICATE,
+                    header.uuid,
                     digest=decision.digest,
                     nachrichtentyp=header.nachrichtentyp,
                     standard=decision.standard,
@@ -316,11 +334,9 @@ class BrokerService:
         with self.metrics.time_stage("receipt"):
             await self._send_receipt(
                 author,
-                Receipt(
-                    kind=Kind.ACCEPTED,
-                    nachrichten_uuid=header.uuid,
-                    issuer=self.settings.broker_kennung,
-                    issued=datetime.now(UTC),
+                self._outbox.receipt(
+                    Kind.ACCEPTED,
+                    header.uuid,
                     digest=decision.digest,
                     nachrichtentyp=header.nachrichtentyp,
                     standard=decision.standard,
@@ -421,11 +437,9 @@ class BrokerService:
             return
         await self._send_receipt(
             target,
-            Receipt(
-                kind=Kind.REJECTED,
-                nachrichten_uuid=uuid,
-                issuer=self.settings.broker_kennung,
-                issued=datetime.now(UTC),
+            self._outbox.receipt(
+                Kind.REJECTED,
+                uuid,
                 digest=decision.digest,
                 nachrichtentyp=header.nachrichtentyp if header else None,
                 standard=decision.standard,
@@ -452,149 +466,7 @@ class BrokerService:
         return None
 
     async def _send_receipt(self, author: str, receipt: Receipt) -> None:
-        body = self._signer.sign(build_receipt(receipt))
-        await self._forward_receipt(author, body, receipt.receipt_uuid)
-        self.metrics.receipt(receipt.kind.value)
-
-    async def _forward_receipt(self, author: str, body: bytes, receipt_uuid: str) -> None:
-        assert self._exchanges is not None
-        await publishing.publish_confirmed(
-            self._exchanges.receipts,
-            publishing.message(body, message_id=receipt_uuid),
-            author,
-            self.settings.confirm_timeout_seconds,
-        )
-
-    # delivery receipts from agencies
-
-    async def _on_delivery_receipt(self, message: AbstractIncomingMessage) -> None:
-        try:
-            root = parse_untrusted(message.body)
-            verified = self._verifier.verify(root)
-            signed = verified.signed
-            if isinstance(signed, etree._ElementTree):
-                signed = signed.getroot()
-            receipt = read_receipt(signed)
-            if receipt.kind is not Kind.DELIVERED:
-                raise ValueError(f"agencies send delivered receipts, not {receipt.kind}")
-            if not self.directory.certificate_registered(receipt.issuer, verified.fingerprint):
-                raise ValueError(f"not signed by a certificate registered for {receipt.issuer}")
-            if receipt.author is None or receipt.author not in self.directory:
-                raise ValueError(f"unknown author {receipt.author}")
-        except (SigningError, ValueError) as exc:
-            event(log, "receipt.invalid", logging.WARNING, error=str(exc))
-            await message.reject(requeue=False)  # dead-lettered for an operator to inspect
-            return
-        try:
-            await self._forward_receipt(receipt.author, message.body, receipt.receipt_uuid)
-        except PublishError as exc:
-            event(log, "receipt.retry", logging.WARNING, error=str(exc))
-            await _settle(message, requeue=True)
-            return
-        self.metrics.receipt("delivered")
-        self.journal.record(
-            StatusEvent(
-                receipt.nachrichten_uuid,
-                EventKind.DELIVERED,
-                author=receipt.author,
-                agency=receipt.issuer,
-                nachrichtentyp=receipt.nachrichtentyp,
-                digest=receipt.digest,
-            )
-        )
-        published = (message.headers or {}).get(HEADER_PUBLISHED)
-        if isinstance(published, int | float) and receipt.nachrichtentyp:
-            self.metrics.observe_end_to_end(receipt.nachrichtentyp, time.time() - published)
-        event(
-            log,
-            "message.delivered",
-            uuid=receipt.nachrichten_uuid,
-            nachrichtentyp=receipt.nachrichtentyp,
-            agency=receipt.issuer,
-            author=receipt.author,
-        )
-        await message.ack()
-
-    # copies that expired or could never be delivered
-
-    async def _on_failure(self, message: AbstractIncomingMessage) -> None:
-        """A dead-lettered copy (or ingress message): tell its author, keep it parked."""
-        failure = _death_of(message)
-        uuid = message.message_id or "unknown"
-        headers = message.headers or {}
-        author = _text(headers.get(HEADER_AUTHOR)) or message.reply_to
-        reason = Reason.EXPIRED if failure.why == "expired" else Reason.UNDELIVERABLE
-        detail = failure.describe(self.settings.expire_after_days)
-        if failure.agency:
-            self.metrics.delivery(failure.agency, "dead_lettered")
-        self.journal.record(
-            StatusEvent(
-                uuid,
-                EventKind.FAILED,
-                author=author,
-                agency=failure.agency,
-                nachrichtentyp=_text(headers.get(HEADER_TYPE)),
-                reason=reason.value,
-            )
-        )
-        event(
-            log,
-            "message.failed",
-            logging.WARNING,
-            uuid=uuid,
-            agency=failure.agency,
-            reason=reason.value,
-            why=failure.why,
-        )
-        if author is None or author not in self.directory:
-            await message.ack()  # nobody to tell; the copy stays in its .dead queue
-            return
-        try:
-            await self._send_receipt(
-                author,
-                Receipt(
-                    kind=Kind.FAILED,
-                    nachrichten_uuid=uuid,
-                    issuer=self.settings.broker_kennung,
-                    issued=datetime.now(UTC),
-                    nachrichtentyp=_text(headers.get(HEADER_TYPE)),
-                    author=author,
-                    recipients=(failure.agency,) if failure.agency else (),
-                    reason=reason.value,
-                    detail=detail,
-                ),
-            )
-        except PublishError as exc:
-            event(log, "receipt.retry", logging.WARNING, uuid=uuid, error=str(exc))
-            await _settle(message, requeue=True)
-            return
-        await message.ack()
-
-    async def _sample_queues(self) -> None:
-        """Depth, consumers and dead letters of every agency inbox, for the gauges."""
-        url = self.settings.rabbitmq_metrics_url
-        if url is None:
-            return
-        vhost = vhost_of(self.settings.amqp_url)
-        while True:
-            try:
-                stats = await read_queue_stats(url, vhost)
-                for agency in self.directory:
-                    if not topology.has_inbox(agency):
-                        continue
-                    name = topology.agency_queue(agency.kennung)
-                    inbox = stats.get(name, QueueStats(0, 0))
-                    self.metrics.set_queue(
-                        agency.kennung,
-                        messages=inbox.messages,
-                        consumers=inbox.consumers,
-                        dead_letters=stats.get(f"{name}.dead", QueueStats(0, 0)).messages,
-                    )
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # sampling must never take the worker down
-                event(log, "queues.sample_failed", logging.WARNING, error=str(exc))
-            await asyncio.sleep(self.settings.queue_sample_seconds)
+        await self._outbox.send(author, receipt)
 
     def _publish_certificates(self) -> None:
         self.metrics.set_certificates(
@@ -610,44 +482,3 @@ class BrokerService:
 
     def _observe_stage(self, stage: str, seconds: float) -> None:
         self.metrics.stage_duration.labels(stage=stage).observe(seconds)
-
-
-@dataclass(frozen=True, slots=True)
-class _Death:
-    why: str  # RabbitMQ's x-death reason: expired, rejected, delivery_limit, maxlen
-    queue: str
-    agency: str | None
-
-    def describe(self, expire_after_days: float) -> str:
-        where = f"the copy for {self.agency}" if self.agency else "the message"
-        if self.why == "expired":
-            return f"{where} was not fetched within {expire_after_days:g} days"
-        if self.why == "rejected":
-            return f"{where} was refused by its receiver"
-        if self.why == "delivery_limit":
-            return f"{where} failed on every delivery attempt"
-        return f"{where} could not be delivered ({self.why})"
-
-
-def _death_of(message: AbstractIncomingMessage) -> _Death:
-    deaths = (message.headers or {}).get("x-death")
-    latest = deaths[0] if isinstance(deaths, list) and deaths else {}
-    why = _text(latest.get("reason")) if isinstance(latest, dict) else None
-    queue = (_text(latest.get("queue")) if isinstance(latest, dict) else None) or ""
-    agency = None
-    if queue.startswith("agency.") and queue.endswith((".inbox", ".test")):
-        agency = queue.removeprefix("agency.").rsplit(".", 1)[0]
-    return _Death(why or "unknown", queue, agency)
-
-
-def _text(value: object) -> str | None:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return value if isinstance(value, str) and value else None
-
-
-async def _settle(message: AbstractIncomingMessage, *, requeue: bool) -> None:
-    try:
-        await message.nack(requeue=requeue)
-    except Exception:  # the channel is gone: RabbitMQ requeues it by itself
-        log.debug("nack failed", exc_info=True)

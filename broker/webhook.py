@@ -46,6 +46,7 @@ from broker import publishing, topology
 from broker.errors import ConfigurationError, Reason, TransientError
 from broker.journal import EventKind, Journal, Journals, StatusEvent
 from broker.logs import event
+from broker.publishing import HEADER_AUTHOR, HEADER_PUBLISHED, HEADER_TYPE
 from broker.receipts import Kind, Receipt
 from broker.settings import Settings
 from broker.webhook_push import Pusher, PushResult
@@ -63,12 +64,6 @@ from routing import Agency, Directory, WebhookEndpoint
 __all__ = ["SendReceipt", "WebhookDeliverer", "webhook_agencies"]
 
 log = logging.getLogger("xbroker.webhook")
-
-# The same names the broker gives an agency's copy (broker.service); repeated here so
-# the deliverer does not import the service that starts it.
-HEADER_PUBLISHED = "x-xbroker-published"
-HEADER_TYPE = "x-xbroker-nachrichtentyp"
-HEADER_AUTHOR = "x-xbroker-author"
 
 SendReceipt = Callable[[str, Receipt], Awaitable[None]]
 
