@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
         "adopting it)",
     )
     parser.add_argument(
+        "--prefetch", type=int, default=64, help="prefetch of the workers and relays (64)"
+    )
+    parser.add_argument(
         "--all-classes",
         action="store_true",
         help="throughput for every message class also in a quick run",
@@ -65,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile=not args.no_profile,
         profile_out=args.profile_out,
         loop=args.loop,
+        prefetch=args.prefetch,
         all_classes=True if args.all_classes else None,
     )
     figures = asyncio.run(measure(options))

@@ -89,7 +89,7 @@ def render(figures: Mapping[str, Any]) -> str:
         f"xbroker benchmark ({'quick' if run['quick'] else 'full'} run) on {m['nproc']} cores, "
         f"{m['cpu']}, {m['ram_gib']} GiB RAM, RabbitMQ {m['rabbitmq']}, Python {m['python']}",
         f"load average before {run['load_before']}, after {run['load_after']}; "
-        f"{run['seconds']:.0f} s; worker event loop: {run['loop']}",
+        f"{run['seconds']:.0f} s; worker event loop {run['loop']}, prefetch {run['prefetch']}",
     ]
     lines += _table(
         "Messages (size of the content before signing, and signed)",

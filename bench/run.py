@@ -52,6 +52,7 @@ class Options:
     profile_out: Path | None = None  # where to keep py-spy's collapsed stacks
     all_classes: bool | None = None  # throughput for every class, not only 2kb-ecdsa
     loop: EventLoop = "asyncio"  # the event loop of the worker processes (and relays)
+    prefetch: int = 64  # of the broker workers and the relays alike
 
     def resolved(self) -> Options:
         quick = self.quick
@@ -65,6 +66,7 @@ class Options:
             profile=self.profile,
             profile_out=self.profile_out,
             loop=self.loop,
+            prefetch=self.prefetch,
             all_classes=(not quick) if self.all_classes is None else self.all_classes,
         )
 
@@ -81,7 +83,7 @@ async def measure(options: Options) -> dict[str, Any]:
     classes = all_classes()
     primary = classes[0]  # 2kb-ecdsa: the common case, used for memory and latency
     measured = classes if opts.all_classes else (primary,)
-    async with bench_world(opts.amqp_url, prefetch=64, loop=opts.loop) as world:
+    async with bench_world(opts.amqp_url, prefetch=opts.prefetch, loop=opts.loop) as world:
         _say(f"run folder {world.root}, RabbitMQ {world.amqp_url.rsplit('@', 1)[-1]}")
         messages = _messages(world, classes)
         micro = _micro(world, classes, opts.quick)
@@ -100,6 +102,7 @@ async def measure(options: Options) -> dict[str, Any]:
         "run": {
             "quick": opts.quick,
             "loop": opts.loop,
+            "prefetch": opts.prefetch,
             "workers": opts.workers,
             "count": opts.count,
             "backlog": opts.backlog,

@@ -193,6 +193,8 @@ async def bench_world(
 async def _delete_declared(url: str) -> None:
     """On a shared vhost: delete the queues and exchanges the run's topology declared."""
     queues = [topology.INGRESS_QUEUE, topology.DELIVERY_RECEIPT_QUEUE]
+    # Queues the service declares beside the core ones (named in topology, if present).
+    queues += [getattr(topology, name) for name in ("FAILURE_QUEUE",) if hasattr(topology, name)]
     queues += [topology.agency_queue(k) for k in (AGENCY_MELD, AGENCY_BAU)]
     queues += [topology.receipt_queue(k) for k in AUTHORS.values()]
     exchanges = [
