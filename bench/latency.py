@@ -58,6 +58,7 @@ class LoadResult:
     share: float  # of the measured maximum
     offered_per_s: float
     achieved_per_s: float  # publishes per second actually made
+    completed_per_s: float  # delivered receipts per second, first publish to last receipt
     sent: int
     delivered: int  # reached the agency's handler
     receipted: int  # delivered receipt reached the portal
@@ -174,10 +175,16 @@ def _result(
 ) -> LoadResult:
     to_agency = [handled[u] - published[u] for u in uuids if u in handled]
     to_receipt = [receipted[u] - published[u] for u in uuids if u in receipted]
+    # Below the offered rate, the load was more than the whole round trip could carry
+    # and the percentiles measure a growing queue.
+    done = [receipted[u] for u in uuids if u in receipted]
+    first = min(published[u] for u in uuids)
+    completed = (len(done) - 1) / (max(done) - first) if len(done) > 1 else 0.0
     return LoadResult(
         share=share,
         offered_per_s=rate,
         achieved_per_s=(len(uuids) - 1) / span if span > 0 else rate,
+        completed_per_s=completed,
         sent=len(uuids),
         delivered=len(to_agency),
         receipted=len(to_receipt),

@@ -46,6 +46,7 @@ async def test_a_tiny_run_yields_every_figure(amqp_url: str) -> None:
     assert [load["share"] for load in latency["loads"]] == list(LOAD_SHARES)
     for load in latency["loads"]:
         assert load["receipted"] == load["sent"]
+        assert _positive(load["completed_per_s"])
         for clock in ("agency", "receipt"):
             assert all(_positive(load[clock][p]) for p in ("p50_ms", "p95_ms", "p99_ms"))
     assert figures["memory"]["backlog"] == 100
