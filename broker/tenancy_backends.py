@@ -9,6 +9,7 @@ configuration error that says which of the two to provide.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
@@ -53,6 +54,16 @@ class RabbitmqctlBackend:
     def delete_user(self, user: str) -> None:
         devnode.rabbitmqctl("delete_user", user, root=self._root)
 
+    def list_permissions(self, vhost: str) -> dict[str, Permissions]:
+        """user → permissions on ``vhost``, as RabbitMQ holds them."""
+        out = devnode.rabbitmqctl("list_permissions", "-p", vhost, root=self._root)
+        found: dict[str, Permissions] = {}
+        for line in out.splitlines():
+            fields = line.split("\t")
+            if len(fields) == 4 and fields[0] != "user":
+                found[fields[0]] = Permissions(fields[1], fields[2], fields[3])
+        return found
+
 
 class ManagementApiBackend:
     """A node's management HTTP API (``http(s)://admin:password@host:15672``)."""
@@ -69,7 +80,18 @@ class ManagementApiBackend:
         self._auth = (parts.username, parts.password)
         self._timeout = timeout
 
-    def _call(self, method: str, path: str, body: dict[str, str] | None = None) -> None:
+    def list_permissions(self, vhost: str) -> dict[str, Permissions]:
+        """user → permissions on ``vhost``, as RabbitMQ holds them."""
+        rows = self._call("GET", f"/api/vhosts/{quote(vhost, safe='')}/permissions")
+        return {
+            str(row["user"]): Permissions(
+                str(row["configure"]), str(row["write"]), str(row["read"])
+            )
+            for row in rows
+            if isinstance(row, dict)
+        }
+
+    def _call(self, method: str, path: str, body: dict[str, str] | None = None) -> Any:
         try:
             response = httpx.request(
                 method,
@@ -85,6 +107,7 @@ class ManagementApiBackend:
             raise ConfigurationError(
                 f"management API {method} {path}: HTTP {response.status_code} {response.text}"
             )
+        return response.json() if method == "GET" else None
 
     def put_user(self, user: str, password: str) -> None:
         self._call("PUT", f"/api/users/{quote(user, safe='')}", {"password": password, "tags": ""})

@@ -16,6 +16,7 @@ from typing import TextIO
 
 from broker.commands._common import settings_from
 from broker.doctor import Finding, Report, Status, diagnose
+from broker.doctor_permissions import check_permissions
 from broker.errors import ConfigurationError
 
 __all__ = ["register", "render"]
@@ -68,7 +69,9 @@ def _doctor(args: argparse.Namespace) -> int:
             )
         )
     else:
-        report = asyncio.run(diagnose(settings, timeout=args.timeout))
+        report = asyncio.run(
+            diagnose(settings, timeout=args.timeout, permissions=check_permissions)
+        )
     if args.json:
         json.dump(report.as_json(), sys.stdout, indent=2, ensure_ascii=False)
         print()
