@@ -1,0 +1,54 @@
+"""A project-local RabbitMQ node for development and tests, started without root.
+
+Everything the node owns lives under ``<checkout>/.xbroker/rabbitmq/``: its data (MNESIA
+base), logs, pid file, configuration, enabled-plugins file and a private ``HOME`` holding
+the Erlang cookie that ``rabbitmqctl -n NODE`` shares with the node. Its ports (AMQP,
+Erlang distribution, Prometheus) are chosen free at first start, bound to 127.0.0.1 only
+and remembered in ``node.json``, so the URL stays the same across restarts while they stay
+free. The node name is derived from the checkout path, so two clones on one machine run
+two separate nodes.
+
+The node is started through ``/usr/lib/rabbitmq/bin/rabbitmq-server`` directly: Debian's
+wrapper in ``/usr/sbin`` switches to the ``rabbitmq`` user when run as root and reads the
+system configuration. ``XBROKER_RABBITMQ_BIN`` names another directory holding
+``rabbitmq-server`` and ``rabbitmqctl``.
+
+Error tree::
+
+    XBrokerError
+    └── DevNodeError                    the local node cannot be had
+        ├── RabbitMQNotInstalledError   (also FileNotFoundError) rabbitmq-server is missing
+        ├── NodeStartError              (also TimeoutError) the node did not come up in time
+        └── RabbitmqctlError            a rabbitmqctl command failed
+"""
+
+from __future__ import annotations
+
+from broker.devnode.ctl import add_user, add_vhost, delete_vhost, rabbitmqctl, set_permissions
+from broker.devnode.errors import (
+    DevNodeError,
+    NodeStartError,
+    RabbitmqctlError,
+    RabbitMQNotInstalledError,
+)
+from broker.devnode.layout import NodeInfo, amqp_reachable, nodename_for, project_root
+from broker.devnode.lifecycle import ensure_node, node_status, stop_node
+
+__all__ = [
+    "DevNodeError",
+    "NodeInfo",
+    "NodeStartError",
+    "RabbitMQNotInstalledError",
+    "RabbitmqctlError",
+    "add_user",
+    "add_vhost",
+    "amqp_reachable",
+    "delete_vhost",
+    "ensure_node",
+    "node_status",
+    "nodename_for",
+    "project_root",
+    "rabbitmqctl",
+    "set_permissions",
+    "stop_node",
+]

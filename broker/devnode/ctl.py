@@ -1,0 +1,71 @@
+"""rabbitmqctl against this checkout's node, and the few commands the project needs."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from broker.devnode.errors import DevNodeError, RabbitmqctlError
+from broker.devnode.layout import _environment, _executable, _Layout, _Ports, _read_state
+
+__all__ = ["add_user", "add_vhost", "delete_vhost", "rabbitmqctl", "set_permissions"]
+
+
+def _ctl(layout: _Layout, ports: _Ports, *args: str, timeout: float = 60.0) -> str:
+    ctl = _executable("rabbitmqctl")
+    try:
+        done = subprocess.run(
+            [str(ctl), "-n", layout.nodename, "-s", *args],
+            env=_environment(layout, ports),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise RabbitmqctlError(f"rabbitmqctl {' '.join(args)}: no answer in {timeout} s") from exc
+    if done.returncode != 0:
+        raise RabbitmqctlError(
+            f"rabbitmqctl {' '.join(args)} exited {done.returncode}: "
+            f"{(done.stderr or done.stdout).strip()}"
+        )
+    return done.stdout
+
+
+def rabbitmqctl(*args: str, root: Path | None = None, timeout: float = 60.0) -> str:
+    """Run ``rabbitmqctl -n NODE -s ARGS`` against this checkout's node; return its stdout.
+
+    ``-s`` (silent) drops table headers, so list output is one record per line.
+    """
+    layout = _Layout.of(root)
+    ports = _read_state(layout)
+    if ports is None:
+        raise DevNodeError(f"no local node has been started here ({layout.state_file} missing)")
+    return _ctl(layout, ports, *args, timeout=timeout)
+
+
+def add_vhost(name: str, *, root: Path | None = None) -> None:
+    """Create a virtual host on the local node."""
+    rabbitmqctl("add_vhost", name, root=root)
+
+
+def delete_vhost(name: str, *, root: Path | None = None) -> None:
+    """Delete a virtual host and everything in it."""
+    rabbitmqctl("delete_vhost", name, root=root)
+
+
+def add_user(
+    name: str, password: str, tags: Sequence[str] = (), *, root: Path | None = None
+) -> None:
+    """Create a user; ``tags`` such as ``administrator`` or ``monitoring``."""
+    rabbitmqctl("add_user", name, password, root=root)
+    if tags:
+        rabbitmqctl("set_user_tags", name, *tags, root=root)
+
+
+def set_permissions(
+    vhost: str, user: str, configure: str, write: str, read: str, *, root: Path | None = None
+) -> None:
+    """Grant ``user`` the configure/write/read regexes on ``vhost``."""
+    rabbitmqctl("set_permissions", "-p", vhost, user, configure, write, read, root=root)
