@@ -19,13 +19,14 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Final, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from signing.certs import KENNUNG_PATTERN, fingerprint, load_certificate, subject_kennung
 from signing.errors import PkiError, SigningError
@@ -39,6 +40,7 @@ __all__ = [
     "file_id",
     "init_dev_pki",
     "issue",
+    "issue_tls_certificate",
     "list_certificates",
     "party_paths",
     "revoke",
@@ -348,3 +350,73 @@ def init_dev_pki(pki_dir: Path, parties: Sequence[tuple[str, str]]) -> None:
         if present and load_certificate(cert_path).not_valid_after_utc > now:
             continue
         issue(ca_dir, kennung, name, pki_dir / "parties", key_type="ec")
+
+
+def issue_tls_certificate(
+    ca_dir: Path,
+    common_name: str,
+    cert_path: Path,
+    key_path: Path,
+    *,
+    purpose: Literal["server", "client"],
+    dns_names: Sequence[str] = (),
+    ip_addresses: Sequence[str] = (),
+    days: int = 730,
+) -> x509.Certificate:
+    """Issue a TLS certificate (ECDSA P-256) from the CA in ``ca_dir``.
+
+    TLS identities are kept apart from the XML signing certificates of ``issue``: they carry
+    extendedKeyUsage serverAuth or clientAuth, and a server certificate names its hosts in
+    subjectAltName, which is all a TLS client checks. A client certificate's CN is what
+    RabbitMQ's EXTERNAL login takes as the user name.
+    """
+    ca_cert, ca_key = _load_ca(ca_dir)
+    key = _new_key("ec")
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, _ORGANISATION),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+    usage = (
+        ExtendedKeyUsageOID.SERVER_AUTH if purpose == "server" else ExtendedKeyUsageOID.CLIENT_AUTH
+    )
+    now = datetime.now(UTC)
+    ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _CLOCK_SKEW)
+        .not_valid_after(min(now + timedelta(days=days), ca_cert.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+        )
+    )
+    names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
+    names += [x509.IPAddress(ip_address(address)) for address in ip_addresses]
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    _write_private(key_path, key)
+    _write_cert(cert_path, cert)
+    return cert
