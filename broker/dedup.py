@@ -4,15 +4,25 @@ SQLite in WAL mode, shared by the workers on one host; it keeps ids and digests 
 A message is *claimed* before its copies are published and *completed* after; a claim
 found pending belongs to a worker that crashed or was stopped mid-delivery, so the
 message is delivered again (agencies deduplicate by message id) rather than lost.
+
+A claim is one statement (an upsert), so one short transaction per message. The store
+is also a journal (`broker.journal.BatchJournal`): an ``accepted`` event completes the
+claim of its message. Attached to the worker's `JournalBatch`, completions are written
+with the events, many messages in one transaction, after the confirms and before the
+ack, which is exactly where a completion belongs: a crash before that write leaves the
+claim pending, and the redelivered message is delivered again (RETRY).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+
+from broker.journal import EventKind, StatusEvent
 
 __all__ = ["Claim", "ClaimState", "DedupStore"]
 
@@ -26,6 +36,14 @@ CREATE TABLE IF NOT EXISTS seen (
     PRIMARY KEY (author, uuid)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_first ON seen (first_seen);
+"""
+
+_CLAIM = """
+INSERT INTO seen (author, uuid, digest, first_seen, completed) VALUES (?, ?, ?, ?, 0)
+ON CONFLICT (author, uuid) DO UPDATE
+    SET digest = excluded.digest, first_seen = excluded.first_seen, completed = 0
+    WHERE seen.first_seen < ?
+RETURNING 1
 """
 
 
@@ -43,6 +61,8 @@ class Claim:
 
 
 class DedupStore:
+    """Claims and completions of nachrichtenUUIDs per author, within ``window_seconds``."""
+
     def __init__(self, path: Path, window_seconds: float) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -54,30 +74,42 @@ class DedupStore:
 
     def claim(self, author: str, uuid: str, digest: str) -> Claim:
         now = time.time()
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        for _ in range(3):  # a row pruned between the two statements: claim again
+            # New, or seen so long ago that the window forgot it: (re)claimed in one
+            # statement. Otherwise the upsert changes nothing and returns no row.
+            if self._db.execute(_CLAIM, (author, uuid, digest, now, now - self._window)).fetchall():
+                return Claim(ClaimState.NEW, digest, now)
             row = self._db.execute(
                 "SELECT digest, first_seen, completed FROM seen WHERE author=? AND uuid=?",
                 (author, uuid),
             ).fetchone()
-            if row is None or row[1] < now - self._window:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO seen VALUES (?, ?, ?, ?, 0)",
-                    (author, uuid, digest, now),
-                )
-                claim = Claim(ClaimState.NEW, digest, now)
-            elif row[2] or row[0] != digest:
-                claim = Claim(ClaimState.DUPLICATE, row[0], row[1])
-            else:
-                claim = Claim(ClaimState.RETRY, row[0], row[1])
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        return claim
+            if row is None:
+                continue
+            if row[2] or row[0] != digest:
+                return Claim(ClaimState.DUPLICATE, row[0], row[1])
+            return Claim(ClaimState.RETRY, row[0], row[1])
+        raise sqlite3.OperationalError(f"claim of {uuid} did not settle")
 
     def complete(self, author: str, uuid: str) -> None:
         self._db.execute("UPDATE seen SET completed=1 WHERE author=? AND uuid=?", (author, uuid))
+
+    def record(self, event: StatusEvent) -> None:
+        """As a journal: an accepted message is complete."""
+        self.record_many((event,))
+
+    def record_many(self, events: Sequence[StatusEvent]) -> None:
+        """As a journal: complete the claims of the accepted messages, in one transaction."""
+        done = [(e.author, e.uuid) for e in events if e.kind is EventKind.ACCEPTED and e.author]
+        if not done:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany("UPDATE seen SET completed=1 WHERE author=? AND uuid=?", done)
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
 
     def release(self, author: str, uuid: str) -> None:
         """Forget an uncompleted claim (its delivery failed before anything was published)."""

@@ -3,17 +3,56 @@
 The status store (the Laufzettel) and the audit trail subscribe through this
 protocol; the service never knows which are attached. An event carries ids, codes,
 agencies, times and the SHA-256 of the bytes received: never payload.
+
+Writing in batches
+------------------
+One SQLite transaction and one locked append per event cost more than the checks of a
+message (docs/performance.md, P2). `JournalBatch` collects the events recorded during
+one turn of the event loop and writes them at the start of the next one (``call_soon``,
+no timer): one transaction in the status store and one locked append to the audit trail
+for everything the worker did in that turn. Under load a turn holds the events of many
+messages; when idle it holds those of one, and the write costs one loop turn of latency.
+
+Durability rule: **the events of a message are written before its ingress message is
+acked.** The worker adds them with `JournalBatch.add` and awaits
+`JournalBatch.flushed` before the ack. The audit trail promises every state change of
+every message (docs/audit.md); if the ack came first, a crash between the ack and the
+write would leave a delivered message that nobody recorded and that RabbitMQ would
+never hand out again. With the ack after the write, a crash before it returns the
+message to the queue, and its next delivery records it. "Written" means handed to the
+operating system: it survives the death of the process, as each single write did before
+(SQLite WAL with ``synchronous=NORMAL``, unsynced audit lines); seals are still fsynced.
+
+A journal that fails keeps its unwritten events and gets them again at the next write;
+journals that succeeded are not written twice. Whoever awaited that write gets a
+`TransientError` (the message is requeued, not acked without its record).
+
+`JournalBatch.record` stays what `Journal.record` always meant: written when it returns
+(it writes whatever is pending along with it), for callers that ack right after.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-__all__ = ["EventKind", "Journal", "Journals", "StatusEvent"]
+from broker.errors import TransientError
+
+__all__ = [
+    "BatchJournal",
+    "EventKind",
+    "Journal",
+    "JournalBatch",
+    "Journals",
+    "StatusEvent",
+]
+
+log = logging.getLogger("xbroker.journal")
 
 
 class EventKind(StrEnum):
@@ -44,12 +83,148 @@ class Journal(Protocol):
     def record(self, event: StatusEvent) -> None: ...
 
 
+@runtime_checkable
+class BatchJournal(Protocol):
+    """A journal that writes many events at the cost of one (one transaction, one append)."""
+
+    def record(self, event: StatusEvent) -> None: ...
+
+    def record_many(self, events: Sequence[StatusEvent]) -> None: ...
+
+
 class Journals:
     """Fans one event out to every attached journal."""
 
     def __init__(self, journals: Sequence[Journal] = ()) -> None:
-        self._journals = tuple(journals)
+        self.journals: tuple[Journal, ...] = tuple(journals)
 
     def record(self, event: StatusEvent) -> None:
-        for journal in self._journals:
+        for journal in self.journals:
             journal.record(event)
+
+    def record_many(self, events: Sequence[StatusEvent]) -> None:
+        for journal in self.journals:
+            _write(journal, events)
+
+
+class JournalBatch:
+    """Writes the events of one event-loop turn together, to every attached journal.
+
+    ``journals`` may hold `Journals`; their members are attached one by one, so that a
+    failing member does not make the others write twice.
+    """
+
+    def __init__(self, journals: Sequence[Journal]) -> None:
+        self._sinks = tuple(_Sink(j) for j in _flatten(journals))
+        self._scheduled: asyncio.Handle | None = None
+        self._waiters: list[asyncio.Future[None]] = []
+
+    @property
+    def pending(self) -> int:
+        """Events not yet written by every journal."""
+        return max((len(sink.backlog) for sink in self._sinks), default=0)
+
+    def add(self, event: StatusEvent) -> None:
+        """Queue ``event`` for the write at the next loop turn (at once without a loop)."""
+        for sink in self._sinks:
+            sink.backlog.append(event)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._schedule(loop)
+
+    async def flushed(self) -> None:
+        """Return once every event added so far is written; raise `TransientError` if a
+        journal failed to write them (they stay pending)."""
+        if not self.pending:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._waiters.append(waiter)
+        self._schedule(loop)
+        await waiter
+
+    def record(self, event: StatusEvent) -> None:
+        """Write ``event`` now, with whatever is pending: written when this returns."""
+        for sink in self._sinks:
+            sink.backlog.append(event)
+        self.flush()
+
+    def flush(self) -> None:
+        """Write everything pending now; raise `TransientError` if a journal failed."""
+        failure: Exception | None = None
+        for sink in self._sinks:
+            try:
+                sink.write()
+            except Exception as exc:  # each journal fails alone; the others still write
+                failure = failure or exc
+        if failure is not None:
+            raise TransientError(f"journal write failed: {failure}") from failure
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._scheduled is None:
+            self._scheduled = loop.call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._scheduled = None
+        waiters, self._waiters = self._waiters, []
+        try:
+            self.flush()
+        except TransientError as exc:
+            log.warning("journal.write_failed", exc_info=True)
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            return
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+class _Sink:
+    """One journal and the events it has not written yet."""
+
+    __slots__ = ("backlog", "journal", "many")
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.many = journal if isinstance(journal, BatchJournal) else None
+        self.backlog: list[StatusEvent] = []
+
+    def write(self) -> None:
+        if not self.backlog:
+            return
+        events, self.backlog = self.backlog, []
+        if self.many is not None:
+            try:
+                self.many.record_many(events)
+            except BaseException:
+                self.backlog[:0] = events
+                raise
+            return
+        for index, event in enumerate(events):
+            try:
+                self.journal.record(event)
+            except BaseException:
+                self.backlog[:0] = events[index:]
+                raise
+
+
+def _write(journal: Journal, events: Sequence[StatusEvent]) -> None:
+    if isinstance(journal, BatchJournal):
+        journal.record_many(events)
+    else:
+        for event in events:
+            journal.record(event)
+
+
+def _flatten(journals: Sequence[Journal]) -> list[Journal]:
+    flat: list[Journal] = []
+    for journal in journals:
+        if isinstance(journal, Journals):
+            flat.extend(_flatten(journal.journals))
+        else:
+            flat.append(journal)
+    return flat

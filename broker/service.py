@@ -1,10 +1,24 @@
 """The broker worker: consumes the ingress queue, runs the pipeline, delivers, answers.
 
-One message, in order (DESIGN.md): decide (pure pipeline) → deduplicate → publish a copy
-to every recipient (confirmed, mandatory) → publish the signed receipt to the author →
-ack. A crash before the ack redelivers the message; the dedup claim makes that harmless.
+One message (DESIGN.md): decide (pure pipeline) → claim in the dedup store → publish a
+copy to every recipient and the signed accepted receipt to the author, all at once,
+each confirmed → write the message's journal events (and the dedup completion) → ack.
+A crash before the ack redelivers the message; the dedup claim makes that harmless.
 Permanent failures are answered with a signed rejection receipt and acked; transient
 ones are requeued (the queue's delivery limit dead-letters a message that never works).
+
+The receipt is published together with the copies rather than after their confirms,
+so a message waits for one round of confirms, not two. The ingress message is still
+acked only when every copy *and* the receipt are confirmed. If any of them fails, the
+message is requeued and processed again from its pending claim (RETRY): every copy and
+the receipt are published again. So a failed copy may follow an accepted receipt the
+author already holds, and a failed receipt may follow copies already queued; the
+redelivery repairs both, and what it repeats is absorbed downstream: agencies
+deduplicate copies by message id, and the portal SDK drops a receipt it already holds.
+The author is never told "accepted" for a message that is then lost.
+
+Journal events are added to a `JournalBatch` and written together, once per loop turn,
+before the ack that they belong to (the durability rule is in `broker.journal`).
 
 Delivery receipts from agencies arrive on their own queue; the broker verifies that the
 registered agency signed one before forwarding it, unchanged, to the author.
@@ -34,7 +48,7 @@ from broker.dedup import ClaimState, DedupStore
 from broker.delivery_receipts import DeliveryReceipts
 from broker.errors import ConfigurationError, PublishError, Reason, TransientError
 from broker.failures import Failures
-from broker.journal import EventKind, Journal, Journals, StatusEvent
+from broker.journal import EventKind, Journal, JournalBatch, Journals, StatusEvent
 from broker.logs import event
 from broker.outbox import ReceiptOutbox
 from broker.pipeline import Accepted, Pipeline, Rejected
@@ -93,7 +107,11 @@ class BrokerService:
         journal: Journal | None = None,
     ) -> None:
         self.settings = settings
-        self.journal: Journal = journal or Journals()
+        # The dedup store listens too: the accepted event completes the message's claim,
+        # in the same write as its events, after the confirms and before the ack.
+        self._journal = JournalBatch([journal or Journals(), dedup])
+        # Handlers that ack right after recording use the batch's write-through record().
+        self.journal: Journal = self._journal
         self.directory = directory
         self.metrics = metrics
         self._dedup = dedup
@@ -219,6 +237,10 @@ class BrokerService:
             await self.webhooks.stop(grace)
         if self._connection is not None:
             await self._connection.close()
+        try:
+            self._journal.flush()  # what unfinished messages recorded; they come back
+        except TransientError:
+            log.warning("journal.unwritten", exc_info=True)
         self._dedup.close()
         self.state = Lifecycle.CLOSED
         event(log, "broker.stopped")
@@ -268,13 +290,15 @@ class BrokerService:
 
     async def _on_ingress(self, message: AbstractIncomingMessage) -> None:
         with self.metrics.track_message():
-            self.journal.record(StatusEvent(message.message_id or "unknown", EventKind.RECEIVED))
+            self._journal.add(StatusEvent(message.message_id or "unknown", EventKind.RECEIVED))
             try:
                 decision = self._pipeline.process(message.body)
                 if isinstance(decision, Rejected):
                     await self._reject(message, decision)
                 else:
                     await self._accept(message, decision)
+                # No ack before the message's events are written (broker.journal).
+                await self._journal.flushed()
             except TransientError as exc:
                 event(
                     log, "message.retry", logging.WARNING, uuid=message.message_id, error=str(exc)
@@ -297,7 +321,7 @@ class BrokerService:
         claim = self._dedup.claim(author, header.uuid, decision.digest)
         if claim.state is ClaimState.DUPLICATE:
             self.metrics.duplicate(header.nachrichtentyp)
-            self.journal.record(
+            self._journal.add(
                 StatusEvent(
                     header.uuid,
                     EventKind.DUPLICATE,
@@ -327,26 +351,33 @@ class BrokerService:
             )
             return
         published = message.timestamp.timestamp() if message.timestamp else time.time()
-        with self.metrics.time_stage("deliver"):
-            await asyncio.gather(
-                *(self._deliver(r, message.body, decision, published) for r in decision.recipients)
-            )
-        with self.metrics.time_stage("receipt"):
-            await self._send_receipt(
-                author,
-                self._outbox.receipt(
-                    Kind.ACCEPTED,
-                    header.uuid,
-                    digest=decision.digest,
-                    nachrichtentyp=header.nachrichtentyp,
-                    standard=decision.standard,
-                    author=author,
-                    recipients=tuple(r.kennung for r in decision.recipients),
-                ),
-            )
-        self._dedup.complete(author, header.uuid)
+        recipients = tuple(r.kennung for r in decision.recipients)
+        receipt = self._outbox.receipt(
+            Kind.ACCEPTED,
+            header.uuid,
+            digest=decision.digest,
+            nachrichtentyp=header.nachrichtentyp,
+            standard=decision.standard,
+            author=author,
+            recipients=recipients,
+        )
+
+        async def copies() -> None:
+            with self.metrics.time_stage("deliver"):
+                await _all_confirmed(
+                    *(
+                        self._deliver(r, message.body, decision, published)
+                        for r in decision.recipients
+                    )
+                )
+
+        async def accepted_receipt() -> None:
+            with self.metrics.time_stage("receipt"):
+                await self._send_receipt(author, receipt)
+
+        await _all_confirmed(copies(), accepted_receipt())
         self.metrics.accept(decision.standard, header.nachrichtentyp)
-        self.journal.record(
+        self._journal.add(
             StatusEvent(
                 header.uuid,
                 EventKind.ACCEPTED,
@@ -354,7 +385,7 @@ class BrokerService:
                 nachrichtentyp=header.nachrichtentyp,
                 standard=decision.standard,
                 digest=decision.digest,
-                recipients=tuple(r.kennung for r in decision.recipients),
+                recipients=recipients,
             )
         )
         event(
@@ -363,7 +394,7 @@ class BrokerService:
             uuid=header.uuid,
             nachrichtentyp=header.nachrichtentyp,
             author=author,
-            recipients=[r.kennung for r in decision.recipients],
+            recipients=list(recipients),
             retry=claim.state is ClaimState.RETRY,
         )
 
@@ -398,7 +429,7 @@ class BrokerService:
             self.metrics.delivery(recipient.kennung, "failed")
             raise
         self.metrics.delivery(recipient.kennung, "delivered")
-        self.journal.record(
+        self._journal.add(
             StatusEvent(
                 decision.header.uuid,
                 EventKind.QUEUED,
@@ -421,7 +452,7 @@ class BrokerService:
             nachrichtentyp=header.nachrichtentyp if header else None,
             author=target,
         )
-        self.journal.record(
+        self._journal.add(
             StatusEvent(
                 uuid,
                 EventKind.REJECTED,
@@ -482,3 +513,15 @@ class BrokerService:
 
     def _observe_stage(self, stage: str, seconds: float) -> None:
         self.metrics.stage_duration.labels(stage=stage).observe(seconds)
+
+
+async def _all_confirmed(*publishes: Awaitable[None]) -> None:
+    """Run ``publishes`` together; once all have settled, raise the first failure.
+
+    Waiting for all (rather than failing at the first) means that when the message is
+    requeued, none of its publishes is still in flight from this attempt.
+    """
+    results = await asyncio.gather(*publishes, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

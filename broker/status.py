@@ -5,6 +5,10 @@ A `Journal` the broker reports to. SQLite in WAL mode, so the HTTP API and
 It holds ids, codes, agencies, times and the SHA-256 of the bytes received; a
 `StatusEvent` has no field for payload, and this store adds none.
 
+It is a `broker.journal.BatchJournal`: `record_many` writes a batch of events in one
+transaction, which is how the worker's `JournalBatch` writes (one commit per event
+cost more than all the checks of a message).
+
 It also remembers which bytes arrived over HTTP under which nachrichtenUUID
 (`claim_submission`), so that a repeated POST gets the same answer and a different
 message under a used UUID is refused (409).
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -56,6 +60,7 @@ CREATE TABLE IF NOT EXISTS submissions (
 """
 
 _COLUMNS = "uuid, kind, at, author, agency, nachrichtentyp, standard, digest, reason, recipients"
+_INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 class SubmissionState(StrEnum):
@@ -155,21 +160,19 @@ class StatusStore:
         self._db.executescript(_SCHEMA)
 
     def record(self, event: StatusEvent) -> None:
-        self._db.execute(
-            f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                event.uuid,
-                event.kind.value,
-                event.at.astimezone(UTC).isoformat(),
-                event.author,
-                event.agency,
-                event.nachrichtentyp,
-                event.standard,
-                event.digest,
-                event.reason,
-                json.dumps(list(event.recipients)),
-            ),
-        )
+        self._db.execute(_INSERT, _row(event))
+
+    def record_many(self, events: Sequence[StatusEvent]) -> None:
+        """Write ``events`` in one transaction: all of them or none."""
+        rows = [_row(event) for event in events]
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(_INSERT, rows)
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
 
     def timeline(self, uuid: str) -> Laufzettel:
         rows = self._db.execute(
@@ -239,6 +242,21 @@ class StatusStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _row(event: StatusEvent) -> tuple[str | None, ...]:
+    return (
+        event.uuid,
+        event.kind.value,
+        event.at.astimezone(UTC).isoformat(),
+        event.author,
+        event.agency,
+        event.nachrichtentyp,
+        event.standard,
+        event.digest,
+        event.reason,
+        json.dumps(list(event.recipients)),
+    )
 
 
 def _event(row: Iterable[object]) -> StatusEvent:

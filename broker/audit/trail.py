@@ -15,6 +15,10 @@ Three kinds of line::
 
 Several processes on one host may append to the same file: each append holds an
 exclusive ``flock`` on ``<file>.lock`` and reads the chain head from the file's tail.
+`AuditTrail.record_many` appends a batch of events under one lock, with one open and
+one write (the worker's `broker.journal.JournalBatch` writes this way), so workers take
+the lock once per batch rather than once per event. A seal that falls due is written
+after the batch that reaches ``seal_every``.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,12 +52,17 @@ __all__ = [
     "seal_document",
 ]
 
+log = logging.getLogger("xbroker.audit")
+
 GENESIS = "0" * 64
 SEAL_NS = "urn:xbroker:audit:1"
 _S = f"{{{SEAL_NS}}}"
 
 SealSigner = Callable[[etree._Element], bytes]
 """Signs a seal document (``Signer.sign`` of the broker)."""
+
+_Fields = dict[str, Any] | Callable[[int, str, str], dict[str, Any]]
+"""What an entry holds beside seq, prev, at, type: fixed, or made from (seq, prev, at)."""
 
 
 class AuditError(XBrokerError):
@@ -113,11 +123,23 @@ class AuditTrail:
         self._last_seal = time.monotonic()
 
     def record(self, event: StatusEvent) -> None:
-        self._append("event", {"event": event_dict(event) | {"uuid": event.uuid}})
-        self._unsealed += 1
+        self.record_many((event,))
+
+    def record_many(self, events: Sequence[StatusEvent]) -> None:
+        """Append ``events`` under one lock and one write, then seal if a seal is due."""
+        if not events:
+            return
+        self._append([("event", {"event": event_dict(e) | {"uuid": e.uuid}}) for e in events])
+        self._unsealed += len(events)
         due = time.monotonic() - self._last_seal >= self._seal_seconds
-        if self._sign is not None and (self._unsealed >= self._seal_every or due):
+        if self._sign is None or not (self._unsealed >= self._seal_every or due):
+            return
+        try:
             self.seal()
+        except Exception:
+            # The events are written; raising would make the caller write them again.
+            # The seal stays due and is tried after the next append.
+            log.exception("audit.seal_failed")
 
     def seal(self, *, force: bool = False) -> None:
         """Sign the chain as it stands now. Without ``force``, only when this trail wrote
@@ -129,7 +151,7 @@ class AuditTrail:
         def signed(seq: int, prev: str, at: str) -> dict[str, Any]:
             return {"seal": sign(seal_document("seal", seq, prev, at, self.issuer)).decode()}
 
-        self._append("seal", signed, sync=True)
+        self._append([("seal", signed)], sync=True)
         self._unsealed = 0
         self._last_seal = time.monotonic()
 
@@ -178,28 +200,26 @@ class AuditTrail:
         self.seal()
         os.close(self._lock)
 
-    def _append(
-        self,
-        kind: str,
-        fields: dict[str, Any] | Callable[[int, str, str], dict[str, Any]],
-        *,
-        sync: bool = False,
-    ) -> None:
+    def _append(self, entries: Sequence[tuple[str, _Fields]], *, sync: bool = False) -> None:
+        """Chain ``entries`` (type, fields) onto the head and write them in one write."""
         with _Locked(self._lock), self.path.open("ab") as out:
             head = self._current_head(out.fileno())
+            seq, prev = head.seq, head.hash
             at = datetime.now(UTC).isoformat()
-            seq = head.seq + 1
-            extra = fields(seq, head.hash, at) if callable(fields) else fields
-            entry: dict[str, Any] = {"seq": seq, "prev": head.hash, "at": at, "type": kind}
-            entry.update(extra)
-            entry["hash"] = entry_hash(entry)
-            line = canonical(entry) + b"\n"
-            out.write(line)
+            lines = []
+            for kind, fields in entries:
+                seq += 1
+                extra = fields(seq, prev, at) if callable(fields) else fields
+                entry: dict[str, Any] = {"seq": seq, "prev": prev, "at": at, "type": kind}
+                entry.update(extra)
+                prev = entry["hash"] = entry_hash(entry)
+                lines.append(canonical(entry) + b"\n")
+            out.write(b"".join(lines))
             out.flush()
             if sync:
                 os.fsync(out.fileno())
             stat = os.fstat(out.fileno())
-            self._head = _Head(seq, entry["hash"], stat.st_size, stat.st_ino)
+            self._head = _Head(seq, prev, stat.st_size, stat.st_ino)
 
     def _current_head(self, fd: int) -> _Head:
         """The last entry's seq and hash: remembered, unless another process appended."""
