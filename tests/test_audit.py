@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from broker.audit import AuditTrail, verify_trail
 from broker.audit.trail import canonical, entry_hash
@@ -42,7 +43,7 @@ def _event(n: int, at: datetime | None = None) -> StatusEvent:
         author="osi:hh-portal",
         recipients=("psw:02000000",),
         digest="ab" * 32,
-        **({"at": at} if at else {}),
+        at=at or datetime.now(UTC),
     )
 
 
@@ -246,3 +247,71 @@ def test_the_trail_holds_metadata_fields_only(tmp_path: Path, pki: Path) -> None
         "reason",
         "recipients",
     }
+
+
+def test_a_batch_is_appended_as_consecutive_chained_entries(
+    tmp_path: Path, pki: Path, verifier: Verifier
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    trail = AuditTrail(path, issuer=BROKER, sign=_signer(pki).sign, seal_every=1000)
+    trail.record(_event(0))
+
+    trail.record_many([_event(n) for n in range(1, 4)])
+    trail.close()
+
+    entries = [json.loads(line) for line in _lines(path)]
+    assert [e["seq"] for e in entries] == [1, 2, 3, 4, 5]
+    assert [e["type"] for e in entries] == ["event"] * 4 + ["seal"]
+    assert verify_trail(path, verifier, BROKER).ok
+
+
+def test_a_seal_falls_due_after_the_batch_that_reaches_seal_every(
+    tmp_path: Path, pki: Path
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    trail = AuditTrail(path, issuer=BROKER, sign=_signer(pki).sign, seal_every=4)
+
+    trail.record_many([_event(n) for n in range(3)])
+    trail.record_many([_event(n) for n in range(3, 6)])
+
+    assert [json.loads(line)["type"] for line in _lines(path)] == ["event"] * 6 + ["seal"]
+
+
+def test_two_writers_appending_batches_to_one_file_keep_one_chain(
+    tmp_path: Path, pki: Path, verifier: Verifier
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    first = AuditTrail(path, issuer=BROKER, sign=_signer(pki).sign, seal_every=1000)
+    second = AuditTrail(path, issuer=BROKER, sign=_signer(pki).sign, seal_every=1000)
+
+    for n in range(4):
+        (first if n % 2 else second).record_many([_event(10 * n + k) for k in range(3)])
+    first.close()
+    second.close()
+
+    report = verify_trail(path, verifier, BROKER)
+    assert report.ok, report.problems
+    assert report.entries == 14  # twelve events, one seal from each writer
+
+
+def test_a_seal_that_fails_leaves_the_batch_written_and_the_seal_due(
+    tmp_path: Path, pki: Path, verifier: Verifier
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    signer = _signer(pki)
+    broken = True
+
+    def sign(document: etree._Element) -> bytes:
+        if broken:
+            raise OSError("the key is not readable")
+        return signer.sign(document)
+
+    trail = AuditTrail(path, issuer=BROKER, sign=sign, seal_every=2)
+    trail.record_many([_event(1), _event(2)])
+    written = [json.loads(line)["type"] for line in _lines(path)]
+    broken = False
+    trail.record(_event(3))
+
+    assert written == ["event", "event"]
+    assert [json.loads(line)["type"] for line in _lines(path)] == ["event"] * 3 + ["seal"]
+    assert verify_trail(path, verifier, BROKER).ok

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,22 @@ def test_status_command_fails_for_an_unknown_message(
     StatusStore(tmp_path / "status.sqlite3")
 
     assert main(["--config", str(_config(tmp_path)), "status", UUID]) == 1
+
+
+def test_a_batch_of_events_is_kept_in_its_order(store: StatusStore) -> None:
+    kinds = (EventKind.RECEIVED, EventKind.QUEUED, EventKind.QUEUED, EventKind.ACCEPTED)
+
+    store.record_many([StatusEvent(UUID, kind, author=PORTAL) for kind in kinds])
+
+    assert tuple(e.kind for e in store.timeline(UUID).events) == kinds
+
+
+def test_a_batch_with_one_unwritable_event_writes_none_of_them(store: StatusStore) -> None:
+    unwritable = StatusEvent(None, EventKind.QUEUED)  # type: ignore[arg-type]
+
+    with pytest.raises(sqlite3.IntegrityError):
+        store.record_many([StatusEvent(UUID, EventKind.RECEIVED), unwritable])
+
+    assert store.timeline(UUID).events == ()
+    store.record(StatusEvent(UUID, EventKind.RECEIVED))  # no transaction left open
+    assert len(store.timeline(UUID).events) == 1

@@ -1,0 +1,180 @@
+"""The journal batch: the events of one loop turn are written together, before the ack."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from broker.errors import TransientError
+from broker.journal import EventKind, JournalBatch, Journals, StatusEvent
+from broker.status import StatusStore
+
+
+class Batches:
+    """A journal that keeps each batch it is given; fails while ``failing`` is set."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.failing = False
+
+    def record(self, event: StatusEvent) -> None:
+        self.record_many((event,))
+
+    def record_many(self, events: Sequence[StatusEvent]) -> None:
+        if self.failing:
+            raise OSError("disk full")
+        self.batches.append([e.uuid for e in events])
+
+    @property
+    def written(self) -> list[str]:
+        return [uuid for batch in self.batches for uuid in batch]
+
+
+class OneByOne:
+    """A journal with ``record`` only."""
+
+    def __init__(self) -> None:
+        self.written: list[str] = []
+
+    def record(self, event: StatusEvent) -> None:
+        self.written.append(event.uuid)
+
+
+def _event(uuid: str, kind: EventKind = EventKind.RECEIVED) -> StatusEvent:
+    return StatusEvent(uuid, kind, author="osi:hh-portal")
+
+
+async def test_events_added_in_one_loop_turn_are_written_as_one_batch() -> None:
+    journal = Batches()
+    batch = JournalBatch([journal])
+
+    for uuid in ("a", "b", "c"):
+        batch.add(_event(uuid))
+    await batch.flushed()
+
+    assert journal.batches == [["a", "b", "c"]]
+
+
+async def test_an_added_event_is_written_at_the_next_loop_turn_without_waiting() -> None:
+    journal = Batches()
+    batch = JournalBatch([journal])
+
+    batch.add(_event("a"))
+    assert journal.written == []
+    await asyncio.sleep(0)
+
+    assert journal.written == ["a"]
+
+
+async def test_events_of_concurrent_messages_share_a_batch() -> None:
+    journal = Batches()
+    batch = JournalBatch([journal])
+
+    async def message(uuid: str) -> None:
+        batch.add(_event(uuid, EventKind.RECEIVED))
+        await asyncio.sleep(0)  # a confirm arrives
+        batch.add(_event(uuid, EventKind.ACCEPTED))
+        await batch.flushed()
+
+    await asyncio.gather(*(message(uuid) for uuid in "abcd"))
+
+    assert len(journal.batches) == 2
+    assert sorted(journal.written) == sorted("abcd" * 2)
+
+
+async def test_flushed_returns_at_once_when_everything_is_written() -> None:
+    journal = Batches()
+    batch = JournalBatch([journal])
+
+    await batch.flushed()
+
+    assert journal.batches == []
+    assert batch.pending == 0
+
+
+async def test_a_failed_write_reaches_whoever_waits_as_a_transient_error() -> None:
+    journal = Batches()
+    batch = JournalBatch([journal])
+    journal.failing = True
+
+    batch.add(_event("a"))
+
+    with pytest.raises(TransientError):
+        await batch.flushed()
+
+
+async def test_a_failed_journal_gets_its_events_again_and_the_others_are_not_written_twice() -> (
+    None
+):
+    healthy, failing = Batches(), Batches()
+    batch = JournalBatch([Journals([healthy, failing])])
+    failing.failing = True
+    batch.add(_event("a"))
+    with pytest.raises(TransientError):
+        await batch.flushed()
+
+    failing.failing = False
+    batch.add(_event("b"))
+    await batch.flushed()
+
+    assert healthy.written == ["a", "b"]
+    assert failing.written == ["a", "b"]
+    assert batch.pending == 0
+
+
+async def test_record_writes_at_once_after_what_was_pending() -> None:
+    journal = Batches()
+    batch = JournalBatch([journal])
+
+    batch.add(_event("a"))
+    batch.record(_event("b"))
+
+    assert journal.batches == [["a", "b"]]
+
+
+def test_without_a_running_loop_an_added_event_is_written_at_once() -> None:
+    journal = Batches()
+    batch = JournalBatch([journal])
+
+    batch.add(_event("a"))
+
+    assert journal.written == ["a"]
+
+
+async def test_a_journal_without_record_many_gets_the_events_one_by_one() -> None:
+    journal = OneByOne()
+    batch = JournalBatch([journal])
+
+    batch.add(_event("a"))
+    batch.add(_event("b"))
+    await batch.flushed()
+
+    assert journal.written == ["a", "b"]
+
+
+async def test_flush_writes_what_is_pending_without_a_loop_turn() -> None:
+    journal = Batches()
+    batch = JournalBatch([journal])
+
+    batch.add(_event("a"))
+    batch.flush()
+
+    assert journal.written == ["a"]
+
+
+async def test_a_batch_reaches_the_status_store_in_order(tmp_path: Path) -> None:
+    store = StatusStore(tmp_path / "status.sqlite3")
+    batch = JournalBatch([store])
+
+    for kind in (EventKind.RECEIVED, EventKind.QUEUED, EventKind.ACCEPTED):
+        batch.add(_event("u1", kind))
+    await batch.flushed()
+
+    assert [e.kind for e in store.timeline("u1").events] == [
+        EventKind.RECEIVED,
+        EventKind.QUEUED,
+        EventKind.ACCEPTED,
+    ]
