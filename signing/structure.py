@@ -11,8 +11,6 @@ forbidden algorithm is reported as such whatever else is wrong with the signatur
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from typing import Final
 
@@ -21,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
 from signxml.algorithms import SignatureConstructionMethod, SignatureMethod
 
+from signing.certcache import CertificateCache, SignerCertificates, read_certificates
 from signing.errors import SignatureError
 from signing.policy import VerificationPolicy
 
@@ -41,8 +40,17 @@ class SignatureShape:
 
     signature: etree._Element
     method: SignatureMethod
-    leaf: x509.Certificate
-    intermediates: tuple[x509.Certificate, ...]
+    certificates: SignerCertificates
+
+    @property
+    def leaf(self) -> x509.Certificate:
+        """The signer's own certificate."""
+        return self.certificates.leaf
+
+    @property
+    def intermediates(self) -> tuple[x509.Certificate, ...]:
+        """The other certificates KeyInfo carries, to build the chain with."""
+        return self.certificates.intermediates
 
 
 def _wrapping(detail: str) -> SignatureError:
@@ -116,32 +124,18 @@ def _check_transforms(reference: etree._Element, policy: VerificationPolicy) -> 
             raise SignatureError("algorithm-not-allowed", f"transform {uri!r}")
     if uris.count(_ENVELOPED) != 1:
         raise SignatureError("signature-invalid", "the enveloped-signature transform is required")
+    if len(uris) > 2:
+        # The enveloped transform yields a node set and a canonicalization turns it into
+        # octets; a second canonicalization has no node set left to work on.
+        raise SignatureError("signature-invalid", "at most one canonicalization transform")
 
 
-def _certificates(signature: etree._Element) -> list[x509.Certificate]:
+def _certificate_texts(signature: etree._Element) -> tuple[str, ...]:
     key_info = signature.find(_ds("KeyInfo"))
-    elements = (
-        [] if key_info is None else key_info.findall(f"{_ds('X509Data')}/{_ds('X509Certificate')}")
-    )
-    if not elements:
-        raise SignatureError("signature-invalid", "KeyInfo must carry the X.509 certificate")
-    certs = []
-    for element in elements:
-        try:
-            der = base64.b64decode("".join((element.text or "").split()), validate=True)
-            certs.append(x509.load_der_x509_certificate(der))
-        except (binascii.Error, ValueError) as exc:
-            raise SignatureError("signature-invalid", f"unreadable X509Certificate: {exc}") from exc
-    return certs
-
-
-def _split_leaf(
-    certs: list[x509.Certificate],
-) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]]:
-    # XML-DSig implies no order in X509Data: the leaf is the one that issued no other.
-    leaves = [c for c in certs if not any(o is not c and o.issuer == c.subject for o in certs)]
-    leaf = leaves[0] if len(leaves) == 1 else certs[0]
-    return leaf, tuple(c for c in certs if c is not leaf)
+    if key_info is None:
+        return ()
+    path = f"{_ds('X509Data')}/{_ds('X509Certificate')}"
+    return tuple(element.text or "" for element in key_info.iterfind(path))
 
 
 def _check_key(method: SignatureMethod, cert: x509.Certificate, policy: VerificationPolicy) -> None:
@@ -158,11 +152,16 @@ def _check_key(method: SignatureMethod, cert: x509.Certificate, policy: Verifica
         raise SignatureError("algorithm-not-allowed", f"RSA key of {key.key_size} bits")
 
 
-def inspect_signature(root: etree._Element, policy: VerificationPolicy) -> SignatureShape:
+def inspect_signature(
+    root: etree._Element,
+    policy: VerificationPolicy,
+    certificates: CertificateCache | None = None,
+) -> SignatureShape:
     """Check the signature's shape and algorithms; raise ``SignatureError`` if unacceptable."""
     signature = _find_signature(root)
     _check_unsigned_content(root, policy)
     method = _check_signed_info(_only_child(signature, "SignedInfo"), policy)
-    leaf, intermediates = _split_leaf(_certificates(signature))
-    _check_key(method, leaf, policy)
-    return SignatureShape(signature, method, leaf, intermediates)
+    texts = _certificate_texts(signature)
+    found = read_certificates(texts) if certificates is None else certificates.get(texts)
+    _check_key(method, found.leaf, policy)
+    return SignatureShape(signature, method, found)
