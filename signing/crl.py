@@ -70,24 +70,34 @@ class CrlIndex:
                 self._checked[key] = known
         return known
 
-    def status(
+    def lookup(
         self, cert: x509.Certificate, issuer: x509.Certificate, at: datetime
-    ) -> RevocationStatus:
-        """Revocation status of ``cert`` according to the newest valid CRL of ``issuer``."""
+    ) -> tuple[RevocationStatus, datetime | None]:
+        """The status of ``cert`` by the newest valid CRL of ``issuer``, and its nextUpdate.
+
+        A GOOD status holds until that nextUpdate (None: the CRL names none) as long as
+        the folder does not change; after it the CRL is STALE.
+        """
         candidates = [
             crl
             for crl in self._by_issuer.get(issuer.subject.public_bytes(), [])
             if self._signed_by(crl, issuer)
         ]
         if not candidates:
-            return RevocationStatus.NO_CRL
+            return RevocationStatus.NO_CRL, None
         newest = max(candidates, key=lambda crl: crl.last_update_utc)
-        if newest.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
-            return RevocationStatus.REVOKED
         next_update = newest.next_update_utc
+        if newest.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
+            return RevocationStatus.REVOKED, next_update
         if next_update is not None and next_update < at:
-            return RevocationStatus.STALE
-        return RevocationStatus.GOOD
+            return RevocationStatus.STALE, next_update
+        return RevocationStatus.GOOD, next_update
+
+    def status(
+        self, cert: x509.Certificate, issuer: x509.Certificate, at: datetime
+    ) -> RevocationStatus:
+        """Revocation status of ``cert`` according to the newest valid CRL of ``issuer``."""
+        return self.lookup(cert, issuer, at)[0]
 
 
 class CrlFolder:
@@ -116,9 +126,13 @@ class CrlFolder:
 
     def index(self, now_monotonic: float) -> CrlIndex:
         """The current index; the folder is looked at again after ``refresh_seconds``."""
+        return self.snapshot(now_monotonic)[1]
+
+    def snapshot(self, now_monotonic: float) -> tuple[int, CrlIndex]:
+        """The generation (counts changes of the folder) and the index that belongs to it."""
         with self._lock:
             if now_monotonic - self._checked_at < self._refresh_seconds:
-                return self._index
+                return self.generation, self._index
             self._checked_at = now_monotonic
             listing = self._scan()
             if listing != self._listing:
@@ -126,7 +140,7 @@ class CrlFolder:
                 self._index = CrlIndex(crls)
                 self._listing = listing
                 self.generation += 1
-            return self._index
+            return self.generation, self._index
 
     def reload(self) -> None:
         """Forget the last look at the folder, so the next check reads it again."""

@@ -57,6 +57,7 @@ _EC_NS: Final = "http://www.w3.org/2001/10/xml-exc-c14n#"
 # renders as C14N 1.0; we follow it, so both implementations digest the same bytes.
 _DEFAULT_REFERENCE_C14N: Final = CanonicalizationMethod.CANONICAL_XML_1_1
 _DSIG_SCHEMA: Final = "xmldsig1-schema.xsd"
+_C14N_BY_URI: Final = {method.value: method for method in CanonicalizationMethod}
 
 
 def _ds(name: str) -> str:
@@ -172,11 +173,9 @@ def _reference(verified_signed_info: bytes) -> etree._Element:
 def _reference_c14n(reference: etree._Element) -> tuple[CanonicalizationMethod, list[str] | None]:
     transforms = reference.find(_ds("Transforms"))
     for transform in () if transforms is None else transforms.iterfind(_ds("Transform")):
-        try:
-            method = CanonicalizationMethod(transform.get("Algorithm"))
-        except ValueError:
-            continue
-        return method, _inclusive_prefixes(transform)
+        method = _C14N_BY_URI.get(transform.get("Algorithm") or "")
+        if method is not None:
+            return method, _inclusive_prefixes(transform)
     return _DEFAULT_REFERENCE_C14N, None
 
 

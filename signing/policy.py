@@ -8,8 +8,10 @@ lets unsigned content travel next to signed content (signature wrapping).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 
 from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 
@@ -63,3 +65,20 @@ class VerificationPolicy:
     allow_comments: bool = False
     missing_crl: CrlRule = CrlRule.REJECT
     stale_crl: CrlRule = CrlRule.REJECT
+
+    # The URIs as they appear in documents, computed once per policy: the structural
+    # check looks them up for every message.
+    @cached_property
+    def signature_method_uris(self) -> Mapping[str, SignatureMethod]:
+        """The allowed signature methods by their algorithm URI."""
+        return {method.value: method for method in self.signature_methods}
+
+    @cached_property
+    def digest_uris(self) -> frozenset[str]:
+        """The algorithm URIs of the allowed digests."""
+        return frozenset(algorithm.value for algorithm in self.digest_algorithms)
+
+    @cached_property
+    def c14n_uris(self) -> frozenset[str]:
+        """The algorithm URIs of the allowed canonicalizations."""
+        return frozenset(method.value for method in self.c14n_methods)

@@ -96,10 +96,10 @@ def _find_signature(root: etree._Element) -> etree._Element:
 
 def _check_signed_info(signed_info: etree._Element, policy: VerificationPolicy) -> SignatureMethod:
     c14n_uri = _algorithm(_only_child(signed_info, "CanonicalizationMethod"))
-    if c14n_uri not in {m.value for m in policy.c14n_methods}:
+    if c14n_uri not in policy.c14n_uris:
         raise SignatureError("algorithm-not-allowed", f"canonicalization {c14n_uri!r}")
     method_uri = _algorithm(_only_child(signed_info, "SignatureMethod"))
-    allowed = {m.value: m for m in policy.signature_methods}
+    allowed = policy.signature_method_uris
     if method_uri not in allowed:
         raise SignatureError("algorithm-not-allowed", f"signature method {method_uri!r}")
     references = signed_info.findall(_ds("Reference"))
@@ -110,7 +110,7 @@ def _check_signed_info(signed_info: etree._Element, policy: VerificationPolicy) 
         raise _wrapping(f'reference URI {reference.get("URI")!r}; only "" (whole document)')
     _check_transforms(reference, policy)
     digest_uri = _algorithm(_only_child(reference, "DigestMethod"))
-    if digest_uri not in {d.value for d in policy.digest_algorithms}:
+    if digest_uri not in policy.digest_uris:
         raise SignatureError("algorithm-not-allowed", f"digest {digest_uri!r}")
     return allowed[method_uri]
 
@@ -118,7 +118,7 @@ def _check_signed_info(signed_info: etree._Element, policy: VerificationPolicy) 
 def _check_transforms(reference: etree._Element, policy: VerificationPolicy) -> None:
     transforms = reference.find(_ds("Transforms"))
     uris = [] if transforms is None else [_algorithm(t) for t in transforms]
-    c14n = {m.value for m in policy.c14n_methods}
+    c14n = policy.c14n_uris
     for uri in uris:
         if uri != _ENVELOPED and uri not in c14n:
             raise SignatureError("algorithm-not-allowed", f"transform {uri!r}")

@@ -3,10 +3,15 @@
 Chains are built and checked with ``cryptography.x509.verification`` (validity periods,
 basic constraints, key usage, signature algorithms). End-entity certificates of agencies
 sign documents, not TLS sessions: they need keyUsage digitalSignature, must not be CAs,
-and need no extended key usage. Successful chain checks are cached per certificate
-fingerprint (plus intermediates) for as long as every certificate of the chain is within
-its validity period; revocation is looked up on every call against the current CRLs,
-which are cheap to consult and may change at any moment.
+and need no extended key usage.
+
+A sender signs every message with the same certificate, so the whole verdict is cached,
+keyed by the certificates themselves (their DER bytes: ``x509.Certificate`` hashes and
+compares by them), leaf and intermediates. A chain is reused while every certificate of
+it is within its validity period. A GOOD revocation status is reused only while the CRL
+folder is unchanged (its generation, re-read at most every ``refresh_seconds`` and at
+once after ``reload_crls``) and its CRLs are not past their nextUpdate; any other status
+is looked up again on every call.
 """
 
 from __future__ import annotations
@@ -30,8 +35,8 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from signing.certs import fingerprint, load_certificates
-from signing.crl import CrlFolder, RevocationStatus
+from signing.certs import load_certificates
+from signing.crl import CrlFolder, CrlIndex, RevocationStatus
 from signing.errors import SignatureError, SigningError
 from signing.policy import CrlRule
 
@@ -53,6 +58,18 @@ class _Cached:
     chain: tuple[x509.Certificate, ...]
     valid_from: datetime
     valid_until: datetime
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """A GOOD (or NOT_CHECKED) revocation verdict and what it depends on."""
+
+    revocation: RevocationStatus
+    crl_generation: int
+    good_until: datetime | None
+
+
+_CacheKey = tuple[x509.Certificate, ...]
 
 
 def _require_digital_signature(_policy: Policy, _cert: x509.Certificate, ku: x509.KeyUsage) -> None:
@@ -99,7 +116,8 @@ class TrustStore:
         self._crls = crl_folder
         self._ee_policy = _end_entity_policy()
         self._ca_policy = ExtensionPolicy.webpki_defaults_ca()
-        self._cache: OrderedDict[tuple[str, ...], _Cached] = OrderedDict()
+        self._cache: OrderedDict[_CacheKey, _Cached] = OrderedDict()
+        self._verdicts: OrderedDict[_CacheKey, _Verdict] = OrderedDict()
         self._lock = threading.Lock()
 
     @classmethod
@@ -159,9 +177,12 @@ class TrustStore:
         return SignatureError("certificate-untrusted", f"no trusted chain: {error}")
 
     def _chain(
-        self, leaf: x509.Certificate, intermediates: list[x509.Certificate], at: datetime
+        self,
+        key: _CacheKey,
+        leaf: x509.Certificate,
+        intermediates: list[x509.Certificate],
+        at: datetime,
     ) -> tuple[x509.Certificate, ...]:
-        key = (fingerprint(leaf), *(fingerprint(c) for c in intermediates))
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None:
@@ -183,18 +204,43 @@ class TrustStore:
                 self._cache.popitem(last=False)
         return chain
 
-    def _revocation(self, chain: tuple[x509.Certificate, ...], at: datetime) -> RevocationStatus:
+    def _crl_snapshot(self) -> tuple[int, CrlIndex | None]:
         if self._crls is None:
-            return RevocationStatus.NOT_CHECKED
-        index = self._crls.index(time.monotonic())
+            return 0, None
+        return self._crls.snapshot(time.monotonic())
+
+    def _revocation(
+        self, chain: tuple[x509.Certificate, ...], index: CrlIndex | None, at: datetime
+    ) -> tuple[RevocationStatus, datetime | None]:
+        if index is None:
+            return RevocationStatus.NOT_CHECKED, None
         worst = RevocationStatus.GOOD
+        good_until: datetime | None = None
         for cert, issuer in itertools.pairwise(chain):
-            status = index.status(cert, issuer, at)
+            status, next_update = index.lookup(cert, issuer, at)
             if status is RevocationStatus.REVOKED:
-                return status
+                return status, None
             if status is not RevocationStatus.GOOD and worst is RevocationStatus.GOOD:
                 worst = status
-        return worst
+            if next_update is not None and (good_until is None or next_update < good_until):
+                good_until = next_update
+        return worst, good_until
+
+    def _cached_verdict(self, key: _CacheKey, generation: int, at: datetime) -> _Verdict | None:
+        with self._lock:
+            verdict = self._verdicts.get(key)
+        if verdict is None or verdict.crl_generation != generation:
+            return None
+        if verdict.good_until is not None and at > verdict.good_until:
+            return None
+        return verdict
+
+    def _remember(self, key: _CacheKey, verdict: _Verdict) -> None:
+        with self._lock:
+            self._verdicts[key] = verdict
+            self._verdicts.move_to_end(key)
+            while len(self._verdicts) > _CACHE_SIZE:
+                self._verdicts.popitem(last=False)
 
     def validate(
         self,
@@ -211,8 +257,15 @@ class TrustStore:
         or ``certificate-revoked``.
         """
         when = utc_time(at)
-        chain = self._chain(leaf, list(intermediates), when)
-        status = self._revocation(chain, when)
+        key: _CacheKey = (leaf, *intermediates)
+        chain = self._chain(key, leaf, list(intermediates), when)
+        generation, index = self._crl_snapshot()
+        verdict = self._cached_verdict(key, generation, when)
+        if verdict is not None:
+            return TrustedChain(chain=chain, revocation=verdict.revocation)
+        status, good_until = self._revocation(chain, index, when)
+        if status in (RevocationStatus.GOOD, RevocationStatus.NOT_CHECKED):
+            self._remember(key, _Verdict(status, generation, good_until))
         if status is RevocationStatus.REVOKED:
             raise SignatureError(
                 "certificate-revoked", f"certificate serial {leaf.serial_number:x} is revoked"
