@@ -11,11 +11,12 @@ import string
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from broker.devnode.errors import INSTALL_HINT, RabbitMQNotInstalledError
+from broker.devnode.tls import TlsFiles
 
-__all__ = ["NodeInfo", "amqp_reachable", "nodename_for", "project_root"]
+__all__ = ["NodeInfo", "amqp_reachable", "amqps_url", "nodename_for", "project_root"]
 
 DEFAULT_BIN_DIR = Path("/usr/lib/rabbitmq/bin")
 START_TIMEOUT_SECONDS = 90.0
@@ -33,6 +34,8 @@ class NodeInfo:
     amqp_port: int
     dist_port: int
     prometheus_port: int
+    tls_port: int | None  # None only while a node started before TLS still runs
+    tls_ca_file: Path  # the CA that issued the node's server certificate (a client's cafile)
     home: Path
     base: Path
     log_file: Path
@@ -46,15 +49,46 @@ class NodeInfo:
             f"amqp://{self.user}:{self.password}@127.0.0.1:{self.amqp_port}/{quote(vhost, safe='')}"
         )
 
+    def amqps_url_for_vhost(self, vhost: str, certfile: Path, keyfile: Path) -> str:
+        """The TLS URL of ``vhost`` for a client certificate, logging in with EXTERNAL."""
+        if self.tls_port is None:
+            raise ValueError(f"node {self.nodename} runs without a TLS listener; restart it")
+        return amqps_url(
+            f"amqps://127.0.0.1:{self.tls_port}/{quote(vhost, safe='')}",
+            cafile=self.tls_ca_file,
+            certfile=certfile,
+            keyfile=keyfile,
+        )
+
     def as_json(self) -> dict[str, object]:
         """Plain JSON-ready fields, for ``xbroker node status --json``."""
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+
+def amqps_url(url: str, *, cafile: Path, certfile: Path, keyfile: Path) -> str:
+    """``url`` (amqps://host:port/vhost) with the query aiormq reads for EXTERNAL login.
+
+    aiormq builds its context with ``ssl.create_default_context``: the server certificate
+    is verified against ``cafile`` and its name checked against the URL's host.
+    """
+    query = urlencode(
+        {
+            "auth": "external",
+            "cafile": str(cafile),
+            "certfile": str(certfile),
+            "keyfile": str(keyfile),
+        },
+        quote_via=quote,
+        safe="/",
+    )
+    return f"{url.split('?', 1)[0]}?{query}"
 
 
 class _Ports(NamedTuple):
     amqp: int
     dist: int
     prometheus: int
+    tls: int  # 0 in a node.json written before the node had a TLS listener
 
 
 @dataclass(frozen=True)
@@ -68,6 +102,7 @@ class _Layout:
     log_file: Path
     pid_file: Path
     state_file: Path
+    tls_dir: Path
 
     @classmethod
     def of(cls, root: Path | None) -> _Layout:
@@ -82,6 +117,7 @@ class _Layout:
             log_file=log_dir / f"{nodename}.log",
             pid_file=base / "node.pid",
             state_file=base / "node.json",
+            tls_dir=base / "tls",
         )
 
 
@@ -135,6 +171,51 @@ def _environment(layout: _Layout, ports: _Ports) -> dict[str, str]:
     }
 
 
+def _config(layout: _Layout, ports: _Ports) -> dict[str, str]:
+    """The configuration files of the node (name → content), derived without I/O.
+
+    EXTERNAL is offered beside the password mechanisms, and a TLS client without a
+    certificate is let in (``fail_if_no_peer_cert = false``): password logins keep working
+    on both listeners, a certificate is verified when one is presented, and EXTERNAL
+    takes its CN as the user name. The Behördenkennung is the CN of our certificates,
+    so a user named by its kennung logs in with its certificate (the whole DN, the other
+    choice, would tie the user name to the issuer's naming of O and C).
+    """
+    tls = TlsFiles(layout.tls_dir)
+    return {
+        "enabled_plugins": "[rabbitmq_prometheus,rabbitmq_auth_mechanism_ssl].\n",
+        "rabbitmq.conf": (
+            f"listeners.tcp.default = 127.0.0.1:{ports.amqp}\n"
+            f"listeners.ssl.default = 127.0.0.1:{ports.tls}\n"
+            f"ssl_options.cacertfile = {tls.bundle}\n"
+            f"ssl_options.certfile = {tls.server_cert}\n"
+            f"ssl_options.keyfile = {tls.server_key}\n"
+            "ssl_options.verify = verify_peer\n"
+            "ssl_options.fail_if_no_peer_cert = false\n"
+            "ssl_options.depth = 2\n"
+            "auth_mechanisms.1 = PLAIN\n"
+            "auth_mechanisms.2 = AMQPLAIN\n"
+            "auth_mechanisms.3 = EXTERNAL\n"
+            "ssl_cert_login_from = common_name\n"
+            f"prometheus.tcp.ip = 127.0.0.1\n"
+            f"prometheus.tcp.port = {ports.prometheus}\n"
+            "log.console = false\n"
+            "log.file.level = info\n"
+        ),
+    }
+
+
+def _config_is_current(layout: _Layout, ports: _Ports) -> bool:
+    """Whether the files the running node was started with are the ones we would write."""
+    try:
+        return all(
+            (layout.base / name).read_text() == text
+            for name, text in _config(layout, ports).items()
+        )
+    except OSError:
+        return False
+
+
 def _write_files(layout: _Layout, ports: _Ports) -> None:
     for directory in (layout.base, layout.home, layout.log_dir):
         directory.mkdir(parents=True, exist_ok=True)
@@ -143,14 +224,8 @@ def _write_files(layout: _Layout, ports: _Ports) -> None:
         cookie.write_text("".join(secrets.choice(string.ascii_uppercase) for _ in range(20)))
         cookie.chmod(0o400)
     (layout.base / "rabbitmq-env.conf").write_text("# intentionally empty: see broker/devnode/\n")
-    (layout.base / "enabled_plugins").write_text("[rabbitmq_prometheus].\n")
-    (layout.base / "rabbitmq.conf").write_text(
-        f"listeners.tcp.default = 127.0.0.1:{ports.amqp}\n"
-        f"prometheus.tcp.ip = 127.0.0.1\n"
-        f"prometheus.tcp.port = {ports.prometheus}\n"
-        "log.console = false\n"
-        "log.file.level = info\n"
-    )
+    for name, text in _config(layout, ports).items():
+        (layout.base / name).write_text(text)
 
 
 def _port_is_free(port: int) -> bool:
@@ -172,15 +247,23 @@ def _free_port() -> int:
 
 
 def _choose_ports(layout: _Layout) -> _Ports:
-    """The remembered ports if all are still free, else new free ones (remembered)."""
-    ports = _read_state(layout)
-    if ports and all(_port_is_free(port) for port in ports):
+    """The remembered ports if all are still free, else new free ones (remembered).
+
+    A port node.json does not know yet (written by an older version) is chosen and added.
+    """
+    remembered = _read_state(layout)
+    if remembered and all(_port_is_free(port) for port in remembered if port):
+        values = list(remembered)
+    else:
+        values = [0] * len(_Ports._fields)
+    for index, port in enumerate(values):
+        while not port:
+            candidate = _free_port()
+            port = 0 if candidate in values else candidate
+        values[index] = port
+    ports = _Ports(*values)
+    if ports == remembered:
         return ports
-    chosen: list[int] = []
-    while len(chosen) < len(_Ports._fields):
-        if (port := _free_port()) not in chosen:
-            chosen.append(port)
-    ports = _Ports(*chosen)
     layout.state_file.write_text(
         json.dumps({"nodename": layout.nodename, **_state_keys(ports)}, indent=2)
     )
@@ -189,14 +272,16 @@ def _choose_ports(layout: _Layout) -> _Ports:
 
 def _state_keys(ports: _Ports | None) -> dict[str, int]:
     """node.json's port entries (``amqp_port``, ...); with None, only the keys matter."""
-    values = ports or _Ports(0, 0, 0)
+    values = ports or _Ports(0, 0, 0, 0)
     return {f"{name}_port": value for name, value in values._asdict().items()}
 
 
 def _read_state(layout: _Layout) -> _Ports | None:
     try:
         raw = json.loads(layout.state_file.read_text())
-        return _Ports(*(int(raw[key]) for key in _state_keys(None)))
+        return _Ports(
+            *(int(raw.get(key, 0) if key == "tls_port" else raw[key]) for key in _state_keys(None))
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -236,6 +321,9 @@ def _info(layout: _Layout, ports: _Ports, pid: int) -> NodeInfo:
         amqp_port=ports.amqp,
         dist_port=ports.dist,
         prometheus_port=ports.prometheus,
+        # A node started with an older configuration has no TLS listener until restarted.
+        tls_port=ports.tls if ports.tls and _config_is_current(layout, ports) else None,
+        tls_ca_file=TlsFiles(layout.tls_dir).ca_cert,
         home=layout.home,
         base=layout.base,
         log_file=layout.log_file,

@@ -18,6 +18,7 @@ from broker.devnode.layout import (
     START_TIMEOUT_SECONDS,
     NodeInfo,
     _choose_ports,
+    _config_is_current,
     _environment,
     _executable,
     _info,
@@ -28,6 +29,7 @@ from broker.devnode.layout import (
     _write_files,
     amqp_reachable,
 )
+from broker.devnode.tls import TlsFiles
 
 __all__ = ["ensure_node", "node_status", "stop_node"]
 
@@ -45,12 +47,19 @@ def _locked(layout: _Layout) -> Iterator[None]:
 
 
 def ensure_node(root: Path | None = None, *, timeout: float = START_TIMEOUT_SECONDS) -> NodeInfo:
-    """Reuse this checkout's node if it answers, else start it and wait until it is ready."""
+    """Reuse this checkout's node if it answers, else start it and wait until it is ready.
+
+    A node running with another configuration than this version writes (one started
+    before its TLS listener existed) is restarted once, on its remembered ports.
+    """
     layout = _Layout.of(root)
     server = _executable("rabbitmq-server")
     with _locked(layout):
         ports = _read_state(layout)
         pid = _running_pid(layout)
+        if ports and pid is not None and not (all(ports) and _config_is_current(layout, ports)):
+            _stop(layout, ports, pid, timeout=60.0)
+            pid = None
         if ports and pid is not None:
             # Alive: either ready, or still booting (started by a concurrent ensure).
             if amqp_reachable(f"amqp://127.0.0.1:{ports.amqp}/") or _wait_ready(
@@ -66,6 +75,7 @@ def ensure_node(root: Path | None = None, *, timeout: float = START_TIMEOUT_SECO
                 f"a node runs with pid {pid} but {layout.state_file} is unreadable; kill it"
             )
         ports = _choose_ports(layout)
+        TlsFiles(layout.tls_dir).ensure()
         _write_files(layout, ports)
         layout.pid_file.unlink(missing_ok=True)
         with (layout.log_dir / "start.out").open("ab") as out:
@@ -132,12 +142,16 @@ def stop_node(root: Path | None = None, *, timeout: float = 60.0) -> bool:
         ports = _read_state(layout)
         if pid is None or ports is None:
             return False
-        with contextlib.suppress(RabbitmqctlError, RabbitMQNotInstalledError):
-            _ctl(layout, ports, "stop", str(layout.pid_file), timeout=timeout)
-        _terminate(layout, pid)
-        layout.pid_file.unlink(missing_ok=True)
+        _stop(layout, ports, pid, timeout=timeout)
     _stop_idle_epmd()
     return True
+
+
+def _stop(layout: _Layout, ports: _Ports, pid: int, *, timeout: float) -> None:
+    with contextlib.suppress(RabbitmqctlError, RabbitMQNotInstalledError):
+        _ctl(layout, ports, "stop", str(layout.pid_file), timeout=timeout)
+    _terminate(layout, pid)
+    layout.pid_file.unlink(missing_ok=True)
 
 
 def _terminate(layout: _Layout, pid: int) -> None:
