@@ -49,6 +49,7 @@ __all__ = [
     "provision",
     "read_credentials",
     "vhost_of",
+    "write_credentials",
 ]
 
 NOTHING = "^$"  # RabbitMQ's way to grant no resource at all
@@ -161,7 +162,11 @@ def credentials_path(state_dir: Path) -> Path:
 
 
 def read_credentials(path: Path) -> dict[str, dict[str, str]]:
-    """The credentials file: kennung → {user, password, amqp_url}; empty when absent."""
+    """The credentials file: kennung → {user, password, amqp_url}; empty when absent.
+
+    A party provisioned for certificate login (`broker.tenancy_tls`) has no password but
+    ``auth`` = ``external`` and its ``certfile``, ``keyfile`` and ``cafile``.
+    """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -173,8 +178,8 @@ def read_credentials(path: Path) -> dict[str, dict[str, str]]:
     return data
 
 
-def _write_private(path: Path, data: Mapping[str, object]) -> None:
-    """Write readable by the owner only, from the first byte (no chmod after the fact)."""
+def write_credentials(path: Path, data: Mapping[str, object]) -> None:
+    """Write the credentials file readable by the owner only, from the first byte."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -220,7 +225,7 @@ def provision(
         url = amqp_url_for(amqp_url, account.user, password)
         stored[account.kennung] = {"user": account.user, "password": password, "amqp_url": url}
         done.append(Provisioned(account, url, new_password=not reuse))
-    _write_private(credentials, stored)
+    write_credentials(credentials, stored)
     for item in done:
         backend.put_user(item.account.user, stored[item.account.kennung]["password"])
         backend.set_permissions(vhost, item.account.user, item.account.permissions)

@@ -16,7 +16,7 @@ import httpx
 
 from broker import devnode
 from broker.errors import ConfigurationError
-from broker.tenancy import Permissions
+from broker.tenancy import Permissions, generate_password
 
 __all__ = ["ManagementApiBackend", "RabbitmqctlBackend", "backend_for"]
 
@@ -38,6 +38,15 @@ class RabbitmqctlBackend:
             if "already exists" not in str(exc):
                 raise ConfigurationError(f"cannot create user {user}: {exc}") from exc
             devnode.rabbitmqctl("change_password", user, password, root=self._root)
+
+    def put_certificate_user(self, user: str) -> None:
+        """A user without a password: it can log in with a client certificate only."""
+        try:
+            devnode.rabbitmqctl("add_user", user, generate_password(), root=self._root)
+        except devnode.RabbitmqctlError as exc:
+            if "already exists" not in str(exc):
+                raise ConfigurationError(f"cannot create user {user}: {exc}") from exc
+        devnode.rabbitmqctl("clear_password", user, root=self._root)
 
     def set_permissions(self, vhost: str, user: str, permissions: Permissions) -> None:
         devnode.rabbitmqctl(
@@ -111,6 +120,10 @@ class ManagementApiBackend:
 
     def put_user(self, user: str, password: str) -> None:
         self._call("PUT", f"/api/users/{quote(user, safe='')}", {"password": password, "tags": ""})
+
+    def put_certificate_user(self, user: str) -> None:
+        """A user without a password (an empty hash): it can log in with a certificate only."""
+        self._call("PUT", f"/api/users/{quote(user, safe='')}", {"password_hash": "", "tags": ""})
 
     def set_permissions(self, vhost: str, user: str, permissions: Permissions) -> None:
         self._call(

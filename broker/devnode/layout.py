@@ -49,12 +49,16 @@ class NodeInfo:
             f"amqp://{self.user}:{self.password}@127.0.0.1:{self.amqp_port}/{quote(vhost, safe='')}"
         )
 
-    def amqps_url_for_vhost(self, vhost: str, certfile: Path, keyfile: Path) -> str:
-        """The TLS URL of ``vhost`` for a client certificate, logging in with EXTERNAL."""
+    def tls_url_for_vhost(self, vhost: str) -> str:
+        """``amqps://127.0.0.1:<tls_port>/<vhost>``, without login or certificate files."""
         if self.tls_port is None:
             raise ValueError(f"node {self.nodename} runs without a TLS listener; restart it")
+        return f"amqps://127.0.0.1:{self.tls_port}/{quote(vhost, safe='')}"
+
+    def amqps_url_for_vhost(self, vhost: str, certfile: Path, keyfile: Path) -> str:
+        """The TLS URL of ``vhost`` for a client certificate, logging in with EXTERNAL."""
         return amqps_url(
-            f"amqps://127.0.0.1:{self.tls_port}/{quote(vhost, safe='')}",
+            self.tls_url_for_vhost(vhost),
             cafile=self.tls_ca_file,
             certfile=certfile,
             keyfile=keyfile,
