@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from signing.certs import fingerprint, subject_kennung
@@ -55,21 +56,33 @@ def read_certificates(texts: tuple[str, ...]) -> SignerCertificates:
     """Decode and parse the base64 texts of X509Certificate elements; raise ``SignatureError``."""
     if not texts:
         raise SignatureError("signature-invalid", "KeyInfo must carry the X.509 certificate")
-    certs = []
-    for text in texts:
-        try:
-            der = base64.b64decode("".join(text.split()), validate=True)
-            certs.append(x509.load_der_x509_certificate(der))
-        except (binascii.Error, ValueError) as exc:
-            raise SignatureError("signature-invalid", f"unreadable X509Certificate: {exc}") from exc
-    leaf, intermediates = _split_leaf(certs)
-    return SignerCertificates(
-        leaf=leaf,
-        intermediates=intermediates,
-        fingerprint=fingerprint(leaf),
-        subject_kennung=subject_kennung(leaf),
-        public_key=leaf.public_key(),
-    )
+    try:
+        certs = [_load(text) for text in texts]
+        leaf, intermediates = _split_leaf(certs)
+        return SignerCertificates(
+            leaf=leaf,
+            intermediates=intermediates,
+            fingerprint=fingerprint(leaf),
+            subject_kennung=subject_kennung(leaf),
+            public_key=leaf.public_key(),
+        )
+    except (
+        binascii.Error,
+        ValueError,
+        UnsupportedAlgorithm,
+        x509.DuplicateExtension,
+        x509.UnsupportedGeneralNameType,
+    ) as exc:
+        raise SignatureError("signature-invalid", f"unreadable X509Certificate: {exc}") from exc
+
+
+def _load(text: str) -> x509.Certificate:
+    cert = x509.load_der_x509_certificate(base64.b64decode("".join(text.split()), validate=True))
+    # cryptography parses some fields only when asked: ask now for every one the trust
+    # store reads, so a damaged certificate is refused here and not half-way through.
+    _ = (cert.subject, cert.issuer, cert.not_valid_before_utc, cert.not_valid_after_utc)
+    _ = (cert.extensions, cert.serial_number, cert.public_key())
+    return cert
 
 
 class CertificateCache:

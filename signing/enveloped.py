@@ -79,14 +79,21 @@ def _invalid(detail: str) -> SignatureError:
 def canonicalize(
     node: etree._Element, method: CanonicalizationMethod, prefixes: list[str] | None = None
 ) -> bytes:
-    """Canonical bytes of ``node`` in its document context, as XML-DSig's c14n methods say."""
-    return etree.tostring(
-        node,
-        method="c14n",
-        exclusive=method.value.startswith(_EXCLUSIVE_PREFIX),
-        with_comments=method.value.endswith("#WithComments"),
-        inclusive_ns_prefixes=prefixes,
-    )
+    """Canonical bytes of ``node`` in its document context, as XML-DSig's c14n methods say.
+
+    Raises ``SignatureError`` where libxml2 cannot canonicalize the node (a relative
+    namespace URI, for one).
+    """
+    try:
+        return etree.tostring(
+            node,
+            method="c14n",
+            exclusive=method.value.startswith(_EXCLUSIVE_PREFIX),
+            with_comments=method.value.endswith("#WithComments"),
+            inclusive_ns_prefixes=prefixes,
+        )
+    except etree.C14NError as exc:
+        raise _invalid(f"cannot canonicalize: {exc}") from exc
 
 
 def _inclusive_prefixes(method_element: etree._Element) -> list[str] | None:
