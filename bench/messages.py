@@ -26,7 +26,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from bench.world import AGENCY_BAU, AGENCY_MELD, AUTHORS, KeyKind
+from bench.parties import AGENCY_BAU, AGENCY_MELD, AUTHORS, KeyKind
 from signing import Signer
 from signing.pki import party_paths
 from xta_schemas import Catalog, Standard

@@ -113,10 +113,10 @@ class WorkerPool:
         """Wait until RabbitMQ shows this pool's consumers on ``queue``."""
         deadline = time.monotonic() + timeout
         while True:
-            for process in self.processes:
+            for index, process in enumerate(self.processes):
                 if process.poll() is not None:
                     raise RuntimeError(
-                        f"worker {process.pid} exited {process.returncode}; see {self.log_dir}"
+                        f"worker {process.pid} exited {process.returncode}:\n" + self._tail(index)
                     )
             declared = await channel.declare_queue(queue, passive=True)
             if (declared.declaration_result.consumer_count or 0) >= self.count:
@@ -124,6 +124,14 @@ class WorkerPool:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.count} consumers not on {queue} within {timeout} s")
             await asyncio.sleep(0.05)
+
+    def _tail(self, index: int, lines: int = 20) -> str:
+        """The end of a worker's log: the run folder is removed, so the error must travel."""
+        try:
+            text = (self.log_dir / f"worker-{index}.log").read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
 
     async def stop(self) -> None:
         """SIGTERM every worker, wait for the graceful stop, kill what does not stop."""

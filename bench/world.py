@@ -1,14 +1,7 @@
 """The world of one benchmark run: its PKI, directory, settings file and RabbitMQ vhost.
 
 Everything lives in a temporary folder made for the run, so a run never touches the
-checkout's own development PKI or state. The parties are the benchmark's own
-(prefix ``bnch``), so their queues cannot collide with the example world's:
-
-    bnch:broker       the broker worker (ECDSA P-256, signs receipts)
-    bnch:portal-ec    an author signing with ECDSA P-256
-    bnch:portal-rsa   an author signing with RSA-3072
-    bnch:meld         receives xmeld registrations (named as reader)
-    bnch:bau          receives xbau building applications (named as reader)
+checkout's own development PKI or state. The parties are those of ``bench.parties``.
 
 RabbitMQ: on the checkout's local node (``broker.devnode``) every run gets a private
 vhost, deleted at the end. Against an external node (``XBROKER_AMQP_URL`` naming another
@@ -27,34 +20,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 from urllib.parse import urlsplit
 
 import aio_pika
 
 from bench.launch import EventLoop
+from bench.parties import AGENCY_BAU, AGENCY_MELD, AUTHORS, BROKER, KeyKind
 from broker import devnode, topology
 from broker.app import Parts, load_parts
 from broker.settings import Settings, load_settings
 from signing import Signer
 from signing.pki import issue, party_paths, setup_ca
 
-__all__ = [
-    "AGENCY_BAU",
-    "AGENCY_MELD",
-    "AUTHORS",
-    "BROKER",
-    "BenchWorld",
-    "KeyKind",
-    "bench_world",
-    "resolve_amqp",
-]
-
-KeyKind = Literal["ec", "rsa"]
-BROKER = "bnch:broker"
-AGENCY_MELD = "bnch:meld"
-AGENCY_BAU = "bnch:bau"
-AUTHORS: dict[KeyKind, str] = {"ec": "bnch:portal-ec", "rsa": "bnch:portal-rsa"}
+__all__ = ["BenchWorld", "bench_world", "resolve_amqp"]
 
 _DIRECTORY = f"""\
 [[agency]]
