@@ -71,6 +71,7 @@ def read_certificates(texts: tuple[str, ...]) -> SignerCertificates:
         ValueError,
         UnsupportedAlgorithm,
         x509.DuplicateExtension,
+        x509.InvalidVersion,
         x509.UnsupportedGeneralNameType,
     ) as exc:
         raise SignatureError("signature-invalid", f"unreadable X509Certificate: {exc}") from exc

@@ -9,6 +9,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from lxml import etree
+from signxml.verifier import XMLVerifier
 
 from signing import Signer, SigningError, TrustStore, Verifier, parse_untrusted
 from signing.pki import init_dev_pki, issue, party_paths
@@ -118,3 +119,26 @@ def test_missing_key_file_is_a_signing_error(pki: Path, tmp_path: Path) -> None:
     cert, _ = party_paths(pki, "psw:02000000")
     with pytest.raises(SigningError):
         Signer.from_files(tmp_path / "absent.key", cert)
+
+
+@pytest.mark.parametrize("party", ["ec", "rsa"])
+def test_signature_verifies_with_signxml(ec_signer: Signer, rsa_signer: Signer, party: str) -> None:
+    signer = ec_signer if party == "ec" else rsa_signer
+    result = XMLVerifier().verify(signer.sign(DOC), x509_cert=signer.certificate)
+    assert not isinstance(result, list)
+    assert result.signed_data == DOC
+
+
+def test_signature_value_of_ecdsa_is_raw_r_and_s(ec_signer: Signer) -> None:
+    value = _signature(ec_signer.sign(DOC)).findtext(f"{DS}SignatureValue")
+    assert value is not None
+    assert len(base64.b64decode(value)) == 64  # P-256: 32 bytes each
+
+
+def test_element_with_inherited_namespaces_signs_as_its_own_document(ec_signer: Signer) -> None:
+    outer = parse_untrusted(b'<o xmlns:m="urn:test"><m:msg><m:a>1</m:a></m:msg>tail</o>')
+    signed = ec_signer.sign(outer[0])
+    assert parse_untrusted(signed).tag == "{urn:test}msg"
+    result = XMLVerifier().verify(signed, x509_cert=ec_signer.certificate)
+    assert not isinstance(result, list)
+    assert result.signed_xml is not None and result.signed_xml.findtext("{urn:test}a") == "1"

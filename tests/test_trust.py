@@ -230,3 +230,25 @@ def test_trust_folder_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
 def test_empty_trust_folder_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SigningError):
         TrustStore.from_dirs(tmp_path)
+
+
+def test_cached_good_status_is_not_reused_once_the_crl_is_past_next_update(pki: Path) -> None:
+    store = TrustStore.from_dirs(pki / "trust", pki / "crl")
+    leaf = _party(pki)
+    assert store.validate(leaf).revocation is RevocationStatus.GOOD
+    with pytest.raises(SignatureError) as caught:
+        store.validate(leaf, at=datetime.now(UTC) + timedelta(days=60))
+    assert caught.value.code == "certificate-untrusted"
+
+
+def test_revocation_counts_for_a_verifier_that_verified_the_signer_before(pki: Path) -> None:
+    cert, key = party_paths(pki, "psw:02000000")
+    store = TrustStore.from_dirs(pki / "trust", pki / "crl")
+    verifier = Verifier(store)
+    signed = Signer.from_files(key, cert).sign(DOC)
+    verifier.verify(parse_untrusted(signed))
+    revoke(pki / "ca", pki / "crl", load_certificate(cert))
+    store.reload_crls()
+    with pytest.raises(SignatureError) as caught:
+        verifier.verify(parse_untrusted(signed))
+    assert caught.value.code == "certificate-revoked"
