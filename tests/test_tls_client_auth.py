@@ -8,6 +8,7 @@ certificates' CN, because users belong to the node, not to the session's vhost.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import socket
 import ssl
@@ -25,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from broker import devnode, topology
 from broker.agency import AgencyClient, Delivery
 from broker.app import build_broker, load_parts, party_signer
+from broker.cli import main
 from broker.commands.demo import ensure_dev_pki
 from broker.portal import Portal
 from broker.receipts import Kind
@@ -222,3 +224,31 @@ def test_the_credentials_name_the_certificate_key_and_node_ca(tenants: Tenants) 
     assert query["auth"] == ["external"]
     assert query["cafile"] == [str(tenants.node.tls_ca_file)]
     assert Path(query["certfile"][0]).is_file() and Path(query["keyfile"][0]).is_file()
+
+
+async def test_provision_tls_on_the_local_node_hands_out_a_working_certificate_url(
+    rabbitmq: RabbitMQ,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    pytestconfig: pytest.Config,
+) -> None:
+    _tls_node(rabbitmq, pytestconfig.rootpath)
+    monkeypatch.setenv("XBROKER_AMQP_URL", rabbitmq.amqp_url)
+    monkeypatch.setenv("XBROKER_STATE_DIR", str(tmp_path))
+    prefix = f"c{secrets.token_hex(3)}-"
+    config = str(EXAMPLES / "xbroker.toml")
+    ensure_dev_pki(load_settings(config))  # the directory names the parties' certificates
+    try:
+        code = main(["--config", config, "agencies", "provision", "--tls", "--only", A,
+                     "--user-prefix", prefix, "--json"])  # fmt: skip
+        assert code == 0, capsys.readouterr().err
+        url = read_credentials(tmp_path / "amqp-credentials.json")[A]["amqp_url"]
+
+        connection = await aio_pika.connect(url, timeout=10)
+        async with connection:
+            channel = await connection.channel()
+            await channel.get_queue(topology.agency_queue(A))  # its own inbox exists
+    finally:
+        with contextlib.suppress(devnode.RabbitmqctlError):  # absent if provisioning failed
+            devnode.rabbitmqctl("delete_user", f"{prefix}{A}", root=pytestconfig.rootpath)
