@@ -76,10 +76,11 @@ def _certificate_of(
     account: Account, cert_dir: Path, issue: IssueClientCertificate | None
 ) -> tuple[Path, Path]:
     cert, key = client_certificate_paths(cert_dir, account.kennung)
-    if not (cert.exists() and key.exists()):
+    # Only the certificate must be here: the key is the agency's; the URL names its place.
+    if not cert.exists():
         if issue is None:
             raise ConfigurationError(
-                f"no client certificate for {account.kennung}: expected {cert} and {key} "
+                f"no client certificate for {account.kennung}: expected {cert} "
                 f"with CN {account.user}"
             )
         issue(account.user, cert, key)
@@ -89,7 +90,7 @@ def _certificate_of(
             f"{cert} has CN {user!r}, but {account.kennung} logs in as {account.user!r}; "
             "issue it with that CN (or provision with the matching --user-prefix)"
         )
-    return cert.resolve(), key.resolve()
+    return cert.resolve(), key.resolve()  # the URL outlives the working directory
 
 
 def provision_tls(
