@@ -12,7 +12,7 @@ import contextlib
 import secrets
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -72,8 +72,23 @@ def _tls_node(rabbitmq: RabbitMQ, root: Path) -> devnode.NodeInfo:
 
 
 @pytest.fixture(scope="module")
+def agency_ca(
+    rabbitmq: RabbitMQ, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Path]:
+    """A deployment's agency CA, trusted by the running node for this module only."""
+    _tls_node(rabbitmq, request.config.rootpath)
+    ca_dir = tmp_path_factory.mktemp("agency-ca") / "ca"
+    create_ca(ca_dir, f"test agency CA {ca_dir.parent.name}")
+    name = f"test-{secrets.token_hex(4)}"
+    devnode.trust_client_ca(name, (ca_dir / "ca.crt").read_bytes(), root=request.config.rootpath)
+    yield ca_dir
+    devnode.distrust_client_ca(name, root=request.config.rootpath)
+
+
+@pytest.fixture(scope="module")
 async def tenants(
     rabbitmq: RabbitMQ,
+    agency_ca: Path,
     tmp_path_factory: pytest.TempPathFactory,
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[Tenants]:
@@ -85,47 +100,46 @@ async def tenants(
     )
     ensure_dev_pki(settings)
     parts = load_parts(settings)
-    broker = build_broker(parts, CollectorRegistry())
-    await broker.start()
-    tag = secrets.token_hex(3)
-    agency_ca = work / "agency-ca"
-    create_ca(agency_ca, f"test agency CA {tag}")
-    devnode.trust_client_ca(f"test-{tag}", (agency_ca / "ca.crt").read_bytes(), root=root)
+    prefix = f"t{secrets.token_hex(3)}-"
+    accounts = accounts_for(parts.directory, only=[A, B, PORTAL], user_prefix=prefix)
     backend = RabbitmqctlBackend(root)
-    accounts = accounts_for(parts.directory, only=[A, B, PORTAL], user_prefix=f"t{tag}-")
 
     def issue(common_name: str, cert: Path, key: Path) -> None:
         issue_tls_certificate(agency_ca, common_name, cert, key, purpose="client")
 
     credentials = work / "amqp-credentials.json"
-    provision_tls(
-        accounts,
-        backend,
-        amqps_base=node.tls_url_for_vhost(rabbitmq.vhost),
-        server_ca=node.tls_ca_file,
-        cert_dir=work / "clients",
-        credentials=credentials,
-        issue=issue,
-    )
-    urls = {k: v["amqp_url"] for k, v in read_credentials(credentials).items()}
     received: list[Delivery] = []
 
     async def record(delivery: Delivery) -> None:
         received.append(delivery)
 
-    agency = AgencyClient(urls[A], A, party_signer(settings, A), parts.verifier(), record)
-    portal = Portal(urls[PORTAL], PORTAL, party_signer(settings, PORTAL), parts.verifier())
+    broker = build_broker(parts, CollectorRegistry())
+    await broker.start()
     try:
+        provision_tls(
+            accounts,
+            backend,
+            amqps_base=node.tls_url_for_vhost(rabbitmq.vhost),
+            server_ca=node.tls_ca_file,
+            cert_dir=work / "clients",
+            credentials=credentials,
+            issue=issue,
+        )
+        urls = {k: v["amqp_url"] for k, v in read_credentials(credentials).items()}
+        agency = AgencyClient(urls[A], A, party_signer(settings, A), parts.verifier(), record)
+        portal = Portal(urls[PORTAL], PORTAL, party_signer(settings, PORTAL), parts.verifier())
         await agency.start()
         await portal.start()
-        yield Tenants(node, rabbitmq.vhost, f"t{tag}-", urls, agency_ca, work, portal, received)
+        try:
+            yield Tenants(node, rabbitmq.vhost, prefix, urls, agency_ca, work, portal, received)
+        finally:
+            await portal.close()
+            await agency.close()
     finally:
-        await portal.close()
-        await agency.close()
         await broker.stop()
         for account in accounts:
-            backend.delete_user(account.user)
-        devnode.distrust_client_ca(f"test-{tag}", root=root)
+            with contextlib.suppress(devnode.RabbitmqctlError):  # absent if provision failed
+                backend.delete_user(account.user)
 
 
 async def _ignore(message: aio_pika.abc.AbstractIncomingMessage) -> None:
