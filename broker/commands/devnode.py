@@ -112,6 +112,8 @@ def _probe(args: argparse.Namespace) -> int:
 def _describe(info: devnode.NodeInfo) -> None:
     print(f"node        {info.nodename} (pid {info.pid})")
     print(f"amqp        {info.amqp_url}")
+    if info.tls_port is not None:
+        print(f"amqps       {info.tls_url_for_vhost('/')}  (cafile {info.tls_ca_file})")
     print(f"prometheus  http://127.0.0.1:{info.prometheus_port}/metrics")
     print(f"log         {info.log_file}")
     print("rabbitmqctl xbroker node ctl ARGS...")
