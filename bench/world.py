@@ -15,6 +15,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -161,8 +162,10 @@ async def bench_world(
         yield world
     finally:
         if vhost is not None:
-            with contextlib.suppress(devnode.DevNodeError):
+            try:
                 devnode.delete_vhost(vhost)
+            except devnode.DevNodeError as exc:
+                print(f"[bench] vhost {vhost} not deleted: {exc}", file=sys.stderr)
         else:
             await _delete_declared(url)
         shutil.rmtree(root, ignore_errors=True)
