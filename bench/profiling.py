@@ -21,15 +21,15 @@ _FRAME = re.compile(r"^(?P<name>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 STAGES: dict[str, tuple[str, ...]] = {
     "parse": ("parse_untrusted",),
     "verify: chain (trust store)": ("TrustStore.validate",),
-    "verify: signature (signxml)": ("XMLVerifier.verify",),
+    "verify: signature": ("XMLVerifier.verify", "signing/enveloped.py"),
     "identify + header": ("Catalog.identify", "Standard.header"),
     "validate (schema)": ("Standard.validate",),
     "route": ("route (routing/rules.py",),
-    "deduplicate (SQLite)": ("DedupStore.",),
+    "deduplicate (SQLite)": ("DedupStore.claim", "DedupStore.complete"),
     "receipt: build + sign": ("build_receipt", "Signer.sign"),
     "publish + confirm (aio-pika)": ("publish_confirmed",),
     "AMQP client (aiormq: frames, socket writes)": ("aiormq/", "pamqp/"),
-    "journal (status store, audit trail)": ("Journals.record",),
+    "journal (status store, audit trail)": ("Journals.record", "StatusStore.", "AuditTrail."),
     "metrics + logs": ("Metrics.", "logs.py", "logging/"),
 }
 
