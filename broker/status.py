@@ -255,7 +255,7 @@ def _row(event: StatusEvent) -> tuple[str | None, ...]:
         event.standard,
         event.digest,
         event.reason,
-        json.dumps(list(event.recipients)),
+        json.dumps(list(event.recipients)) if event.recipients else "[]",
     )
 
 
