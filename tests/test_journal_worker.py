@@ -1,0 +1,106 @@
+"""The worker acks an ingress message only once the message's journal events are written."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from broker.agency import AgencyClient, Delivery
+from broker.app import load_parts, party_signer
+from broker.commands.demo import ensure_dev_pki
+from broker.dedup import DedupStore
+from broker.journal import EventKind, StatusEvent
+from broker.portal import Portal
+from broker.service import BrokerService
+from broker.settings import load_settings
+from broker.status import StatusStore
+from monitoring.metrics import Metrics
+from signing import parse_untrusted
+from xta_schemas.samples import with_fresh_header
+
+pytestmark = pytest.mark.rabbitmq
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SAMPLE = EXAMPLES / "submissions" / "anmeldung-hamburg.xml"
+AGENCY = "psw:02000000"
+
+
+class FailsOnAccepted:
+    """The status store, except that the first write holding an accepted event fails."""
+
+    def __init__(self, store: StatusStore) -> None:
+        self.store = store
+        self.failed = False
+
+    def record(self, event: StatusEvent) -> None:
+        self.record_many((event,))
+
+    def record_many(self, events: Sequence[StatusEvent]) -> None:
+        if not self.failed and any(e.kind is EventKind.ACCEPTED for e in events):
+            self.failed = True
+            raise sqlite3.OperationalError("disk I/O error")
+        self.store.record_many(events)
+
+
+async def test_a_message_whose_events_cannot_be_written_is_not_acked_and_comes_back(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    settings = load_settings(
+        EXAMPLES / "xbroker.toml", amqp_url=amqp_url, state_dir=tmp_path, metrics_port=0
+    )
+    ensure_dev_pki(settings)
+    parts = load_parts(settings)
+    store = StatusStore(settings.status_path)
+    broker = BrokerService(
+        settings,
+        catalog=parts.catalog,
+        directory=parts.directory,
+        verifier=parts.verifier(),
+        signer=party_signer(settings, settings.broker_kennung),
+        metrics=Metrics(CollectorRegistry()),
+        dedup=DedupStore(tmp_path / "dedup.sqlite3", window_seconds=3600),
+        journal=FailsOnAccepted(store),
+    )
+    handled: list[str] = []
+
+    async def handle(delivery: Delivery) -> None:
+        handled.append(delivery.uuid)
+
+    agency = AgencyClient(
+        amqp_url, AGENCY, party_signer(settings, AGENCY), parts.verifier(), handle
+    )
+    portal = Portal(
+        amqp_url,
+        settings.portal_kennung,
+        party_signer(settings, settings.portal_kennung),
+        parts.verifier(),
+    )
+    root = parse_untrusted(SAMPLE.read_bytes())
+    standard, _ = parts.catalog.identify(root)
+
+    def kinds(uuid: str) -> list[EventKind]:
+        return [e.kind for e in store.timeline(uuid).events]
+
+    await broker.start()
+    await agency.start()
+    await portal.start()
+    try:
+        uuid = await portal.submit(with_fresh_header(root, standard))
+        async with asyncio.timeout(60):
+            while not {EventKind.DUPLICATE, EventKind.DELIVERED} <= set(kinds(uuid)):
+                await asyncio.sleep(0.05)
+    finally:
+        await portal.close()
+        await agency.close()
+        await broker.stop()
+
+    # Taken twice from the ingress queue: the first delivery was not acked. The accepted
+    # event of the first was written at the next write, and the copy reached the agency once.
+    assert kinds(uuid).count(EventKind.RECEIVED) == 2
+    assert kinds(uuid).count(EventKind.ACCEPTED) == 1
+    assert handled == [uuid]
