@@ -66,9 +66,11 @@ class DedupStore:
     def __init__(self, path: Path, window_seconds: float) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # The timeout first: workers starting together on a new file all switch it to
+        # WAL, which takes a lock, and without a timeout the second one fails at start.
+        self._db.execute("PRAGMA busy_timeout=5000")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
         self._window = window_seconds
 
