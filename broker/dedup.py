@@ -23,6 +23,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from broker.journal import EventKind, StatusEvent
+from broker.status import open_shared
 
 __all__ = ["Claim", "ClaimState", "DedupStore"]
 
@@ -65,12 +66,7 @@ class DedupStore:
 
     def __init__(self, path: Path, window_seconds: float) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        # The timeout first: workers starting together on a new file all switch it to
-        # WAL, which takes a lock, and without a timeout the second one fails at start.
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = open_shared(path)
         self._db.executescript(_SCHEMA)
         self._window = window_seconds
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ __all__ = [
     "SubmissionState",
     "WaitingCopy",
     "event_dict",
+    "open_shared",
 ]
 
 _SCHEMA = """
@@ -153,12 +155,7 @@ class StatusStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        # The timeout first: workers starting together on a new file all switch it to
-        # WAL, which takes a lock, and without a timeout the second one fails at start.
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = open_shared(path)
         self._db.executescript(_SCHEMA)
 
     def record(self, event: StatusEvent) -> None:
@@ -244,6 +241,30 @@ class StatusStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def open_shared(path: Path, *, timeout: float = 5.0) -> sqlite3.Connection:
+    """A connection to an SQLite file that the workers of one host share (WAL mode).
+
+    Switching to WAL, or opening a WAL file another process is just checkpointing as it
+    closes, can fail with "database is locked" without SQLite's busy handler being asked;
+    workers starting together, or one starting as another stops, then failed at start.
+    So the switch is retried here, at start only, for up to ``timeout`` seconds.
+    """
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                db.close()
+                raise
+            time.sleep(0.02)
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
 
 
 def _row(event: StatusEvent) -> tuple[str | None, ...]:
