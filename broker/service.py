@@ -62,9 +62,12 @@ from routing import Directory, Recipient
 from signing import ParserLimits, Signer, Verifier
 from xta_schemas import Catalog
 
-__all__ = ["BrokerService", "Lifecycle"]
+__all__ = ["JOURNAL_DELAY", "BrokerService", "Lifecycle"]
 
 log = logging.getLogger("xbroker.broker")
+
+JOURNAL_DELAY = 0.005
+"""Seconds a journal batch gathers events. Only acks wait for it (see broker.journal)."""
 
 
 class Lifecycle(StrEnum):
@@ -109,7 +112,7 @@ class BrokerService:
         self.settings = settings
         # The dedup store listens too: the accepted event completes the message's claim,
         # in the same write as its events, after the confirms and before the ack.
-        self._journal = JournalBatch([journal or Journals(), dedup])
+        self._journal = JournalBatch([journal or Journals(), dedup], delay=JOURNAL_DELAY)
         # Handlers that ack right after recording use the batch's write-through record().
         self.journal: Journal = self._journal
         self.directory = directory

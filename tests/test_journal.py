@@ -178,3 +178,27 @@ async def test_a_batch_reaches_the_status_store_in_order(tmp_path: Path) -> None
         EventKind.QUEUED,
         EventKind.ACCEPTED,
     ]
+
+
+async def test_with_a_delay_events_added_within_it_share_one_batch() -> None:
+    journal = Batches()
+    batch = JournalBatch([journal], delay=0.05)
+
+    batch.add(_event("a"))
+    await asyncio.sleep(0.01)
+    batch.add(_event("b"))
+    assert journal.written == []
+    await batch.flushed()
+
+    assert journal.batches == [["a", "b"]]
+
+
+async def test_a_full_batch_is_written_at_the_next_turn_without_waiting_for_the_delay() -> None:
+    journal = Batches()
+    batch = JournalBatch([journal], delay=60.0, max_events=2)
+
+    batch.add(_event("a"))
+    batch.add(_event("b"))
+    await asyncio.sleep(0)
+
+    assert journal.batches == [["a", "b"]]
