@@ -15,8 +15,8 @@ from aio_pika.abc import AbstractIncomingMessage
 from lxml import etree
 
 from broker.acks import settle
-from broker.errors import PublishError
-from broker.journal import EventKind, Journal, StatusEvent
+from broker.errors import PublishError, TransientError
+from broker.journal import EventKind, JournalBatch, StatusEvent
 from broker.logs import event
 from broker.outbox import ReceiptOutbox
 from broker.publishing import HEADER_PUBLISHED
@@ -37,7 +37,7 @@ class DeliveryReceipts:
         directory: Callable[[], Directory],
         outbox: ReceiptOutbox,
         metrics: Metrics,
-        journal: Journal,
+        journal: JournalBatch,
     ) -> None:
         self._verifier = verifier
         self._directory = directory
@@ -61,7 +61,7 @@ class DeliveryReceipts:
             event(log, "receipt.retry", logging.WARNING, error=str(exc))
             await settle(message, requeue=True)
             return
-        self._journal.record(
+        self._journal.add(
             StatusEvent(
                 receipt.nachrichten_uuid,
                 EventKind.DELIVERED,
@@ -71,6 +71,12 @@ class DeliveryReceipts:
                 digest=receipt.digest,
             )
         )
+        try:
+            await self._journal.flushed()  # no ack before the event is written
+        except TransientError as exc:
+            event(log, "receipt.retry", logging.WARNING, error=str(exc))
+            await settle(message, requeue=True)
+            return
         published = (message.headers or {}).get(HEADER_PUBLISHED)
         if isinstance(published, int | float) and receipt.nachrichtentyp:
             self._metrics.observe_end_to_end(receipt.nachrichtentyp, time.time() - published)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from aio_pika.abc import AbstractIncomingMessage
 
 from broker.acks import settle
-from broker.errors import PublishError, Reason
-from broker.journal import EventKind, Journal, StatusEvent
+from broker.errors import PublishError, Reason, TransientError
+from broker.journal import EventKind, JournalBatch, StatusEvent
 from broker.logs import event
 from broker.outbox import ReceiptOutbox
 from broker.publishing import HEADER_AUTHOR, HEADER_TYPE
@@ -65,7 +65,7 @@ class Failures:
         directory: Callable[[], Directory],
         outbox: ReceiptOutbox,
         metrics: Metrics,
-        journal: Journal,
+        journal: JournalBatch,
         expire_after_days: float,
     ) -> None:
         self._directory = directory
@@ -81,18 +81,6 @@ class Failures:
         author = _text(headers.get(HEADER_AUTHOR)) or message.reply_to
         nachrichtentyp = _text(headers.get(HEADER_TYPE))
         reason = Reason.EXPIRED if failure.why == "expired" else Reason.UNDELIVERABLE
-        if failure.agency:
-            self._metrics.delivery(failure.agency, "dead_lettered")
-        self._journal.record(
-            StatusEvent(
-                uuid,
-                EventKind.FAILED,
-                author=author,
-                agency=failure.agency,
-                nachrichtentyp=nachrichtentyp,
-                reason=reason.value,
-            )
-        )
         event(
             log,
             "message.failed",
@@ -103,9 +91,37 @@ class Failures:
             reason=reason.value,
             why=failure.why,
         )
-        if author is None or author not in self._directory():
-            await message.ack()  # nobody to tell; the copy stays in its .dead queue
+        if author is not None and author in self._directory():
+            try:
+                await self._tell(author, uuid, nachrichtentyp, failure, reason)
+            except PublishError as exc:
+                event(log, "receipt.retry", logging.WARNING, uuid=uuid, error=str(exc))
+                await settle(message, requeue=True)
+                return
+        # else nobody to tell; the copy stays in its .dead queue either way
+        self._journal.add(
+            StatusEvent(
+                uuid,
+                EventKind.FAILED,
+                author=author,
+                agency=failure.agency,
+                nachrichtentyp=nachrichtentyp,
+                reason=reason.value,
+            )
+        )
+        try:
+            await self._journal.flushed()  # no ack before the event is written
+        except TransientError as exc:
+            event(log, "failure.retry", logging.WARNING, uuid=uuid, error=str(exc))
+            await settle(message, requeue=True)
             return
+        if failure.agency:
+            self._metrics.delivery(failure.agency, "dead_lettered")
+        await message.ack()
+
+    async def _tell(
+        self, author: str, uuid: str, nachrichtentyp: str | None, failure: Death, reason: Reason
+    ) -> None:
         receipt = self._outbox.receipt(
             Kind.FAILED,
             uuid,
@@ -115,13 +131,7 @@ class Failures:
             reason=reason.value,
             detail=failure.describe(self._expire_after_days),
         )
-        try:
-            await self._outbox.send(author, receipt)
-        except PublishError as exc:
-            event(log, "receipt.retry", logging.WARNING, uuid=uuid, error=str(exc))
-            await settle(message, requeue=True)
-            return
-        await message.ack()
+        await self._outbox.send(author, receipt)
 
 
 def _text(value: object) -> str | None:

@@ -122,13 +122,13 @@ class BrokerService:
             settings.broker_kennung, signer, metrics, settings.confirm_timeout_seconds
         )
         self._delivery_receipts = DeliveryReceipts(
-            verifier, lambda: self.directory, self._outbox, metrics, self.journal
+            verifier, lambda: self.directory, self._outbox, metrics, self._journal
         )
         self._failures = Failures(
             lambda: self.directory,
             self._outbox,
             metrics,
-            self.journal,
+            self._journal,
             settings.expire_after_days,
         )
         self._pipeline = Pipeline(
