@@ -135,6 +135,7 @@ async def test_resubmitted_message_is_answered_as_duplicate_and_not_delivered_ag
     signed = world.portal_signer.sign(world.fresh("anmeldung-hamburg.xml"))
     uuid = await world.portal.submit(signed, sign=False)
     await world.portal.wait_final(uuid, TIMEOUT)
+    await world.settled(uuid)
 
     await world.portal.submit(signed, sign=False)
     await _wait_for(world, uuid, Kind.DUPLICATE)

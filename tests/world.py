@@ -23,6 +23,7 @@ from broker.commands.demo import ensure_dev_pki
 from broker.portal import Portal
 from broker.service import BrokerService
 from broker.settings import Settings, load_settings
+from broker.status import StatusStore
 from routing import AmqpEndpoint
 from signing import Signer, parse_untrusted
 from xta_schemas.samples import with_fresh_header
@@ -52,6 +53,20 @@ class World:
     def uuid_of(self, root: etree._Element) -> str:
         standard, _ = self.parts.catalog.identify(root)
         return standard.header(root).uuid
+
+    async def settled(self, uuid: str, timeout: float = 30.0) -> None:
+        """Wait until the broker has finished with ``uuid``: its accepted (or rejected)
+        event is written, which happens in the same write as the dedup completion and
+        before the ingress ack. A receipt can arrive at the portal before that."""
+        store = StatusStore(self.settings.status_path)
+        try:
+            async with asyncio.timeout(timeout):
+                while not {"accepted", "rejected"} & {
+                    e.kind.value for e in store.timeline(uuid).events
+                }:
+                    await asyncio.sleep(0.02)
+        finally:
+            store.close()
 
     def receivers_of(self, uuid: str) -> list[str]:
         return sorted(k for k, ds in self.received.items() for d in ds if d.uuid == uuid)
