@@ -55,6 +55,7 @@ async def captured(
             signed = world.portal_signer.sign(world.fresh("anmeldung-hamburg.xml"))
             accepted = await world.portal.submit(signed, sign=False)
             await world.portal.wait_final(accepted, TIMEOUT)
+            await world.settled(accepted)
             await world.portal.submit(signed, sign=False)  # the same message again
             invalid = world.portal_signer.sign(
                 world.fresh("invalid-anmeldung-missing-birthdate.xml")
