@@ -56,6 +56,13 @@ class RabbitMQ:
     node: devnode.NodeInfo | None  # None when the node is external
 
 
+# The node to test against, taken out of the environment for the whole session: every
+# XBROKER_* variable beats a settings file, so a URL left in the environment would send
+# the CLI and the worker subprocesses of the tests to the wrong vhost. Tests hand each of
+# them its own vhost's URL explicitly.
+SESSION_AMQP_URL = os.environ.pop("XBROKER_AMQP_URL", None)
+
+
 def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -68,7 +75,7 @@ def _unavailable(reason: str) -> NoReturn:
 
 def _local_node(root: Path) -> devnode.NodeInfo | None:
     """This checkout's node, if XBROKER_AMQP_URL is unset or points at it."""
-    url = os.environ.get("XBROKER_AMQP_URL")
+    url = SESSION_AMQP_URL
     if not url:
         try:
             return devnode.ensure_node(root)
@@ -125,7 +132,8 @@ def rabbitmq(request: pytest.FixtureRequest) -> Iterator[RabbitMQ]:
         except devnode.DevNodeError as exc:
             warnings.warn(f"test vhost {vhost} not deleted: {exc}", stacklevel=1)
         return
-    external = os.environ["XBROKER_AMQP_URL"]
+    external = SESSION_AMQP_URL
+    assert external is not None
     parts = urlsplit(external)
     user = parts.username or "guest"
     path = f"/api/vhosts/{quote(vhost, safe='')}"
