@@ -25,6 +25,7 @@ import json
 import os
 import re
 import secrets
+import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -136,9 +137,13 @@ def accounts_for(
     return accounts
 
 
+_PASSWORD_ALPHABET = string.ascii_letters + string.digits
+
+
 def generate_password() -> str:
-    """256 bits from the OS's CSPRNG, URL-safe (it goes into AMQP URLs)."""
-    return secrets.token_urlsafe(32)
+    """About 256 bits from the OS's CSPRNG, letters and digits only: it goes into AMQP
+    URLs, and rabbitmqctl would read a password starting with ``-`` as an option."""
+    return "".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(43))
 
 
 def vhost_of(amqp_url: str) -> str:

@@ -16,6 +16,7 @@ from broker.tenancy import (
     account_for,
     accounts_for,
     amqp_url_for,
+    generate_password,
     provision,
     read_credentials,
     vhost_of,
@@ -210,3 +211,11 @@ def test_a_management_url_selects_the_http_api() -> None:
     backend = backend_for(URL, "http://admin:secret@rabbit.example:15672")
 
     assert isinstance(backend, ManagementApiBackend)
+
+
+def test_generated_passwords_are_letters_and_digits_only() -> None:
+    # rabbitmqctl reads an argument starting with "-" as an option; URLs need no escaping.
+    passwords = {generate_password() for _ in range(2000)}
+
+    assert len(passwords) == 2000
+    assert all(p.isascii() and p.isalnum() and len(p) == 43 for p in passwords)
