@@ -20,7 +20,7 @@ from broker.errors import PublishError, Reason, TransientError
 from broker.journal import EventKind, JournalBatch, StatusEvent
 from broker.logs import event
 from broker.outbox import ReceiptOutbox
-from broker.publishing import HEADER_AUTHOR, HEADER_TYPE
+from broker.publishing import HEADER_AUTHOR, HEADER_TYPE, header_text
 from broker.receipts import Kind
 from monitoring.metrics import Metrics
 from routing import Directory
@@ -51,8 +51,8 @@ def death_of(message: AbstractIncomingMessage) -> Death:
     """Why and where RabbitMQ dead-lettered the message (its latest x-death entry)."""
     deaths = (message.headers or {}).get("x-death")
     latest = deaths[0] if isinstance(deaths, list) and deaths else {}
-    why = _text(latest.get("reason")) if isinstance(latest, dict) else None
-    queue = (_text(latest.get("queue")) if isinstance(latest, dict) else None) or ""
+    why = header_text(latest.get("reason")) if isinstance(latest, dict) else None
+    queue = (header_text(latest.get("queue")) if isinstance(latest, dict) else None) or ""
     agency = None
     if queue.startswith("agency.") and queue.endswith((".inbox", ".test")):
         agency = queue.removeprefix("agency.").rsplit(".", 1)[0]
@@ -78,8 +78,8 @@ class Failures:
         failure = death_of(message)
         uuid = message.message_id or "unknown"
         headers = message.headers or {}
-        author = _text(headers.get(HEADER_AUTHOR)) or message.reply_to
-        nachrichtentyp = _text(headers.get(HEADER_TYPE))
+        author = header_text(headers.get(HEADER_AUTHOR)) or message.reply_to
+        nachrichtentyp = header_text(headers.get(HEADER_TYPE))
         reason = Reason.EXPIRED if failure.why == "expired" else Reason.UNDELIVERABLE
         event(
             log,
@@ -132,9 +132,3 @@ class Failures:
             detail=failure.describe(self._expire_after_days),
         )
         await self._outbox.send(author, receipt)
-
-
-def _text(value: object) -> str | None:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return value if isinstance(value, str) and value else None

@@ -22,6 +22,7 @@ __all__ = [
     "HEADER_AUTHOR",
     "HEADER_PUBLISHED",
     "HEADER_TYPE",
+    "header_text",
     "message",
     "publish_confirmed",
 ]
@@ -31,6 +32,13 @@ __all__ = [
 HEADER_PUBLISHED = "x-xbroker-published"  # the author's publish time (Unix seconds)
 HEADER_TYPE = "x-xbroker-nachrichtentyp"
 HEADER_AUTHOR = "x-xbroker-author"
+
+
+def header_text(value: object) -> str | None:
+    """A text header value as RabbitMQ hands it back (str or bytes); None if empty."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return str(value) if value else None
 
 
 def message(

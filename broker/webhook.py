@@ -43,10 +43,11 @@ from aio_pika.abc import (
 )
 
 from broker import publishing, topology
+from broker.acks import settle
 from broker.errors import ConfigurationError, Reason, TransientError
 from broker.journal import EventKind, Journal, Journals, StatusEvent
 from broker.logs import event
-from broker.publishing import HEADER_AUTHOR, HEADER_PUBLISHED, HEADER_TYPE
+from broker.publishing import HEADER_AUTHOR, HEADER_PUBLISHED, HEADER_TYPE, header_text
 from broker.receipts import Kind, Receipt
 from broker.settings import Settings
 from broker.webhook_push import Pusher, PushResult
@@ -203,7 +204,7 @@ class WebhookDeliverer:
                     await self._retry(target, message, result)
         except TransientError as exc:
             event(log, "webhook.requeue", logging.WARNING, uuid=message.message_id, error=str(exc))
-            await _nack(message)
+            await settle(message, requeue=True)
             return
         await message.ack()
 
@@ -227,8 +228,8 @@ class WebhookDeliverer:
     async def _delivered(self, target: _Target, message: AbstractIncomingMessage) -> None:
         headers = _headers(message)
         uuid = message.message_id or ""
-        author = _str_or_none(headers.get(HEADER_AUTHOR))
-        nachrichtentyp = _str_or_none(headers.get(HEADER_TYPE))
+        author = header_text(headers.get(HEADER_AUTHOR))
+        nachrichtentyp = header_text(headers.get(HEADER_TYPE))
         digest = hashlib.sha256(message.body).hexdigest()
         if author is not None:
             await self._send_receipt(
@@ -310,8 +311,8 @@ class WebhookDeliverer:
         )
         headers = _headers(message)
         uuid = message.message_id or ""
-        author = _str_or_none(headers.get(HEADER_AUTHOR))
-        nachrichtentyp = _str_or_none(headers.get(HEADER_TYPE))
+        author = header_text(headers.get(HEADER_AUTHOR))
+        nachrichtentyp = header_text(headers.get(HEADER_TYPE))
         detail = (
             f"webhook of {target.kennung} did not accept the message in {failures} attempts "
             f"over {self.schedule.total_seconds:g} s; last: {result.error}"
@@ -419,18 +420,5 @@ def _headers(message: AbstractIncomingMessage) -> HeadersType:
     return dict(message.headers or {})
 
 
-def _str_or_none(value: object) -> str | None:
-    if isinstance(value, bytes):
-        value = value.decode()
-    return str(value) if value else None
-
-
 def _int(value: object) -> int:
     return value if isinstance(value, int) else 0
-
-
-async def _nack(message: AbstractIncomingMessage) -> None:
-    try:
-        await message.nack(requeue=True)
-    except Exception:  # the channel is gone: RabbitMQ requeues it by itself
-        log.debug("nack failed", exc_info=True)
