@@ -27,6 +27,10 @@ def describe_receipt(receipt: Receipt, directory: Directory | None = None, label
         return f"{head}  received and confirmed by {name(receipt.issuer)}"
     if receipt.kind is Kind.DUPLICATE:
         return f"{head}  already handled (first sha256 {str(receipt.first_digest)[:16]}…)"
-    lines = [f"{head}  {receipt.reason}: {receipt.detail}"]
+    if not receipt.issues:
+        return f"{head}  {receipt.reason}: {receipt.detail}"
+    # The detail repeats the first issue; the report lists them all, one a line.
+    summary = str(receipt.detail).split(": ", 1)[0]
+    lines = [f"{head}  {receipt.reason}: {summary}"]
     lines += [f"{'':>22}{issue}" for issue in receipt.issues]
     return "\n".join(lines)
