@@ -122,6 +122,51 @@ def _load_ca(
     return cert, key
 
 
+def _key_usage(**granted: bool) -> x509.KeyUsage:
+    """A KeyUsage with the named bits set and every other bit clear."""
+    bits = {
+        "digital_signature": False,
+        "content_commitment": False,
+        "key_encipherment": False,
+        "data_encipherment": False,
+        "key_agreement": False,
+        "key_cert_sign": False,
+        "crl_sign": False,
+        "encipher_only": False,
+        "decipher_only": False,
+    }
+    bits.update(granted)
+    return x509.KeyUsage(**bits)
+
+
+def _leaf(
+    ca_cert: x509.Certificate,
+    subject: x509.Name,
+    public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey,
+    days: int,
+    usage: x509.KeyUsage,
+) -> x509.CertificateBuilder:
+    """What every end-entity certificate of this PKI carries: CA:FALSE, the key usage,
+    key identifiers, and a validity that never outlives the CA."""
+    now = datetime.now(UTC)
+    ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _CLOCK_SKEW)
+        .not_valid_after(min(now + timedelta(days=days), ca_cert.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+        )
+    )
+
+
 def create_ca(
     ca_dir: Path, name: str, *, key_type: KeyType = "ec", days: int = 3650
 ) -> x509.Certificate:
@@ -146,20 +191,7 @@ def create_ca(
         .not_valid_before(now - _CLOCK_SKEW)
         .not_valid_after(now + timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(key_cert_sign=True, crl_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -192,38 +224,8 @@ def issue(
             x509.NameAttribute(NameOID.COMMON_NAME, kennung),
         ]
     )
-    now = datetime.now(UTC)
-    not_after = min(now + timedelta(days=days), ca_cert.not_valid_after_utc)
-    ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _CLOCK_SKEW)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=True,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+    usage = _key_usage(digital_signature=True, content_commitment=True)
+    cert = _leaf(ca_cert, subject, key.public_key(), days, usage).sign(ca_key, hashes.SHA256())
     cert_path, key_path = out_dir / f"{stem}.crt", out_dir / f"{stem}.key"
     _write_private(key_path, key)
     _write_cert(cert_path, cert)
@@ -381,37 +383,9 @@ def issue_tls_certificate(
     usage = (
         ExtendedKeyUsageOID.SERVER_AUTH if purpose == "server" else ExtendedKeyUsageOID.CLIENT_AUTH
     )
-    now = datetime.now(UTC)
-    ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _CLOCK_SKEW)
-        .not_valid_after(min(now + timedelta(days=days), ca_cert.not_valid_after_utc))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
-        )
-    )
+    builder = _leaf(
+        ca_cert, subject, key.public_key(), days, _key_usage(digital_signature=True)
+    ).add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
     names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
     names += [x509.IPAddress(ip_address(address)) for address in ip_addresses]
     if names:
