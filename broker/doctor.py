@@ -22,21 +22,15 @@ Checks, in order (the later ones need what the earlier ones loaded)::
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from urllib.parse import urlsplit, urlunsplit
 
-import aio_pika
-import aiormq
-from aio_pika.abc import AbstractConnection
 from cryptography import x509
 
-from broker import topology
+from broker.doctor_findings import Finding, Report, Status, skipped
+from broker.doctor_rabbitmq import MINIMUM_RABBITMQ, check_rabbitmq, check_topology
 from broker.settings import Settings
-from routing import AmqpEndpoint, Directory, DirectoryError
+from routing import Directory, DirectoryError
 from signing import SigningError
 from signing.certs import load_certificate, load_certificates
 from signing.pki import party_paths
@@ -53,41 +47,8 @@ __all__ = [
 ]
 
 EXPIRY_WARNING = timedelta(days=21)
-# Quorum queues with at-least-once dead lettering and x-delivery-limit, as topology.py
-# declares them, need 3.10.
-MINIMUM_RABBITMQ = (3, 10)
 
 _FIX_PKI = "run `xbroker pki init` for a development PKI, or set pki_dir to your PKI"
-
-
-class Status(StrEnum):
-    OK = "ok"
-    WARN = "warn"
-    FAIL = "fail"
-    SKIP = "skip"
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One thing a check saw. ``fix`` says what to do; empty when nothing is to do."""
-
-    check: str
-    status: Status
-    detail: str
-    fix: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    findings: tuple[Finding, ...]
-
-    @property
-    def ok(self) -> bool:
-        """True unless a check failed; warnings alone keep a setup usable."""
-        return all(f.status is not Status.FAIL for f in self.findings)
-
-    def as_json(self) -> dict[str, object]:
-        return {"ok": self.ok, "findings": [asdict(f) for f in self.findings]}
 
 
 PermissionCheck = Callable[[Settings, Directory], Awaitable[Sequence[Finding]]]
@@ -112,17 +73,17 @@ async def diagnose(
     findings.extend(
         _guarded("certificates", lambda: _certificates(settings, directory, at, expiry_warning))
     )
-    connection, rabbit = await _rabbitmq(settings.amqp_url, timeout)
+    connection, rabbit = await check_rabbitmq(settings.amqp_url, timeout)
     findings.extend(rabbit)
     try:
         if connection is None:
-            findings.append(_skipped("topology", "RabbitMQ cannot be reached"))
-            findings.append(_skipped("permissions", "RabbitMQ cannot be reached"))
+            findings.append(skipped("topology", "RabbitMQ cannot be reached"))
+            findings.append(skipped("permissions", "RabbitMQ cannot be reached"))
         else:
-            findings.extend(await _topology(connection, directory, timeout))
+            findings.extend(await check_topology(connection, directory, timeout))
             if permissions is None or directory is None:
                 findings.append(
-                    _skipped(
+                    skipped(
                         "permissions",
                         "agencies have no RabbitMQ users of their own in this installation",
                     )
@@ -133,10 +94,6 @@ async def diagnose(
         if connection is not None:
             await connection.close()
     return Report(tuple(findings))
-
-
-def _skipped(check: str, why: str) -> Finding:
-    return Finding(check, Status.SKIP, f"not checked: {why}")
 
 
 def _guarded(check: str, run: Callable[[], list[Finding]]) -> list[Finding]:
@@ -257,7 +214,7 @@ def _certificates(
                 )
             )
     if directory is None:
-        findings.append(_skipped("certificates", "the directory did not load"))
+        findings.append(skipped("certificates", "the directory did not load"))
         return findings
     for agency in directory:
         for registered in agency.certificates:
@@ -295,143 +252,3 @@ def _expiry(
     if left < warning:
         return [Finding(check, Status.WARN, f"{subject} expires in {left.days} days", fix)]
     return [Finding(check, Status.OK, f"{subject} valid for {left.days} more days")]
-
-
-# checks against RabbitMQ
-
-
-def _redacted(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-async def _rabbitmq(url: str, timeout: float) -> tuple[AbstractConnection | None, list[Finding]]:
-    where = _redacted(url)
-    try:
-        connection = await asyncio.wait_for(
-            aio_pika.connect(
-                url, client_properties={"connection_name": "xbroker-doctor"}, timeout=timeout
-            ),
-            timeout,
-        )
-    except aiormq.exceptions.ProbableAuthenticationError as exc:
-        return None, [
-            Finding(
-                "rabbitmq",
-                Status.FAIL,
-                f"{where}: login refused ({exc})",
-                "check user and password in amqp_url (or XBROKER_AMQP_URL); "
-                "`rabbitmqctl authenticate_user USER PASSWORD` on the node tells",
-            )
-        ]
-    except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as exc:
-        return None, [
-            Finding(
-                "rabbitmq",
-                Status.FAIL,
-                f"{where} cannot be reached: {type(exc).__name__}: {exc}",
-                "start RabbitMQ (`xbroker node ensure` for the local development node, "
-                "`systemctl start rabbitmq-server`, or `docker compose up rabbitmq`), "
-                "and check host, port and vhost in amqp_url (or XBROKER_AMQP_URL)",
-            )
-        ]
-    properties = connection.transport.connection.server_properties if connection.transport else {}
-    product = str(properties.get("product", "unknown"))
-    version = str(properties.get("version", "unknown"))
-    detail = f"{where}: {product} {version}"
-    if _version_tuple(version) < MINIMUM_RABBITMQ:
-        minimum = ".".join(map(str, MINIMUM_RABBITMQ))
-        return connection, [
-            Finding(
-                "rabbitmq",
-                Status.FAIL,
-                f"{detail}; xbroker needs {minimum} or newer (quorum queues with "
-                "at-least-once dead lettering)",
-                f"upgrade RabbitMQ to {minimum} or newer",
-            )
-        ]
-    return connection, [Finding("rabbitmq", Status.OK, detail)]
-
-
-def _version_tuple(version: str) -> tuple[int, ...]:
-    numbers: list[int] = []
-    for part in version.split("."):
-        digits = "".join(c for c in part if c.isdigit())
-        if not digits:
-            break
-        numbers.append(int(digits))
-    return tuple(numbers) or (0,)
-
-
-def _expected(directory: Directory | None) -> tuple[list[str], list[str]]:
-    exchanges = [
-        topology.INGRESS_EXCHANGE,
-        topology.DELIVER_EXCHANGE,
-        topology.RECEIPT_EXCHANGE,
-        topology.DELIVERY_RECEIPT_EXCHANGE,
-        topology.DEAD_EXCHANGE,
-    ]
-    queues = [topology.INGRESS_QUEUE, topology.DELIVERY_RECEIPT_QUEUE]
-    for agency in directory or ():
-        if topology.has_inbox(agency) and isinstance(agency.endpoint, AmqpEndpoint):
-            queues.append(topology.agency_queue(agency.kennung))
-            if agency.endpoint.test:
-                queues.append(topology.agency_queue(agency.kennung, test=True))
-        if agency.may_send:
-            queues.append(topology.receipt_queue(agency.kennung))
-    return exchanges, queues + [f"{q}.dead" for q in queues]
-
-
-async def _topology(
-    connection: AbstractConnection, directory: Directory | None, timeout: float
-) -> list[Finding]:
-    exchanges, queues = _expected(directory)
-    missing: list[str] = []
-    refused: list[str] = []
-    channel = await connection.channel(publisher_confirms=False)
-    for kind, name in [("exchange", e) for e in exchanges] + [("queue", q) for q in queues]:
-        try:
-            if kind == "exchange":
-                await asyncio.wait_for(channel.get_exchange(name, ensure=True), timeout)
-            else:
-                await asyncio.wait_for(channel.declare_queue(name, passive=True), timeout)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            missing.append(f"{kind} {name}")
-        except aiormq.exceptions.ChannelAccessRefused:
-            refused.append(f"{kind} {name}")
-        if channel.is_closed:  # a failed passive declare closes the channel
-            channel = await connection.channel(publisher_confirms=False)
-    await channel.close()
-    findings: list[Finding] = []
-    if refused:
-        findings.append(
-            Finding(
-                "topology",
-                Status.FAIL,
-                f"access refused to {', '.join(refused)}",
-                "grant the broker's user configure, write and read permissions on its vhost: "
-                "`rabbitmqctl set_permissions -p VHOST USER '.*' '.*' '.*'`",
-            )
-        )
-    if missing:
-        findings.append(
-            Finding(
-                "topology",
-                Status.FAIL,
-                f"missing {', '.join(missing)}",
-                "start the broker once (`xbroker run`): it declares every exchange and queue "
-                "of the directory at start, and again when the directory changes",
-            )
-        )
-    if not findings:
-        findings.append(
-            Finding(
-                "topology",
-                Status.OK,
-                f"{len(exchanges)} exchanges and {len(queues)} queues present",
-            )
-        )
-    return findings

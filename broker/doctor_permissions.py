@@ -11,7 +11,7 @@ import asyncio
 import os
 
 from broker import devnode
-from broker.doctor import Finding, Status
+from broker.doctor_findings import Finding, Status
 from broker.errors import ConfigurationError
 from broker.settings import Settings
 from broker.tenancy import accounts_for, credentials_path, read_credentials, vhost_of
