@@ -30,6 +30,7 @@ import base64
 import json
 import os
 import secrets
+import socket
 import urllib.error
 import urllib.request
 import warnings
@@ -197,3 +198,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if RABBITMQ_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.rabbitmq)
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any attempt to open a connection or look up a host fails the test loudly."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
