@@ -19,18 +19,18 @@ Webhooks headers (`broker.webhook_signature`):
 
 Each step publishes with confirms before it acks: a crash in between pushes a copy
 again, and the receiver deduplicates by ``webhook-id`` (the nachrichtenUUID).
+
+This module runs the consumers and handles the 410 (which stops them); the outcomes
+that leave the consumers alone live in `broker.webhook_outcomes`, the inboxes and their
+secrets in `broker.webhook_targets`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
-import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Mapping
 
 import aio_pika
 from aio_pika.abc import (
@@ -38,58 +38,31 @@ from aio_pika.abc import (
     AbstractConnection,
     AbstractExchange,
     AbstractIncomingMessage,
-    AbstractQueue,
     HeadersType,
 )
 
 from broker import publishing, topology
 from broker.acks import settle
-from broker.errors import ConfigurationError, Reason, TransientError
-from broker.journal import EventKind, Journal, Journals, StatusEvent
+from broker.errors import TransientError
+from broker.journal import Journal, Journals
 from broker.logs import event
-from broker.publishing import HEADER_AUTHOR, HEADER_PUBLISHED, HEADER_TYPE, header_text
-from broker.receipts import Kind, Receipt
+from broker.publishing import HEADER_AUTHOR, HEADER_TYPE
 from broker.settings import Settings
+from broker.webhook_outcomes import Outcomes, SendReceipt
 from broker.webhook_push import Pusher, PushResult
-from broker.webhook_queues import (
-    HEADER_ATTEMPT,
-    HEADER_LAST_ERROR,
-    RetrySchedule,
-    declare_delay_queues,
-    delay_queue,
+from broker.webhook_queues import RetrySchedule, declare_delay_queues
+from broker.webhook_targets import (
+    WebhookTarget,
+    message_headers,
+    webhook_agencies,
+    webhook_targets,
 )
-from broker.webhook_signature import WebhookSecret
 from monitoring.metrics import Metrics
-from routing import Agency, Directory, WebhookEndpoint
+from routing import Directory
 
 __all__ = ["SendReceipt", "WebhookDeliverer", "webhook_agencies"]
 
 log = logging.getLogger("xbroker.webhook")
-
-SendReceipt = Callable[[str, Receipt], Awaitable[None]]
-
-
-def webhook_agencies(directory: Directory) -> list[Agency]:
-    """Agencies that receive messages through a webhook."""
-    return [
-        a for a in directory if isinstance(a.endpoint, WebhookEndpoint) and topology.has_inbox(a)
-    ]
-
-
-@dataclass(slots=True)
-class _Target:
-    """One queue the deliverer consumes and the URL its copies go to."""
-
-    kennung: str
-    test: bool
-    url: str
-    secret: WebhookSecret
-    queue: AbstractQueue | None = None
-    tag: str | None = None
-
-    @property
-    def inbox(self) -> str:
-        return topology.agency_queue(self.kennung, test=self.test)
 
 
 class WebhookDeliverer:
@@ -108,14 +81,16 @@ class WebhookDeliverer:
         self.settings = settings
         self.metrics = metrics
         self.schedule = RetrySchedule(tuple(settings.webhook_retry_seconds))
-        self._send_receipt = send_receipt
         self._journal: Journal = journal or Journals()
-        self._targets = _targets(directory, os.environ if secrets is None else secrets)
+        self._targets = webhook_targets(directory, os.environ if secrets is None else secrets)
         self._disabled: set[str] = set()
         self._channel: AbstractChannel | None = None
         self._deliver: AbstractExchange | None = None
         self._pusher: Pusher | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._outcomes = Outcomes(
+            settings, metrics, self.schedule, send_receipt, self._journal, self._republish
+        )
 
     @property
     def disabled(self) -> frozenset[str]:
@@ -163,7 +138,7 @@ class WebhookDeliverer:
 
     # consuming
 
-    async def _consume(self, target: _Target) -> None:
+    async def _consume(self, target: WebhookTarget) -> None:
         assert self._channel is not None
         target.queue = await self._channel.get_queue(target.inbox)
 
@@ -178,7 +153,7 @@ class WebhookDeliverer:
 
         target.tag = await target.queue.consume(on_message)
 
-    async def _cancel(self, target: _Target) -> None:
+    async def _cancel(self, target: WebhookTarget) -> None:
         if target.queue is None or target.tag is None:
             return
         queue, tag = target.queue, target.tag
@@ -188,7 +163,7 @@ class WebhookDeliverer:
         except Exception:  # the connection may already be gone
             log.debug("cancel failed", exc_info=True)
 
-    async def _on_message(self, target: _Target, message: AbstractIncomingMessage) -> None:
+    async def _on_message(self, target: WebhookTarget, message: AbstractIncomingMessage) -> None:
         try:
             if target.kennung in self._disabled:
                 # Prefetched before the consumer was cancelled: back to the inbox.
@@ -197,11 +172,11 @@ class WebhookDeliverer:
                 result = await self._push(target, message)
                 self.metrics.webhook_attempt(target.kennung, result.outcome)
                 if result.delivered:
-                    await self._delivered(target, message)
+                    await self._outcomes.delivered(target, message)
                 elif result.gone:
                     await self._disable(target, message)
                 else:
-                    await self._retry(target, message, result)
+                    await self._outcomes.retry(target, message, result)
         except TransientError as exc:
             event(log, "webhook.requeue", logging.WARNING, uuid=message.message_id, error=str(exc))
             await settle(message, requeue=True)
@@ -210,9 +185,9 @@ class WebhookDeliverer:
 
     # one push
 
-    async def _push(self, target: _Target, message: AbstractIncomingMessage) -> PushResult:
+    async def _push(self, target: WebhookTarget, message: AbstractIncomingMessage) -> PushResult:
         assert self._pusher is not None
-        headers = _headers(message)
+        headers = message_headers(message)
         return await self._pusher.push(
             target.url,
             target.secret,
@@ -225,128 +200,7 @@ class WebhookDeliverer:
             },
         )
 
-    async def _delivered(self, target: _Target, message: AbstractIncomingMessage) -> None:
-        headers = _headers(message)
-        uuid = message.message_id or ""
-        author = header_text(headers.get(HEADER_AUTHOR))
-        nachrichtentyp = header_text(headers.get(HEADER_TYPE))
-        digest = hashlib.sha256(message.body).hexdigest()
-        if author is not None:
-            await self._send_receipt(
-                author,
-                Receipt(
-                    kind=Kind.DELIVERED,
-                    nachrichten_uuid=uuid,
-                    issuer=self.settings.broker_kennung,
-                    issued=datetime.now(UTC),
-                    digest=digest,
-                    nachrichtentyp=nachrichtentyp,
-                    author=author,
-                    recipients=(target.kennung,),
-                ),
-            )
-        self._journal.record(
-            StatusEvent(
-                uuid,
-                EventKind.DELIVERED,
-                author=author,
-                agency=target.kennung,
-                nachrichtentyp=nachrichtentyp,
-                digest=digest,
-            )
-        )
-        published = headers.get(HEADER_PUBLISHED)
-        if isinstance(published, int | float) and nachrichtentyp:
-            self.metrics.observe_end_to_end(nachrichtentyp, time.time() - published)
-        event(
-            log,
-            "message.delivered",
-            uuid=uuid,
-            agency=target.kennung,
-            author=author,
-            nachrichtentyp=nachrichtentyp,
-        )
-
-    async def _retry(
-        self, target: _Target, message: AbstractIncomingMessage, result: PushResult
-    ) -> None:
-        failures = _int(_headers(message).get(HEADER_ATTEMPT)) + 1
-        delay = self.schedule.delay_after(failures)
-        if delay is None:
-            await self._give_up(target, message, failures, result)
-            return
-        await self._republish(
-            target,
-            message,
-            "",
-            routing_key=delay_queue(target.kennung, delay, test=target.test),
-            extra={HEADER_ATTEMPT: failures, HEADER_LAST_ERROR: result.error},
-        )
-        event(
-            log,
-            "webhook.retry",
-            logging.WARNING,
-            uuid=message.message_id,
-            agency=target.kennung,
-            failures=failures,
-            delay_seconds=delay,
-            error=result.error,
-        )
-
-    async def _give_up(
-        self,
-        target: _Target,
-        message: AbstractIncomingMessage,
-        failures: int,
-        result: PushResult,
-    ) -> None:
-        # Straight into the inbox's .dead queue (not through xbroker.dead, whose other
-        # bindings react to dead letters): the receipt is issued here, once.
-        await self._republish(
-            target,
-            message,
-            "",
-            routing_key=f"{target.inbox}.dead",
-            extra={HEADER_ATTEMPT: failures, HEADER_LAST_ERROR: result.error},
-        )
-        headers = _headers(message)
-        uuid = message.message_id or ""
-        author = header_text(headers.get(HEADER_AUTHOR))
-        nachrichtentyp = header_text(headers.get(HEADER_TYPE))
-        detail = (
-            f"webhook of {target.kennung} did not accept the message in {failures} attempts "
-            f"over {self.schedule.total_seconds:g} s; last: {result.error}"
-        )
-        if author is not None:
-            await self._send_receipt(
-                author,
-                Receipt(
-                    kind=Kind.FAILED,
-                    nachrichten_uuid=uuid,
-                    issuer=self.settings.broker_kennung,
-                    issued=datetime.now(UTC),
-                    digest=hashlib.sha256(message.body).hexdigest(),
-                    nachrichtentyp=nachrichtentyp,
-                    author=author,
-                    recipients=(target.kennung,),
-                    reason=Reason.UNDELIVERABLE.value,
-                    detail=detail,
-                ),
-            )
-        self._journal.record(
-            StatusEvent(
-                uuid,
-                EventKind.FAILED,
-                author=author,
-                agency=target.kennung,
-                nachrichtentyp=nachrichtentyp,
-                reason=Reason.UNDELIVERABLE.value,
-            )
-        )
-        self.metrics.delivery(target.kennung, "dead_lettered")
-        event(log, "webhook.failed", logging.ERROR, uuid=uuid, agency=target.kennung, error=detail)
-
-    async def _disable(self, target: _Target, message: AbstractIncomingMessage) -> None:
+    async def _disable(self, target: WebhookTarget, message: AbstractIncomingMessage) -> None:
         await self._republish(target, message, topology.DELIVER_EXCHANGE)
         if target.kennung in self._disabled:
             return
@@ -366,7 +220,7 @@ class WebhookDeliverer:
 
     async def _republish(
         self,
-        target: _Target,
+        target: WebhookTarget,
         message: AbstractIncomingMessage,
         exchange_name: str,
         *,
@@ -379,7 +233,7 @@ class WebhookDeliverer:
         key = routing_key or topology.agency_routing_key(target.kennung, test=target.test)
         headers: HeadersType = {
             k: v
-            for k, v in _headers(message).items()
+            for k, v in message_headers(message).items()
             if k != "x-death" and not k.startswith("x-first-death")
         }
         headers.update(extra or {})
@@ -394,31 +248,3 @@ class WebhookDeliverer:
         await publishing.publish_confirmed(
             exchange, copy, key, self.settings.confirm_timeout_seconds
         )
-
-
-def _targets(directory: Directory, secrets: Mapping[str, str]) -> list[_Target]:
-    targets: list[_Target] = []
-    for agency in webhook_agencies(directory):
-        endpoint = agency.endpoint
-        assert isinstance(endpoint, WebhookEndpoint)
-        text = secrets.get(endpoint.secret_env)
-        if not text:
-            raise ConfigurationError(
-                f"{agency.kennung}: webhook secret variable {endpoint.secret_env} is not set"
-            )
-        try:
-            secret = WebhookSecret(text)
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"{agency.kennung}: {endpoint.secret_env}: {exc}") from exc
-        targets.append(_Target(agency.kennung, False, endpoint.url, secret))
-        if endpoint.test_url is not None:
-            targets.append(_Target(agency.kennung, True, endpoint.test_url, secret))
-    return targets
-
-
-def _headers(message: AbstractIncomingMessage) -> HeadersType:
-    return dict(message.headers or {})
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) else 0
