@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
     AbstractIncomingMessage,
@@ -108,11 +107,8 @@ class AgencyClient:
         self.rejected = 0
 
     async def start(self) -> None:
-        self._connection = await aio_pika.connect_robust(
-            self._url, client_properties={"connection_name": f"xbroker-agency {self.kennung}"}
-        )
-        self._channel = await self._connection.channel(
-            publisher_confirms=True, on_return_raises=True
+        self._connection, self._channel = await publishing.connect(
+            self._url, f"xbroker-agency {self.kennung}"
         )
         await self._channel.set_qos(prefetch_count=self._prefetch)
         queue = await self._channel.get_queue(topology.agency_queue(self.kennung, test=self._test))

@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 
-import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from lxml import etree
 
@@ -113,11 +112,8 @@ class Portal:
         await self.close()
 
     async def start(self, *, receive: bool = True) -> None:
-        self._connection = await aio_pika.connect_robust(
-            self._url, client_properties={"connection_name": f"xbroker-portal {self.kennung}"}
-        )
-        self._channel = await self._connection.channel(
-            publisher_confirms=True, on_return_raises=True
+        self._connection, self._channel = await publishing.connect(
+            self._url, f"xbroker-portal {self.kennung}"
         )
         if receive:
             queue = await self._channel.get_queue(topology.receipt_queue(self.kennung))

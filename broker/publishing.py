@@ -14,7 +14,12 @@ from collections.abc import Mapping
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractExchange, HeadersType
+from aio_pika.abc import (
+    AbstractExchange,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+    HeadersType,
+)
 
 from broker.errors import PublishError
 
@@ -22,6 +27,7 @@ __all__ = [
     "HEADER_AUTHOR",
     "HEADER_PUBLISHED",
     "HEADER_TYPE",
+    "connect",
     "header_text",
     "message",
     "publish_confirmed",
@@ -39,6 +45,19 @@ def header_text(value: object) -> str | None:
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     return str(value) if value else None
+
+
+async def connect(
+    amqp_url: str, name: str
+) -> tuple[AbstractRobustConnection, AbstractRobustChannel]:
+    """A robust connection (it reconnects by itself) and a channel whose publishes are
+    confirmed and whose unroutable publishes raise, as every publish here needs."""
+    connection = await aio_pika.connect_robust(
+        amqp_url, client_properties={"connection_name": name}
+    )
+    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    assert isinstance(channel, AbstractRobustChannel)
+    return connection, channel
 
 
 def message(

@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-import aio_pika
 import aiormq
 from aio_pika.abc import (
     AbstractChannel,
@@ -24,7 +23,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from broker import topology
+from broker import publishing, topology
 from broker.dedup import DedupStore
 from broker.delivery_receipts import DeliveryReceipts
 from broker.errors import ConfigurationError, TransientError
@@ -151,11 +150,8 @@ class BrokerService:
                 send_receipt=self._outbox.send,
                 journal=self.journal,
             )
-        self._connection = await aio_pika.connect_robust(
-            self.settings.amqp_url, client_properties={"connection_name": "xbroker-broker"}
-        )
-        self._channel = await self._connection.channel(
-            publisher_confirms=True, on_return_raises=True
+        self._connection, self._channel = await publishing.connect(
+            self.settings.amqp_url, "xbroker-broker"
         )
         await self._channel.set_qos(prefetch_count=self.settings.prefetch)
         try:

@@ -46,12 +46,7 @@ class IngressPublisher:
         self._depth_lock = asyncio.Lock()
 
     async def start(self) -> None:
-        self._connection = await aio_pika.connect_robust(
-            self._url, client_properties={"connection_name": "xbroker-http-api"}
-        )
-        self._channel = await self._connection.channel(
-            publisher_confirms=True, on_return_raises=True
-        )
+        self._connection, self._channel = await publishing.connect(self._url, "xbroker-http-api")
         self._exchange = await self._channel.get_exchange(topology.INGRESS_EXCHANGE, ensure=False)
 
     async def close(self) -> None:
