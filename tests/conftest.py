@@ -211,3 +211,25 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture(scope="module")
+def module_vhost_url(rabbitmq: RabbitMQ, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A vhost of the test module's own (``<session vhost>-<module>``), for tests whose
+    counters or queues must see no other module's messages. Needs the local node."""
+    if rabbitmq.node is None:
+        pytest.skip("needs the local node to make a vhost of the module's own")
+    root = request.config.rootpath
+    vhost = f"{rabbitmq.vhost}-{request.module.__name__.rsplit('.', 1)[-1]}"
+    devnode.add_vhost(vhost, root=root)
+    devnode.set_permissions(vhost, rabbitmq.user, ".*", ".*", ".*", root=root)
+    yield rabbitmq.node.url_for_vhost(vhost)
+    devnode.delete_vhost(vhost, root=root)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

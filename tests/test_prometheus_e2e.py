@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +24,8 @@ import pytest
 import yaml
 
 import monitoring
-from broker import devnode
 from monitoring.http import build_app, serve
-from tests.conftest import RabbitMQ
+from tests.conftest import RabbitMQ, free_port
 from tests.world import World, running_world
 
 pytestmark = pytest.mark.rabbitmq
@@ -59,13 +57,6 @@ class Stack:
     vhost: str
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def prometheus_binary() -> str:
     path = shutil.which("prometheus")
@@ -75,16 +66,8 @@ def prometheus_binary() -> str:
 
 
 @pytest.fixture(scope="module")
-def vhost_url(rabbitmq: RabbitMQ, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A vhost of this module's own, so no other test's messages reach its counters."""
-    if rabbitmq.node is None:
-        pytest.skip("needs the local node: its rabbitmq_prometheus port and a vhost of its own")
-    root = request.config.rootpath
-    vhost = f"{rabbitmq.vhost}-prometheus"
-    devnode.add_vhost(vhost, root=root)
-    devnode.set_permissions(vhost, rabbitmq.user, ".*", ".*", ".*", root=root)
-    yield rabbitmq.node.url_for_vhost(vhost)
-    devnode.delete_vhost(vhost, root=root)
+def vhost_url(module_vhost_url: str) -> str:
+    return module_vhost_url
 
 
 def rabbitmq_queues_job(target: str, vhost: str) -> dict[str, Any]:

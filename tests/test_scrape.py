@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from broker import devnode
 from monitoring.http import build_app, serve
-from tests.conftest import RabbitMQ
 from tests.world import running_world
 
 pytestmark = pytest.mark.rabbitmq
@@ -29,17 +27,8 @@ REJECTED = ("invalid-anmeldung-missing-birthdate.xml",)
 
 
 @pytest.fixture(scope="module")
-def vhost_url(rabbitmq: RabbitMQ, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A vhost of this module's own, so no other test's messages reach its counters."""
-    if rabbitmq.node is None:
-        yield rabbitmq.amqp_url
-        return
-    root = request.config.rootpath
-    vhost = f"{rabbitmq.vhost}-scrape"
-    devnode.add_vhost(vhost, root=root)
-    devnode.set_permissions(vhost, rabbitmq.user, ".*", ".*", ".*", root=root)
-    yield rabbitmq.node.url_for_vhost(vhost)
-    devnode.delete_vhost(vhost, root=root)
+def vhost_url(module_vhost_url: str) -> str:
+    return module_vhost_url
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,9 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import aio_pika
 import httpx
 import pytest
 
-from broker import devnode, topology
+from broker import topology
 from broker.agency import AgencyClient, Delivery
 from broker.app import load_parts, party_signer
 from broker.commands.demo import ensure_dev_pki
@@ -35,7 +34,7 @@ from broker.receipts import Kind, Receipt
 from broker.settings import Settings, load_settings
 from routing import Directory
 from signing import parse_untrusted
-from tests.conftest import RabbitMQ
+from tests.conftest import free_port
 from xta_schemas.samples import with_fresh_header
 
 pytestmark = pytest.mark.rabbitmq
@@ -50,23 +49,9 @@ GRACE = 10.0
 TIMEOUT = 180.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
-def vhost_url(rabbitmq: RabbitMQ, request: pytest.FixtureRequest) -> Iterator[str]:
-    if rabbitmq.node is None:
-        pytest.skip("needs the local node to make a vhost of its own")
-    root = request.config.rootpath
-    vhost = f"{rabbitmq.vhost}-shutdown"
-    devnode.add_vhost(vhost, root=root)
-    devnode.set_permissions(vhost, rabbitmq.user, ".*", ".*", ".*", root=root)
-    yield rabbitmq.node.url_for_vhost(vhost)
-    devnode.delete_vhost(vhost, root=root)
+def vhost_url(module_vhost_url: str) -> str:
+    return module_vhost_url
 
 
 async def declare_topology(settings: Settings, directory: Directory) -> None:
