@@ -147,7 +147,7 @@ class BrokerService:
                 self.settings,
                 self.directory,
                 self.metrics,
-                send_receipt=self._outbox.send,
+                outbox=self._outbox,
                 journal=self.journal,
             )
         self._connection, self._channel = await publishing.connect(

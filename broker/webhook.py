@@ -46,9 +46,10 @@ from broker.acks import settle
 from broker.errors import TransientError
 from broker.journal import Journal, Journals
 from broker.logs import event
+from broker.outbox import ReceiptOutbox
 from broker.publishing import HEADER_AUTHOR, HEADER_TYPE
 from broker.settings import Settings
-from broker.webhook_outcomes import Outcomes, SendReceipt
+from broker.webhook_outcomes import Outcomes
 from broker.webhook_push import Pusher, PushResult
 from broker.webhook_queues import RetrySchedule, declare_delay_queues
 from broker.webhook_targets import (
@@ -60,7 +61,7 @@ from broker.webhook_targets import (
 from monitoring.metrics import Metrics
 from routing import Directory
 
-__all__ = ["SendReceipt", "WebhookDeliverer", "webhook_agencies"]
+__all__ = ["WebhookDeliverer", "webhook_agencies"]
 
 log = logging.getLogger("xbroker.webhook")
 
@@ -74,7 +75,7 @@ class WebhookDeliverer:
         directory: Directory,
         metrics: Metrics,
         *,
-        send_receipt: SendReceipt,
+        outbox: ReceiptOutbox,
         journal: Journal | None = None,
         secrets: Mapping[str, str] | None = None,
     ) -> None:
@@ -89,7 +90,7 @@ class WebhookDeliverer:
         self._pusher: Pusher | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._outcomes = Outcomes(
-            settings, metrics, self.schedule, send_receipt, self._journal, self._republish
+            settings, metrics, self.schedule, outbox, self._journal, self._republish
         )
 
     @property

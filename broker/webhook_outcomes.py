@@ -12,9 +12,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Protocol
 
 from aio_pika.abc import AbstractIncomingMessage
@@ -22,19 +21,18 @@ from aio_pika.abc import AbstractIncomingMessage
 from broker.errors import Reason
 from broker.journal import EventKind, Journal, StatusEvent
 from broker.logs import event
+from broker.outbox import ReceiptOutbox
 from broker.publishing import HEADER_AUTHOR, HEADER_PUBLISHED, HEADER_TYPE, header_text
-from broker.receipts import Kind, Receipt
+from broker.receipts import Kind
 from broker.settings import Settings
 from broker.webhook_push import PushResult
 from broker.webhook_queues import HEADER_ATTEMPT, HEADER_LAST_ERROR, RetrySchedule, delay_queue
 from broker.webhook_targets import WebhookTarget, message_headers
 from monitoring.metrics import Metrics
 
-__all__ = ["Outcomes", "Republish", "SendReceipt"]
+__all__ = ["Outcomes", "Republish"]
 
 log = logging.getLogger("xbroker.webhook")
-
-SendReceipt = Callable[[str, Receipt], Awaitable[None]]
 
 
 class Republish(Protocol):
@@ -58,7 +56,7 @@ class Outcomes:
     settings: Settings
     metrics: Metrics
     schedule: RetrySchedule
-    send_receipt: SendReceipt
+    outbox: ReceiptOutbox
     journal: Journal
     republish: Republish
 
@@ -70,13 +68,11 @@ class Outcomes:
         nachrichtentyp = header_text(headers.get(HEADER_TYPE))
         digest = hashlib.sha256(message.body).hexdigest()
         if author is not None:
-            await self.send_receipt(
+            await self.outbox.send(
                 author,
-                Receipt(
-                    kind=Kind.DELIVERED,
-                    nachrichten_uuid=uuid,
-                    issuer=self.settings.broker_kennung,
-                    issued=datetime.now(UTC),
+                self.outbox.receipt(
+                    Kind.DELIVERED,
+                    uuid,
                     digest=digest,
                     nachrichtentyp=nachrichtentyp,
                     author=author,
@@ -158,13 +154,11 @@ class Outcomes:
             f"over {self.schedule.total_seconds:g} s; last: {result.error}"
         )
         if author is not None:
-            await self.send_receipt(
+            await self.outbox.send(
                 author,
-                Receipt(
-                    kind=Kind.FAILED,
-                    nachrichten_uuid=uuid,
-                    issuer=self.settings.broker_kennung,
-                    issued=datetime.now(UTC),
+                self.outbox.receipt(
+                    Kind.FAILED,
+                    uuid,
                     digest=hashlib.sha256(message.body).hexdigest(),
                     nachrichtentyp=nachrichtentyp,
                     author=author,
