@@ -20,11 +20,9 @@ from collections.abc import Callable
 from copy import deepcopy
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from lxml import etree
 
+from bench.signing import verify_public_key
 from bench.world import BenchWorld
 from broker.pipeline import Accepted, Pipeline
 from routing import RoutingInput, route
@@ -64,12 +62,7 @@ def _floor(body: bytes) -> Callable[[], object]:
 
     def once() -> object:
         digest = hashlib.sha256(etree.tostring(content, method="c14n", exclusive=True)).digest()
-        if isinstance(key, rsa.RSAPublicKey):
-            key.verify(raw, signed_info, padding.PKCS1v15(), hashes.SHA256())
-        elif isinstance(key, ec.EllipticCurvePublicKey):
-            half = len(raw) // 2
-            der = encode_dss_signature(int.from_bytes(raw[:half]), int.from_bytes(raw[half:]))
-            key.verify(der, signed_info, ec.ECDSA(hashes.SHA256()))
+        verify_public_key(key, raw, signed_info)
         return digest
 
     return once

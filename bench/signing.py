@@ -28,7 +28,7 @@ from signing.reference import verify_with_signxml
 from signing.structure import inspect_signature
 from signing.trust import utc_time
 
-__all__ = ["run"]
+__all__ = ["run", "verify_public_key"]
 
 _ITEMS = "".join(
     f"<x:position nr='{i}'><x:bezeichnung>Posten {i}</x:bezeichnung>"
@@ -41,6 +41,16 @@ MESSAGE = (
     "</x:identifikation><x:autor>psw:02000000</x:autor><x:leser>dst:09162000</x:leser>"
     "</x:nachrichtenkopf><x:inhalt>" + _ITEMS + "</x:inhalt></x:nachricht>"
 ).encode()
+
+
+def verify_public_key(key: object, raw: bytes, signed_info: bytes) -> None:
+    """The one public-key check of the floor: RSA PKCS#1 v1.5 or ECDSA (raw r || s), SHA-256."""
+    if isinstance(key, rsa.RSAPublicKey):
+        key.verify(raw, signed_info, padding.PKCS1v15(), hashes.SHA256())
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        half = len(raw) // 2
+        der = encode_dss_signature(int.from_bytes(raw[:half]), int.from_bytes(raw[half:]))
+        key.verify(der, signed_info, ec.ECDSA(hashes.SHA256()))
 
 
 def _rate(action: Callable[[], object], n: int) -> float:
@@ -63,12 +73,7 @@ def _floor(signed: bytes, signer: Signer) -> Callable[[], object]:
     def once() -> object:
         document = etree.fromstring(signed)
         hashlib.sha256(etree.tostring(unsigned, method="c14n", exclusive=True)).digest()
-        if isinstance(key, rsa.RSAPublicKey):
-            key.verify(raw, signed_info, padding.PKCS1v15(), hashes.SHA256())
-        elif isinstance(key, ec.EllipticCurvePublicKey):
-            half = len(raw) // 2
-            der = encode_dss_signature(int.from_bytes(raw[:half]), int.from_bytes(raw[half:]))
-            key.verify(der, signed_info, ec.ECDSA(hashes.SHA256()))
+        verify_public_key(key, raw, signed_info)
         return document
 
     return once
