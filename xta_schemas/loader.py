@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import quote
+from xml.sax.saxutils import quoteattr
 
 from lxml import etree
 
@@ -73,21 +75,31 @@ def _compile(
         if len(entries) == 1:
             document = etree.parse(str(entries[0]), parser)
         else:
-            # libxml2 honours only the first import of a namespace, so several entry
-            # schemas of the standard's namespace are included by a driver schema.
-            includes = "".join(
-                f'<xs:include schemaLocation="{entry.as_uri()}"/>' for entry in entries
-            )
-            driver = (
-                f'<xs:schema xmlns:xs="{XSD_NS}" targetNamespace="{namespace}">{includes}'
-                "</xs:schema>"
-            )
-            document = etree.ElementTree(
-                etree.fromstring(driver, parser, base_url=str(folder / "driver.xsd"))
-            )
+            document = etree.ElementTree(_driver(folder, entries, namespace, parser))
         return etree.XMLSchema(document)
     except (etree.XMLSyntaxError, etree.XMLSchemaParseError) as exc:
         raise StandardLoadError(f"{folder}: schemas do not compile: {exc}") from exc
+
+
+def _driver(
+    folder: Path, entries: tuple[Path, ...], namespace: str, parser: etree.XMLParser
+) -> etree._Element:
+    """A schema that includes every entry schema of the standard's namespace.
+
+    libxml2 honours only the first import of a namespace, so several entry schemas are
+    included instead. Each is named by its absolute path, percent-escaped where needed,
+    which libxml2 takes for the same document as a relative include of that file: an
+    entry that another entry includes too (as XJustiz's do) is loaded once, not declared
+    twice. A ``file:`` URL would be another document to libxml2.
+    """
+    includes = "".join(
+        f"<xs:include schemaLocation={quoteattr(quote(str(entry)))}/>" for entry in entries
+    )
+    text = (
+        f'<xs:schema xmlns:xs="{XSD_NS}" targetNamespace={quoteattr(namespace)}>'
+        f"{includes}</xs:schema>"
+    )
+    return etree.fromstring(text, parser, base_url=str(folder / "driver.xsd"))
 
 
 def _check_roots(

@@ -8,6 +8,7 @@ and how absolute schema locations map to local files. See docs/standards.md.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import StandardLoadError
 
 __all__ = [
+    "BEHOERDENKENNUNG",
     "MANIFEST_NAME",
     "HeaderPaths",
     "Manifest",
@@ -52,12 +54,28 @@ class StandardInfo(_Section):
     retired: dict[str, str] = {}
 
 
+# A Behördenkennung as the DVDV writes it: prefix, colon, kennung (``psw:02000000``).
+BEHOERDENKENNUNG = r"^[a-z]{2,6}:[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$"
+
+
 class PartyPaths(_Section):
     """``[header.party]``: XPaths relative to an author or reader element."""
 
     kennung: str = "kennung"
     name: str = "name"
     verzeichnisdienst: str = "verzeichnisdienst/code"
+    # What a kennung must look like. Releases that name parties otherwise (XJustiz names a
+    # court by its code, ``K1101``) set their own; the broker still refuses an empty one.
+    kennung_pattern: str = BEHOERDENKENNUNG
+
+    @field_validator("kennung_pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from exc
+        return value
 
 
 _KOPF = "nachrichtenkopf.g2g"
@@ -69,6 +87,9 @@ class HeaderPaths(_Section):
 
     uuid: str = f"{_ID}/nachrichtenUUID"
     nachrichtentyp: str = f"{_ID}/nachrichtentyp/code"
+    # False where the header carries no nachrichtentyp (XJustiz): the root element alone
+    # names the message type, and ``nachrichtentyp`` is not read.
+    nachrichtentyp_in_header: bool = True
     list_uri: str = f"{_ID}/nachrichtentyp/@listURI"
     list_version: str = f"{_ID}/nachrichtentyp/@listVersionID"
     created: str = f"{_ID}/erstellungszeitpunkt"

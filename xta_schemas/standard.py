@@ -25,7 +25,6 @@ from .report import DetailedReporter
 __all__ = ["HeaderXPaths", "Standard"]
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-_KENNUNG = re.compile(r"^[a-z]{2,6}:[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
 
@@ -67,6 +66,7 @@ class HeaderXPaths:
         self.readers = xp(paths.readers)
         self.test = xp(paths.test) if paths.test else None
         self.kennung = xp(paths.party.kennung)
+        self.kennung_pattern = re.compile(paths.party.kennung_pattern)
         self.party_name = xp(paths.party.name)
         self.verzeichnisdienst = xp(paths.party.verzeichnisdienst)
 
@@ -126,8 +126,13 @@ class Standard:
         uuid = self._required(xp.uuid, root, "nachrichtenUUID")
         if not _UUID.match(uuid):
             self._invalid(f"nachrichtenUUID {uuid!r} is not a canonical lower-case UUID")
-        nachrichtentyp = self._required(xp.nachrichtentyp, root, "nachrichtentyp")
         expected = self.message_type_of(root)
+        if not self.manifest.header.nachrichtentyp_in_header:
+            if expected is None:
+                self._invalid(f"root element {etree.QName(root).localname!r} is no message type")
+            nachrichtentyp = expected.code
+        else:
+            nachrichtentyp = self._required(xp.nachrichtentyp, root, "nachrichtentyp")
         if expected is not None and nachrichtentyp != expected.code:
             self._invalid(
                 f"nachrichtentyp {nachrichtentyp!r} does not match root element "
@@ -165,8 +170,11 @@ class Standard:
             self._invalid(f"{role} does not select an element")
         xp = self.header_xpaths
         kennung = self._required(xp.kennung, node, f"{role}/kennung")
-        if not _KENNUNG.match(kennung):
-            self._invalid(f"{role}/kennung {kennung!r} is not a Behördenkennung (prefix:kennung)")
+        if not xp.kennung_pattern.match(kennung):
+            self._invalid(
+                f"{role}/kennung {kennung!r} is not a Behördenkennung: it does not match "
+                f"{xp.kennung_pattern.pattern!r}"
+            )
         return Party(
             kennung=kennung,
             name=self._optional(xp.party_name, node),

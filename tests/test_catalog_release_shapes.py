@@ -1,0 +1,141 @@
+"""Shapes that published XÖV releases have and the first fixtures did not.
+
+Each fixture under ``tests/fixtures/standards/shapes/`` reproduces, with our own element
+names, one way a real release is put together (see docs/standards.md, "Published XÖV
+releases"): the release must load unchanged, with only a manifest next to it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from xta_schemas import Catalog, MessageError, StandardLoadError
+from xta_schemas.samples import sample_root
+
+SHAPES = Path(__file__).parent / "fixtures" / "standards" / "shapes"
+XGERICHT = SHAPES / "xgericht-1.0"
+XSOZIAL = Path(__file__).parent / "fixtures" / "standards" / "xsozial-1.0"
+G = "{urn:xbroker-test:xgericht}"
+
+
+@pytest.fixture(scope="module")
+def xgericht_catalog() -> Catalog:
+    return Catalog.load([XGERICHT], bundled=False)
+
+
+@pytest.fixture
+def shapes_copy(tmp_path: Path) -> Path:
+    copy = tmp_path / "shapes"
+    shutil.copytree(SHAPES, copy)
+    return copy
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def _header_error(catalog: Catalog, root: etree._Element) -> MessageError:
+    standard, _ = catalog.identify(root)
+    with pytest.raises(MessageError) as caught:
+        standard.header(root)
+    assert caught.value.code == "header-invalid"
+    return caught.value
+
+
+# -- several entry schemas that include one another ------------------------------------
+
+
+def test_entry_schema_that_another_entry_includes_is_declared_once(
+    xgericht_catalog: Catalog, no_network: None
+) -> None:
+    standard = xgericht_catalog.get("xgericht/1.0")
+    assert set(standard.message_types) == {
+        "nachricht.basis.eingangsbestaetigung.0005001",
+        "nachricht.antrag.klage.0200001",
+    }
+
+
+def test_schema_reached_by_two_relative_spellings_is_one_file(xgericht_catalog: Catalog) -> None:
+    files = xgericht_catalog.get("xgericht/1.0").schema_files
+    assert [path.name for path in files].count("code.xsd") == 1
+    assert len(files) == 4
+
+
+def test_entry_schemas_in_a_folder_with_spaces_load(tmp_path: Path, no_network: None) -> None:
+    folder = tmp_path / "Release & Co" / "xgericht-1.0"
+    shutil.copytree(XGERICHT, folder)
+    assert Catalog.load([folder], bundled=False).get("xgericht/1.0")
+
+
+def test_sample_of_the_release_shape_is_identified_and_valid(xgericht_catalog: Catalog) -> None:
+    standard = xgericht_catalog.get("xgericht/1.0")
+    root = sample_root(standard)
+    found, message_type = xgericht_catalog.identify(root)
+    assert found is standard
+    assert message_type.code == "nachricht.antrag.klage.0200001"
+    standard.validate(root)
+
+
+# -- header rules the manifest states --------------------------------------------------
+
+
+def test_header_without_nachrichtentyp_takes_the_type_from_the_root(
+    xgericht_catalog: Catalog,
+) -> None:
+    standard = xgericht_catalog.get("xgericht/1.0")
+    header = standard.header(sample_root(standard))
+    assert header.nachrichtentyp == "nachricht.antrag.klage.0200001"
+    assert header.uuid == "6f1c2a7e-3b9d-4c51-9e0a-2d4b8f7c1a35"
+
+
+def test_party_kennung_follows_the_pattern_of_the_manifest(xgericht_catalog: Catalog) -> None:
+    standard = xgericht_catalog.get("xgericht/1.0")
+    header = standard.header(sample_root(standard))
+    assert header.author.kennung == "G2001"
+    assert header.author.name == "Amtsgericht Musterstadt"
+    assert [reader.kennung for reader in header.readers] == ["G2002"]
+
+
+def test_kennung_outside_the_pattern_of_the_manifest_is_header_invalid(
+    xgericht_catalog: Catalog,
+) -> None:
+    root = sample_root(xgericht_catalog.get("xgericht/1.0"))
+    code = root.find(f"{G}nachrichtenkopf/{G}empfaenger/{G}gericht/code")
+    assert code is not None
+    code.text = "psw:02000000"
+    assert "'^G[0-9]{4}$'" in _header_error(xgericht_catalog, root).detail
+
+
+def test_kennung_pattern_that_is_no_regular_expression_is_a_load_error(
+    shapes_copy: Path,
+) -> None:
+    manifest = shapes_copy / "xgericht-1.0" / "manifest.toml"
+    _edit(manifest, 'kennung_pattern = "^G[0-9]{4}$"', 'kennung_pattern = "^G[0-9"')
+    with pytest.raises(StandardLoadError, match="kennung_pattern"):
+        Catalog.load([shapes_copy / "xgericht-1.0"], bundled=False)
+
+
+def test_nachrichtentyp_code_from_a_code_list_may_differ_from_the_root(tmp_path: Path) -> None:
+    # XWasser's header carries "0010" for its root administration.rueckweisung.0010.
+    folder = tmp_path / "xsozial-1.0"
+    shutil.copytree(XSOZIAL.parent, tmp_path, dirs_exist_ok=True)
+    _edit(folder / "manifest.toml", '"leistungsantrag.0100" = "leistungsantrag.0100"', "")
+    _edit(
+        folder / "manifest.toml",
+        "[message_types]",
+        '[message_types]\n"leistungsantrag.0100" = "0100"',
+    )
+    catalog = Catalog.load([folder], bundled=False)
+    standard = catalog.get("xsozial/1.0")
+    root = sample_root(standard)
+    typ = root.find("{http://www.xbroker.example/test/kopf/1.0}kopf/{*}typ")
+    assert typ is not None
+    assert "does not match root element" in _header_error(catalog, root).detail
+    typ.text = "0100"
+    assert standard.header(root).nachrichtentyp == "0100"
