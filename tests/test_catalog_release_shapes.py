@@ -139,3 +139,95 @@ def test_nachrichtentyp_code_from_a_code_list_may_differ_from_the_root(tmp_path:
     assert "does not match root element" in _header_error(catalog, root).detail
     typ.text = "0100"
     assert standard.header(root).nachrichtentyp == "0100"
+
+
+# -- versions that keep one namespace ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def both_versions() -> Catalog:
+    return Catalog.load([SHAPES], bundled=False)
+
+
+def _with_version(standard_key: str, catalog: Catalog, version: str) -> etree._Element:
+    root = sample_root(catalog.get(standard_key))
+    kopf = root.find(f"{G}nachrichtenkopf")
+    assert kopf is not None
+    kopf.set("version", version)
+    return root
+
+
+def test_versions_sharing_a_namespace_are_told_apart_by_the_stated_version(
+    both_versions: Catalog,
+) -> None:
+    for key in ("xgericht/1.0", "xgericht/1.1"):
+        standard = both_versions.get(key)
+        root = sample_root(standard)
+        found, _ = both_versions.identify(root)
+        assert found is standard
+        found.validate(root)
+
+
+def test_message_stating_a_version_not_in_service_is_unsupported_version(
+    both_versions: Catalog,
+) -> None:
+    root = _with_version("xgericht/1.1", both_versions, "0.9")
+    with pytest.raises(MessageError) as caught:
+        both_versions.identify(root)
+    assert caught.value.code == "unsupported-version"
+    assert "xgericht 0.9 is not in service; in service: 1.0, 1.1" in caught.value.detail
+
+
+def test_message_stating_no_version_is_unsupported_version(both_versions: Catalog) -> None:
+    root = sample_root(both_versions.get("xgericht/1.1"))
+    kopf = root.find(f"{G}nachrichtenkopf")
+    assert kopf is not None
+    del kopf.attrib["version"]
+    with pytest.raises(MessageError, match="no version stated") as caught:
+        both_versions.identify(root)
+    assert caught.value.code == "unsupported-version"
+
+
+def test_only_version_in_service_still_refuses_another_stated_version(
+    xgericht_catalog: Catalog,
+) -> None:
+    root = _with_version("xgericht/1.0", xgericht_catalog, "1.1")
+    with pytest.raises(MessageError) as caught:
+        xgericht_catalog.identify(root)
+    assert caught.value.code == "unsupported-version"
+
+
+def test_message_version_may_differ_from_the_release_version(shapes_copy: Path) -> None:
+    # XJustiz 3.7.0 still fixes xjustizVersion="3.6.2" in its schemas.
+    _edit(
+        shapes_copy / "xgericht-1.1" / "manifest.toml",
+        'version_in_message = "g:nachrichtenkopf/@version"',
+        'version_in_message = "g:nachrichtenkopf/@version"\nmessage_version = "1.0.1"',
+    )
+    catalog = Catalog.load([shapes_copy], bundled=False)
+    root = _with_version("xgericht/1.1", catalog, "1.0.1")
+    assert catalog.identify(root)[0].key == "xgericht/1.1"
+
+
+def test_sharing_a_namespace_without_a_stated_version_is_a_load_error(
+    shapes_copy: Path,
+) -> None:
+    _edit(
+        shapes_copy / "xgericht-1.1" / "manifest.toml",
+        'version_in_message = "g:nachrichtenkopf/@version"\n',
+        "",
+    )
+    with pytest.raises(StandardLoadError, match=r"need \[standard\] version_in_message"):
+        Catalog.load([shapes_copy], bundled=False)
+
+
+def test_two_versions_stating_the_same_message_version_is_a_load_error(
+    shapes_copy: Path,
+) -> None:
+    _edit(
+        shapes_copy / "xgericht-1.1" / "manifest.toml",
+        'version_in_message = "g:nachrichtenkopf/@version"',
+        'version_in_message = "g:nachrichtenkopf/@version"\nmessage_version = "1.0"',
+    )
+    with pytest.raises(StandardLoadError, match=r"stating version '1\.0'"):
+        Catalog.load([shapes_copy], bundled=False)

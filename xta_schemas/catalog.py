@@ -50,19 +50,21 @@ class Catalog:
     def __init__(self, standards: Iterable[Standard]) -> None:
         self.standards: tuple[Standard, ...] = tuple(standards)
         self._by_key: dict[str, Standard] = {}
-        self._by_namespace: dict[str, Standard] = {}
+        # Usually one standard per namespace; several where messages state their version.
+        self._by_namespace: dict[str, list[Standard]] = {}
         self._retired: dict[str, tuple[str, str]] = {}
         self._families: list[tuple[str, str]] = []
         for standard in self.standards:
-            for index, owner in (
-                (self._by_key, standard.key),
-                (self._by_namespace, standard.namespace),
-            ):
-                if owner in index:
-                    raise StandardLoadError(
-                        f"{standard.folder}: {owner} is already served by {index[owner].folder}"
-                    )
-                index[owner] = standard
+            if standard.key in self._by_key:
+                raise StandardLoadError(
+                    f"{standard.folder}: {standard.key} is already served by "
+                    f"{self._by_key[standard.key].folder}"
+                )
+            self._by_key[standard.key] = standard
+            sharing = self._by_namespace.setdefault(standard.namespace, [])
+            for other in sharing:
+                _check_can_share(standard, other)
+            sharing.append(standard)
             info = standard.manifest.standard
             for version, namespace in info.retired.items():
                 self._retired[namespace] = (standard.name, version)
@@ -97,8 +99,9 @@ class Catalog:
         """Find the standard and message type of a message by its root element."""
         qname = etree.QName(root)
         namespace = qname.namespace or ""
-        standard = self._by_namespace.get(namespace)
-        if standard is not None:
+        sharing = self._by_namespace.get(namespace)
+        if sharing:
+            standard = self._by_version(sharing, root)
             message_type = standard.message_type_of(root)
             if message_type is not None:
                 return standard, message_type
@@ -124,4 +127,41 @@ class Catalog:
             UNKNOWN_MESSAGE_TYPE,
             f"no standard in service has root element {qname.localname!r} "
             f"in namespace {namespace or '(none)'}",
+        )
+
+    def _by_version(self, sharing: Sequence[Standard], root: etree._Element) -> Standard:
+        """Of the standards of one namespace, the one whose version the message states."""
+        first = sharing[0]
+        if not first.states_version:
+            return first
+        stated = first.version_of(root)
+        for standard in sharing:
+            if standard.message_version == stated:
+                return standard
+        in_service = ", ".join(
+            sorted(
+                s.version
+                if s.message_version == s.version
+                else f"{s.version} (states {s.message_version})"
+                for s in sharing
+            )
+        )
+        raise MessageError(
+            UNSUPPORTED_VERSION,
+            f"{first.name} {stated or '(no version stated)'} is not in service; "
+            f"in service: {in_service}",
+        )
+
+
+def _check_can_share(standard: Standard, other: Standard) -> None:
+    """Two standards may share a namespace only if messages say which one they speak."""
+    if not (standard.states_version and other.states_version):
+        raise StandardLoadError(
+            f"{standard.folder}: {standard.namespace} is already served by {other.folder}; "
+            "versions that share a namespace need [standard] version_in_message"
+        )
+    if standard.message_version == other.message_version:
+        raise StandardLoadError(
+            f"{standard.folder}: messages stating version {standard.message_version!r} "
+            f"in {standard.namespace} are already served by {other.folder}"
         )

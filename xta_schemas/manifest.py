@@ -52,6 +52,12 @@ class StandardInfo(_Section):
     namespace_family: str | None = None
     # version -> namespace of versions that were in service once.
     retired: dict[str, str] = {}
+    # For standards that keep one namespace across versions (XJustiz: http://www.xjustiz.de,
+    # the version in nachrichtenkopf/@xjustizVersion): an XPath relative to the root that
+    # gives the version a message speaks, and the value it has for this version (default:
+    # ``version``). Several versions of such a standard can then be in service together.
+    version_in_message: str | None = None
+    message_version: str | None = None
 
 
 # A Behördenkennung as the DVDV writes it: prefix, colon, kennung (``psw:02000000``).

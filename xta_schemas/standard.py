@@ -100,6 +100,13 @@ class Standard:
             }
         )
         self._by_root = {mt.root: mt for mt in self.message_types.values()}
+        # The version a message of this standard states, where the namespace does not say.
+        self.message_version: str = info.message_version or info.version
+        self._version_in_message = (
+            etree.XPath(info.version_in_message, namespaces=manifest.namespaces)
+            if info.version_in_message
+            else None
+        )
         self._schema = schema
         self._reporter = reporter
         self.header_xpaths = HeaderXPaths(manifest)
@@ -117,6 +124,17 @@ class Standard:
         if qname.namespace != self.namespace:
             return None
         return self._by_root.get(qname.localname)
+
+    @property
+    def states_version(self) -> bool:
+        """Whether messages state their version in content rather than by namespace."""
+        return self._version_in_message is not None
+
+    def version_of(self, root: etree._Element) -> str | None:
+        """The version ``root`` states (``version_in_message``), or None if it states none."""
+        if self._version_in_message is None:
+            return None
+        return self._optional(self._version_in_message, root)
 
     # -- header ---------------------------------------------------------------------------
 
