@@ -126,3 +126,21 @@ def test_xbroker_cli_offers_the_schemas_command(capsys: pytest.CaptureFixture[st
 
     assert main(["schemas", "list"]) == 0
     assert "xmeld/1.1" in capsys.readouterr().out
+
+
+def test_load_builds_the_report_schema_ahead_and_says_how_long_loading_took(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, report = run_json(capsys, "schemas", "load", str(FIXTURES / "xsozial-1.0"))
+    assert code == 0
+    assert isinstance(report, list)
+    (item,) = report
+    assert item["report_schema_problem"] is None
+    assert item["load_seconds"] > 0 and item["report_seconds"] >= 0
+
+
+def test_load_prints_load_time_and_report_schema_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("schemas", "load", str(FIXTURES / "shapes" / "xgericht-1.0")) == 0
+    out = capsys.readouterr().out
+    assert "  load time      " in out
+    assert "  report schema  built in " in out

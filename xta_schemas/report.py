@@ -97,6 +97,18 @@ class DetailedReporter:
             )
         return self._schema
 
+    def prepare(self) -> str | None:
+        """Build xmlschema's view now; None when ready, else why reports fall back to lxml.
+
+        For a release of XJustiz's size this takes seconds, which the first invalid
+        message would otherwise wait for.
+        """
+        try:
+            self._compiled()
+        except (xmlschema.XMLSchemaException, OSError, ValueError, TypeError) as exc:
+            return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return None
+
     def issues(self, root: etree._Element, log: etree._ListErrorLog) -> tuple[ValidationIssue, ...]:
         """At most MAX_ISSUES issues explaining why ``root`` is invalid."""
         try:

@@ -81,6 +81,7 @@ class Standard:
         reporter: DetailedReporter,
         samples: tuple[Path, ...],
         schema_files: tuple[Path, ...] = (),
+        load_seconds: float = 0.0,
     ) -> None:
         info = manifest.standard
         self.manifest = manifest
@@ -93,6 +94,8 @@ class Standard:
         self.samples: tuple[Path, ...] = samples
         # Every local schema file the standard compiled from, for diagnostics.
         self.schema_files: tuple[Path, ...] = schema_files
+        # How long resolving and compiling the schemas took, for operators.
+        self.load_seconds: float = load_seconds
         self.message_types: Mapping[str, MessageType] = MappingProxyType(
             {
                 code: MessageType(code=code, root=root)
@@ -226,6 +229,13 @@ class Standard:
         raise MessageError(HEADER_INVALID, f"{self.key}: {detail}")
 
     # -- validation and routing -----------------------------------------------------------
+
+    def prepare_report(self) -> str | None:
+        """Build the detailed report's schema ahead of the first invalid message.
+
+        Returns None when it is ready, else why reports will be lxml's terse messages.
+        """
+        return self._reporter.prepare()
 
     def validate(self, root: etree._Element) -> None:
         """Validate against the compiled schema. Raises MessageError(schema-invalid)."""

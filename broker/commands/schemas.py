@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,7 @@ def _describe(standard: Standard) -> dict[str, Any]:
         "routing_facts": sorted(standard.manifest.routing),
         "schema_files": [str(path) for path in standard.schema_files],
         "samples": [str(path) for path in standard.samples],
+        "load_seconds": round(standard.load_seconds, 3),
     }
 
 
@@ -210,6 +212,9 @@ def _load(args: argparse.Namespace) -> int:
         if standard.folder not in folders:
             continue
         item = _describe(standard)
+        started = time.perf_counter()
+        item["report_schema_problem"] = standard.prepare_report()
+        item["report_seconds"] = round(time.perf_counter() - started, 3)
         item["sample_results"] = [
             asdict(check_message(catalog, etree.tostring(read_sample(path)), str(path)))
             for path in standard.samples
@@ -224,6 +229,13 @@ def _load(args: argparse.Namespace) -> int:
             print(f"  namespace      {item['namespace']}")
             print(f"  message types  {', '.join(item['message_types'])}")
             print(f"  routing facts  {', '.join(item['routing_facts']) or '(none)'}")
+            print(f"  load time      {item['load_seconds']:.2f} s")
+            problem = item["report_schema_problem"]
+            print(
+                f"  report schema  built in {item['report_seconds']:.2f} s"
+                if problem is None
+                else f"  report schema  unavailable, reports use lxml's messages: {problem}"
+            )
             print(f"  schema files   {len(item['schema_files'])}")
             for path in item["schema_files"]:
                 print(f"    {path}")
