@@ -231,3 +231,39 @@ def test_two_versions_stating_the_same_message_version_is_a_load_error(
     )
     with pytest.raises(StandardLoadError, match=r"stating version '1\.0'"):
         Catalog.load([shapes_copy], bundled=False)
+
+
+# -- the test flag of the XÖV basisnachricht ---------------------------------------------
+
+
+def _xsozial_with_test_flag(
+    tmp_path: Path, means: str, value: str
+) -> tuple[Catalog, etree._Element]:
+    shutil.copytree(XSOZIAL.parent, tmp_path, dirs_exist_ok=True)
+    manifest = tmp_path / "xsozial-1.0" / "manifest.toml"
+    _edit(
+        manifest, 'test = "kopf:kopf/kopf:testmeldung"', f'test = "@test"\ntest_means = "{means}"'
+    )
+    catalog = Catalog.load([tmp_path / "xsozial-1.0"], bundled=False)
+    root = sample_root(catalog.get("xsozial/1.0"))
+    root.set("test", value)
+    return catalog, root
+
+
+@pytest.mark.parametrize("value", ["", "ja", "Testlauf 3"])
+def test_test_flag_meaning_present_marks_a_test_message_whatever_it_holds(
+    tmp_path: Path, value: str
+) -> None:
+    catalog, root = _xsozial_with_test_flag(tmp_path, "present", value)
+    assert catalog.get("xsozial/1.0").header(root).test is True
+
+
+def test_test_flag_meaning_present_is_false_when_absent(tmp_path: Path) -> None:
+    catalog, root = _xsozial_with_test_flag(tmp_path, "present", "x")
+    del root.attrib["test"]
+    assert catalog.get("xsozial/1.0").header(root).test is False
+
+
+def test_boolean_test_flag_still_refuses_other_text(tmp_path: Path) -> None:
+    catalog, root = _xsozial_with_test_flag(tmp_path, "boolean", "ja")
+    assert "is not a boolean" in _header_error(catalog, root).detail

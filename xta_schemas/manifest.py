@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -102,6 +102,9 @@ class HeaderPaths(_Section):
     author: str = f"{_KOPF}/autor"
     readers: str = f"{_KOPF}/leser"
     test: str | None = "@test"
+    # "boolean": the test flag is true/false/1/0. "present": whatever it holds, its presence
+    # marks a test message, as in the XÖV basisnachricht (XWasser's ``@test``).
+    test_means: Literal["boolean", "present"] = "boolean"
     party: PartyPaths = PartyPaths()
 
 

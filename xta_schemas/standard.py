@@ -205,6 +205,9 @@ class Standard:
     def _test_flag(self, root: etree._Element) -> bool:
         if self.header_xpaths.test is None:
             return False
+        if self.manifest.header.test_means == "present":
+            found = self.header_xpaths.test(root)
+            return bool(found) if isinstance(found, list) else found is not None
         value = self._optional(self.header_xpaths.test, root)
         if value is None or value in _FALSE:
             return False
