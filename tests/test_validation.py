@@ -9,6 +9,7 @@ from typing import cast
 import pytest
 from lxml import etree
 
+from broker.commands.run import prepare_reports
 from xta_schemas import Catalog, MessageError, Standard
 from xta_schemas.report import MAX_ISSUES, DetailedReporter, issues_from_lxml
 from xta_schemas.samples import sample_root
@@ -211,3 +212,23 @@ def test_lxml_error_log_is_the_report_when_xmlschema_cannot_build(
     issues = reporter.issues(root, schema.error_log)
     assert issues == issues_from_lxml(schema.error_log)
     assert "einzugsdatum" in issues[0].reason
+
+
+def test_a_report_schema_that_cannot_be_built_is_not_built_again(tmp_path: Path) -> None:
+    missing = tmp_path / "later.xsd"
+    reporter = DetailedReporter((missing,), {}, {})
+    problem = reporter.prepare()
+    assert problem is not None
+    assert reporter.ready
+    # Even once the file exists, the failed build is what the reporter keeps: a large
+    # standard is not rebuilt for every invalid message.
+    missing.write_text('<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"/>', encoding="utf-8")
+    assert reporter.prepare() == problem
+
+
+def test_prepare_reports_builds_every_report_schema_before_the_first_message() -> None:
+    catalog = Catalog.load()
+    assert not any(standard.report_ready for standard in catalog.standards)
+    prepare_reports(catalog)
+    assert all(standard.report_ready for standard in catalog.standards)
+    assert all(standard.prepare_report() is None for standard in catalog.standards)

@@ -81,6 +81,9 @@ class DetailedReporter:
         self._table = dict(table)
         self._namespaces = dict(namespaces)
         self._schema: xmlschema.XMLSchema | None = None
+        # Why xmlschema could not build its view, once it failed: a build takes seconds
+        # for a large standard, so it is not tried again for every invalid message.
+        self._problem: str | None = None
 
     def _map_uri(self, uri: str) -> str:
         target = self._table.get(uri)
@@ -97,20 +100,28 @@ class DetailedReporter:
             )
         return self._schema
 
+    @property
+    def ready(self) -> bool:
+        """Whether the next report needs no build: xmlschema's view exists or cannot."""
+        return self._schema is not None or self._problem is not None
+
     def prepare(self) -> str | None:
         """Build xmlschema's view now; None when ready, else why reports fall back to lxml.
 
         For a release of XJustiz's size this takes seconds, which the first invalid
-        message would otherwise wait for.
+        message would otherwise wait for. A failed build is remembered, not retried.
         """
-        try:
-            self._compiled()
-        except (xmlschema.XMLSchemaException, OSError, ValueError, TypeError) as exc:
-            return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return None
+        if self._problem is None and self._schema is None:
+            try:
+                self._compiled()
+            except (xmlschema.XMLSchemaException, OSError, ValueError, TypeError) as exc:
+                self._problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return self._problem
 
     def issues(self, root: etree._Element, log: etree._ListErrorLog) -> tuple[ValidationIssue, ...]:
         """At most MAX_ISSUES issues explaining why ``root`` is invalid."""
+        if self.prepare() is not None:
+            return issues_from_lxml(log)
         try:
             errors = islice(
                 self._compiled().iter_errors(root, namespaces=self._namespaces), MAX_ISSUES

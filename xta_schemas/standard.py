@@ -233,6 +233,11 @@ class Standard:
 
     # -- validation and routing -----------------------------------------------------------
 
+    @property
+    def report_ready(self) -> bool:
+        """Whether a rejection's report is produced without first building a schema."""
+        return self._reporter.ready
+
     def prepare_report(self) -> str | None:
         """Build the detailed report's schema ahead of the first invalid message.
 
