@@ -1,11 +1,22 @@
 """Latency at fixed offered loads: publish → agency handler, publish → delivered receipt.
 
-The broker workers run as processes; the agency (``AgencyClient``) and the portal
-(``Portal``, receiving receipts) run in the benchmark's own process, as an agency and the
-portal would run beside the broker. Messages are published paced, on a fixed schedule
-(open loop: a slow broker does not slow the publisher down), each with its own confirm.
+The broker workers run as processes, and so do the agency (``AgencyClient``, which
+verifies each copy and sends its signed delivered receipt) and the portal (``Portal``,
+receiving and verifying receipts): ``bench.peer``, one process each, as they would run
+on hosts of their own. The benchmark's process only publishes, paced on a fixed
+schedule (open loop: a slow broker does not slow the publisher down), each message with
+its own confirm.
 
-Two clocks per message, both from the moment before its publish:
+The offered loads are shares of the **round trip's own maximum**, measured first in the
+same setup: a batch published as fast as confirms allow, and the rate at which delivered
+receipts come back. A message of the latency test costs more than one of the ingress
+drain (the workers also verify and forward the agency's receipt, and the agency and the
+portal verify and sign on the same cores), so a share of the ingress-only maximum can
+exceed what the round trip carries; the percentiles then measure a growing queue, not
+the broker. The ingress-only maximum is reported beside it.
+
+Two clocks per message, both from the moment before its publish (``time.perf_counter``,
+``CLOCK_MONOTONIC``, one clock for every process of the machine):
 
 * **agency**: until the agency's handler receives the verified copy;
 * **receipt**: until the portal holds the agency's signed ``delivered`` receipt (the
@@ -17,9 +28,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import statistics
+import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 
 import aio_pika
 from aio_pika.abc import AbstractChannel
@@ -29,13 +42,11 @@ from bench.throughput import uuid_of
 from bench.workers import WorkerPool, broker_command
 from bench.world import BenchWorld
 from broker import publishing, topology
-from broker.agency import AgencyClient, Delivery
-from broker.portal import Portal
-from broker.receipts import Kind, Receipt
 
-__all__ = ["LoadResult", "Percentiles", "measure_loads"]
+__all__ = ["Latency", "LoadResult", "Percentiles", "measure_loads"]
 
 _SETTLE_SECONDS = 30.0  # after the last publish, how long stragglers may take
+_PEER_START_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +66,7 @@ class Percentiles:
 
 @dataclass(frozen=True, slots=True)
 class LoadResult:
-    share: float  # of the measured maximum
+    share: float  # of the round trip's measured maximum
     offered_per_s: float
     achieved_per_s: float  # publishes per second actually made
     completed_per_s: float  # delivered receipts per second, first publish to last receipt
@@ -66,58 +77,113 @@ class LoadResult:
     receipt: Percentiles
 
 
+@dataclass(frozen=True, slots=True)
+class Latency:
+    maximum_per_s: float  # the round trip's maximum: the base of the offered loads
+    saturation: LoadResult  # how it was measured (a batch published unpaced)
+    loads: list[LoadResult]
+
+
+class _Clock:
+    """The times one peer process reported, by message UUID."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, float] = {}
+        self.arrived = asyncio.Event()
+        self.ready = asyncio.Event()
+
+    async def follow(self, stream: asyncio.StreamReader) -> None:
+        while line := await stream.readline():
+            text = line.decode().strip()
+            if text == "ready":
+                self.ready.set()
+                continue
+            uuid, _, at = text.partition(" ")
+            self.seen.setdefault(uuid, float(at))
+            self.arrived.set()
+
+
+@asynccontextmanager
+async def _peer(world: BenchWorld, role: str, kennung: str, prefetch: int) -> AsyncIterator[_Clock]:
+    """Run ``bench.peer ROLE`` for the run's world until the block ends."""
+    log = (world.root / "logs" / f"peer-{role}.log").open("ab")
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "bench.peer", role, str(world.settings_file)),
+        *(world.amqp_url, kennung, str(prefetch)),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=log,
+    )
+    clock = _Clock()
+    assert process.stdout is not None
+    reader = asyncio.create_task(clock.follow(process.stdout))
+    try:
+        async with asyncio.timeout(_PEER_START_SECONDS):
+            ready = asyncio.create_task(clock.ready.wait())
+            await asyncio.wait({ready, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if not clock.ready.is_set():
+                raise RuntimeError(f"bench.peer {role} ended before it was ready; see {log.name}")
+        yield clock
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(15.0):
+                    await process.wait()
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        log.close()
+
+
 async def measure_loads(
     world: BenchWorld,
     channel: AbstractChannel,
     cls: MessageClass,
     pool_size: int,
-    maximum_per_s: float,
     shares: Sequence[float],
+    saturation: Sequence[bytes],
     batches: Sequence[Sequence[bytes]],
-) -> list[LoadResult]:
-    """One broker pool, one agency, one portal; one paced batch per share of the maximum."""
-    published: dict[str, float] = {}
-    handled: dict[str, float] = {}
-    receipted: dict[str, float] = {}
-    arrived = asyncio.Event()
+    seconds: float,
+    prefetch: int,
+) -> Latency:
+    """One broker pool, one agency, one portal: the round trip's maximum, then the loads.
 
-    async def on_delivery(delivery: Delivery) -> None:
-        handled.setdefault(delivery.uuid, time.perf_counter())
-
-    async def on_receipt(receipt: Receipt) -> None:
-        if receipt.kind is Kind.DELIVERED:
-            receipted.setdefault(receipt.nachrichten_uuid, time.perf_counter())
-            arrived.set()
-
-    verifier = world.parts.verifier()
-    agency = AgencyClient(
-        world.amqp_url, cls.agency, world.signer(cls.agency), verifier, on_delivery, prefetch=64
-    )
-    portal = Portal(
-        world.amqp_url, cls.author, world.signer(cls.author), verifier, on_receipt=on_receipt
-    )
+    ``batches`` holds one batch per share, at least as many messages as ``seconds`` at
+    that share of the maximum need; only those are published.
+    """
     command = broker_command(world.settings_file, world.loop)
     env = world.worker_env(world.root / "state" / f"latency-{cls.name}")
-    results: list[LoadResult] = []
-    async with WorkerPool(command, pool_size, world.root / "logs" / "latency", env) as pool:
+    (world.root / "logs").mkdir(parents=True, exist_ok=True)
+    published: dict[str, float] = {}
+    async with (
+        WorkerPool(command, pool_size, world.root / "logs" / "latency", env) as pool,
+        _peer(world, "agency", cls.agency, prefetch) as agency,
+        _peer(world, "portal", cls.author, prefetch) as portal,
+    ):
         await pool.wait_consuming(channel, topology.INGRESS_QUEUE, 60.0)
-        await agency.start()
-        await portal.start()
-        try:
-            connection = await aio_pika.connect(world.amqp_url)
-            async with connection:
-                publish_channel = await connection.channel(publisher_confirms=True)
-                exchange = await publish_channel.get_exchange(topology.INGRESS_EXCHANGE)
-                for share, batch in zip(shares, batches, strict=True):
-                    rate = max(1.0, share * maximum_per_s)
-                    span = await _paced(exchange, batch, rate, published)
-                    uuids = [uuid_of(b) for b in batch]
-                    await _settle(uuids, receipted, arrived)
-                    results.append(_result(share, rate, span, uuids, published, handled, receipted))
-        finally:
-            await portal.close()
-            await agency.close()
-    return results
+        connection = await aio_pika.connect(world.amqp_url)
+        async with connection:
+            publish_channel = await connection.channel(publisher_confirms=True)
+            exchange = await publish_channel.get_exchange(topology.INGRESS_EXCHANGE)
+
+            async def run(share: float, rate: float, batch: Sequence[bytes]) -> LoadResult:
+                span = await _paced(exchange, batch, rate, published)
+                uuids = [uuid_of(b) for b in batch]
+                await _settle(uuids, portal)
+                return _result(share, rate, span, uuids, published, agency.seen, portal.seen)
+
+            unpaced = await run(1.0, float("inf"), saturation)
+            saturated = replace(unpaced, offered_per_s=unpaced.achieved_per_s)
+            maximum = saturated.completed_per_s
+            loads = []
+            for share, batch in zip(shares, batches, strict=True):
+                rate = max(1.0, share * maximum)
+                size = min(len(batch), max(20, int(rate * seconds)))
+                loads.append(await run(share, rate, batch[:size]))
+    return Latency(maximum, saturated, loads)
 
 
 async def _paced(
@@ -133,6 +199,8 @@ async def _paced(
         delay = start + index / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
+        elif index % 64 == 0:
+            await asyncio.sleep(0)  # unpaced: let confirms in now and then
         uuid = uuid_of(body)
         published[uuid] = time.perf_counter()
         task = asyncio.create_task(
@@ -151,17 +219,15 @@ async def _paced(
     return span
 
 
-async def _settle(
-    uuids: Sequence[str], receipted: dict[str, float], arrived: asyncio.Event
-) -> None:
+async def _settle(uuids: Sequence[str], portal: _Clock) -> None:
     """Wait until every message of the batch has its delivered receipt, or time is up."""
-    missing = [u for u in uuids if u not in receipted]
+    missing = [u for u in uuids if u not in portal.seen]
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(_SETTLE_SECONDS):
             while missing:
-                arrived.clear()
-                await arrived.wait()
-                missing = [u for u in missing if u not in receipted]
+                portal.arrived.clear()
+                await portal.arrived.wait()
+                missing = [u for u in missing if u not in portal.seen]
 
 
 def _result(

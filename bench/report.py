@@ -131,10 +131,13 @@ def render(figures: Mapping[str, Any]) -> str:
     )
     lat = figures["latency"]
     lines += _table(
-        f"Latency, ms, {lat['class']}, {lat['workers']} broker workers, offered load as a share "
-        f"of {lat['maximum_per_s']:,.0f} msg/s (agency = publish → handler; receipt = publish "
-        "→ delivered receipt at the portal; completed/s below offered/s: the load was more "
-        "than the round trip carries here)",
+        f"Latency, ms, {lat['class']}, {lat['workers']} broker workers, agency and portal in "
+        f"processes of their own; offered load as a share of the round trip's maximum, "
+        f"{lat['maximum_per_s']:,.0f} msg/s (delivered receipts per second for "
+        f"{lat['saturation']['sent']:,} messages published unpaced; the ingress alone drained "
+        f"{lat['ingress_maximum_per_s']:,.0f} msg/s). agency = publish → handler; receipt = "
+        "publish → delivered receipt at the portal; completed/s below offered/s: the load was "
+        "more than the round trip carries",
         [
             *("load", "offered/s", "achieved/s", "completed/s", "sent", "handled", "receipted"),
             *("agency p50", "p95", "p99", "receipt p50", "p95", "p99"),

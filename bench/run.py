@@ -2,8 +2,9 @@
 
 Order: micro figures (no RabbitMQ), then the relay and the broker draining backlogs, the
 memory drain (one worker, the large backlog, profiled with py-spy), and latency at 25,
-50 and 80 % of the broker's measured maximum. Progress goes to stderr; the figures come
-back as one JSON-ready dict (see ``bench.report.render`` for its shape in words).
+50 and 80 % of the round trip's measured maximum (``bench.latency``). Progress goes to
+stderr; the figures come back as one JSON-ready dict (see ``bench.report.render`` for its
+shape in words).
 """
 
 from __future__ import annotations
@@ -196,18 +197,32 @@ async def _latency(
     channel: aio_pika.abc.AbstractChannel,
     cls: MessageClass,
     opts: Options,
-    maximum: float,
+    ingress_maximum: float,
 ) -> dict[str, Any]:
     assert opts.workers and opts.latency_seconds
-    sizes = [max(20, int(share * maximum * opts.latency_seconds)) for share in LOAD_SHARES]
-    _say(f"latency at {', '.join(f'{s:.0%}' for s in LOAD_SHARES)} of {maximum:,.1f} msg/s")
-    bodies = sign_many(world.settings.pki, cls, sum(sizes))
-    batches, start = [], 0
+    # The round trip's maximum is measured first and is at most the ingress maximum:
+    # sign enough for shares of the latter, publish what shares of the former ask for.
+    saturation = max(50, int(ingress_maximum * opts.latency_seconds / 2))
+    sizes = [max(20, int(share * ingress_maximum * opts.latency_seconds)) for share in LOAD_SHARES]
+    _say(f"latency: round-trip maximum, then {', '.join(f'{s:.0%}' for s in LOAD_SHARES)} of it")
+    bodies = sign_many(world.settings.pki, cls, saturation + sum(sizes))
+    batches, start = [], saturation
     for size in sizes:
         batches.append(bodies[start : start + size])
         start += size
-    loads = await measure_loads(world, channel, cls, opts.workers, maximum, LOAD_SHARES, batches)
-    for load in loads:
+    latency = await measure_loads(
+        world,
+        channel,
+        cls,
+        opts.workers,
+        LOAD_SHARES,
+        bodies[:saturation],
+        batches,
+        opts.latency_seconds,
+        opts.prefetch,
+    )
+    _say(f"  round-trip maximum {latency.maximum_per_s:,.1f} msg/s")
+    for load in latency.loads:
         _say(
             f"  {load.share:.0%}: agency p99 {load.agency.p99_ms:.1f} ms, "
             f"receipt p99 {load.receipt.p99_ms:.1f} ms"
@@ -215,8 +230,10 @@ async def _latency(
     return {
         "class": cls.name,
         "workers": opts.workers,
-        "maximum_per_s": maximum,
-        "loads": [asdict(load) for load in loads],
+        "ingress_maximum_per_s": ingress_maximum,
+        "maximum_per_s": latency.maximum_per_s,
+        "saturation": asdict(latency.saturation),
+        "loads": [asdict(load) for load in latency.loads],
     }
 
 

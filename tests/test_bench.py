@@ -43,6 +43,9 @@ async def test_a_tiny_run_yields_every_figure(amqp_url: str) -> None:
     for key in ("relay_1", "broker_1", "ratio_1", "relay_2", "broker_2", "ratio_2"):
         assert _positive(throughput[key]), key
     latency = figures["latency"]
+    assert _positive(latency["maximum_per_s"])
+    assert latency["ingress_maximum_per_s"] == throughput["broker_2"]
+    assert latency["saturation"]["receipted"] == latency["saturation"]["sent"]
     assert [load["share"] for load in latency["loads"]] == list(LOAD_SHARES)
     for load in latency["loads"]:
         assert load["receipted"] == load["sent"]
