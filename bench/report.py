@@ -129,6 +129,23 @@ def render(figures: Mapping[str, Any]) -> str:
         ],
         rows,
     )
+    first_name, first = next(iter(figures["throughput"].items()))
+    if "relay2_1" in first:
+        lines += _table(
+            f"The broker's AMQP work alone, {first_name}: a relay that consumes, publishes "
+            "twice (copy and receipt, together, each confirmed) and acks; ratio = broker / it",
+            ["processes", "relay, 1 publish", "relay, 2 publishes", "broker", "ratio"],
+            [
+                [
+                    f"x{k}",
+                    first[f"relay_{k}"],
+                    first[f"relay2_{k}"],
+                    first[f"broker_{k}"],
+                    f"{first[f'protocol_ratio_{k}']:.1%}",
+                ]
+                for k in sorted({1, n})
+            ],
+        )
     lat = figures["latency"]
     lines += _table(
         f"Latency, ms, {lat['class']}, {lat['workers']} broker workers, agency and portal in "

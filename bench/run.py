@@ -188,6 +188,15 @@ async def _throughput(
                 drain.timing.per_second / relay_rates[cls.size, processes]
             )
             _say(f"broker {cls.name} x{processes}: {drain.timing.per_second:,.1f} msg/s")
+        if cls is classes[0]:
+            # The broker's AMQP work alone: consume, two confirmed publishes, ack.
+            for processes in sorted({1, opts.workers}):
+                timing = await relay_drain(world, channel, bodies, processes, publishes=2)
+                figures[f"relay2_{processes}"] = timing.per_second
+                figures[f"protocol_ratio_{processes}"] = (
+                    figures[f"broker_{processes}"] / timing.per_second
+                )
+                _say(f"relay with two publishes {cls.size} x{processes}: {timing.per_second:,.1f}")
         results[cls.name] = figures
     return results
 

@@ -65,19 +65,24 @@ async def purge(channel: AbstractChannel, queues: Sequence[str]) -> None:
 
 
 async def relay_drain(
-    world: BenchWorld, channel: AbstractChannel, bodies: Sequence[bytes], processes: int
+    world: BenchWorld,
+    channel: AbstractChannel,
+    bodies: Sequence[bytes],
+    processes: int,
+    publishes: int = 1,
 ) -> DrainTiming:
-    """Messages/s of ``processes`` bare relays draining ``bodies``."""
-    await purge(channel, [relay.RELAY_IN, relay.RELAY_OUT])
+    """Messages/s of ``processes`` bare relays draining ``bodies``, ``publishes`` each."""
+    queues = [relay.RELAY_IN, relay.RELAY_OUT, relay.RELAY_SIDE]
+    await purge(channel, queues)
     exchange = await channel.get_exchange(relay.RELAY_EXCHANGE)
     await preload(exchange, relay.RELAY_IN, bodies)
-    command = relay_command(world.amqp_url, world.settings.prefetch, world.loop)
+    command = relay_command(world.amqp_url, world.settings.prefetch, world.loop, publishes)
     async with WorkerPool(command, processes, world.root / "logs" / "relay") as pool:
         await pool.wait_consuming(channel, relay.RELAY_IN, _START_TIMEOUT)
         timing = await time_arrivals(
             channel, relay.RELAY_OUT, len(bodies), timeout=_timeout(bodies)
         )
-    await purge(channel, [relay.RELAY_OUT])
+    await purge(channel, queues)
     return timing
 
 

@@ -44,8 +44,10 @@ def broker_command(settings_file: Path, loop: EventLoop = "asyncio") -> list[str
     ]
 
 
-def relay_command(amqp_url: str, prefetch: int, loop: EventLoop = "asyncio") -> list[str]:
-    return [*_launch(loop, "bench.relay"), amqp_url, str(prefetch)]
+def relay_command(
+    amqp_url: str, prefetch: int, loop: EventLoop = "asyncio", publishes: int = 1
+) -> list[str]:
+    return [*_launch(loop, "bench.relay"), amqp_url, str(prefetch), str(publishes)]
 
 
 @dataclass(frozen=True, slots=True)

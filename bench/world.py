@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import aio_pika
 
+from bench import relay
 from bench.launch import EventLoop
 from bench.parties import AGENCY_BAU, AGENCY_MELD, AUTHORS, BROKER, KeyKind
 from broker import devnode, topology
@@ -178,7 +179,9 @@ async def _delete_declared(url: str) -> None:
     queues += [getattr(topology, name) for name in ("FAILURE_QUEUE",) if hasattr(topology, name)]
     queues += [topology.agency_queue(k) for k in (AGENCY_MELD, AGENCY_BAU)]
     queues += [topology.receipt_queue(k) for k in AUTHORS.values()]
+    queues += [relay.RELAY_IN, relay.RELAY_OUT, relay.RELAY_SIDE]
     exchanges = [
+        relay.RELAY_EXCHANGE,
         topology.INGRESS_EXCHANGE,
         topology.DELIVER_EXCHANGE,
         topology.RECEIPT_EXCHANGE,
