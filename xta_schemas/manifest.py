@@ -73,6 +73,17 @@ class PartyPaths(_Section):
     # What a kennung must look like. Releases that name parties otherwise (XJustiz names a
     # court by its code, ``K1101``) set their own; the broker still refuses an empty one.
     kennung_pattern: str = BEHOERDENKENNUNG
+    # Where a release names parties by a code of its own code list (XJustiz: ``K1101``),
+    # the Behördenkennung the directory routes by is ``<prefix>:<code>`` (``jus:K1101``).
+    # Without a prefix the kennung is used as the message states it.
+    kennung_prefix: str | None = None
+
+    @field_validator("kennung_prefix")
+    @classmethod
+    def _prefix_is_a_directory_prefix(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z]{2,10}", value):
+            raise ValueError(f"{value!r} is not a kennung prefix: 2 to 10 letters a-z")
+        return value
 
     @field_validator("kennung_pattern")
     @classmethod

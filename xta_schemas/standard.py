@@ -67,6 +67,7 @@ class HeaderXPaths:
         self.test = xp(paths.test) if paths.test else None
         self.kennung = xp(paths.party.kennung)
         self.kennung_pattern = re.compile(paths.party.kennung_pattern)
+        self.kennung_prefix = paths.party.kennung_prefix
         self.party_name = xp(paths.party.name)
         self.verzeichnisdienst = xp(paths.party.verzeichnisdienst)
 
@@ -196,6 +197,8 @@ class Standard:
                 f"{role}/kennung {kennung!r} is not a Behördenkennung: it does not match "
                 f"{xp.kennung_pattern.pattern!r}"
             )
+        if xp.kennung_prefix is not None:
+            kennung = f"{xp.kennung_prefix}:{kennung}"
         return Party(
             kennung=kennung,
             name=self._optional(xp.party_name, node),
