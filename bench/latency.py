@@ -117,11 +117,14 @@ async def _peer(world: BenchWorld, role: str, kennung: str, prefetch: int) -> As
     assert process.stdout is not None
     reader = asyncio.create_task(clock.follow(process.stdout))
     try:
-        async with asyncio.timeout(_PEER_START_SECONDS):
-            ready = asyncio.create_task(clock.ready.wait())
-            await asyncio.wait({ready, reader}, return_when=asyncio.FIRST_COMPLETED)
-            if not clock.ready.is_set():
-                raise RuntimeError(f"bench.peer {role} ended before it was ready; see {log.name}")
+        ready = asyncio.create_task(clock.ready.wait())
+        try:
+            async with asyncio.timeout(_PEER_START_SECONDS):
+                await asyncio.wait({ready, reader}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+        if not clock.ready.is_set():
+            raise RuntimeError(f"bench.peer {role} ended before it was ready; see {log.name}")
         yield clock
     finally:
         if process.returncode is None:
