@@ -32,7 +32,7 @@ RELAY_EXCHANGE = "bench.relay"
 
 
 async def declare(channel: AbstractChannel) -> None:
-    """The relay's exchange and its two quorum queues (idempotent)."""
+    """The relay's exchange and its quorum queues: in, out and side (idempotent)."""
     exchange = await channel.declare_exchange(RELAY_EXCHANGE, ExchangeType.DIRECT, durable=True)
     for name in (RELAY_IN, RELAY_OUT, RELAY_SIDE):
         queue = await channel.declare_queue(
