@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from broker.app import Parts, open_records
 from broker.http_api import (
     ApiLimits,
     ApiServer,
@@ -18,10 +19,14 @@ from broker.http_api import (
     TlsFiles,
     TokenTable,
     build_api,
+    good_standing,
     serve_api,
+    start_api,
 )
 from broker.status import StatusStore
-from signing.pki import create_ca, issue, party_paths
+from signing import TrustStore
+from signing.crl import CrlFolder
+from signing.pki import create_ca, issue, party_paths, revoke
 from tests.world import World, running_world
 
 pytestmark = pytest.mark.rabbitmq
@@ -125,3 +130,71 @@ async def test_a_certificate_from_a_foreign_ca_fails_the_handshake(
     async with _client(tls_api.server, identity) as client:
         with pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)):
             await client.get("/v1/messages/anything")
+
+
+async def test_a_revoked_client_certificate_is_refused_from_its_next_request(
+    tls_api: TlsApi, amqp_url: str, tmp_path: Path
+) -> None:
+    world = tls_api.world
+    pki = world.settings.pki
+    cert, key = party_paths(pki, world.settings.broker_kennung)
+    # Registration is not what is tested here: every subject counts as registered.
+    authenticate = Authenticator(
+        TokenTable({}),
+        lambda kennung, fingerprint: True,
+        # The broker re-reads the CRL folder at most once a second; here at every request.
+        good_standing(TrustStore(world.parts.trust.anchors, CrlFolder(pki / "crl", 0.0))),
+    )
+    ingress = IngressPublisher(amqp_url, confirm_timeout=5.0)
+    await ingress.start()
+    app = build_api(
+        status=StatusStore(tmp_path / "status.sqlite3"),
+        ingress=ingress,
+        catalog=world.parts.catalog,
+        authenticate=authenticate,
+        limits=ApiLimits(max_body_bytes=1024 * 1024, queue_limit=1000),
+    )
+    server = await serve_api(app, tls=TlsFiles(cert, key, pki / "ca" / "ca.crt"))
+    issued, issued_key = issue(pki / "ca", "osi:soon-revoked", "Portal, soon revoked", tmp_path)
+    try:
+        async with _client(server, (issued, issued_key)) as client:
+            before = await client.get("/v1/messages/unknown")
+            revoke(pki / "ca", pki / "crl", issued)
+            after = await client.get("/v1/messages/unknown")  # same TLS connection
+    finally:
+        await server.stop()
+        await ingress.close()
+
+    assert before.status_code == 404  # authenticated: the message is just not there
+    assert after.status_code == 401
+
+
+async def test_the_api_as_xbroker_run_serves_it_checks_client_certificates(
+    tls_api: TlsApi, tmp_path: Path
+) -> None:
+    world = tls_api.world
+    pki = world.settings.pki
+    cert, key = party_paths(pki, world.settings.broker_kennung)
+    settings = world.settings.model_copy(
+        update={
+            "api_port": 0,
+            "api_tls_cert": cert,
+            "api_tls_key": key,
+            "api_tls_client_ca": pki / "ca" / "ca.crt",
+        }
+    )
+    parts = Parts(settings, world.parts.catalog, world.parts.directory, world.parts.trust)
+    records = open_records(settings)
+    running = await start_api(parts, records)
+    unregistered = issue(pki / "ca", "osi:hh-portal", "Unregistered portal key", tmp_path)
+    try:
+        async with _client(running.server, _identity(world, "osi:hh-portal")) as client:
+            registered = await client.get("/v1/messages/unknown")
+        async with _client(running.server, unregistered) as client:
+            refused = await client.get("/v1/messages/unknown")
+    finally:
+        await running.stop()
+        records.close()
+
+    assert registered.status_code == 404  # in good standing and registered: let in
+    assert refused.status_code == 401

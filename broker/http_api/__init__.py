@@ -1,7 +1,7 @@
 """The HTTP API for portals that do not speak AMQP (see `broker.http_api.app`)."""
 
 from broker.http_api.app import ApiLimits, Ingress, build_api
-from broker.http_api.auth import Authenticator, TokenTable, hash_token
+from broker.http_api.auth import Authenticator, TokenTable, good_standing, hash_token
 from broker.http_api.ingress import IngressPublisher
 from broker.http_api.running import RunningApi, start_api
 from broker.http_api.server import ApiServer, TlsFiles, serve_api
@@ -16,6 +16,7 @@ __all__ = [
     "TlsFiles",
     "TokenTable",
     "build_api",
+    "good_standing",
     "hash_token",
     "serve_api",
     "start_api",

@@ -2,8 +2,10 @@
 
 Tokens are never stored: the table holds the SHA-256 of each token (hex), so a leaked
 tokens file opens nothing. A client certificate has already passed the TLS handshake
-against the configured CA; here its subject must name a Behördenkennung, and that
-agency must have registered exactly this certificate in the directory.
+against the configured CA; here it must not be revoked (the CRL folder is read as for
+signatures, so a revocation counts within a second, on open connections too), its
+subject must name a Behördenkennung, and that agency must have registered exactly this
+certificate in the directory.
 
 The certificate reaches the app through the ASGI TLS extension
 (``scope["extensions"]["tls"]["client_cert_chain"]``, PEM strings), which
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,12 +25,48 @@ from cryptography import x509
 from starlette.requests import Request
 
 from broker.errors import ConfigurationError
-from signing import fingerprint, subject_kennung
+from broker.logs import event
+from signing import SignatureError, TrustStore, VerificationPolicy, fingerprint, subject_kennung
 
-__all__ = ["Authenticator", "CertificateCheck", "TokenTable", "client_certificate", "hash_token"]
+__all__ = [
+    "Authenticator",
+    "CertificateCheck",
+    "StandingCheck",
+    "TokenTable",
+    "client_certificate",
+    "good_standing",
+    "hash_token",
+]
+
+log = logging.getLogger("xbroker.api")
 
 CertificateCheck = Callable[[str, str], bool]
 """(kennung, certificate fingerprint) → is it registered? (``Directory.certificate_registered``)"""
+
+StandingCheck = Callable[[x509.Certificate], str | None]
+"""A client certificate → None if it is in good standing now, else why not."""
+
+
+def good_standing(
+    trust: TrustStore,
+    policy: VerificationPolicy = VerificationPolicy(),  # noqa: B008 (frozen)
+) -> StandingCheck:
+    """Chain and revocation of a client certificate, by the rules signatures follow.
+
+    The TLS handshake has checked the chain once, when the connection was made; this
+    runs per request, so a certificate revoked while a connection stays open is refused
+    once the trust store has read the new CRL (its folder is looked at about once a
+    second). A missing or stale CRL counts as ``policy`` says.
+    """
+
+    def check(certificate: x509.Certificate) -> str | None:
+        try:
+            trust.validate(certificate, missing_crl=policy.missing_crl, stale_crl=policy.stale_crl)
+        except SignatureError as exc:
+            return f"{exc.code}: {exc.detail}"
+        return None
+
+    return check
 
 
 def hash_token(token: str) -> str:
@@ -75,15 +114,32 @@ def client_certificate(request: Request) -> x509.Certificate | None:
 class Authenticator:
     """Turns a request into the caller's Behördenkennung, or None."""
 
-    def __init__(self, tokens: TokenTable, registered: CertificateCheck | None = None) -> None:
+    def __init__(
+        self,
+        tokens: TokenTable,
+        registered: CertificateCheck | None = None,
+        standing: StandingCheck | None = None,
+    ) -> None:
         self._tokens = tokens
         self._registered = registered
+        self._standing = standing
 
     def __call__(self, request: Request) -> str | None:
         certificate = client_certificate(request)
         if certificate is not None:
             kennung = subject_kennung(certificate)
             if kennung is None:
+                return None
+            refused = self._standing(certificate) if self._standing is not None else None
+            if refused is not None:
+                event(
+                    log,
+                    "api.certificate_refused",
+                    logging.WARNING,
+                    kennung=kennung,
+                    serial=f"{certificate.serial_number:x}",
+                    reason=refused,
+                )
                 return None
             if self._registered is not None and not self._registered(
                 kennung, fingerprint(certificate)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from broker.app import Parts, Records
 from broker.errors import ConfigurationError
 from broker.http_api.app import ApiLimits, build_api
-from broker.http_api.auth import Authenticator, TokenTable
+from broker.http_api.auth import Authenticator, StandingCheck, TokenTable, good_standing
 from broker.http_api.ingress import IngressPublisher
 from broker.http_api.server import ApiServer, TlsFiles, serve_api
+from signing import SigningError, TrustStore
+from signing.certs import load_certificates
+from signing.crl import CrlFolder
 
 __all__ = ["RunningApi", "start_api"]
 
@@ -48,7 +52,9 @@ async def start_api(parts: Parts, records: Records) -> RunningApi:
         ingress=ingress,
         catalog=parts.catalog,
         authenticate=Authenticator(
-            tokens or TokenTable({}), parts.directory.certificate_registered
+            tokens or TokenTable({}),
+            parts.directory.certificate_registered,
+            _client_standing(tls.client_ca, parts) if tls and tls.client_ca else None,
         ),
         limits=ApiLimits(
             max_body_bytes=settings.max_message_bytes,
@@ -64,3 +70,12 @@ async def start_api(parts: Parts, records: Records) -> RunningApi:
         await ingress.close()
         raise
     return RunningApi(server, ingress)
+
+
+def _client_standing(client_ca: Path, parts: Parts) -> StandingCheck:
+    """Client certificates of ``client_ca``, checked against the CRL folder of signatures."""
+    try:
+        trust = TrustStore(load_certificates(client_ca), CrlFolder(parts.settings.crl_dir))
+    except (OSError, ValueError, SigningError) as exc:
+        raise ConfigurationError(f"api_tls_client_ca {client_ca}: {exc}") from exc
+    return good_standing(trust, parts.verifier().policy)
