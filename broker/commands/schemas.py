@@ -1,4 +1,5 @@
-"""``xbroker schemas``: list the standards in service, check a message, load a standard.
+"""``xbroker schemas``: list the standards in service, check a message, load a standard,
+draft the manifest of a published release (``init``).
 
 ``check`` answers what the broker would answer about a message's content: which
 standard and message type it is, whether its header is usable and whether it is valid.
@@ -24,7 +25,9 @@ from signing.errors import XmlError
 from signing.parser import parse_untrusted
 from xta_schemas import Catalog, MessageError, Standard, StandardLoadError
 from xta_schemas.catalog import standard_folders
+from xta_schemas.manifest import MANIFEST_NAME
 from xta_schemas.samples import read_sample
+from xta_schemas.scaffold import default_identity, render, survey
 
 __all__ = ["CheckResult", "check_message", "register"]
 
@@ -86,7 +89,7 @@ def _party(kennung: str, name: str | None) -> str:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``schemas list|check|load`` to the xbroker CLI."""
+    """Add ``schemas list|check|load|init`` to the xbroker CLI."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--standard-dir",
@@ -113,6 +116,21 @@ def register(subparsers: Any) -> None:
     )
     load.add_argument("directory", type=Path, help="a standard folder, or a folder of them")
     load.set_defaults(func=_load)
+    init = actions.add_parser(
+        "init", help="draft manifest.toml for a release folder from what its XSDs declare"
+    )
+    init.add_argument("directory", type=Path, help="the release's folder (its XSDs, unchanged)")
+    init.add_argument("--name", help="standard name (default: from a folder like xjustiz-3.7.0)")
+    init.add_argument("--version", help="standard version (default: from the folder name)")
+    init.add_argument(
+        "--namespace",
+        help="the release's namespace (default: the one with the most global elements)",
+    )
+    init.add_argument(
+        "--write", action="store_true", help="write DIR/manifest.toml instead of printing it"
+    )
+    init.add_argument("--force", action="store_true", help="with --write: replace a manifest")
+    init.set_defaults(func=_init)
 
 
 def _catalog(args: argparse.Namespace, extra: tuple[Path, ...] = ()) -> Catalog | None:
@@ -243,3 +261,34 @@ def _load(args: argparse.Namespace) -> int:
                 verdict = "valid" if sample["valid"] else f"INVALID ({sample['detail']})"
                 print(f"  sample         {sample['file']}: {verdict}")
     return EXIT_VALID if all_valid else EXIT_INVALID
+
+
+def _init(args: argparse.Namespace) -> int:
+    try:
+        draft = survey(args.directory, args.namespace)
+    except StandardLoadError as exc:
+        print(f"xbroker: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    name, version = default_identity(args.directory)
+    text = render(draft, args.name or name, args.version or version)
+    target = args.directory / MANIFEST_NAME
+    if not args.write:
+        print(text, end="")
+    elif target.exists() and not args.force:
+        print(f"xbroker: {target} exists; --force replaces it", file=sys.stderr)
+        return EXIT_ERROR
+    else:
+        target.write_text(text, encoding="utf-8")
+    notes = [
+        f"{len(draft.entries)} entry schemas, {len(draft.roots)} message types "
+        f"in {draft.namespace}",
+        "header: XÖV g2g, the defaults read it"
+        if draft.g2g_header
+        else "header: not XÖV g2g, write the [header] XPaths",
+    ]
+    if draft.unresolved_urls:
+        notes.append(f"{len(draft.unresolved_urls)} URL imports have no local file: add them")
+    if args.write:
+        notes.append(f"written {target}; check it with: xbroker schemas load {args.directory}")
+    print("\n".join(notes), file=sys.stderr)
+    return EXIT_VALID
