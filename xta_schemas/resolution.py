@@ -28,17 +28,23 @@ from lxml import etree
 from .errors import StandardLoadError
 
 __all__ = [
+    "CATALOG_NS",
+    "SCHEMA_REFERENCES",
     "XSD_NS",
     "Locator",
     "OasisCatalog",
     "OfflineResolver",
     "collect_schema_files",
     "offline_parser",
+    "parse_schema_file",
 ]
 
 XSD_NS = "http://www.w3.org/2001/XMLSchema"
-_CATALOG_NS = "urn:oasis:names:tc:entity:xmlns:xml:catalog"
-_REFERENCES = tuple(f"{{{XSD_NS}}}{name}" for name in ("import", "include", "redefine", "override"))
+CATALOG_NS = "urn:oasis:names:tc:entity:xmlns:xml:catalog"
+# The elements by which a schema pulls in another one.
+SCHEMA_REFERENCES = tuple(
+    f"{{{XSD_NS}}}{name}" for name in ("import", "include", "redefine", "override")
+)
 
 
 def offline_parser(resolver: etree.Resolver | None = None) -> etree.XMLParser:
@@ -93,7 +99,7 @@ class OasisCatalog:
             if not isinstance(entry.tag, str):
                 continue
             tag = etree.QName(entry).localname
-            if etree.QName(entry).namespace != _CATALOG_NS:
+            if etree.QName(entry).namespace != CATALOG_NS:
                 continue
             if tag in ("uri", "system"):
                 name = entry.get("name" if tag == "uri" else "systemId")
@@ -171,7 +177,8 @@ class Locator:
         return target
 
 
-def _parse_schema_file(path: Path) -> etree._ElementTree:
+def parse_schema_file(path: Path) -> etree._ElementTree:
+    """Parse one schema file offline; a problem is a StandardLoadError naming the file."""
     try:
         return etree.parse(str(path), offline_parser())
     except (OSError, etree.XMLSyntaxError) as exc:
@@ -193,8 +200,8 @@ def collect_schema_files(entries: Sequence[Path], locator: Locator) -> dict[str,
         if path in seen:
             continue
         seen.add(path)
-        tree = _parse_schema_file(path)
-        for reference in tree.getroot().iter(*_REFERENCES):
+        tree = parse_schema_file(path)
+        for reference in tree.getroot().iter(*SCHEMA_REFERENCES):
             location = (reference.get("schemaLocation") or "").strip()
             if not location:
                 continue

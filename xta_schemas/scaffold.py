@@ -31,13 +31,11 @@ from lxml import etree
 
 from .errors import StandardLoadError
 from .loader import BUILTIN_SCHEMAS
-from .resolution import XSD_NS, offline_parser
+from .resolution import CATALOG_NS, SCHEMA_REFERENCES, XSD_NS, parse_schema_file
 
 __all__ = ["Draft", "default_identity", "render", "survey"]
 
 _XSD = f"{{{XSD_NS}}}"
-_REFERENCES = tuple(f"{_XSD}{name}" for name in ("import", "include", "redefine", "override"))
-_CATALOG_NS = "urn:oasis:names:tc:entity:xmlns:xml:catalog"
 _G2G_HEADER = "nachrichtenkopf.g2g"
 _FOLDER_NAME = re.compile(r"^([a-z][a-z0-9-]*?)[-_]v?(\d[\w.]*)$")
 
@@ -61,19 +59,12 @@ def _relative(path: Path, folder: Path) -> str:
     return path.relative_to(folder).as_posix()
 
 
-def _parse(path: Path) -> etree._Element:
-    try:
-        return etree.parse(str(path), offline_parser()).getroot()
-    except (OSError, etree.XMLSyntaxError) as exc:
-        raise StandardLoadError(f"{path}: cannot parse: {exc}") from exc
-
-
 def _is_catalog(path: Path) -> bool:
     try:
-        root = _parse(path)
+        root = parse_schema_file(path).getroot()
     except StandardLoadError:
         return False
-    return etree.QName(root).namespace == _CATALOG_NS
+    return etree.QName(root).namespace == CATALOG_NS
 
 
 def survey(folder: Path, namespace: str | None = None) -> Draft:
@@ -97,13 +88,13 @@ def survey(folder: Path, namespace: str | None = None) -> Draft:
         if path in seen:
             continue
         seen.add(path)
-        root = _parse(path)
+        root = parse_schema_file(path).getroot()
         if root.tag != f"{_XSD}schema":
             continue
         g2g_header = g2g_header or any(
             el.get("name") == _G2G_HEADER for el in root.iter(f"{_XSD}element")
         )
-        for reference in root.iter(*_REFERENCES):
+        for reference in root.iter(*SCHEMA_REFERENCES):
             location = (reference.get("schemaLocation") or "").strip()
             if location.startswith(("http://", "https://")):
                 urls.add(location)
