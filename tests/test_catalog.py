@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from tests.standards_support import edit
 from xta_schemas import Catalog, MessageError, StandardLoadError
 from xta_schemas.loader import XOEV_BASE_URL
 from xta_schemas.resolution import OasisCatalog
@@ -30,12 +31,6 @@ def fixtures_copy(tmp_path: Path) -> Path:
     copy = tmp_path / "standards"
     shutil.copytree(FIXTURES, copy)
     return copy
-
-
-def _edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new), encoding="utf-8")
 
 
 def _root(xml: str) -> etree._Element:
@@ -157,7 +152,7 @@ def test_external_standard_reports_issues_with_its_prefixes_offline(no_network: 
 def test_unmapped_absolute_url_fails_fast_naming_file_and_location(
     fixtures_copy: Path, no_network: None
 ) -> None:
-    _edit(fixtures_copy / "xsozial-1.0" / "manifest.toml", 'catalog = "catalog.xml"\n', "")
+    edit(fixtures_copy / "xsozial-1.0" / "manifest.toml", 'catalog = "catalog.xml"\n', "")
     started = time.perf_counter()
     with pytest.raises(StandardLoadError) as caught:
         Catalog.load([fixtures_copy])
@@ -171,7 +166,7 @@ def test_unmapped_absolute_url_fails_fast_naming_file_and_location(
 
 def test_url_map_in_the_manifest_replaces_a_catalog(fixtures_copy: Path, no_network: None) -> None:
     manifest = fixtures_copy / "xsozial-1.0" / "manifest.toml"
-    _edit(manifest, 'catalog = "catalog.xml"\n', "")
+    edit(manifest, 'catalog = "catalog.xml"\n', "")
     with manifest.open("a", encoding="utf-8") as handle:
         handle.write(f'\n[url_map]\n"{CODE_LIST_URL}" = "codelisten/leistungsart.xsd"\n')
     assert Catalog.load([fixtures_copy]).get("xsozial/1.0")
@@ -209,7 +204,7 @@ def test_missing_relative_schema_names_file_and_location(fixtures_copy: Path) ->
 
 
 def test_relative_location_may_not_leave_the_standards_root(fixtures_copy: Path) -> None:
-    _edit(
+    edit(
         fixtures_copy / "xsozial-1.0" / "xsd" / "parts" / "antrag.xsd",
         "../../../common/kopf.xsd",
         "../../../../common/kopf.xsd",
@@ -220,7 +215,7 @@ def test_relative_location_may_not_leave_the_standards_root(fixtures_copy: Path)
 
 def test_file_url_location_resolves_locally(fixtures_copy: Path, no_network: None) -> None:
     kopf = (fixtures_copy / "common" / "kopf.xsd").as_uri()
-    _edit(
+    edit(
         fixtures_copy / "xsozial-1.0" / "xsd" / "parts" / "antrag.xsd",
         "../../../common/kopf.xsd",
         kopf,
@@ -229,7 +224,7 @@ def test_file_url_location_resolves_locally(fixtures_copy: Path, no_network: Non
 
 
 def test_location_with_other_scheme_is_refused(fixtures_copy: Path, no_network: None) -> None:
-    _edit(
+    edit(
         fixtures_copy / "xsozial-1.0" / "xsd" / "parts" / "antrag.xsd",
         CODE_LIST_URL,
         "ftp://codes.xbroker.example/leistungsart.xsd",
@@ -239,7 +234,7 @@ def test_location_with_other_scheme_is_refused(fixtures_copy: Path, no_network: 
 
 
 def test_schema_that_does_not_compile_is_a_load_error(fixtures_copy: Path) -> None:
-    _edit(
+    edit(
         fixtures_copy / "xsozial-1.0" / "xsd" / "xsozial.xsd",
         'type="soz:Leistungsantrag"',
         'type="soz:Fehlt"',
@@ -250,7 +245,7 @@ def test_schema_that_does_not_compile_is_a_load_error(fixtures_copy: Path) -> No
 
 def test_manifest_naming_an_undeclared_root_is_a_load_error(fixtures_copy: Path) -> None:
     manifest = fixtures_copy / "xsozial-1.0" / "manifest.toml"
-    _edit(
+    edit(
         manifest, '"leistungsantrag.0100" = "leistungsantrag.0100"', '"antrag.0100" = "antrag.0100"'
     )
     with pytest.raises(StandardLoadError, match=r"do not declare .*: antrag\.0100"):
@@ -259,13 +254,13 @@ def test_manifest_naming_an_undeclared_root_is_a_load_error(fixtures_copy: Path)
 
 def test_manifest_without_message_types_is_a_load_error(fixtures_copy: Path) -> None:
     manifest = fixtures_copy / "xsozial-1.0" / "manifest.toml"
-    _edit(manifest, '[message_types]\n"leistungsantrag.0100" = "leistungsantrag.0100"\n', "")
+    edit(manifest, '[message_types]\n"leistungsantrag.0100" = "leistungsantrag.0100"\n', "")
     with pytest.raises(StandardLoadError, match=r"manifest.toml: invalid manifest: message_types"):
         Catalog.load([fixtures_copy])
 
 
 def test_manifest_with_invalid_xpath_is_a_load_error(fixtures_copy: Path) -> None:
-    _edit(
+    edit(
         fixtures_copy / "xsozial-1.0" / "manifest.toml",
         'uuid = "kopf:kopf/kopf:id"',
         'uuid = "kopf:kopf/["',

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from tests.standards_support import edit
 from xta_schemas import Catalog, MessageError, StandardLoadError
 from xta_schemas.samples import sample_root
 
@@ -32,12 +33,6 @@ def shapes_copy(tmp_path: Path) -> Path:
     copy = tmp_path / "shapes"
     shutil.copytree(SHAPES, copy)
     return copy
-
-
-def _edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new), encoding="utf-8")
 
 
 def _header_error(catalog: Catalog, root: etree._Element) -> MessageError:
@@ -116,7 +111,7 @@ def test_kennung_pattern_that_is_no_regular_expression_is_a_load_error(
     shapes_copy: Path,
 ) -> None:
     manifest = shapes_copy / "xgericht-1.0" / "manifest.toml"
-    _edit(manifest, 'kennung_pattern = "^G[0-9]{4}$"', 'kennung_pattern = "^G[0-9"')
+    edit(manifest, 'kennung_pattern = "^G[0-9]{4}$"', 'kennung_pattern = "^G[0-9"')
     with pytest.raises(StandardLoadError, match="kennung_pattern"):
         Catalog.load([shapes_copy / "xgericht-1.0"], bundled=False)
 
@@ -125,8 +120,8 @@ def test_nachrichtentyp_code_from_a_code_list_may_differ_from_the_root(tmp_path:
     # XWasser's header carries "0010" for its root administration.rueckweisung.0010.
     folder = tmp_path / "xsozial-1.0"
     shutil.copytree(XSOZIAL.parent, tmp_path, dirs_exist_ok=True)
-    _edit(folder / "manifest.toml", '"leistungsantrag.0100" = "leistungsantrag.0100"', "")
-    _edit(
+    edit(folder / "manifest.toml", '"leistungsantrag.0100" = "leistungsantrag.0100"', "")
+    edit(
         folder / "manifest.toml",
         "[message_types]",
         '[message_types]\n"leistungsantrag.0100" = "0100"',
@@ -199,7 +194,7 @@ def test_only_version_in_service_still_refuses_another_stated_version(
 
 def test_message_version_may_differ_from_the_release_version(shapes_copy: Path) -> None:
     # XJustiz 3.7.0 still fixes xjustizVersion="3.6.2" in its schemas.
-    _edit(
+    edit(
         shapes_copy / "xgericht-1.1" / "manifest.toml",
         'version_in_message = "g:nachrichtenkopf/@version"',
         'version_in_message = "g:nachrichtenkopf/@version"\nmessage_version = "1.0.1"',
@@ -212,7 +207,7 @@ def test_message_version_may_differ_from_the_release_version(shapes_copy: Path) 
 def test_sharing_a_namespace_without_a_stated_version_is_a_load_error(
     shapes_copy: Path,
 ) -> None:
-    _edit(
+    edit(
         shapes_copy / "xgericht-1.1" / "manifest.toml",
         'version_in_message = "g:nachrichtenkopf/@version"\n',
         "",
@@ -224,7 +219,7 @@ def test_sharing_a_namespace_without_a_stated_version_is_a_load_error(
 def test_two_versions_stating_the_same_message_version_is_a_load_error(
     shapes_copy: Path,
 ) -> None:
-    _edit(
+    edit(
         shapes_copy / "xgericht-1.1" / "manifest.toml",
         'version_in_message = "g:nachrichtenkopf/@version"',
         'version_in_message = "g:nachrichtenkopf/@version"\nmessage_version = "1.0"',
@@ -241,9 +236,7 @@ def _xsozial_with_test_flag(
 ) -> tuple[Catalog, etree._Element]:
     shutil.copytree(XSOZIAL.parent, tmp_path, dirs_exist_ok=True)
     manifest = tmp_path / "xsozial-1.0" / "manifest.toml"
-    _edit(
-        manifest, 'test = "kopf:kopf/kopf:testmeldung"', f'test = "@test"\ntest_means = "{means}"'
-    )
+    edit(manifest, 'test = "kopf:kopf/kopf:testmeldung"', f'test = "@test"\ntest_means = "{means}"')
     catalog = Catalog.load([tmp_path / "xsozial-1.0"], bundled=False)
     root = sample_root(catalog.get("xsozial/1.0"))
     root.set("test", value)

@@ -16,6 +16,7 @@ from broker.pipeline import Accepted, Pipeline
 from routing import Directory
 from signing import Signer, TrustStore, Verifier
 from signing.pki import init_dev_pki, party_paths
+from tests.standards_support import edit
 from xta_schemas import Catalog, StandardLoadError
 from xta_schemas.samples import sample_root
 
@@ -26,10 +27,7 @@ KLAGE = "nachricht.antrag.klage.0200001"
 def _with_party_setting(tmp_path: Path, line: str) -> Path:
     folder = tmp_path / "xgericht-1.0"
     shutil.copytree(FIXTURE, folder)
-    manifest = folder / "manifest.toml"
-    text = manifest.read_text(encoding="utf-8")
-    assert "[header.party]\n" in text
-    manifest.write_text(text.replace("[header.party]\n", f"[header.party]\n{line}\n"), "utf-8")
+    edit(folder / "manifest.toml", "[header.party]\n", f"[header.party]\n{line}\n")
     return folder
 
 

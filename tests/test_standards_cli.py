@@ -2,37 +2,28 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import pytest
 from lxml import etree
 
-from broker.commands import schemas
+from tests.standards_support import run_schemas
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = ROOT / "examples" / "submissions"
 FIXTURES = Path(__file__).parent / "fixtures" / "standards"
 
 
-def run(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="xbroker")
-    schemas.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
-
-
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, object]:
-    code = run(*argv, "--json")
+    code = run_schemas(*argv, "--json")
     return code, json.loads(capsys.readouterr().out)
 
 
 def test_check_valid_submission_exits_0_and_names_standard(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert run("schemas", "check", str(EXAMPLES / "anmeldung-hamburg.xml")) == 0
+    assert run_schemas("schemas", "check", str(EXAMPLES / "anmeldung-hamburg.xml")) == 0
     out = capsys.readouterr().out
     assert out.startswith("valid: ")
     assert "xmeld/1.1" in out and "ags=02000000" in out
@@ -83,14 +74,14 @@ def test_check_unknown_message_type_exits_1(
 
 
 def test_check_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run("schemas", "check", str(tmp_path / "absent.xml")) == 2
+    assert run_schemas("schemas", "check", str(tmp_path / "absent.xml")) == 2
     assert "cannot read" in capsys.readouterr().err
 
 
 def test_check_with_standard_dir_knows_the_external_standard() -> None:
     sample = FIXTURES / "xsozial-1.0" / "samples" / "leistungsantrag-0100.xml"
-    assert run("schemas", "check", str(sample)) == 1
-    assert run("schemas", "check", "--standard-dir", str(FIXTURES), str(sample)) == 0
+    assert run_schemas("schemas", "check", str(sample)) == 1
+    assert run_schemas("schemas", "check", "--standard-dir", str(FIXTURES), str(sample)) == 0
 
 
 def test_list_names_every_bundled_standard(capsys: pytest.CaptureFixture[str]) -> None:
@@ -117,7 +108,7 @@ def test_load_of_a_broken_standard_exits_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "manifest.toml").write_text('[standard]\nname = "kaputt"\n')
-    assert run("schemas", "load", str(tmp_path)) == 2
+    assert run_schemas("schemas", "load", str(tmp_path)) == 2
     assert "invalid manifest" in capsys.readouterr().err
 
 
@@ -140,7 +131,7 @@ def test_load_builds_the_report_schema_ahead_and_says_how_long_loading_took(
 
 
 def test_load_prints_load_time_and_report_schema_lines(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run("schemas", "load", str(FIXTURES / "shapes" / "xgericht-1.0")) == 0
+    assert run_schemas("schemas", "load", str(FIXTURES / "shapes" / "xgericht-1.0")) == 0
     out = capsys.readouterr().out
     assert "  load time      " in out
     assert "  report schema  built in " in out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import shutil
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pytest
 from lxml import etree
 
 from bench.large_standard import message_type_code, write_large_standard
-from broker.commands import schemas
+from tests.standards_support import run_schemas
 from xta_schemas import Catalog
 from xta_schemas.manifest import MANIFEST_NAME, read_manifest
 from xta_schemas.scaffold import default_identity, render, survey
@@ -18,14 +17,6 @@ from xta_schemas.scaffold import default_identity, render, survey
 BUNDLED = Path(__file__).parent.parent / "xta_schemas" / "bundled"
 XGERICHT = Path(__file__).parent / "fixtures" / "standards" / "shapes" / "xgericht-1.0"
 XSD = "http://www.w3.org/2001/XMLSchema"
-
-
-def run(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="xbroker")
-    schemas.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
 
 
 def _without_manifest(source: Path, target: Path) -> Path:
@@ -111,15 +102,15 @@ def test_schemas_init_writes_a_manifest_that_schemas_load_accepts(
 ) -> None:
     folder = _without_manifest(XGERICHT, tmp_path / "xgericht-1.0")
 
-    assert run("schemas", "init", str(folder), "--write") == 0
+    assert run_schemas("schemas", "init", str(folder), "--write") == 0
     assert (folder / MANIFEST_NAME).is_file()
-    assert run("schemas", "init", str(folder), "--write") == 2  # no overwrite by accident
-    assert run("schemas", "load", str(folder)) == 0
+    assert run_schemas("schemas", "init", str(folder), "--write") == 2  # no overwrite by accident
+    assert run_schemas("schemas", "load", str(folder)) == 0
     assert "loaded xgericht/1.0" in capsys.readouterr().out
 
 
 def test_schemas_init_without_xsd_files_fails_clearly(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run("schemas", "init", str(tmp_path)) == 2
+    assert run_schemas("schemas", "init", str(tmp_path)) == 2
     assert "no .xsd files" in capsys.readouterr().err
