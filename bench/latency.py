@@ -41,7 +41,7 @@ from bench.messages import MessageClass
 from bench.throughput import uuid_of
 from bench.workers import WorkerPool, broker_command
 from bench.world import BenchWorld
-from broker import publishing, topology
+from broker.amqp import publishing, topology
 
 __all__ = ["Latency", "LoadResult", "Percentiles", "measure_loads"]
 

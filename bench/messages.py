@@ -28,7 +28,7 @@ from lxml import etree
 
 from bench.parties import AGENCY_BAU, AGENCY_MELD, AUTHORS, KeyKind
 from signing import Signer
-from signing.pki import party_paths
+from signing.keyfiles import party_paths
 from xta_schemas import Catalog, Standard
 from xta_schemas.samples import sample_root, with_fresh_header
 

@@ -24,14 +24,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from broker.agency import AgencyClient, Delivery
 from broker.app import load_parts
 from broker.commands.run import freeze_startup_heap
-from broker.portal import Portal
-from broker.receipts import Kind, Receipt
+from broker.receipts.document import Kind, Receipt
+from broker.sdk.agency import AgencyClient, Delivery
+from broker.sdk.portal import Portal
 from broker.settings import load_settings
 from signing import Signer
-from signing.pki import party_paths
+from signing.keyfiles import party_paths
 
 __all__ = ["ROLES", "main"]
 

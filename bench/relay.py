@@ -3,7 +3,7 @@
 It does what the broker worker does with RabbitMQ and nothing else: consume from a quorum
 queue with the broker's prefetch, publish each message persistently to another quorum
 queue through a direct exchange with publisher confirms (mandatory, one awaited confirm
-per message, as ``broker.publishing`` does), then ack. Same client library, same
+per message, as ``broker.amqp.publishing`` does), then ack. Same client library, same
 process model (``python -m bench.relay`` processes), so the distance to the broker is
 the cost of xbroker's own work.
 

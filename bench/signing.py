@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from lxml import etree
 
 from signing import Signer, TrustStore, Verifier, parse_untrusted
-from signing.pki import KeyType, issue, setup_ca
+from signing.devpki import KeyType, issue, setup_ca
 from signing.reference import verify_with_signxml
 from signing.structure import inspect_signature
 from signing.trust import utc_time

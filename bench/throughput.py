@@ -26,7 +26,7 @@ from bench.parties import AUTHORS
 from bench.queues import DrainTiming, preload, time_arrivals
 from bench.workers import WorkerPool, broker_command, memory_of, py_spy, relay_command
 from bench.world import BenchWorld
-from broker import topology
+from broker.amqp import topology
 
 __all__ = ["BrokerDrain", "broker_drain", "declare_topology", "purge", "relay_drain", "uuid_of"]
 

@@ -28,11 +28,13 @@ import aio_pika
 from bench import relay
 from bench.launch import EventLoop
 from bench.parties import AGENCY_BAU, AGENCY_MELD, AUTHORS, BROKER, KeyKind
-from broker import devnode, topology
+from broker import devnode
+from broker.amqp import topology
 from broker.app import Parts, load_parts
 from broker.settings import Settings, load_settings
 from signing import Signer
-from signing.pki import issue, party_paths, setup_ca
+from signing.devpki import issue, setup_ca
+from signing.keyfiles import party_paths
 
 __all__ = ["BenchWorld", "bench_world", "resolve_amqp"]
 

@@ -8,17 +8,17 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from broker.audit import AuditTrail
-from broker.dedup import DedupStore
 from broker.errors import ConfigurationError
-from broker.journal import Journals
-from broker.service import BrokerService
 from broker.settings import Settings
-from broker.status import StatusStore
+from broker.stores.audit import AuditTrail
+from broker.stores.dedup import DedupStore
+from broker.stores.journal import Journals
+from broker.stores.status import StatusStore
+from broker.worker.service import BrokerService
 from monitoring.metrics import Metrics
 from routing import Directory, DirectoryError
 from signing import Signer, SigningError, TrustStore, Verifier
-from signing.pki import party_paths
+from signing.keyfiles import party_paths
 from xta_schemas import Catalog, StandardError
 
 __all__ = ["Parts", "Records", "build_broker", "load_parts", "open_records", "party_signer"]

@@ -37,12 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
+        # A command module that does not import is a broken installation: fail here,
+        # loudly, rather than offer a CLI with a subcommand quietly missing.
+        module = importlib.import_module(name)
         module.register(sub)
     return parser
 

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from broker.audit import AuditTrail, verify_trail
-from broker.audit.trail import canonical, entry_hash
-from broker.journal import EventKind, StatusEvent
+from broker.stores.audit import AuditTrail, verify_trail
+from broker.stores.audit.trail import canonical, entry_hash
+from broker.stores.journal import EventKind, StatusEvent
 from signing import Signer, TrustStore, Verifier
-from signing.pki import init_dev_pki, party_paths
+from signing.devpki import init_dev_pki
+from signing.keyfiles import party_paths
 
 BROKER = "xbr:broker"
 OTHER = "osi:hh-portal"

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from broker.audit import AuditTrail
 from broker.cli import main
-from broker.journal import EventKind, StatusEvent
+from broker.stores.audit import AuditTrail
+from broker.stores.journal import EventKind, StatusEvent
 from routing import read_parties
 from signing import Signer
-from signing.pki import init_dev_pki, party_paths
+from signing.devpki import init_dev_pki
+from signing.keyfiles import party_paths
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 BROKER = "xbr:broker"

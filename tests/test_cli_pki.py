@@ -8,7 +8,7 @@ from cryptography import x509
 
 from broker.cli import main
 from signing import load_certificate, subject_kennung
-from signing.pki import party_paths
+from signing.keyfiles import party_paths
 
 PARTIES = ["xbr:broker", "osi:hh-portal", "psw:02000000", "psw:01060063", "gew:02000000"]
 

@@ -15,7 +15,8 @@ import pytest
 from broker.pipeline import Accepted, Pipeline
 from routing import Directory
 from signing import Signer, TrustStore, Verifier
-from signing.pki import init_dev_pki, party_paths
+from signing.devpki import init_dev_pki
+from signing.keyfiles import party_paths
 from tests.standards_support import edit
 from xta_schemas import Catalog, StandardLoadError
 from xta_schemas.samples import sample_root

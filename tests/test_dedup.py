@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.dedup import ClaimState, DedupStore
-from broker.journal import EventKind, JournalBatch, StatusEvent
+from broker.stores.dedup import ClaimState, DedupStore
+from broker.stores.journal import EventKind, JournalBatch, StatusEvent
 
 AUTHOR = "osi:hh-portal"
 UUID = "6f1c2d3e-4a5b-4c6d-8e7f-001122334455"

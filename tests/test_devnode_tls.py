@@ -15,7 +15,7 @@ import pytest
 
 from broker import devnode
 from broker.devnode.layout import _choose_ports, _Layout
-from signing.pki import create_ca, issue_tls_certificate
+from signing.devpki import create_ca, issue_tls_certificate
 
 if TYPE_CHECKING:  # not importable at run time: a subfolder's conftest can shadow it
     from conftest import RabbitMQ

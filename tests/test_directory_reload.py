@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.receipts import Kind
-from broker.reload import DirectoryWatcher
+from broker.receipts.document import Kind
+from broker.worker.reload import DirectoryWatcher
 from routing import Directory
 from tests.world import EXAMPLES, World, running_world
 

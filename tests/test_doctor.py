@@ -17,10 +17,11 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from broker import devnode, topology
+from broker import devnode
+from broker.amqp import topology
 from broker.cli import main
 from broker.commands.demo import ensure_dev_pki
-from broker.doctor import Report, Status, diagnose
+from broker.ops.doctor.checks import Report, Status, diagnose
 from broker.settings import Settings, load_settings
 from routing import Directory
 from tests.conftest import RabbitMQ

@@ -11,17 +11,17 @@ import pytest
 
 from broker.app import load_parts
 from broker.commands.demo import ensure_dev_pki
-from broker.doctor import Status
-from broker.doctor_permissions import check_permissions
-from broker.settings import Settings, load_settings
-from broker.tenancy import (
+from broker.ops.doctor.checks import Status
+from broker.ops.doctor.permissions import check_permissions
+from broker.ops.tenancy.accounts import (
     accounts_for,
     credentials_path,
     provision,
     read_credentials,
     vhost_of,
 )
-from broker.tenancy_backends import RabbitmqctlBackend
+from broker.ops.tenancy.backends import RabbitmqctlBackend
+from broker.settings import Settings, load_settings
 from routing import Directory
 from tests.world import EXAMPLES
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from broker.receipts import Kind
+from broker.receipts.document import Kind
 from signing import Signer
-from signing.pki import create_ca, issue
+from signing.devpki import create_ca, issue
 from tests.world import World, metrics_url_of, running_world
 
 pytestmark = pytest.mark.rabbitmq

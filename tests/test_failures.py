@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from broker.receipts import Kind
+from broker.receipts.document import Kind
 from tests.world import World, metrics_url_of, running_world
 
 pytestmark = pytest.mark.rabbitmq

@@ -10,7 +10,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from signing import SignatureError, fingerprint, load_certificate
 from signing.certcache import CertificateCache
-from signing.pki import init_dev_pki, party_paths
+from signing.devpki import init_dev_pki
+from signing.keyfiles import party_paths
 
 
 @pytest.fixture(scope="module")

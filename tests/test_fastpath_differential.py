@@ -25,7 +25,8 @@ from signxml.signer import XMLSigner
 
 import xta_schemas
 from signing import SignatureError, Signer, TrustStore, Verifier, XmlError, parse_untrusted
-from signing.pki import init_dev_pki, issue, party_paths
+from signing.devpki import init_dev_pki, issue
+from signing.keyfiles import party_paths
 from signing.reference import needs_reference, verify_with_signxml
 from signing.signer import PrivateKey
 from signing.structure import inspect_signature

@@ -24,8 +24,8 @@ from broker.http_api import (
     serve_api,
     start_api,
 )
-from broker.receipts import Kind
-from broker.status import StatusStore
+from broker.receipts.document import Kind
+from broker.stores.status import StatusStore
 from tests.world import World, running_world
 
 pytestmark = pytest.mark.rabbitmq

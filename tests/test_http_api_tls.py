@@ -23,10 +23,11 @@ from broker.http_api import (
     serve_api,
     start_api,
 )
-from broker.status import StatusStore
+from broker.stores.status import StatusStore
 from signing import TrustStore
 from signing.crl import CrlFolder
-from signing.pki import create_ca, issue, party_paths, revoke
+from signing.devpki import create_ca, issue, revoke
+from signing.keyfiles import party_paths
 from tests.world import World, running_world
 
 pytestmark = pytest.mark.rabbitmq

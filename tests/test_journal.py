@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from broker.errors import TransientError
-from broker.journal import EventKind, JournalBatch, Journals, StatusEvent
-from broker.status import StatusStore
+from broker.stores.journal import EventKind, JournalBatch, Journals, StatusEvent
+from broker.stores.status import StatusStore
 
 
 class Batches:

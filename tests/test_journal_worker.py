@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from broker.agency import AgencyClient, Delivery
 from broker.app import load_parts, party_signer
 from broker.commands.demo import ensure_dev_pki
-from broker.dedup import DedupStore
-from broker.journal import EventKind, StatusEvent
-from broker.portal import Portal
-from broker.service import BrokerService
+from broker.sdk.agency import AgencyClient, Delivery
+from broker.sdk.portal import Portal
 from broker.settings import load_settings
-from broker.status import StatusStore
+from broker.stores.dedup import DedupStore
+from broker.stores.journal import EventKind, StatusEvent
+from broker.stores.status import StatusStore
+from broker.worker.service import BrokerService
 from monitoring.metrics import Metrics
 from signing import parse_untrusted
 from xta_schemas.samples import with_fresh_header

@@ -23,11 +23,11 @@ from typing import Any
 import pytest
 
 from broker import devnode
-from broker.agency import AgencyClient, Delivery
 from broker.app import load_parts, party_signer
 from broker.commands.demo import ensure_dev_pki
 from broker.errors import PublishError
-from broker.portal import Portal
+from broker.sdk.agency import AgencyClient, Delivery
+from broker.sdk.portal import Portal
 from broker.settings import Settings, load_settings
 from signing import parse_untrusted
 from tests.world import EXAMPLES, SUBMISSIONS

@@ -10,15 +10,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from signing import PkiError, load_certificate, subject_kennung
-from signing.pki import (
-    create_ca,
-    file_id,
-    init_dev_pki,
-    issue,
-    list_certificates,
-    party_paths,
-    revoke,
-)
+from signing.devpki import create_ca, init_dev_pki, issue, list_certificates, revoke
+from signing.keyfiles import file_id, party_paths
 
 PARTIES = [("psw:02000000", "Portal"), ("dst:09162000", "Meldebehörde München")]
 

@@ -22,7 +22,7 @@ import pytest
 from lxml import etree
 from prometheus_client import generate_latest
 
-from broker import publishing, topology
+from broker.amqp import publishing, topology
 from broker.app import party_signer
 from broker.http_api import (
     ApiLimits,
@@ -33,8 +33,8 @@ from broker.http_api import (
     hash_token,
 )
 from broker.logs import configure_logging
-from broker.receipts import Kind, Receipt, build_receipt
-from broker.status import StatusStore
+from broker.receipts.document import Kind, Receipt, build_receipt
+from broker.stores.status import StatusStore
 from tests.test_receipts import ReceiptTap, receipt_tap
 from tests.world import World, running_world
 from xta_schemas.report import redact

@@ -18,8 +18,8 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from lxml import etree
 
-from broker import topology
-from broker.receipts import (
+from broker.amqp import topology
+from broker.receipts.document import (
     Kind,
     Receipt,
     build_receipt,

@@ -25,12 +25,12 @@ import aio_pika
 import httpx
 import pytest
 
-from broker import topology
-from broker.agency import AgencyClient, Delivery
+from broker.amqp import topology
 from broker.app import load_parts, party_signer
 from broker.commands.demo import ensure_dev_pki
-from broker.portal import Portal
-from broker.receipts import Kind, Receipt
+from broker.receipts.document import Kind, Receipt
+from broker.sdk.agency import AgencyClient, Delivery
+from broker.sdk.portal import Portal
 from broker.settings import Settings, load_settings
 from routing import Directory
 from signing import parse_untrusted

@@ -12,7 +12,8 @@ from lxml import etree
 from signxml.verifier import XMLVerifier
 
 from signing import Signer, SigningError, TrustStore, Verifier, parse_untrusted
-from signing.pki import init_dev_pki, issue, party_paths
+from signing.devpki import init_dev_pki, issue
+from signing.keyfiles import party_paths
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
 DOC = b'<m:msg xmlns:m="urn:test"><a>1</a></m:msg>'

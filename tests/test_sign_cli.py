@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from broker.cli import main
-from signing.pki import init_dev_pki, party_paths
+from signing.devpki import init_dev_pki
+from signing.keyfiles import party_paths
 
 DOC = b'<m:msg xmlns:m="urn:test"><a>1</a></m:msg>'
 

@@ -10,7 +10,8 @@ import pytest
 
 import xta_schemas
 from signing import Signer
-from signing.pki import init_dev_pki, issue, party_paths
+from signing.devpki import init_dev_pki, issue
+from signing.keyfiles import party_paths
 
 XMLSEC1 = shutil.which("xmlsec1")
 pytestmark = pytest.mark.skipif(XMLSEC1 is None, reason="xmlsec1 is not installed")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from broker.cli import main
-from broker.journal import EventKind, StatusEvent
-from broker.status import StatusStore, SubmissionState
+from broker.stores.journal import EventKind, StatusEvent
+from broker.stores.status import StatusStore, SubmissionState
 
 UUID = "6f1c2d3e-4a5b-4c6d-8e7f-001122334455"
 PORTAL = "osi:hh-portal"

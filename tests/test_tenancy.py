@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from broker.errors import ConfigurationError
-from broker.tenancy import (
+from broker.ops.tenancy.accounts import (
     NOTHING,
     Account,
     Permissions,
@@ -21,7 +21,7 @@ from broker.tenancy import (
     read_credentials,
     vhost_of,
 )
-from broker.tenancy_backends import ManagementApiBackend, backend_for
+from broker.ops.tenancy.backends import ManagementApiBackend, backend_for
 from routing import AmqpEndpoint, Directory, WebhookEndpoint
 from routing.directory import Agency, Subscription
 

@@ -1,8 +1,8 @@
 """Isolation on a real RabbitMQ node: each party connects as the user provisioned for it.
 
 The broker runs as the node's user; the two Meldebehörden and the portal get users made
-by `broker.tenancy.provision` through rabbitmqctl (names prefixed per run, because users
-belong to the node, not to the test session's vhost), deleted afterwards.
+by `broker.ops.tenancy.accounts.provision` through rabbitmqctl (names prefixed per run,
+because users belong to the node, not to the test session's vhost), deleted afterwards.
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ import aiormq
 import pytest
 from prometheus_client import CollectorRegistry
 
-from broker import topology
-from broker.agency import AgencyClient, Delivery
+from broker.amqp import topology
 from broker.app import build_broker, load_parts, party_signer
 from broker.commands.demo import ensure_dev_pki
-from broker.portal import Portal
-from broker.receipts import Kind
+from broker.ops.tenancy.accounts import accounts_for, provision, read_credentials
+from broker.ops.tenancy.backends import RabbitmqctlBackend
+from broker.receipts.document import Kind
+from broker.sdk.agency import AgencyClient, Delivery
+from broker.sdk.portal import Portal
 from broker.settings import load_settings
-from broker.tenancy import accounts_for, provision, read_credentials
-from broker.tenancy_backends import RabbitmqctlBackend
 from signing import parse_untrusted
 from xta_schemas import Catalog
 from xta_schemas.samples import with_fresh_header

@@ -2,7 +2,7 @@
 
 A deployment's agency CA is made for this module and added to the node's trusted client
 CAs while the node runs (removed afterwards). Agencies A and B and the portal get
-certificate users from `broker.tenancy_tls.provision_tls`, named per run like their
+certificate users from `broker.ops.tenancy.tls.provision_tls`, named per run like their
 certificates' CN, because users belong to the node, not to the session's vhost.
 """
 
@@ -23,19 +23,20 @@ import aiormq
 import pytest
 from prometheus_client import CollectorRegistry
 
-from broker import devnode, topology
-from broker.agency import AgencyClient, Delivery
+from broker import devnode
+from broker.amqp import topology
 from broker.app import build_broker, load_parts, party_signer
 from broker.cli import main
 from broker.commands.demo import ensure_dev_pki
-from broker.portal import Portal
-from broker.receipts import Kind
+from broker.ops.tenancy.accounts import accounts_for, read_credentials
+from broker.ops.tenancy.backends import RabbitmqctlBackend
+from broker.ops.tenancy.tls import provision_tls
+from broker.receipts.document import Kind
+from broker.sdk.agency import AgencyClient, Delivery
+from broker.sdk.portal import Portal
 from broker.settings import load_settings
-from broker.tenancy import accounts_for, read_credentials
-from broker.tenancy_backends import RabbitmqctlBackend
-from broker.tenancy_tls import provision_tls
 from signing import parse_untrusted
-from signing.pki import create_ca, issue_tls_certificate
+from signing.devpki import create_ca, issue_tls_certificate
 from xta_schemas import Catalog
 from xta_schemas.samples import with_fresh_header
 

@@ -9,9 +9,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from broker.errors import ConfigurationError
-from broker.tenancy import Account, Permissions, read_credentials
-from broker.tenancy_tls import client_certificate_paths, provision_tls
-from signing.pki import create_ca, issue_tls_certificate
+from broker.ops.tenancy.accounts import Account, Permissions, read_credentials
+from broker.ops.tenancy.tls import client_certificate_paths, provision_tls
+from signing.devpki import create_ca, issue_tls_certificate
 
 AMQPS = "amqps://rabbit.example:5671/xbroker"
 KENNUNG = "psw:02000000"

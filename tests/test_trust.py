@@ -24,7 +24,8 @@ from signing import (
     parse_untrusted,
 )
 from signing.crl import CrlFolder
-from signing.pki import create_ca, init_dev_pki, issue, party_paths, revoke
+from signing.devpki import create_ca, init_dev_pki, issue, revoke
+from signing.keyfiles import party_paths
 
 DOC = b'<m:msg xmlns:m="urn:test"><a>1</a></m:msg>'
 

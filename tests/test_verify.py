@@ -23,8 +23,9 @@ from signing import (
     Verifier,
     parse_untrusted,
 )
+from signing.devpki import create_ca, init_dev_pki, issue, revoke
 from signing.errors import SIGNATURE_CODES
-from signing.pki import create_ca, init_dev_pki, issue, party_paths, revoke
+from signing.keyfiles import party_paths
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
 DOC = b'<m:msg xmlns:m="urn:test"><a>1</a></m:msg>'

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from broker.journal import EventKind, StatusEvent
 from broker.logs import configure_logging
-from broker.status import StatusStore
-from broker.waiting import WaitingWatch
+from broker.stores.journal import EventKind, StatusEvent
+from broker.stores.status import StatusStore
+from broker.worker.waiting import WaitingWatch
 from monitoring.metrics import Metrics
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

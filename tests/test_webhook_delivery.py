@@ -34,11 +34,11 @@ from standardwebhooks.webhooks import Webhook
 
 from broker.app import build_broker, load_parts, party_signer
 from broker.commands.demo import ensure_dev_pki
-from broker.portal import Portal
-from broker.receipts import Kind, Receipt
-from broker.service import BrokerService
+from broker.receipts.document import Kind, Receipt
+from broker.sdk.portal import Portal
 from broker.settings import Settings, load_settings
-from broker.webhook import WebhookDeliverer
+from broker.webhook.deliverer import WebhookDeliverer
+from broker.worker.service import BrokerService
 from signing import parse_untrusted
 from xta_schemas.samples import with_fresh_header
 

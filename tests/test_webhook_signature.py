@@ -10,8 +10,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from broker.errors import ConfigurationError
 from broker.settings import Settings
-from broker.webhook_queues import RetrySchedule, delay_queue
-from broker.webhook_signature import WebhookSecret, signed_headers
+from broker.webhook.queues import RetrySchedule, delay_queue
+from broker.webhook.signature import WebhookSecret, signed_headers
 
 SECRET = "whsec_" + base64.b64encode(bytes(range(32))).decode()
 BODY = b"<nachricht>\xc3\xa4</nachricht>"

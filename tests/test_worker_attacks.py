@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 import aio_pika
 import pytest
 
-from broker import publishing, topology
-from broker.receipts import Kind
-from broker.service import Lifecycle
+from broker.amqp import publishing, topology
+from broker.receipts.document import Kind
+from broker.worker.service import Lifecycle
 from tests.attacks.test_xml_attacks import CORPUS
 from tests.world import World, running_world
 

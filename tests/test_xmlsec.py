@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from signing import SignatureError, Signer, TrustStore, Verifier, parse_untrusted
-from signing.pki import init_dev_pki, issue, party_paths
+from signing.devpki import init_dev_pki, issue
+from signing.keyfiles import party_paths
 
 XMLSEC1 = shutil.which("xmlsec1")
 pytestmark = pytest.mark.skipif(XMLSEC1 is None, reason="xmlsec1 is not installed")

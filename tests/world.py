@@ -17,13 +17,13 @@ from typing import Any
 from lxml import etree
 from prometheus_client import CollectorRegistry
 
-from broker.agency import AgencyClient, Delivery
 from broker.app import Parts, build_broker, load_parts, party_signer
 from broker.commands.demo import ensure_dev_pki
-from broker.portal import Portal
-from broker.service import BrokerService
+from broker.sdk.agency import AgencyClient, Delivery
+from broker.sdk.portal import Portal
 from broker.settings import Settings, load_settings
-from broker.status import StatusStore
+from broker.stores.status import StatusStore
+from broker.worker.service import BrokerService
 from routing import AmqpEndpoint
 from signing import Signer, parse_untrusted
 from xta_schemas.samples import with_fresh_header

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from broker.receipts import Kind, Receipt
+from broker.receipts.document import Kind, Receipt
 from routing import Directory
 
 __all__ = ["describe_receipt"]

@@ -26,10 +26,17 @@ from typing import Any
 from broker import devnode
 from broker.commands._common import settings_from
 from broker.errors import ConfigurationError
+from broker.ops.tenancy.accounts import (
+    Account,
+    Provisioned,
+    accounts_for,
+    credentials_path,
+    provision,
+    vhost_of,
+)
+from broker.ops.tenancy.backends import ManagementApiBackend, RabbitmqctlBackend, backend_for
+from broker.ops.tenancy.tls import IssueClientCertificate, provision_tls
 from broker.settings import Settings
-from broker.tenancy import Account, Provisioned, accounts_for, credentials_path, provision, vhost_of
-from broker.tenancy_backends import ManagementApiBackend, RabbitmqctlBackend, backend_for
-from broker.tenancy_tls import IssueClientCertificate, provision_tls
 from routing import Directory, DirectoryError
 
 __all__ = ["register"]

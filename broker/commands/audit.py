@@ -11,8 +11,8 @@ import argparse
 from datetime import UTC, datetime, timedelta
 
 from broker.app import load_parts, party_signer
-from broker.audit import AuditTrail, verify_trail
 from broker.commands._common import settings_from
+from broker.stores.audit import AuditTrail, verify_trail
 
 __all__ = ["register"]
 

@@ -19,19 +19,19 @@ from lxml import etree
 from prometheus_client import CollectorRegistry
 
 from broker import devnode
-from broker.agency import AgencyClient
 from broker.app import Parts, build_broker, load_parts, open_records, party_signer
 from broker.commands._common import run_async, settings_from, wait_for_signal
 from broker.commands._receipts import describe_receipt
 from broker.commands.subscribe import write_to_folder
 from broker.logs import configure_logging
-from broker.portal import Portal
-from broker.receipts import Receipt
+from broker.receipts.document import Receipt
+from broker.sdk.agency import AgencyClient
+from broker.sdk.portal import Portal
 from broker.settings import Settings
 from monitoring.http import ServerHandle, build_app, serve
 from routing import AmqpEndpoint, read_parties
 from signing import parse_untrusted
-from signing.pki import init_dev_pki
+from signing.devpki import init_dev_pki
 from xta_schemas.samples import with_fresh_header
 
 __all__ = ["ensure_dev_pki", "register"]

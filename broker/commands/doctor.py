@@ -15,9 +15,9 @@ import sys
 from typing import TextIO
 
 from broker.commands._common import settings_from
-from broker.doctor import Finding, Report, Status, diagnose
-from broker.doctor_permissions import check_permissions
 from broker.errors import ConfigurationError
+from broker.ops.doctor.checks import Finding, Report, Status, diagnose
+from broker.ops.doctor.permissions import check_permissions
 
 __all__ = ["register", "render"]
 

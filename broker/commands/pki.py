@@ -1,7 +1,7 @@
 """``xbroker pki``: the development PKI (CA, party certificates, revocation, listing).
 
 Everything lives under ``--pki-dir`` (default ``.xbroker/pki``) in the layout described
-in ``signing.pki``. Exit codes: 0 done, 2 the PKI could not be read or changed.
+in ``signing.devpki``. Exit codes: 0 done, 2 the PKI could not be read or changed.
 """
 
 from __future__ import annotations
@@ -13,14 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from signing import SigningError
-from signing.pki import (
-    DEV_CA_NAME,
-    issue,
-    list_certificates,
-    party_paths,
-    revoke,
-    setup_ca,
-)
+from signing.devpki import DEV_CA_NAME, issue, list_certificates, revoke, setup_ca
+from signing.keyfiles import party_paths
 
 __all__ = ["DEFAULT_PKI_DIR", "register"]
 

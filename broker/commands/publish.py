@@ -17,9 +17,9 @@ from typing import Any
 from broker.app import load_parts, party_signer
 from broker.commands._common import run_async, settings_from
 from broker.commands._receipts import describe_receipt
-from broker.portal import Portal, SubmissionState
-from broker.progress import Progress, wanted
-from broker.receipts import Receipt
+from broker.commands.progress import Progress, wanted
+from broker.receipts.document import Receipt
+from broker.sdk.portal import Portal, SubmissionState
 
 __all__ = ["register"]
 

@@ -14,8 +14,8 @@ from broker.app import build_broker, load_parts, open_records
 from broker.commands._common import run_async, settings_from, wait_for_signal
 from broker.http_api import start_api
 from broker.logs import configure_logging, event
-from broker.reload import DirectoryWatcher
-from broker.waiting import WaitingWatch
+from broker.worker.reload import DirectoryWatcher
+from broker.worker.waiting import WaitingWatch
 from monitoring.http import build_app, serve
 from xta_schemas import Catalog
 

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from broker.commands._common import settings_from
-from broker.status import Laufzettel, StatusStore
+from broker.stores.status import Laufzettel, StatusStore
 
 __all__ = ["format_timeline", "register"]
 

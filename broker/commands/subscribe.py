@@ -6,10 +6,10 @@ import argparse
 import logging
 from pathlib import Path
 
-from broker.agency import AgencyClient, Delivery, Handler
 from broker.app import load_parts, party_signer
 from broker.commands._common import run_async, settings_from, wait_for_signal
 from broker.logs import configure_logging, event
+from broker.sdk.agency import AgencyClient, Delivery, Handler
 
 __all__ = ["register", "write_to_folder"]
 

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from signing.certs import load_certificate
-from signing.pki import create_ca, issue_tls_certificate
+from signing.devpki import create_ca, issue_tls_certificate
 
 __all__ = ["NODE_CA_NAME", "TlsFiles"]
 

@@ -17,7 +17,7 @@ from broker.devnode.errors import DevNodeError
 from broker.devnode.layout import _Layout, _read_state, _running_pid
 from broker.devnode.lifecycle import _locked
 from broker.devnode.tls import TlsFiles
-from signing.pki import issue_tls_certificate
+from signing.devpki import issue_tls_certificate
 
 __all__ = ["distrust_client_ca", "issue_client_certificate", "trust_client_ca"]
 

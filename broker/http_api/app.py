@@ -28,9 +28,9 @@ from pydantic import BaseModel
 
 from broker.errors import TransientError
 from broker.http_api.auth import Authenticator
-from broker.journal import EventKind, Journal, StatusEvent
 from broker.logs import event
-from broker.status import StatusStore, SubmissionState
+from broker.stores.journal import EventKind, Journal, StatusEvent
+from broker.stores.status import StatusStore, SubmissionState
 from signing import ParserLimits, XmlError, parse_untrusted
 from xta_schemas import Catalog, MessageError
 

@@ -1,7 +1,7 @@
 """Publishing to the ingress exchange, and how full the ingress queue is.
 
 The HTTP API publishes exactly as the portal SDK does: confirmed, mandatory, with a
-deadline (`broker.publishing`), message id = nachrichtenUUID, reply-to = the caller.
+deadline (`broker.amqp.publishing`), message id = nachrichtenUUID, reply-to = the caller.
 
 The queue depth comes from a passive declare on a channel of its own (a passive
 declare of a missing queue closes its channel; the publishing channel must survive
@@ -17,7 +17,7 @@ import time
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 
-from broker import publishing, topology
+from broker.amqp import publishing, topology
 from broker.errors import TransientError
 
 __all__ = ["IngressPublisher"]

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from signing import Signer, TrustStore, Verifier
-from signing.pki import init_dev_pki, party_paths
+from signing.devpki import init_dev_pki
+from signing.keyfiles import party_paths
 
 
 @pytest.fixture(scope="package")

@@ -15,7 +15,7 @@ from signxml.algorithms import CanonicalizationMethod, SignatureMethod
 from signxml.signer import XMLSigner
 
 from signing import SignatureError, Signer, Verifier, parse_untrusted
-from signing.pki import party_paths
+from signing.keyfiles import party_paths
 
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 DS = f"{{{DS_NS}}}"

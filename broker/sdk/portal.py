@@ -1,0 +1,193 @@
+"""The portal SDK: sign and publish submissions, collect and verify their receipts.
+
+    async with Portal(url, kennung, signer, verifier) as portal:
+        uuid = await portal.submit(xml_bytes)
+        state = await portal.wait_final(uuid, timeout=30)
+
+Receipts are correlated by nachrichtenUUID. A submission is final when it was rejected
+or reported a duplicate, or when every recipient named in the ``accepted`` receipt has
+sent its ``delivered`` receipt (or the broker reported ``failed`` for it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from lxml import etree
+
+from broker.amqp import publishing, topology
+from broker.receipts.document import Kind, Receipt, read_receipt
+from signing import Signer, SigningError, Verifier, parse_untrusted
+from xta_schemas import Catalog
+
+__all__ = ["Portal", "SubmissionState"]
+
+log = logging.getLogger("xbroker.portal")
+
+ReceiptCallback = Callable[[Receipt], Awaitable[None] | None]
+
+
+@dataclass(slots=True)
+class SubmissionState:
+    uuid: str
+    receipts: list[Receipt] = field(default_factory=list)
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        for r in self.receipts:
+            if r.kind is Kind.ACCEPTED:
+                return r.recipients
+        return ()
+
+    @property
+    def final(self) -> bool:
+        """Rejected; or accepted and answered by every recipient (delivered or failed);
+        or reported a duplicate of a message this portal did not see accepted."""
+        kinds = {r.kind for r in self.receipts}
+        if Kind.REJECTED in kinds:
+            return True
+        if Kind.ACCEPTED not in kinds:
+            return Kind.DUPLICATE in kinds
+        # A delivered receipt names the agency as issuer (AMQP: the agency signs) or as
+        # recipient (webhook: the broker signs on the agency's 2xx answer).
+        answered = {r.issuer for r in self.receipts if r.kind is Kind.DELIVERED}
+        answered |= {
+            x
+            for r in self.receipts
+            if r.kind in (Kind.DELIVERED, Kind.FAILED)
+            for x in r.recipients
+        }
+        return set(self.recipients) <= answered
+
+    def add(self, receipt: Receipt) -> bool:
+        """Record a receipt; False if the same statement arrived before (a redelivery
+        after a crash repeats receipts, the state does not change)."""
+        key = (receipt.kind, receipt.issuer, receipt.recipients)
+        if any((r.kind, r.issuer, r.recipients) == key for r in self.receipts):
+            return False
+        self.receipts.append(receipt)
+        return True
+
+
+class Portal:
+    """Publishes signed submissions as one author and receives that author's receipts."""
+
+    def __init__(
+        self,
+        amqp_url: str,
+        kennung: str,
+        signer: Signer,
+        verifier: Verifier,
+        *,
+        confirm_timeout: float = 5.0,
+        on_receipt: ReceiptCallback | None = None,
+        catalog: Catalog | None = None,
+    ) -> None:
+        self.kennung = kennung
+        self._url = amqp_url
+        self._signer = signer
+        self._verifier = verifier
+        self._confirm_timeout = confirm_timeout
+        self._on_receipt = on_receipt
+        self._catalog = catalog
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._states: dict[str, SubmissionState] = defaultdict(lambda: SubmissionState(""))
+        self._changed = asyncio.Condition()
+        self.invalid_receipts = 0
+
+    async def __aenter__(self) -> Portal:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def start(self, *, receive: bool = True) -> None:
+        self._connection, self._channel = await publishing.connect(
+            self._url, f"xbroker-portal {self.kennung}"
+        )
+        if receive:
+            queue = await self._channel.get_queue(topology.receipt_queue(self.kennung))
+            await queue.consume(self._on_message)
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+    async def submit(self, document: bytes | etree._Element, *, sign: bool = True) -> str:
+        """Sign (unless already signed) and publish; return the nachrichtenUUID."""
+        body = self._signer.sign(document) if sign else _bytes(document)
+        uuid = self._uuid_of(body)
+        assert self._channel is not None, "start() the portal first"
+        exchange = await self._channel.get_exchange(topology.INGRESS_EXCHANGE, ensure=False)
+        await publishing.publish_confirmed(
+            exchange,
+            publishing.message(body, message_id=uuid, reply_to=self.kennung),
+            topology.INGRESS_ROUTING_KEY,
+            self._confirm_timeout,
+        )
+        state = self._states[uuid]
+        state.uuid = uuid
+        return uuid
+
+    def state(self, uuid: str) -> SubmissionState:
+        state = self._states[uuid]
+        state.uuid = uuid
+        return state
+
+    async def wait_final(self, uuid: str, timeout: float) -> SubmissionState:
+        """Wait until the submission reached a final state; TimeoutError otherwise."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: self.state(uuid).final)
+        return self.state(uuid)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        try:
+            verified = self._verifier.verify(parse_untrusted(message.body))
+            signed = verified.signed
+            if isinstance(signed, etree._ElementTree):
+                signed = signed.getroot()
+            receipt = read_receipt(signed)
+            if verified.subject_kennung not in (None, receipt.issuer):
+                raise ValueError(
+                    f"receipt of {receipt.issuer} signed by {verified.subject_kennung}"
+                )
+        except (SigningError, ValueError) as exc:
+            self.invalid_receipts += 1
+            log.warning("invalid receipt dropped: %s", exc)
+            await message.reject(requeue=False)
+            return
+        async with self._changed:
+            new = self.state(receipt.nachrichten_uuid).add(receipt)
+            self._changed.notify_all()
+        if new and self._on_receipt is not None:
+            result = self._on_receipt(receipt)
+            if result is not None:
+                await result
+        await message.ack()
+
+    def _uuid_of(self, body: bytes) -> str:
+        root = parse_untrusted(body)
+        if self._catalog is not None:
+            standard, _ = self._catalog.identify(root)
+            return standard.header(root).uuid
+        # Without a catalog: the XÖV header's nachrichtenUUID, wherever it sits.
+        found = root.xpath("string(//*[local-name()='nachrichtenUUID'][1])")
+        if not isinstance(found, str) or not found:
+            raise ValueError("the document has no nachrichtenUUID")
+        return found.strip()
+
+
+def _bytes(document: bytes | etree._Element) -> bytes:
+    if isinstance(document, bytes):
+        return document
+    return etree.tostring(document, xml_declaration=True, encoding="UTF-8")

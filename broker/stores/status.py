@@ -1,0 +1,302 @@
+"""The status store: every state change of every message, as metadata (the Laufzettel).
+
+A `Journal` the broker reports to. SQLite in WAL mode, so the HTTP API and
+``xbroker status`` read while workers write, and workers on one host share one file.
+It holds ids, codes, agencies, times and the SHA-256 of the bytes received; a
+`StatusEvent` has no field for payload, and this store adds none.
+
+It is a `broker.stores.journal.BatchJournal`: `record_many` writes a batch of events in one
+transaction, which is how the worker's `JournalBatch` writes (one commit per event
+cost more than all the checks of a message).
+
+It also remembers which bytes arrived over HTTP under which nachrichtenUUID
+(`claim_submission`), so that a repeated POST gets the same answer and a different
+message under a used UUID is refused (409).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+from broker.stores.journal import EventKind, StatusEvent
+
+__all__ = [
+    "Laufzettel",
+    "StatusStore",
+    "SubmissionClaim",
+    "SubmissionState",
+    "WaitingCopy",
+    "event_dict",
+    "open_shared",
+]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    uuid            TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    at              TEXT NOT NULL,
+    author          TEXT,
+    agency          TEXT,
+    nachrichtentyp  TEXT,
+    standard        TEXT,
+    digest          TEXT,
+    reason          TEXT,
+    recipients      TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX IF NOT EXISTS events_uuid ON events (uuid, id);
+CREATE INDEX IF NOT EXISTS events_at ON events (at);
+CREATE TABLE IF NOT EXISTS submissions (
+    uuid    TEXT PRIMARY KEY,
+    author  TEXT NOT NULL,
+    digest  TEXT NOT NULL,
+    at      TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+_COLUMNS = "uuid, kind, at, author, agency, nachrichtentyp, standard, digest, reason, recipients"
+_INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+class SubmissionState(StrEnum):
+    NEW = "new"  # first time this UUID arrives: publish it
+    SAME = "same"  # the same bytes again: answer as before, publish nothing
+    CONFLICT = "conflict"  # other bytes under a used UUID: refuse
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionClaim:
+    state: SubmissionState
+    author: str
+    digest: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Laufzettel:
+    """The timeline of one message, oldest event first."""
+
+    uuid: str
+    events: tuple[StatusEvent, ...]
+
+    @property
+    def author(self) -> str | None:
+        return next((e.author for e in self.events if e.author), None)
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        for e in self.events:
+            if e.kind is EventKind.ACCEPTED:
+                return e.recipients
+        return ()
+
+    @property
+    def state(self) -> str:
+        """The latest event's kind; ``unknown`` for a message never seen."""
+        return self.events[-1].kind.value if self.events else "unknown"
+
+    def seen_by(self, kennung: str) -> Laufzettel:
+        """Only the events that concern ``kennung``: an agency sees its own copy, not the
+        copies of other recipients. Unattributed events (taken from the queue, before the
+        header was read) are shown to anyone who sees at least one other event."""
+        own = [e for e in self.events if kennung in (e.author, e.agency, *e.recipients)]
+        if not own:
+            return Laufzettel(self.uuid, ())
+        return Laufzettel(
+            self.uuid,
+            tuple(e for e in self.events if e in own or (e.author is None and e.agency is None)),
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        """The JSON form served by the HTTP API and ``xbroker status --json``."""
+        return {
+            "uuid": self.uuid,
+            "state": self.state,
+            "author": self.author,
+            "recipients": list(self.recipients),
+            "events": [event_dict(e) for e in self.events],
+        }
+
+
+def event_dict(event: StatusEvent) -> dict[str, object]:
+    """One event as JSON: empty fields left out."""
+    fields: dict[str, object] = {
+        "kind": event.kind.value,
+        "at": event.at.astimezone(UTC).isoformat(),
+        "author": event.author,
+        "agency": event.agency,
+        "nachrichtentyp": event.nachrichtentyp,
+        "standard": event.standard,
+        "sha256": event.digest,
+        "reason": event.reason,
+        "recipients": list(event.recipients) or None,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingCopy:
+    uuid: str
+    agency: str
+    author: str | None
+    queued: datetime
+
+
+class StatusStore:
+    """The Laufzettel of every message. Attach it to the broker as a journal."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = open_shared(path)
+        self._db.executescript(_SCHEMA)
+
+    def record(self, event: StatusEvent) -> None:
+        self._db.execute(_INSERT, _row(event))
+
+    def record_many(self, events: Sequence[StatusEvent]) -> None:
+        """Write ``events`` in one transaction: all of them or none."""
+        rows = [_row(event) for event in events]
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(_INSERT, rows)
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    def timeline(self, uuid: str) -> Laufzettel:
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE uuid=? ORDER BY id", (uuid,)
+        ).fetchall()
+        return Laufzettel(uuid, tuple(_event(row) for row in rows))
+
+    def uuids(self, limit: int = 100) -> tuple[str, ...]:
+        """The most recently active nachrichtenUUIDs, newest first."""
+        rows = self._db.execute(
+            "SELECT uuid FROM events GROUP BY uuid ORDER BY MAX(id) DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return tuple(row[0] for row in rows)
+
+    def waiting(self, queued_before: datetime) -> tuple[WaitingCopy, ...]:
+        """Copies queued for an agency before ``queued_before`` that it has neither
+        confirmed (delivered) nor lost (failed): mail that waits unfetched."""
+        rows = self._db.execute(
+            """
+            SELECT q.uuid, q.agency, q.author, MIN(q.at) FROM events q
+            WHERE q.kind = 'queued' AND q.at < ?
+              AND NOT EXISTS (
+                SELECT 1 FROM events d
+                WHERE d.uuid = q.uuid AND d.agency = q.agency
+                  AND d.kind IN ('delivered', 'failed'))
+            GROUP BY q.uuid, q.agency
+            """,
+            (queued_before.astimezone(UTC).isoformat(),),
+        ).fetchall()
+        return tuple(
+            WaitingCopy(row[0], row[1], row[2], datetime.fromisoformat(row[3])) for row in rows
+        )
+
+    def claim_submission(self, uuid: str, author: str, digest: str) -> SubmissionClaim:
+        """Register bytes arriving over HTTP under ``uuid``; say whether they are new."""
+        now = datetime.now(UTC)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            row = self._db.execute(
+                "SELECT author, digest, at FROM submissions WHERE uuid=?", (uuid,)
+            ).fetchone()
+            if row is None:
+                self._db.execute(
+                    "INSERT INTO submissions VALUES (?, ?, ?, ?)",
+                    (uuid, author, digest, now.isoformat()),
+                )
+                claim = SubmissionClaim(SubmissionState.NEW, author, digest, now)
+            else:
+                state = SubmissionState.SAME if row[1] == digest else SubmissionState.CONFLICT
+                claim = SubmissionClaim(state, row[0], row[1], datetime.fromisoformat(row[2]))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return claim
+
+    def release_submission(self, uuid: str, digest: str) -> None:
+        """Forget a claim whose publish failed, so the client's retry is new again."""
+        self._db.execute("DELETE FROM submissions WHERE uuid=? AND digest=?", (uuid, digest))
+
+    def prune(self, before: datetime) -> int:
+        """Delete events and submissions older than ``before``; return how many events."""
+        cutoff = before.astimezone(UTC).isoformat()
+        deleted = self._db.execute("DELETE FROM events WHERE at < ?", (cutoff,)).rowcount
+        self._db.execute("DELETE FROM submissions WHERE at < ?", (cutoff,))
+        return deleted
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def open_shared(path: Path, *, timeout: float = 5.0) -> sqlite3.Connection:
+    """A connection to an SQLite file that the workers of one host share (WAL mode).
+
+    Switching to WAL, or opening a WAL file another process is just checkpointing as it
+    closes, can fail with "database is locked" without SQLite's busy handler being asked;
+    workers starting together, or one starting as another stops, then failed at start.
+    So the switch is retried here, at start only, for up to ``timeout`` seconds.
+    """
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                db.close()
+                raise
+            time.sleep(0.02)
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
+
+
+def _row(event: StatusEvent) -> tuple[str | None, ...]:
+    return (
+        event.uuid,
+        event.kind.value,
+        event.at.astimezone(UTC).isoformat(),
+        event.author,
+        event.agency,
+        event.nachrichtentyp,
+        event.standard,
+        event.digest,
+        event.reason,
+        json.dumps(list(event.recipients)) if event.recipients else "[]",
+    )
+
+
+def _event(row: Iterable[object]) -> StatusEvent:
+    uuid, kind, at, author, agency, typ, standard, digest, reason, recipients = tuple(row)
+    return StatusEvent(
+        uuid=str(uuid),
+        kind=EventKind(str(kind)),
+        author=_opt(author),
+        agency=_opt(agency),
+        nachrichtentyp=_opt(typ),
+        standard=_opt(standard),
+        digest=_opt(digest),
+        reason=_opt(reason),
+        recipients=tuple(json.loads(str(recipients))),
+        at=datetime.fromisoformat(str(at)),
+    )
+
+
+def _opt(value: object) -> str | None:
+    return None if value is None else str(value)

@@ -1,0 +1,106 @@
+"""Delivery receipts from agencies: verified, then forwarded unchanged to the author.
+
+A receipt counts only if it verifies against the trust store, says ``delivered``, and
+was signed with a certificate the directory registers for the agency that issues it.
+Anything else is dead-lettered for an operator, never forwarded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from aio_pika.abc import AbstractIncomingMessage
+from lxml import etree
+
+from broker.amqp.acks import settle
+from broker.amqp.publishing import HEADER_PUBLISHED
+from broker.errors import PublishError, TransientError
+from broker.logs import event
+from broker.receipts.document import Kind, Receipt, read_receipt
+from broker.receipts.outbox import ReceiptOutbox
+from broker.stores.journal import EventKind, JournalBatch, StatusEvent
+from monitoring.metrics import Metrics
+from routing import Directory
+from signing import SigningError, Verifier, parse_untrusted
+
+__all__ = ["DeliveryReceipts"]
+
+log = logging.getLogger("xbroker.broker")
+
+
+class DeliveryReceipts:
+    def __init__(
+        self,
+        verifier: Verifier,
+        directory: Callable[[], Directory],
+        outbox: ReceiptOutbox,
+        metrics: Metrics,
+        journal: JournalBatch,
+    ) -> None:
+        self._verifier = verifier
+        self._directory = directory
+        self._outbox = outbox
+        self._metrics = metrics
+        self._journal = journal
+
+    async def __call__(self, message: AbstractIncomingMessage) -> None:
+        try:
+            receipt = self._verified(message.body)
+        except (SigningError, ValueError) as exc:
+            event(log, "receipt.invalid", logging.WARNING, error=str(exc))
+            await message.reject(requeue=False)  # dead-lettered for an operator to inspect
+            return
+        assert receipt.author is not None
+        try:
+            await self._outbox.forward(
+                receipt.author, message.body, receipt.receipt_uuid, Kind.DELIVERED
+            )
+        except PublishError as exc:
+            event(log, "receipt.retry", logging.WARNING, error=str(exc))
+            await settle(message, requeue=True)
+            return
+        self._journal.add(
+            StatusEvent(
+                receipt.nachrichten_uuid,
+                EventKind.DELIVERED,
+                author=receipt.author,
+                agency=receipt.issuer,
+                nachrichtentyp=receipt.nachrichtentyp,
+                digest=receipt.digest,
+            )
+        )
+        try:
+            await self._journal.flushed()  # no ack before the event is written
+        except TransientError as exc:
+            event(log, "receipt.retry", logging.WARNING, error=str(exc))
+            await settle(message, requeue=True)
+            return
+        published = (message.headers or {}).get(HEADER_PUBLISHED)
+        if isinstance(published, int | float) and receipt.nachrichtentyp:
+            self._metrics.observe_end_to_end(receipt.nachrichtentyp, time.time() - published)
+        event(
+            log,
+            "message.delivered",
+            uuid=receipt.nachrichten_uuid,
+            nachrichtentyp=receipt.nachrichtentyp,
+            agency=receipt.issuer,
+            author=receipt.author,
+        )
+        await message.ack()
+
+    def _verified(self, body: bytes) -> Receipt:
+        verified = self._verifier.verify(parse_untrusted(body))
+        signed = verified.signed
+        if isinstance(signed, etree._ElementTree):
+            signed = signed.getroot()
+        receipt = read_receipt(signed)
+        directory = self._directory()
+        if receipt.kind is not Kind.DELIVERED:
+            raise ValueError(f"agencies send delivered receipts, not {receipt.kind}")
+        if not directory.certificate_registered(receipt.issuer, verified.fingerprint):
+            raise ValueError(f"not signed by a certificate registered for {receipt.issuer}")
+        if receipt.author is None or receipt.author not in directory:
+            raise ValueError(f"unknown author {receipt.author}")
+        return receipt

@@ -1,0 +1,134 @@
+"""Copies that expired or could never be delivered: the author is told, nothing is lost.
+
+RabbitMQ dead-letters an agency's copy when it expires unfetched, when the agency
+refuses it, or when it fails on every delivery attempt; the same happens to an ingress
+message that crashes every worker. Each dead letter reaches both its ``.dead`` queue
+(parked for an operator) and ``xbroker.failures``, where this handler sends the author a
+signed ``failed`` receipt. It reads only headers, never the body.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aio_pika.abc import AbstractIncomingMessage
+
+from broker.amqp.acks import settle
+from broker.amqp.publishing import HEADER_AUTHOR, HEADER_TYPE, header_text
+from broker.errors import PublishError, Reason, TransientError
+from broker.logs import event
+from broker.receipts.document import Kind
+from broker.receipts.outbox import ReceiptOutbox
+from broker.stores.journal import EventKind, JournalBatch, StatusEvent
+from monitoring.metrics import Metrics
+from routing import Directory
+
+__all__ = ["Death", "Failures", "death_of"]
+
+log = logging.getLogger("xbroker.broker")
+
+
+@dataclass(frozen=True, slots=True)
+class Death:
+    why: str  # RabbitMQ's x-death reason: expired, rejected, delivery_limit, maxlen
+    queue: str
+    agency: str | None
+
+    def describe(self, expire_after_days: float) -> str:
+        where = f"the copy for {self.agency}" if self.agency else "the message"
+        if self.why == "expired":
+            return f"{where} was not fetched within {expire_after_days:g} days"
+        if self.why == "rejected":
+            return f"{where} was refused by its receiver"
+        if self.why == "delivery_limit":
+            return f"{where} failed on every delivery attempt"
+        return f"{where} could not be delivered ({self.why})"
+
+
+def death_of(message: AbstractIncomingMessage) -> Death:
+    """Why and where RabbitMQ dead-lettered the message (its latest x-death entry)."""
+    deaths = (message.headers or {}).get("x-death")
+    latest = deaths[0] if isinstance(deaths, list) and deaths else {}
+    why = header_text(latest.get("reason")) if isinstance(latest, dict) else None
+    queue = (header_text(latest.get("queue")) if isinstance(latest, dict) else None) or ""
+    agency = None
+    if queue.startswith("agency.") and queue.endswith((".inbox", ".test")):
+        agency = queue.removeprefix("agency.").rsplit(".", 1)[0]
+    return Death(why or "unknown", queue, agency)
+
+
+class Failures:
+    def __init__(
+        self,
+        directory: Callable[[], Directory],
+        outbox: ReceiptOutbox,
+        metrics: Metrics,
+        journal: JournalBatch,
+        expire_after_days: float,
+    ) -> None:
+        self._directory = directory
+        self._outbox = outbox
+        self._metrics = metrics
+        self._journal = journal
+        self._expire_after_days = expire_after_days
+
+    async def __call__(self, message: AbstractIncomingMessage) -> None:
+        failure = death_of(message)
+        uuid = message.message_id or "unknown"
+        headers = message.headers or {}
+        author = header_text(headers.get(HEADER_AUTHOR)) or message.reply_to
+        nachrichtentyp = header_text(headers.get(HEADER_TYPE))
+        reason = Reason.EXPIRED if failure.why == "expired" else Reason.UNDELIVERABLE
+        event(
+            log,
+            "message.failed",
+            logging.WARNING,
+            uuid=uuid,
+            nachrichtentyp=nachrichtentyp,
+            agency=failure.agency,
+            reason=reason.value,
+            why=failure.why,
+        )
+        if author is not None and author in self._directory():
+            try:
+                await self._tell(author, uuid, nachrichtentyp, failure, reason)
+            except PublishError as exc:
+                event(log, "receipt.retry", logging.WARNING, uuid=uuid, error=str(exc))
+                await settle(message, requeue=True)
+                return
+        # else nobody to tell; the copy stays in its .dead queue either way
+        self._journal.add(
+            StatusEvent(
+                uuid,
+                EventKind.FAILED,
+                author=author,
+                agency=failure.agency,
+                nachrichtentyp=nachrichtentyp,
+                reason=reason.value,
+            )
+        )
+        try:
+            await self._journal.flushed()  # no ack before the event is written
+        except TransientError as exc:
+            event(log, "failure.retry", logging.WARNING, uuid=uuid, error=str(exc))
+            await settle(message, requeue=True)
+            return
+        if failure.agency:
+            self._metrics.delivery(failure.agency, "dead_lettered")
+        await message.ack()
+
+    async def _tell(
+        self, author: str, uuid: str, nachrichtentyp: str | None, failure: Death, reason: Reason
+    ) -> None:
+        receipt = self._outbox.receipt(
+            Kind.FAILED,
+            uuid,
+            nachrichtentyp=nachrichtentyp,
+            author=author,
+            recipients=(failure.agency,) if failure.agency else (),
+            reason=reason.value,
+            detail=failure.describe(self._expire_after_days),
+        )
+        await self._outbox.send(author, receipt)

@@ -1,0 +1,296 @@
+"""The ingress handler: one message from the ingress queue, decided, delivered, answered.
+
+One message (DESIGN.md): decide (pure pipeline) → claim in the dedup store → publish a
+copy to every recipient and the signed accepted receipt to the author, all at once,
+each confirmed → write the message's journal events (and the dedup completion) → ack.
+A crash before the ack redelivers the message; the dedup claim makes that harmless.
+Permanent failures are answered with a signed rejection receipt and acked; transient
+ones are requeued (the queue's delivery limit dead-letters a message that never works).
+
+The receipt is published together with the copies rather than after their confirms,
+so a message waits for one round of confirms, not two. The ingress message is still
+acked only when every copy *and* the receipt are confirmed. If any of them fails, the
+message is requeued and processed again from its pending claim (RETRY): every copy and
+the receipt are published again. So a failed copy may follow an accepted receipt the
+author already holds, and a failed receipt may follow copies already queued; the
+redelivery repairs both, and what it repeats is absorbed downstream: agencies
+deduplicate copies by message id, and the portal SDK drops a receipt it already holds.
+The author is never told "accepted" for a message that is then lost.
+
+Journal events are added to a `JournalBatch` and written together before the ack that
+they belong to (the durability rule is in `broker.stores.journal`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+
+from broker.amqp import publishing, topology
+from broker.amqp.acks import settle
+from broker.amqp.publishing import HEADER_AUTHOR, HEADER_PUBLISHED, HEADER_TYPE
+from broker.errors import PublishError, Reason, TransientError
+from broker.logs import event
+from broker.pipeline import Accepted, Pipeline, Rejected
+from broker.receipts.document import Kind
+from broker.receipts.outbox import ReceiptOutbox
+from broker.settings import Settings
+from broker.stores.dedup import ClaimState, DedupStore
+from broker.stores.journal import EventKind, JournalBatch, StatusEvent
+from monitoring.metrics import Metrics
+from routing import Directory, Recipient
+
+__all__ = ["Ingress"]
+
+log = logging.getLogger("xbroker.broker")
+
+
+class Ingress:
+    """Consumer of ``xbroker.ingress``; one per worker."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        directory: Callable[[], Directory],
+        pipeline: Pipeline,
+        dedup: DedupStore,
+        outbox: ReceiptOutbox,
+        metrics: Metrics,
+        journal: JournalBatch,
+    ) -> None:
+        self._settings = settings
+        self._directory = directory
+        self._pipeline = pipeline
+        self._dedup = dedup
+        self._outbox = outbox
+        self._metrics = metrics
+        self._journal = journal
+        self._exchange: AbstractExchange | None = None
+
+    def bind(self, deliver: AbstractExchange) -> None:
+        """The delivery exchange, once the topology is declared."""
+        self._exchange = deliver
+
+    async def __call__(self, message: AbstractIncomingMessage) -> None:
+        with self._metrics.track_message():
+            self._journal.add(StatusEvent(message.message_id or "unknown", EventKind.RECEIVED))
+            try:
+                decision = self._pipeline.process(message.body)
+                if isinstance(decision, Rejected):
+                    await self._reject(message, decision)
+                else:
+                    await self._accept(message, decision)
+                # No ack before the message's events are written (broker.stores.journal).
+                await self._journal.flushed()
+            except TransientError as exc:
+                event(
+                    log, "message.retry", logging.WARNING, uuid=message.message_id, error=str(exc)
+                )
+                await settle(message, requeue=True)
+                return
+            except Exception:
+                # A bug, not the sender's fault: requeue; the delivery limit dead-letters
+                # a message that fails every time, so it is kept, not lost or looped.
+                log.exception(
+                    "message.error", extra={"xbroker_facts": {"uuid": message.message_id}}
+                )
+                await settle(message, requeue=True)
+                return
+            await message.ack()
+
+    async def _accept(self, message: AbstractIncomingMessage, decision: Accepted) -> None:
+        header = decision.header
+        author = header.author.kennung
+        claim = self._dedup.claim(author, header.uuid, decision.digest)
+        if claim.state is ClaimState.DUPLICATE:
+            self._metrics.duplicate(header.nachrichtentyp)
+            self._journal.add(
+                StatusEvent(
+                    header.uuid,
+                    EventKind.DUPLICATE,
+                    author=author,
+                    nachrichtentyp=header.nachrichtentyp,
+                    digest=decision.digest,
+                )
+            )
+            event(
+                log,
+                "message.duplicate",
+                uuid=header.uuid,
+                nachrichtentyp=header.nachrichtentyp,
+                author=author,
+            )
+            await self._outbox.send(
+                author,
+                self._outbox.receipt(
+                    Kind.DUPLICATE,
+                    header.uuid,
+                    digest=decision.digest,
+                    nachrichtentyp=header.nachrichtentyp,
+                    standard=decision.standard,
+                    author=author,
+                    first_digest=claim.first_digest,
+                ),
+            )
+            return
+        published = message.timestamp.timestamp() if message.timestamp else time.time()
+        recipients = tuple(r.kennung for r in decision.recipients)
+        receipt = self._outbox.receipt(
+            Kind.ACCEPTED,
+            header.uuid,
+            digest=decision.digest,
+            nachrichtentyp=header.nachrichtentyp,
+            standard=decision.standard,
+            author=author,
+            recipients=recipients,
+        )
+
+        async def copies() -> None:
+            with self._metrics.time_stage("deliver"):
+                await _all_confirmed(
+                    *(
+                        self._deliver(r, message.body, decision, published)
+                        for r in decision.recipients
+                    )
+                )
+
+        async def accepted_receipt() -> None:
+            with self._metrics.time_stage("receipt"):
+                await self._outbox.send(author, receipt)
+
+        await _all_confirmed(copies(), accepted_receipt())
+        self._metrics.accept(decision.standard, header.nachrichtentyp)
+        self._journal.add(
+            StatusEvent(
+                header.uuid,
+                EventKind.ACCEPTED,
+                author=author,
+                nachrichtentyp=header.nachrichtentyp,
+                standard=decision.standard,
+                digest=decision.digest,
+                recipients=recipients,
+            )
+        )
+        event(
+            log,
+            "message.accepted",
+            uuid=header.uuid,
+            nachrichtentyp=header.nachrichtentyp,
+            author=author,
+            recipients=list(recipients),
+            retry=claim.state is ClaimState.RETRY,
+        )
+
+    async def _deliver(
+        self, recipient: Recipient, body: bytes, decision: Accepted, published: float
+    ) -> None:
+        assert self._exchange is not None, "bind() the delivery exchange first"
+        agency = self._directory().get(recipient.kennung)
+        if agency is None:
+            raise PublishError(f"{recipient.kennung} is not in the directory")
+        # A webhook agency's copy goes into its inbox too; the webhook deliverer pushes it.
+        msg = publishing.message(
+            body,
+            message_id=decision.header.uuid,
+            headers={
+                HEADER_PUBLISHED: published,
+                HEADER_TYPE: decision.header.nachrichtentyp,
+                HEADER_AUTHOR: decision.header.author.kennung,
+            },
+            # An unfetched copy expires into the dead-letter queues; the failure consumer
+            # tells the author. Per message, so a changed setting needs no queue redeclare.
+            expiration=self._settings.expire_after_days * 86400,
+        )
+        try:
+            await publishing.publish_confirmed(
+                self._exchange,
+                msg,
+                topology.agency_routing_key(recipient.kennung, test=recipient.test),
+                self._settings.confirm_timeout_seconds,
+            )
+        except PublishError:
+            self._metrics.delivery(recipient.kennung, "failed")
+            raise
+        self._metrics.delivery(recipient.kennung, "delivered")
+        self._journal.add(
+            StatusEvent(
+                decision.header.uuid,
+                EventKind.QUEUED,
+                author=decision.header.author.kennung,
+                agency=recipient.kennung,
+                nachrichtentyp=decision.header.nachrichtentyp,
+            )
+        )
+
+    async def _reject(self, message: AbstractIncomingMessage, decision: Rejected) -> None:
+        header = decision.header
+        self._metrics.reject(decision.reason.value)
+        target = self._rejection_target(message, decision)
+        uuid = header.uuid if header else (message.message_id or "unknown")
+        event(
+            log,
+            "message.rejected",
+            uuid=uuid,
+            reason=decision.reason.value,
+            nachrichtentyp=header.nachrichtentyp if header else None,
+            author=target,
+        )
+        self._journal.add(
+            StatusEvent(
+                uuid,
+                EventKind.REJECTED,
+                author=target,
+                nachrichtentyp=header.nachrichtentyp if header else None,
+                standard=decision.standard,
+                digest=decision.digest,
+                reason=decision.reason.value,
+            )
+        )
+        if target is None:
+            event(log, "receipt.undeliverable", logging.WARNING, uuid=uuid)
+            return
+        await self._outbox.send(
+            target,
+            self._outbox.receipt(
+                Kind.REJECTED,
+                uuid,
+                digest=decision.digest,
+                nachrichtentyp=header.nachrichtentyp if header else None,
+                standard=decision.standard,
+                author=header.author.kennung if header else None,
+                reason=decision.reason.value,
+                detail=decision.detail,
+                issues=decision.issues,
+            ),
+        )
+
+    def _rejection_target(self, message: AbstractIncomingMessage, decision: Rejected) -> str | None:
+        """Who learns of a rejection: the signed author, else the sender's reply-to."""
+        header = decision.header
+        if (
+            header is not None
+            and decision.reason is not Reason.SIGNER_NOT_AUTHOR
+            and header.author.kennung in self._directory()
+        ):
+            return header.author.kennung
+        if message.reply_to and message.reply_to in self._directory():
+            return message.reply_to
+        if header is not None and header.author.kennung in self._directory():
+            return header.author.kennung
+        return None
+
+
+async def _all_confirmed(*publishes: Awaitable[None]) -> None:
+    """Run ``publishes`` together; once all have settled, raise the first failure.
+
+    Waiting for all (rather than failing at the first) means that when the message is
+    requeued, none of its publishes is still in flight from this attempt.
+    """
+    results = await asyncio.gather(*publishes, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

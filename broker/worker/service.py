@@ -1,0 +1,293 @@
+"""The broker worker: its connection, topology, consumers and orderly stop.
+
+It consumes three queues: the ingress (`broker.worker.ingress`: decide, deliver, answer), the
+agencies' delivery receipts (`broker.worker.delivery_receipts`: verify, forward) and the dead
+letters (`broker.worker.failures`: tell the author). Stopping takes no new messages, lets those
+in flight finish within a grace period and leaves the rest unacked, so RabbitMQ returns
+them to their queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+import aiormq
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+
+from broker.amqp import publishing, topology
+from broker.amqp.queue_stats import sample_queues, vhost_of
+from broker.errors import ConfigurationError, TransientError
+from broker.logs import event
+from broker.pipeline import Pipeline
+from broker.receipts.outbox import ReceiptOutbox
+from broker.settings import Settings
+from broker.stores.dedup import DedupStore
+from broker.stores.journal import Journal, JournalBatch, Journals
+from broker.webhook.deliverer import WebhookDeliverer, webhook_agencies
+from broker.worker.delivery_receipts import DeliveryReceipts
+from broker.worker.failures import Failures
+from broker.worker.ingress import Ingress
+from monitoring.metrics import CertificateExpiry, Metrics
+from routing import Directory
+from signing import ParserLimits, Signer, Verifier
+from xta_schemas import Catalog
+
+__all__ = ["JOURNAL_DELAY", "BrokerService", "Lifecycle"]
+
+log = logging.getLogger("xbroker.broker")
+
+JOURNAL_DELAY = 0.005
+"""Seconds a journal batch gathers events. Only acks wait for it (see broker.stores.journal)."""
+
+
+class Lifecycle(StrEnum):
+    UNOPENED = "unopened"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    CLOSED = "closed"
+
+
+@dataclass(slots=True)
+class _Consumers:
+    ingress: AbstractQueue
+    ingress_tag: str
+    receipts: AbstractQueue
+    receipts_tag: str
+    failures: AbstractQueue
+    failures_tag: str
+
+    def all(self) -> tuple[tuple[AbstractQueue, str], ...]:
+        return (
+            (self.ingress, self.ingress_tag),
+            (self.receipts, self.receipts_tag),
+            (self.failures, self.failures_tag),
+        )
+
+
+class BrokerService:
+    """One broker worker. Any number may consume the same ingress queue."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        catalog: Catalog,
+        directory: Directory,
+        verifier: Verifier,
+        signer: Signer,
+        metrics: Metrics,
+        dedup: DedupStore,
+        journal: Journal | None = None,
+    ) -> None:
+        self.settings = settings
+        # The dedup store listens too: the accepted event completes the message's claim,
+        # in the same write as its events, after the confirms and before the ack.
+        self._journal = JournalBatch([journal or Journals(), dedup], delay=JOURNAL_DELAY)
+        # Handlers that ack right after recording use the batch's write-through record().
+        self.journal: Journal = self._journal
+        self.directory = directory
+        self.metrics = metrics
+        self._dedup = dedup
+        self._outbox = ReceiptOutbox(
+            settings.broker_kennung, signer, metrics, settings.confirm_timeout_seconds
+        )
+        self._delivery_receipts = DeliveryReceipts(
+            verifier, lambda: self.directory, self._outbox, metrics, self._journal
+        )
+        self._failures = Failures(
+            lambda: self.directory,
+            self._outbox,
+            metrics,
+            self._journal,
+            settings.expire_after_days,
+        )
+        self._pipeline = Pipeline(
+            catalog=catalog,
+            verifier=verifier,
+            directory=directory,
+            limits=ParserLimits(
+                max_bytes=settings.max_message_bytes, max_depth=settings.max_xml_depth
+            ),
+            observe=self._observe_stage,
+        )
+        self._ingress = Ingress(
+            settings,
+            lambda: self.directory,
+            self._pipeline,
+            dedup,
+            self._outbox,
+            metrics,
+            self._journal,
+        )
+        self._publish_certificates()
+        self.state = Lifecycle.UNOPENED
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchanges: topology.Exchanges | None = None
+        self._consumers: _Consumers | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._sampler: asyncio.Task[None] | None = None
+        self.webhooks: WebhookDeliverer | None = None
+
+    # lifecycle
+
+    async def start(self) -> None:
+        if webhook_agencies(self.directory):
+            # Built before connecting: a missing webhook secret stops the start here.
+            self.webhooks = WebhookDeliverer(
+                self.settings,
+                self.directory,
+                self.metrics,
+                outbox=self._outbox,
+                journal=self.journal,
+            )
+        self._connection, self._channel = await publishing.connect(
+            self.settings.amqp_url, "xbroker-broker"
+        )
+        await self._channel.set_qos(prefetch_count=self.settings.prefetch)
+        try:
+            self._exchanges = await topology.declare_core(
+                self._channel, self.settings.delivery_limit
+            )
+            await topology.declare_for_directory(
+                self._channel, self._exchanges, self.directory, self.settings.delivery_limit
+            )
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            await self._connection.close()
+            raise ConfigurationError(
+                f"RabbitMQ holds queues declared with other arguments than these settings: "
+                f"{exc}. Queue arguments cannot change in place: keep the old value, or "
+                f"drain and delete the queue (rabbitmqctl delete_queue NAME) so it is "
+                f"declared anew."
+            ) from exc
+        self._outbox.bind(self._exchanges.receipts)
+        self._ingress.bind(self._exchanges.deliver)
+        ingress = await self._channel.get_queue(topology.INGRESS_QUEUE)
+        receipts = await self._channel.get_queue(topology.DELIVERY_RECEIPT_QUEUE)
+        failures = await self._channel.get_queue(topology.FAILURE_QUEUE)
+        self._consumers = _Consumers(
+            ingress=ingress,
+            ingress_tag=await ingress.consume(self._track(self._ingress)),
+            receipts=receipts,
+            receipts_tag=await receipts.consume(self._track(self._delivery_receipts)),
+            failures=failures,
+            failures_tag=await failures.consume(self._track(self._failures)),
+        )
+        if self.webhooks is not None:
+            await self.webhooks.start(self._connection)
+        if self.settings.rabbitmq_metrics_url is not None:
+            self._sampler = asyncio.create_task(
+                sample_queues(
+                    self.settings.rabbitmq_metrics_url,
+                    vhost_of(self.settings.amqp_url),
+                    lambda: self.directory,
+                    self.metrics,
+                    self.settings.queue_sample_seconds,
+                ),
+                name="queue-sampler",
+            )
+        self.state = Lifecycle.RUNNING
+        event(log, "broker.started", agencies=len(self.directory))
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop taking messages, let in-flight ones finish within ``grace``, then close.
+
+        Messages not finished in time are never acked, so RabbitMQ returns them to the
+        queue when the channel closes.
+        """
+        if self.state in (Lifecycle.CLOSED, Lifecycle.UNOPENED):
+            self.state = Lifecycle.CLOSED
+            return
+        self.state = Lifecycle.STOPPING
+        if self._sampler is not None:
+            self._sampler.cancel()
+        grace = self.settings.shutdown_grace_seconds if grace is None else grace
+        if self._consumers is not None:
+            for queue, tag in self._consumers.all():
+                try:
+                    await queue.cancel(tag)
+                except Exception:  # the connection may already be gone
+                    log.debug("cancel failed", exc_info=True)
+        if self._in_flight:
+            _, pending = await asyncio.wait(set(self._in_flight), timeout=grace)
+            for task in pending:
+                task.cancel()
+            event(log, "broker.stopping", finished_in_time=not pending, returned=len(pending))
+        if self.webhooks is not None:
+            await self.webhooks.stop(grace)
+        if self._connection is not None:
+            await self._connection.close()
+        try:
+            self._journal.flush()  # what unfinished messages recorded; they come back
+        except TransientError:
+            log.warning("journal.unwritten", exc_info=True)
+        self._dedup.close()
+        self.state = Lifecycle.CLOSED
+        event(log, "broker.stopped")
+
+    async def reload_directory(self, directory: Directory) -> None:
+        """Switch to a new directory between two messages.
+
+        The pipeline runs synchronously, so every message is decided under exactly one
+        directory version; copies already published stay in their queues, which are
+        never deleted by a reload. Queues of new agencies are declared before the switch.
+        """
+        if self._channel is not None and self._exchanges is not None:
+            await topology.declare_for_directory(
+                self._channel, self._exchanges, directory, self.settings.delivery_limit
+            )
+        self.directory = directory
+        self._pipeline.directory = directory
+        self._publish_certificates()
+        event(log, "directory.reloaded", agencies=len(directory), source=str(directory.source))
+
+    def readiness(self) -> Mapping[str, bool]:
+        connected = self._connection is not None and not self._connection.is_closed
+        return {
+            "rabbitmq": connected,
+            "topology": self._exchanges is not None,
+            "consuming": self.state is Lifecycle.RUNNING,
+            "standards": len(self._pipeline.catalog.standards) > 0,
+        }
+
+    # ingress
+
+    def _track(
+        self, handler: Callable[[AbstractIncomingMessage], Awaitable[None]]
+    ) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+        """Wrap a consumer so that stop() can wait for the messages it is handling."""
+
+        async def run(message: AbstractIncomingMessage) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._in_flight.add(task)
+            try:
+                await handler(message)
+            finally:
+                self._in_flight.discard(task)
+
+        return run
+
+    def _publish_certificates(self) -> None:
+        self.metrics.set_certificates(
+            CertificateExpiry(
+                kennung=agency.kennung,
+                serial=str(c.certificate.serial_number),
+                not_after=c.not_after,
+            )
+            for agency in self.directory
+            for c in agency.certificates
+            if c.certificate is not None and c.not_after is not None
+        )
+
+    def _observe_stage(self, stage: str, seconds: float) -> None:
+        self.metrics.stage_duration.labels(stage=stage).observe(seconds)
