@@ -18,6 +18,7 @@ import io
 import time
 from collections.abc import Callable
 from copy import deepcopy
+from datetime import UTC, datetime
 
 from cryptography import x509
 from lxml import etree
@@ -73,10 +74,11 @@ def class_figures(world: BenchWorld, body: bytes, budget: float) -> dict[str, fl
     parts = world.parts
     verifier = parts.verifier()
     pipeline = Pipeline(catalog=parts.catalog, verifier=verifier, directory=parts.directory)
-    decision = pipeline.process(body)
+    at = datetime.now(UTC)
+    decision = pipeline.process(body, at=at)
     if not isinstance(decision, Accepted):
         raise RuntimeError(f"the benchmark message is rejected: {decision}")
-    verified = verifier.verify(parse_untrusted(body))
+    verified = verifier.verify(parse_untrusted(body), at=at)
     signed = verified.signed
     standard, _ = parts.catalog.identify(signed)
     header = standard.header(signed)
@@ -101,7 +103,9 @@ def class_figures(world: BenchWorld, body: bytes, budget: float) -> dict[str, fl
         )
 
     parse_us = _microseconds(lambda: parse_untrusted(body), budget)
-    parse_and_verify_us = _microseconds(lambda: verifier.verify(parse_untrusted(body)), budget)
+    parse_and_verify_us = _microseconds(
+        lambda: verifier.verify(parse_untrusted(body), at=at), budget
+    )
     return {
         "parse": parse_us,
         "verify": max(0.0, parse_and_verify_us - parse_us),
@@ -109,7 +113,7 @@ def class_figures(world: BenchWorld, body: bytes, budget: float) -> dict[str, fl
         "identify": _microseconds(identify, budget),
         "validate": _microseconds(lambda: standard.validate(signed), budget),
         "route": _microseconds(routing, budget),
-        "pipeline": _microseconds(lambda: pipeline.process(body), budget),
+        "pipeline": _microseconds(lambda: pipeline.process(body, at=at), budget),
     }
 
 

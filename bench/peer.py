@@ -26,10 +26,11 @@ from pathlib import Path
 
 from broker.app import load_parts
 from broker.commands.run import freeze_startup_heap
-from broker.receipts.document import Kind, Receipt
+from broker.receipts.document import Receipt
 from broker.sdk.agency import AgencyClient, Delivery
 from broker.sdk.portal import Portal
 from broker.settings import load_settings
+from monitoring.labels import ReceiptKind
 from signing import Signer
 from signing.keyfiles import party_paths
 
@@ -53,7 +54,7 @@ async def _run(role: str, settings_file: Path, amqp_url: str, kennung: str, pref
         _emit(delivery.uuid)
 
     async def on_receipt(receipt: Receipt) -> None:
-        if receipt.kind is Kind.DELIVERED:
+        if receipt.kind is ReceiptKind.DELIVERED:
             _emit(receipt.nachrichten_uuid)
 
     peer: AgencyClient | Portal

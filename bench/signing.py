@@ -15,6 +15,7 @@ import hashlib
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
@@ -26,7 +27,6 @@ from signing import Signer, TrustStore, Verifier, parse_untrusted
 from signing.devpki import KeyType, issue, setup_ca
 from signing.reference import verify_with_signxml
 from signing.structure import inspect_signature
-from signing.trust import utc_time
 
 __all__ = ["run", "verify_public_key"]
 
@@ -87,6 +87,7 @@ def run(quick: bool) -> dict[str, float]:
         pki = Path(tmp)
         setup_ca(pki)
         verifier = Verifier(TrustStore.from_dirs(pki / "trust", pki / "crl"))
+        at = datetime.now(UTC)
         key_types: tuple[tuple[str, KeyType], ...] = (("rsa3072", "rsa"), ("ecdsa_p256", "ec"))
         for label, key_type in key_types:
             cert, key = issue(pki / "ca", "psw:02000000", "Bench", pki / label, key_type=key_type)
@@ -97,13 +98,13 @@ def run(quick: bool) -> dict[str, float]:
                 return signer.sign(MESSAGE)
 
             def verify(signed: bytes = signed) -> object:
-                return verifier.verify(parse_untrusted(signed))
+                return verifier.verify(parse_untrusted(signed), at=at)
 
             def reference(signed: bytes = signed) -> object:
                 root = parse_untrusted(signed)
                 shape = inspect_signature(root, verifier.policy)
-                verifier.trust.validate(shape.leaf, shape.intermediates)
-                return verify_with_signxml(root, shape.leaf, verifier.policy, utc_time(None))
+                verifier.trust.validate(shape.leaf, shape.intermediates, at=at)
+                return verify_with_signxml(root, shape.leaf, verifier.policy, at)
 
             results[f"{label}_sign_per_s"] = _rate(sign, n // 2)
             results[f"{label}_verify_per_s"] = _rate(verify, n)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from broker.errors import ConfigurationError
+from broker.errors import ConfigurationError, Reason
 from broker.settings import Settings
 from broker.stores.audit import AuditTrail
 from broker.stores.dedup import DedupStore
@@ -19,7 +19,7 @@ from monitoring.metrics import Metrics
 from routing import Directory, DirectoryError
 from signing import Signer, SigningError, TrustStore, Verifier
 from signing.keyfiles import party_paths
-from xta_schemas import Catalog, StandardError
+from xta_schemas import Catalog, StandardsError
 
 __all__ = ["Parts", "Records", "build_broker", "load_parts", "open_records", "party_signer"]
 
@@ -42,7 +42,7 @@ class Parts:
 def load_parts(settings: Settings) -> Parts:
     try:
         catalog = Catalog.load(settings.standard_dirs)
-    except StandardError as exc:
+    except StandardsError as exc:
         raise ConfigurationError(f"standards: {exc}") from exc
     try:
         directory = Directory.load(settings.directory, settings.party_certificate_dir)
@@ -113,7 +113,7 @@ def build_broker(
     """The broker worker; it journals to ``records`` (default: those in the state dir)."""
     settings = parts.settings
     records = records or open_records(settings)
-    metrics = Metrics(registry or CollectorRegistry())
+    metrics = Metrics(registry or CollectorRegistry(), reasons=Reason)
     dedup = DedupStore(
         dedup_path or settings.state_dir / "dedup.sqlite3",
         window_seconds=settings.dedup_window_days * 86400,

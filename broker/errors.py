@@ -1,18 +1,41 @@
-"""Errors of the xbroker service and the reasons a message can be rejected.
+"""The one error tree of xbroker, and the vocabularies of what becomes of a message.
 
-Error tree::
+This is the bottom module: it imports only the standard library, so that every package
+(``signing``, ``xta_schemas``, ``routing`` as much as the broker) can raise into the same
+tree and name the same reasons.
+
+Error tree (the module that defines each class in brackets)::
 
     XBrokerError
-    ├── ConfigurationError        settings, directory or standards cannot be loaded
-    ├── Rejection                 a message that can never succeed; carries a Reason
-    └── TransientError            worth retrying later (RabbitMQ, webhook, store)
-        └── PublishError          a confirmed publish was nacked, returned or timed out
+    ├── ConfigurationError            settings, directory or standards cannot be loaded
+    ├── Rejection                     a message that can never succeed; .reason, .detail
+    │   ├── XmlError                  [signing] not acceptable XML (malformed-xml); ValueError
+    │   ├── SignatureError            [signing] signature or trust check failed
+    │   ├── MessageError              [xta_schemas] does not fit the standards; .issues
+    │   └── RouteError                [routing] no valid route
+    ├── SigningError                  [signing] root of that package
+    │   ├── XmlError, SignatureError  (also Rejection, above)
+    │   └── PkiError                  the development PKI cannot be created or changed
+    ├── StandardsError                [xta_schemas] root of that package
+    │   ├── StandardLoadError         a standard cannot be loaded (manifest, XSD, reference)
+    │   └── MessageError              (also Rejection, above)
+    ├── RoutingError                  [routing] root of that package
+    │   ├── DirectoryError            the directory file cannot be loaded
+    │   └── RouteError                (also Rejection, above)
+    ├── AuditError                    [broker.stores.audit] the trail cannot be written
+    ├── DevNodeError                  [broker.devnode] the local RabbitMQ node cannot be had
+    │   ├── RabbitMQNotInstalledError also FileNotFoundError
+    │   ├── NodeStartError            also TimeoutError
+    │   └── RabbitmqctlError
+    └── TransientError                worth retrying later (RabbitMQ, webhook, store)
+        └── PublishError              a confirmed publish was nacked, returned or timed out;
+                                      also ConnectionError
 
-Every reason a sender can read in a rejection receipt is a member of `Reason`.
-Its value is the stable, machine-readable code; never rename a value.
-The lower packages (`signing`, `xta_schemas`, `routing`) raise their own errors
-carrying the same codes as strings, so they need not import the service; the
-pipeline maps them with ``Reason(exc.code)``.
+Every reason a sender can read in a rejection receipt is a member of `Reason`; a
+`Rejection` carries one. What becomes of a copy after it was accepted (it expired
+unfetched, or could not be delivered) is no rejection: those outcomes are the
+`DeliveryFailure` of a ``failed`` receipt. The value of each member is the stable,
+machine-readable code in receipts, the status store and metrics; never rename a value.
 """
 
 from __future__ import annotations
@@ -21,6 +44,7 @@ from enum import StrEnum
 
 __all__ = [
     "ConfigurationError",
+    "DeliveryFailure",
     "PublishError",
     "Reason",
     "Rejection",
@@ -54,9 +78,13 @@ class Reason(StrEnum):
     AUTHOR_NOT_AUTHORIZED = "author-not-authorized"
     READER_DOES_NOT_ACCEPT = "reader-does-not-accept"
     NO_ROUTE = "no-route"
-    # delivery
-    UNDELIVERABLE = "undeliverable"
-    EXPIRED = "expired"
+
+
+class DeliveryFailure(StrEnum):
+    """Why an accepted message's copy never reached its agency (a ``failed`` receipt)."""
+
+    UNDELIVERABLE = "undeliverable"  # refused, failed every attempt, or the webhook gave up
+    EXPIRED = "expired"  # not fetched within expire_after_days
 
 
 class XBrokerError(Exception):
@@ -68,13 +96,18 @@ class ConfigurationError(XBrokerError):
 
 
 class Rejection(XBrokerError):
-    """A message that can never succeed. It is answered with a rejection receipt."""
+    """A message that can never succeed. It is answered with a rejection receipt.
 
-    def __init__(self, reason: Reason, detail: str, report: tuple[str, ...] = ()) -> None:
+    ``reason`` must be a `Reason` member: a code typed as a string would surface as a
+    crash in the worker rather than as a rejection, so it is refused at once.
+    """
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        if not isinstance(reason, Reason):
+            raise TypeError(f"a rejection needs a Reason member, not {reason!r}")
         super().__init__(f"{reason.value}: {detail}")
         self.reason = reason
         self.detail = detail
-        self.report = report
 
 
 class TransientError(XBrokerError):

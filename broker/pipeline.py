@@ -1,9 +1,24 @@
-"""The pipeline: bytes in, a decision out. Pure: no I/O, no clock reads beyond timing.
+"""The pipeline: bytes and a time in, a decision out.
 
-Steps (DESIGN.md): parse → verify → identify → validate → authorize → route.
-Deduplication, delivery and receipts are I/O and belong to the worker around it.
+Steps: parse → verify (signature and trust) → identify (standard, header, and that the
+signing certificate is registered for the author) → validate (schema) → route (the
+author may send it; who receives it). Deduplication, delivery and receipts are I/O and
+belong to the worker around it (`broker.worker.ingress`).
+
+It is a pure function of its inputs: the message's bytes, the time ``at`` it is decided
+at, and what the pipeline holds, all loaded before the first message: the catalog, the
+verifier with its trust store and the CRL snapshot that store holds, and the directory.
+No I/O, no clock reads (the observer's stage timing uses ``perf_counter`` and decides
+nothing), no environment reads. The worker replaces the directory and the CRL snapshot
+whole, between two messages; reading the files behind them is the worker's job
+(`broker.worker.reload`). One exception to "no I/O": a standard whose detailed report
+was not prepared (``Standard.prepare_report``, which ``xbroker run`` does for all at
+start) builds it from its XSD files at its first invalid message.
+
 Everything after ``verify`` reads only what the signature covers (``Verified.signed``),
-so an unsigned wrapper can never smuggle content past a check.
+so an unsigned wrapper can never smuggle content past a check. Every rejection of the
+lower packages is a `broker.errors.Rejection` carrying its `Reason`; the pipeline
+catches that one class.
 """
 
 from __future__ import annotations
@@ -13,17 +28,20 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from lxml import etree
 
-from broker.errors import Reason
-from routing import Directory, Recipient, RouteError, RoutingInput, route
-from signing import ParserLimits, SignatureError, Verifier, XmlError, parse_untrusted
+from broker.errors import Reason, Rejection
+from monitoring.labels import Stage
+from routing import Directory, Recipient, RoutingInput, route
+from signing import ParserLimits, Verifier, parse_untrusted
 from xta_schemas import Catalog, Header, MessageError, ValidationIssue
 
 __all__ = ["Accepted", "Decision", "Pipeline", "Rejected", "StageObserver"]
 
-StageObserver = Callable[[str, float], None]
+StageObserver = Callable[[Stage, float], None]
+"""Told how many seconds each stage of one message took."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +70,7 @@ class Rejected:
 Decision = Accepted | Rejected
 
 
-def _ignore(stage: str, seconds: float) -> None:
+def _ignore(stage: Stage, seconds: float) -> None:
     return None
 
 
@@ -66,17 +84,18 @@ class Pipeline:
     limits: ParserLimits = field(default_factory=ParserLimits)
     observe: StageObserver = _ignore
 
-    def process(self, body: bytes) -> Decision:
+    def process(self, body: bytes, *, at: datetime) -> Decision:
+        """Decide about ``body`` as of ``at`` (the time certificates and CRLs are judged at)."""
         digest = hashlib.sha256(body).hexdigest()
         header: Header | None = None
         standard_key: str | None = None
         try:
-            with self._stage("parse"):
+            with self._stage(Stage.PARSE):
                 root = parse_untrusted(body, self.limits)
-            with self._stage("verify"):
-                verified = self.verifier.verify(root)
+            with self._stage(Stage.VERIFY):
+                verified = self.verifier.verify(root, at=at)
             signed = _root_of(verified.signed)
-            with self._stage("identify"):
+            with self._stage(Stage.IDENTIFY):
                 standard, _ = self.catalog.identify(signed)
                 standard_key = standard.key
                 header = standard.header(signed)
@@ -91,10 +110,10 @@ class Pipeline:
                         header=header,
                         standard=standard_key,
                     )
-            with self._stage("validate"):
+            with self._stage(Stage.VALIDATE):
                 standard.validate(signed)
                 facts = standard.routing_facts(signed)
-            with self._stage("route"):
+            with self._stage(Stage.ROUTE):
                 recipients = route(
                     RoutingInput(
                         author=header.author.kennung,
@@ -106,28 +125,24 @@ class Pipeline:
                     ),
                     self.directory,
                 )
-        except (XmlError, SignatureError, RouteError) as exc:
-            return Rejected(
-                digest, Reason(exc.code), exc.detail, header=header, standard=standard_key
-            )
-        except MessageError as exc:
+        except Rejection as exc:
             return Rejected(
                 digest,
-                Reason(exc.code),
+                exc.reason,
                 exc.detail,
-                issues=exc.issues,
+                issues=exc.issues if isinstance(exc, MessageError) else (),
                 header=header,
                 standard=standard_key,
             )
         return Accepted(digest, header, standard.key, recipients, verified.fingerprint)
 
     @contextmanager
-    def _stage(self, name: str) -> Iterator[None]:
+    def _stage(self, stage: Stage) -> Iterator[None]:
         start = time.perf_counter()
         try:
             yield
         finally:
-            self.observe(name, time.perf_counter() - start)
+            self.observe(stage, time.perf_counter() - start)
 
 
 def _root_of(signed: etree._Element | etree._ElementTree) -> etree._Element:

@@ -36,7 +36,12 @@ class DeliveryOutcome(StrEnum):
 
 
 class ReceiptKind(StrEnum):
-    """The kinds of signed receipt xbroker sends to an author."""
+    """The kinds of signed receipt xbroker sends to an author (``art`` of a receipt).
+
+    The one vocabulary of receipt kinds: the receipt documents, the SDKs and the metrics
+    all use it. It lives here, below the broker, so that `Metrics` can start every
+    receipt counter at zero without importing the broker.
+    """
 
     ACCEPTED = "accepted"
     REJECTED = "rejected"

@@ -9,7 +9,7 @@ from routing.directory import (
     WebhookEndpoint,
     read_parties,
 )
-from routing.errors import DirectoryError, RouteError, RoutingPackageError
+from routing.errors import DirectoryError, RouteError, RoutingError
 from routing.rules import Recipient, Role, RoutingInput, route
 
 __all__ = [
@@ -21,8 +21,8 @@ __all__ = [
     "RegisteredCertificate",
     "Role",
     "RouteError",
+    "RoutingError",
     "RoutingInput",
-    "RoutingPackageError",
     "Subscription",
     "WebhookEndpoint",
     "read_parties",

@@ -1,28 +1,26 @@
-"""Errors of the routing package.
+"""Errors of the routing package, in the one tree of `broker.errors` (drawn there).
 
-RoutingPackageError
+RoutingError
 ├── DirectoryError     the directory file cannot be loaded (names entry and field)
-└── RouteError         a message cannot be routed; ``code`` is a reject reason code
+└── RouteError         a message cannot be routed; also a `broker.errors.Rejection`
+                       (author-unknown, author-not-authorized, reader-does-not-accept,
+                       no-route)
 """
 
 from __future__ import annotations
 
-__all__ = ["DirectoryError", "RouteError", "RoutingPackageError"]
+from broker.errors import Rejection, XBrokerError
+
+__all__ = ["DirectoryError", "RouteError", "RoutingError"]
 
 
-class RoutingPackageError(Exception):
+class RoutingError(XBrokerError):
     """Root of the routing package's errors."""
 
 
-class DirectoryError(RoutingPackageError):
+class DirectoryError(RoutingError):
     """The directory cannot be loaded."""
 
 
-class RouteError(RoutingPackageError):
-    """No valid route. ``code`` is one of: author-unknown, author-not-authorized,
-    reader-does-not-accept, no-route."""
-
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(f"{code}: {detail}")
-        self.code = code
-        self.detail = detail
+class RouteError(RoutingError, Rejection):
+    """No valid route; ``reason`` says why."""

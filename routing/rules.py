@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from broker.errors import Reason
 from routing.directory import Directory
 from routing.errors import RouteError
 
@@ -53,10 +54,10 @@ def route(message: RoutingInput, directory: Directory) -> tuple[Recipient, ...]:
     """Recipients of a message, in a stable order; raises RouteError."""
     author = directory.get(message.author)
     if author is None:
-        raise RouteError("author-unknown", f"author {message.author} is not in the directory")
+        raise RouteError(Reason.AUTHOR_UNKNOWN, f"author {message.author} is not in the directory")
     if not author.may_author(message.nachrichtentyp):
         raise RouteError(
-            "author-not-authorized",
+            Reason.AUTHOR_NOT_AUTHORIZED,
             f"{message.author} may not send {message.nachrichtentyp}",
         )
     primary = _readers(message, directory) if message.readers else _responsible(message, directory)
@@ -76,7 +77,7 @@ def route(message: RoutingInput, directory: Directory) -> tuple[Recipient, ...]:
             if _has_test_endpoint(directory, r.kennung)
         )
     if not recipients:
-        raise RouteError("no-route", _no_route_detail(message))
+        raise RouteError(Reason.NO_ROUTE, _no_route_detail(message))
     return recipients
 
 
@@ -86,7 +87,7 @@ def _readers(message: RoutingInput, directory: Directory) -> tuple[Recipient, ..
         agency = directory.get(kennung)
         if agency is None or not agency.accepts_type(message.nachrichtentyp, message.version):
             raise RouteError(
-                "reader-does-not-accept",
+                Reason.READER_DOES_NOT_ACCEPT,
                 f"reader {kennung} does not accept {message.nachrichtentyp} "
                 f"version {message.version}",
             )

@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
+from broker.errors import Reason
 from signing.certs import fingerprint, subject_kennung
 from signing.errors import SignatureError
 
@@ -55,7 +56,7 @@ def _split_leaf(
 def read_certificates(texts: tuple[str, ...]) -> SignerCertificates:
     """Decode and parse the base64 texts of X509Certificate elements; raise ``SignatureError``."""
     if not texts:
-        raise SignatureError("signature-invalid", "KeyInfo must carry the X.509 certificate")
+        raise SignatureError(Reason.SIGNATURE_INVALID, "KeyInfo must carry the X.509 certificate")
     try:
         certs = [_load(text) for text in texts]
         leaf, intermediates = _split_leaf(certs)
@@ -74,7 +75,9 @@ def read_certificates(texts: tuple[str, ...]) -> SignerCertificates:
         x509.InvalidVersion,
         x509.UnsupportedGeneralNameType,
     ) as exc:
-        raise SignatureError("signature-invalid", f"unreadable X509Certificate: {exc}") from exc
+        raise SignatureError(
+            Reason.SIGNATURE_INVALID, f"unreadable X509Certificate: {exc}"
+        ) from exc
 
 
 def _load(text: str) -> x509.Certificate:

@@ -2,7 +2,13 @@
 
 A CRL counts only if its signature verifies with the public key of the certificate that
 issued the certificate in question, so a CRL dropped into the folder by anyone else is
-ignored. The folder is re-read when its listing changes (names, sizes, mtimes).
+ignored.
+
+Reading and checking are apart: `CrlFolder` does the I/O (it reads the folder, and reads
+it again when its listing changes: names, sizes, mtimes) and yields a `CrlIndex`, an
+immutable snapshot of the CRLs it found. The trust store checks against a snapshot
+only, so verification never touches the file system; who owns the folder decides when
+to look at it again (the broker's worker from a task of its own, `broker.worker.reload`).
 """
 
 from __future__ import annotations
@@ -47,7 +53,11 @@ def _load_crls(path: Path) -> list[x509.CertificateRevocationList]:
 
 
 class CrlIndex:
-    """All CRLs of one folder listing, by issuer name; signatures checked lazily, once."""
+    """A snapshot: the CRLs of one folder listing, by issuer name.
+
+    Its CRLs never change; which CRL signatures verified is remembered, checked lazily,
+    once per CRL and issuer.
+    """
 
     def __init__(self, crls: list[x509.CertificateRevocationList]) -> None:
         self._by_issuer: dict[bytes, list[x509.CertificateRevocationList]] = {}
@@ -101,7 +111,7 @@ class CrlIndex:
 
 
 class CrlFolder:
-    """A folder of CRL files (PEM, possibly several per file, or DER), re-read on change."""
+    """A folder of CRL files (PEM, possibly several per file, or DER): the I/O side."""
 
     def __init__(self, path: Path, refresh_seconds: float = 1.0) -> None:
         self.path = path
@@ -109,8 +119,6 @@ class CrlFolder:
         self._lock = threading.Lock()
         self._listing: tuple[tuple[str, int, int], ...] | None = None
         self._checked_at = float("-inf")
-        self._index = CrlIndex([])
-        self.generation = 0
 
     def _scan(self) -> tuple[tuple[str, int, int], ...]:
         try:
@@ -124,25 +132,26 @@ class CrlFolder:
                 listing.append((entry.name, stat.st_mtime_ns, stat.st_size))
         return tuple(sorted(listing))
 
-    def index(self, now_monotonic: float) -> CrlIndex:
-        """The current index; the folder is looked at again after ``refresh_seconds``."""
-        return self.snapshot(now_monotonic)[1]
+    def _load(self, listing: tuple[tuple[str, int, int], ...]) -> CrlIndex:
+        crls = [crl for name, _, _ in listing for crl in _load_crls(self.path / name)]
+        self._listing = listing
+        return CrlIndex(crls)
 
-    def snapshot(self, now_monotonic: float) -> tuple[int, CrlIndex]:
-        """The generation (counts changes of the folder) and the index that belongs to it."""
+    def read(self) -> CrlIndex:
+        """Read the folder now: a snapshot of every CRL in it."""
         with self._lock:
-            if now_monotonic - self._checked_at < self._refresh_seconds:
-                return self.generation, self._index
-            self._checked_at = now_monotonic
+            return self._load(self._scan())
+
+    def poll(self, now_monotonic: float | None = None) -> CrlIndex | None:
+        """A new snapshot if the folder changed since it was last read, else None.
+
+        Given ``now_monotonic``, the folder is looked at only if ``refresh_seconds``
+        passed since the last look; without it, it is looked at now.
+        """
+        with self._lock:
+            if now_monotonic is not None:
+                if now_monotonic - self._checked_at < self._refresh_seconds:
+                    return None
+                self._checked_at = now_monotonic
             listing = self._scan()
-            if listing != self._listing:
-                crls = [crl for name, _, _ in listing for crl in _load_crls(self.path / name)]
-                self._index = CrlIndex(crls)
-                self._listing = listing
-                self.generation += 1
-            return self.generation, self._index
-
-    def reload(self) -> None:
-        """Forget the last look at the folder, so the next check reads it again."""
-        with self._lock:
-            self._checked_at = float("-inf")
+            return None if listing == self._listing else self._load(listing)

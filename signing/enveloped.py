@@ -44,6 +44,7 @@ from signxml.algorithms import (
 )
 from signxml.processor import get_schema
 
+from broker.errors import Reason
 from signing.errors import SignatureError
 from signing.parser import ParserLimits, parse_untrusted
 from signing.policy import VerificationPolicy
@@ -73,7 +74,7 @@ class SignedContent:
 
 
 def _invalid(detail: str) -> SignatureError:
-    return SignatureError("signature-invalid", detail)
+    return SignatureError(Reason.SIGNATURE_INVALID, detail)
 
 
 def canonicalize(
@@ -191,9 +192,9 @@ def _digest_algorithm(reference: etree._Element, policy: VerificationPolicy) -> 
     try:
         algorithm = DigestAlgorithm(uri)
     except ValueError as exc:
-        raise SignatureError("algorithm-not-allowed", f"digest {uri!r}") from exc
+        raise SignatureError(Reason.ALGORITHM_NOT_ALLOWED, f"digest {uri!r}") from exc
     if algorithm not in policy.digest_algorithms:
-        raise SignatureError("algorithm-not-allowed", f"digest {uri!r}")
+        raise SignatureError(Reason.ALGORITHM_NOT_ALLOWED, f"digest {uri!r}")
     return algorithm
 
 
@@ -232,7 +233,7 @@ def verify_enveloped(
     try:
         c14n = CanonicalizationMethod(c14n_element.get("Algorithm"))
     except ValueError as exc:
-        raise SignatureError("algorithm-not-allowed", "unknown canonicalization") from exc
+        raise SignatureError(Reason.ALGORITHM_NOT_ALLOWED, "unknown canonicalization") from exc
     signed_info_c14n = canonicalize(signed_info, c14n, _inclusive_prefixes(c14n_element))
     raw = _decode(_required(signature, "SignatureValue"), "SignatureValue")
     _check_signature_value(key, method, raw, signed_info_c14n)
@@ -247,5 +248,5 @@ def verify_enveloped(
     hasher = hashes.Hash(digest_algorithm_implementations[algorithm]())
     hasher.update(canonical)
     if hasher.finalize() != expected:
-        raise SignatureError("digest-mismatch", 'the reference digest (URI "") does not match')
+        raise SignatureError(Reason.DIGEST_MISMATCH, 'the reference digest (URI "") does not match')
     return SignedContent(_signed_tree(content, canonical, ref_c14n, prefixes), canonical)

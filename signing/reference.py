@@ -25,6 +25,7 @@ from signxml.exceptions import (
 )
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 
+from broker.errors import Reason
 from signing.enveloped import SignedContent
 from signing.errors import SignatureError
 from signing.policy import VerificationPolicy
@@ -47,12 +48,12 @@ def needs_reference(root: etree._Element, signature: etree._Element) -> bool:
 
 def _map_signxml_error(exc: Exception) -> SignatureError:
     if isinstance(exc, InvalidDigest):
-        return SignatureError("digest-mismatch", str(exc))
+        return SignatureError(Reason.DIGEST_MISMATCH, str(exc))
     if isinstance(exc, InvalidCertificate):
-        return SignatureError("certificate-expired", str(exc))
+        return SignatureError(Reason.CERTIFICATE_EXPIRED, str(exc))
     if isinstance(exc, InvalidInput) and "forbidden by configuration" in str(exc):
-        return SignatureError("algorithm-not-allowed", str(exc))
-    return SignatureError("signature-invalid", str(exc) or type(exc).__name__)
+        return SignatureError(Reason.ALGORITHM_NOT_ALLOWED, str(exc))
+    return SignatureError(Reason.SIGNATURE_INVALID, str(exc) or type(exc).__name__)
 
 
 def _config(policy: VerificationPolicy, at: datetime) -> SignatureConfiguration:
@@ -85,7 +86,7 @@ def verify_with_signxml(
         raise _map_signxml_error(exc) from exc
     except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
         # signxml trips over some malformed signatures with plain Python errors.
-        raise SignatureError("signature-invalid", str(exc) or type(exc).__name__) from exc
+        raise SignatureError(Reason.SIGNATURE_INVALID, str(exc) or type(exc).__name__) from exc
     if isinstance(result, list) or result.signed_xml is None:
-        raise SignatureError("signature-invalid", "the signed data is not one XML document")
+        raise SignatureError(Reason.SIGNATURE_INVALID, "the signed data is not one XML document")
     return SignedContent(result.signed_xml, result.signed_data)

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
 from signxml.algorithms import SignatureConstructionMethod, SignatureMethod
 
+from broker.errors import Reason
 from signing.certcache import CertificateCache, SignerCertificates, read_certificates
 from signing.errors import SignatureError
 from signing.policy import VerificationPolicy
@@ -54,13 +55,15 @@ class SignatureShape:
 
 
 def _wrapping(detail: str) -> SignatureError:
-    return SignatureError("signature-wrapping", detail)
+    return SignatureError(Reason.SIGNATURE_WRAPPING, detail)
 
 
 def _only_child(parent: etree._Element, name: str) -> etree._Element:
     found = parent.findall(_ds(name))
     if len(found) != 1:
-        raise SignatureError("signature-invalid", f"expected one ds:{name}, found {len(found)}")
+        raise SignatureError(
+            Reason.SIGNATURE_INVALID, f"expected one ds:{name}, found {len(found)}"
+        )
     return found[0]
 
 
@@ -83,7 +86,7 @@ def _find_signature(root: etree._Element) -> etree._Element:
         raise _wrapping("enveloping signatures are not accepted; the root must be the message")
     signatures = list(root.iter(_SIGNATURE))
     if not signatures:
-        raise SignatureError("signature-missing", "the document has no ds:Signature")
+        raise SignatureError(Reason.SIGNATURE_MISSING, "the document has no ds:Signature")
     if len(signatures) > 1:
         raise _wrapping(f"{len(signatures)} ds:Signature elements; exactly one is allowed")
     signature = signatures[0]
@@ -97,11 +100,11 @@ def _find_signature(root: etree._Element) -> etree._Element:
 def _check_signed_info(signed_info: etree._Element, policy: VerificationPolicy) -> SignatureMethod:
     c14n_uri = _algorithm(_only_child(signed_info, "CanonicalizationMethod"))
     if c14n_uri not in policy.c14n_uris:
-        raise SignatureError("algorithm-not-allowed", f"canonicalization {c14n_uri!r}")
+        raise SignatureError(Reason.ALGORITHM_NOT_ALLOWED, f"canonicalization {c14n_uri!r}")
     method_uri = _algorithm(_only_child(signed_info, "SignatureMethod"))
     allowed = policy.signature_method_uris
     if method_uri not in allowed:
-        raise SignatureError("algorithm-not-allowed", f"signature method {method_uri!r}")
+        raise SignatureError(Reason.ALGORITHM_NOT_ALLOWED, f"signature method {method_uri!r}")
     references = signed_info.findall(_ds("Reference"))
     if len(references) != 1:
         raise _wrapping(f'{len(references)} references; exactly one (URI "") is allowed')
@@ -111,7 +114,7 @@ def _check_signed_info(signed_info: etree._Element, policy: VerificationPolicy) 
     _check_transforms(reference, policy)
     digest_uri = _algorithm(_only_child(reference, "DigestMethod"))
     if digest_uri not in policy.digest_uris:
-        raise SignatureError("algorithm-not-allowed", f"digest {digest_uri!r}")
+        raise SignatureError(Reason.ALGORITHM_NOT_ALLOWED, f"digest {digest_uri!r}")
     return allowed[method_uri]
 
 
@@ -121,13 +124,15 @@ def _check_transforms(reference: etree._Element, policy: VerificationPolicy) -> 
     c14n = policy.c14n_uris
     for uri in uris:
         if uri != _ENVELOPED and uri not in c14n:
-            raise SignatureError("algorithm-not-allowed", f"transform {uri!r}")
+            raise SignatureError(Reason.ALGORITHM_NOT_ALLOWED, f"transform {uri!r}")
     if uris.count(_ENVELOPED) != 1:
-        raise SignatureError("signature-invalid", "the enveloped-signature transform is required")
+        raise SignatureError(
+            Reason.SIGNATURE_INVALID, "the enveloped-signature transform is required"
+        )
     if len(uris) > 2:
         # The enveloped transform yields a node set and a canonicalization turns it into
         # octets; a second canonicalization has no node set left to work on.
-        raise SignatureError("signature-invalid", "at most one canonicalization transform")
+        raise SignatureError(Reason.SIGNATURE_INVALID, "at most one canonicalization transform")
 
 
 def _certificate_texts(signature: etree._Element) -> tuple[str, ...]:
@@ -142,14 +147,14 @@ def _check_key(method: SignatureMethod, cert: x509.Certificate, policy: Verifica
     key = cert.public_key()
     if method.name.startswith("ECDSA_"):
         if not isinstance(key, ec.EllipticCurvePublicKey):
-            raise SignatureError("algorithm-not-allowed", "ECDSA method with a non-EC key")
+            raise SignatureError(Reason.ALGORITHM_NOT_ALLOWED, "ECDSA method with a non-EC key")
         if key.curve.name not in policy.ec_curves:
-            raise SignatureError("algorithm-not-allowed", f"curve {key.curve.name}")
+            raise SignatureError(Reason.ALGORITHM_NOT_ALLOWED, f"curve {key.curve.name}")
         return
     if not isinstance(key, rsa.RSAPublicKey):
-        raise SignatureError("algorithm-not-allowed", "RSA method with a non-RSA key")
+        raise SignatureError(Reason.ALGORITHM_NOT_ALLOWED, "RSA method with a non-RSA key")
     if key.key_size < policy.min_rsa_bits:
-        raise SignatureError("algorithm-not-allowed", f"RSA key of {key.key_size} bits")
+        raise SignatureError(Reason.ALGORITHM_NOT_ALLOWED, f"RSA key of {key.key_size} bits")
 
 
 def inspect_signature(

@@ -5,20 +5,25 @@ basic constraints, key usage, signature algorithms). End-entity certificates of 
 sign documents, not TLS sessions: they need keyUsage digitalSignature, must not be CAs,
 and need no extended key usage.
 
+Revocation is checked against a CRL snapshot (`signing.crl.CrlIndex`) the store holds;
+``validate`` reads neither files nor the clock: the caller says what time it is. The
+snapshot is replaced whole by ``use_crls``. ``refresh_crls`` and ``reload_crls`` read
+the store's CRL folder for that, for callers outside the broker's pipeline (the SDKs,
+the HTTP API); the broker's worker reads the folder from a task of its own
+(`broker.worker.reload`).
+
 A sender signs every message with the same certificate, so the whole verdict is cached,
 keyed by the certificates themselves (their DER bytes: ``x509.Certificate`` hashes and
 compares by them), leaf and intermediates. A chain is reused while every certificate of
 it is within its validity period. A GOOD revocation status is reused only while the CRL
-folder is unchanged (its generation, re-read at most every ``refresh_seconds`` and at
-once after ``reload_crls``) and its CRLs are not past their nextUpdate; any other status
-is looked up again on every call.
+snapshot is the same and its CRLs are not past their nextUpdate; any other status is
+looked up again on every call.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +40,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from broker.errors import Reason
 from signing.certs import load_certificates
 from signing.crl import CrlFolder, CrlIndex, RevocationStatus
 from signing.errors import SignatureError, SigningError
@@ -65,7 +71,7 @@ class _Verdict:
     """A GOOD (or NOT_CHECKED) revocation verdict and what it depends on."""
 
     revocation: RevocationStatus
-    crl_generation: int
+    crls: CrlIndex | None  # the snapshot it was found in
     good_until: datetime | None
 
 
@@ -90,10 +96,8 @@ def _end_entity_policy() -> ExtensionPolicy:
     )
 
 
-def utc_time(at: datetime | None) -> datetime:
-    """``at`` in UTC, now if None; a naive time is taken as UTC, as signxml does."""
-    if at is None:
-        return datetime.now(UTC)
+def utc_time(at: datetime) -> datetime:
+    """``at`` in UTC; a naive time is taken as UTC, as signxml does."""
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
@@ -102,7 +106,11 @@ def _within(cert: x509.Certificate, at: datetime) -> bool:
 
 
 class TrustStore:
-    """CA certificates (trust anchors) and, optionally, a folder of CRLs."""
+    """CA certificates (trust anchors) and, optionally, the CRLs of a folder.
+
+    Without a folder, revocation is NOT_CHECKED; with one, the folder is read once here
+    and then only by ``refresh_crls``, ``reload_crls`` or whoever calls ``use_crls``.
+    """
 
     def __init__(
         self,
@@ -113,7 +121,8 @@ class TrustStore:
             raise SigningError("a trust store needs at least one CA certificate")
         self.anchors: tuple[x509.Certificate, ...] = tuple(anchors)
         self._store = Store(list(self.anchors))
-        self._crls = crl_folder
+        self.crl_folder = crl_folder
+        self._crls = crl_folder.read() if crl_folder is not None else None
         self._ee_policy = _end_entity_policy()
         self._ca_policy = ExtensionPolicy.webpki_defaults_ca()
         self._cache: OrderedDict[_CacheKey, _Cached] = OrderedDict()
@@ -162,19 +171,19 @@ class TrustStore:
             try:
                 self._build(leaf, intermediates, inside)
             except VerificationError:
-                return SignatureError("certificate-untrusted", f"no trusted chain: {error}")
+                return SignatureError(Reason.CERTIFICATE_UNTRUSTED, f"no trusted chain: {error}")
             return SignatureError(
-                "certificate-expired",
+                Reason.CERTIFICATE_EXPIRED,
                 f"certificate valid from {leaf.not_valid_before_utc:%Y-%m-%d} "
                 f"until {leaf.not_valid_after_utc:%Y-%m-%d}, not at {at:%Y-%m-%d %H:%M}",
             )
         for issuer in issuers:
             if issuer.subject == leaf.issuer and not _within(issuer, at):
                 return SignatureError(
-                    "certificate-expired",
+                    Reason.CERTIFICATE_EXPIRED,
                     f"issuer {issuer.subject.rfc4514_string()} is not valid at {at:%Y-%m-%d}",
                 )
-        return SignatureError("certificate-untrusted", f"no trusted chain: {error}")
+        return SignatureError(Reason.CERTIFICATE_UNTRUSTED, f"no trusted chain: {error}")
 
     def _chain(
         self,
@@ -204,11 +213,6 @@ class TrustStore:
                 self._cache.popitem(last=False)
         return chain
 
-    def _crl_snapshot(self) -> tuple[int, CrlIndex | None]:
-        if self._crls is None:
-            return 0, None
-        return self._crls.snapshot(time.monotonic())
-
     def _revocation(
         self, chain: tuple[x509.Certificate, ...], index: CrlIndex | None, at: datetime
     ) -> tuple[RevocationStatus, datetime | None]:
@@ -226,10 +230,12 @@ class TrustStore:
                 good_until = next_update
         return worst, good_until
 
-    def _cached_verdict(self, key: _CacheKey, generation: int, at: datetime) -> _Verdict | None:
+    def _cached_verdict(
+        self, key: _CacheKey, crls: CrlIndex | None, at: datetime
+    ) -> _Verdict | None:
         with self._lock:
             verdict = self._verdicts.get(key)
-        if verdict is None or verdict.crl_generation != generation:
+        if verdict is None or verdict.crls is not crls:
             return None
         if verdict.good_until is not None and at > verdict.good_until:
             return None
@@ -247,11 +253,11 @@ class TrustStore:
         leaf: x509.Certificate,
         intermediates: Sequence[x509.Certificate] = (),
         *,
-        at: datetime | None = None,
+        at: datetime,
         missing_crl: CrlRule = CrlRule.REJECT,
         stale_crl: CrlRule = CrlRule.REJECT,
     ) -> TrustedChain:
-        """Validate ``leaf`` up to a trust anchor at time ``at`` (default: now).
+        """Validate ``leaf`` up to a trust anchor at time ``at``, by the CRL snapshot held.
 
         Raises ``SignatureError`` with ``certificate-untrusted``, ``certificate-expired``
         or ``certificate-revoked``.
@@ -259,24 +265,47 @@ class TrustStore:
         when = utc_time(at)
         key: _CacheKey = (leaf, *intermediates)
         chain = self._chain(key, leaf, list(intermediates), when)
-        generation, index = self._crl_snapshot()
-        verdict = self._cached_verdict(key, generation, when)
+        crls = self._crls  # one snapshot for the whole decision, whoever swaps it meanwhile
+        verdict = self._cached_verdict(key, crls, when)
         if verdict is not None:
             return TrustedChain(chain=chain, revocation=verdict.revocation)
-        status, good_until = self._revocation(chain, index, when)
+        status, good_until = self._revocation(chain, crls, when)
         if status in (RevocationStatus.GOOD, RevocationStatus.NOT_CHECKED):
-            self._remember(key, _Verdict(status, generation, good_until))
+            self._remember(key, _Verdict(status, crls, good_until))
         if status is RevocationStatus.REVOKED:
             raise SignatureError(
-                "certificate-revoked", f"certificate serial {leaf.serial_number:x} is revoked"
+                Reason.CERTIFICATE_REVOKED, f"certificate serial {leaf.serial_number:x} is revoked"
             )
         if status is RevocationStatus.NO_CRL and missing_crl is CrlRule.REJECT:
-            raise SignatureError("certificate-untrusted", "no valid CRL for the issuer")
+            raise SignatureError(Reason.CERTIFICATE_UNTRUSTED, "no valid CRL for the issuer")
         if status is RevocationStatus.STALE and stale_crl is CrlRule.REJECT:
-            raise SignatureError("certificate-untrusted", "the issuer's CRL is out of date")
+            raise SignatureError(Reason.CERTIFICATE_UNTRUSTED, "the issuer's CRL is out of date")
         return TrustedChain(chain=chain, revocation=status)
 
+    @property
+    def crls(self) -> CrlIndex | None:
+        """The CRL snapshot revocation is checked against; None: revocation not checked."""
+        return self._crls
+
+    def use_crls(self, crls: CrlIndex) -> None:
+        """Check revocation against ``crls`` from now on (a snapshot, replaced whole)."""
+        self._crls = crls
+
+    def refresh_crls(self, now_monotonic: float | None = None) -> bool:
+        """Read the CRL folder again if it changed; True if a new snapshot is in use.
+
+        I/O, for callers outside the pipeline. Given ``now_monotonic``, the folder is
+        looked at no more often than its ``refresh_seconds``.
+        """
+        if self.crl_folder is None:
+            return False
+        fresh = self.crl_folder.poll(now_monotonic)
+        if fresh is None:
+            return False
+        self.use_crls(fresh)
+        return True
+
     def reload_crls(self) -> None:
-        """Read the CRL folder again on the next validation, without waiting."""
-        if self._crls is not None:
-            self._crls.reload()
+        """Read the CRL folder now, changed or not, and use what it holds."""
+        if self.crl_folder is not None:
+            self.use_crls(self.crl_folder.read())

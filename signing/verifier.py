@@ -7,16 +7,20 @@ without its ds:Signature, as the canonical bytes the digest covers and as a tree
 Everything downstream reads only that, so unsigned content can never reach routing or
 schema validation.
 
+The caller says what time it is (``at``) and the trust store holds a CRL snapshot, so
+verification reads neither the clock nor a file.
+
 A sender's certificate is decoded and parsed once (``certcache``), and the trust store
-keeps its chain validation until the certificate leaves its validity or the CRL folder
-changes, so the work per message is the floor: two canonicalizations, one digest, one
+keeps its chain validation until the certificate leaves its validity or the CRL snapshot
+is replaced, so the work per message is the floor: two canonicalizations, one digest, one
 public-key verification, and the checks around them.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from cryptography import x509
 from lxml import etree
@@ -59,10 +63,10 @@ class Verifier:
         self.policy = policy
         self.certificates = CertificateCache() if certificates is None else certificates
 
-    def verify(self, root: etree._Element, *, at: datetime | None = None) -> Verified:
-        """Verify ``root`` (from ``parse_untrusted``) at time ``at`` (default: now).
+    def verify(self, root: etree._Element, *, at: datetime) -> Verified:
+        """Verify ``root`` (from ``parse_untrusted``) as of time ``at``.
 
-        Raises ``SignatureError`` whose ``code`` is the reject reason. ``root`` is left
+        Raises ``SignatureError`` whose ``reason`` is the reject reason. ``root`` is left
         unchanged.
         """
         when = utc_time(at)
@@ -88,3 +92,13 @@ class Verifier:
             subject_kennung=signer.subject_kennung,
             signed_data=content.canonical,
         )
+
+    def verify_now(self, root: etree._Element) -> Verified:
+        """``verify`` as of the clock, by the CRL folder as it is now.
+
+        For long-running callers outside the broker's pipeline (the SDKs), which keep no
+        task of their own to refresh the CRLs: the folder is looked at no more often
+        than its ``refresh_seconds``, and read again if it changed.
+        """
+        self.trust.refresh_crls(time.monotonic())
+        return self.verify(root, at=datetime.now(UTC))

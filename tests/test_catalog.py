@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from broker.errors import Reason
 from tests.standards_support import edit
 from xta_schemas import Catalog, MessageError, StandardLoadError
 from xta_schemas.loader import XOEV_BASE_URL
@@ -49,25 +50,25 @@ def _identify_error(catalog: Catalog, root: etree._Element) -> MessageError:
 def test_unknown_root_in_a_known_namespace_is_unknown_message_type(catalog: Catalog) -> None:
     root = _root('<m:meldung.abmeldung.0300 xmlns:m="http://www.xbroker.example/xmeld/1.1"/>')
     error = _identify_error(catalog, root)
-    assert error.code == "unknown-message-type"
+    assert error.reason is Reason.UNKNOWN_MESSAGE_TYPE
     assert "xmeld/1.1 has no message type with root element 'meldung.abmeldung.0300'" in str(error)
 
 
 def test_unknown_namespace_is_unknown_message_type(catalog: Catalog) -> None:
     root = _root('<x:antrag.0100 xmlns:x="urn:example:xsonstiges"/>')
-    assert _identify_error(catalog, root).code == "unknown-message-type"
+    assert _identify_error(catalog, root).reason is Reason.UNKNOWN_MESSAGE_TYPE
 
 
 def test_root_without_namespace_is_unknown_message_type(catalog: Catalog) -> None:
-    assert _identify_error(catalog, _root("<meldung.anmeldung.0200/>")).code == (
-        "unknown-message-type"
+    assert _identify_error(catalog, _root("<meldung.anmeldung.0200/>")).reason is (
+        Reason.UNKNOWN_MESSAGE_TYPE
     )
 
 
 def test_retired_version_is_unsupported_version(catalog: Catalog) -> None:
     root = _root('<m:meldung.anmeldung.0200 xmlns:m="http://www.xbroker.example/xmeld/0.9"/>')
     error = _identify_error(catalog, root)
-    assert error.code == "unsupported-version"
+    assert error.reason is Reason.UNSUPPORTED_VERSION
     assert error.detail == "xmeld 0.9 is no longer in service; in service: 1.0, 1.1"
 
 
@@ -76,7 +77,7 @@ def test_unknown_version_in_a_standards_namespace_family_is_unsupported_version(
 ) -> None:
     root = _root('<m:meldung.anmeldung.0200 xmlns:m="http://www.xbroker.example/xmeld/2.0"/>')
     error = _identify_error(catalog, root)
-    assert error.code == "unsupported-version"
+    assert error.reason is Reason.UNSUPPORTED_VERSION
     assert "belongs to xmeld, in service only in version(s) 1.0, 1.1" in error.detail
 
 

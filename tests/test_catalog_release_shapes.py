@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from broker.errors import Reason
 from tests.standards_support import edit
 from xta_schemas import Catalog, MessageError, StandardLoadError
 from xta_schemas.samples import sample_root
@@ -39,7 +40,7 @@ def _header_error(catalog: Catalog, root: etree._Element) -> MessageError:
     standard, _ = catalog.identify(root)
     with pytest.raises(MessageError) as caught:
         standard.header(root)
-    assert caught.value.code == "header-invalid"
+    assert caught.value.reason is Reason.HEADER_INVALID
     return caught.value
 
 
@@ -169,7 +170,7 @@ def test_message_stating_a_version_not_in_service_is_unsupported_version(
     root = _with_version("xgericht/1.1", both_versions, "0.9")
     with pytest.raises(MessageError) as caught:
         both_versions.identify(root)
-    assert caught.value.code == "unsupported-version"
+    assert caught.value.reason is Reason.UNSUPPORTED_VERSION
     assert "xgericht 0.9 is not in service; in service: 1.0, 1.1" in caught.value.detail
 
 
@@ -180,7 +181,7 @@ def test_message_stating_no_version_is_unsupported_version(both_versions: Catalo
     del kopf.attrib["version"]
     with pytest.raises(MessageError, match="no version stated") as caught:
         both_versions.identify(root)
-    assert caught.value.code == "unsupported-version"
+    assert caught.value.reason is Reason.UNSUPPORTED_VERSION
 
 
 def test_only_version_in_service_still_refuses_another_stated_version(
@@ -189,7 +190,7 @@ def test_only_version_in_service_still_refuses_another_stated_version(
     root = _with_version("xgericht/1.0", xgericht_catalog, "1.1")
     with pytest.raises(MessageError) as caught:
         xgericht_catalog.identify(root)
-    assert caught.value.code == "unsupported-version"
+    assert caught.value.reason is Reason.UNSUPPORTED_VERSION
 
 
 def test_message_version_may_differ_from_the_release_version(shapes_copy: Path) -> None:

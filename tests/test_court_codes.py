@@ -8,6 +8,7 @@ The fixture ``shapes/xgericht-1.0`` names courts by codes like ``G2001``; with
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -87,7 +88,7 @@ accepts = ["{KLAGE}"]
     )
     body = Signer.from_files(key, cert).sign(sample_root(standard, KLAGE))
 
-    decision = pipeline.process(body)
+    decision = pipeline.process(body, at=datetime.now(UTC))
 
     assert isinstance(decision, Accepted), decision
     assert decision.standard == "xgericht/1.0"

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from broker.receipts.document import Kind
+from broker.errors import Reason
 from broker.worker.reload import DirectoryWatcher
+from monitoring.labels import ReceiptKind
 from routing import Directory
 from tests.world import EXAMPLES, World, running_world
 
@@ -84,5 +85,5 @@ async def test_messages_after_a_reload_are_routed_by_the_new_directory(
     state = await world.portal.wait_final(after, TIMEOUT)
 
     assert world.receivers_of(before) == ["psw:01060063"]
-    assert [r.kind for r in state.receipts] == [Kind.REJECTED]
-    assert state.receipts[0].reason == "no-route"
+    assert [r.kind for r in state.receipts] == [ReceiptKind.REJECTED]
+    assert state.receipts[0].reason is Reason.NO_ROUTE

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from broker.receipts.document import Kind
+from broker.errors import DeliveryFailure, Reason
+from monitoring.labels import ReceiptKind
 from signing import Signer
 from signing.devpki import create_ca, issue
 from tests.world import World, metrics_url_of, running_world
@@ -29,7 +30,7 @@ async def world(
         yield running
 
 
-def _kinds(world: World, uuid: str) -> list[Kind]:
+def _kinds(world: World, uuid: str) -> list[ReceiptKind]:
     return [r.kind for r in world.portal.state(uuid).receipts]
 
 
@@ -38,7 +39,7 @@ async def test_valid_submission_reaches_exactly_the_named_reader(world: World) -
 
     state = await world.portal.wait_final(uuid, TIMEOUT)
 
-    assert _kinds(world, uuid) == [Kind.ACCEPTED, Kind.DELIVERED]
+    assert _kinds(world, uuid) == [ReceiptKind.ACCEPTED, ReceiptKind.DELIVERED]
     assert state.recipients == ("psw:02000000",)
     assert world.receivers_of(uuid) == ["psw:02000000"]
 
@@ -49,7 +50,7 @@ async def test_receipts_are_signed_by_broker_and_agency(world: World) -> None:
     state = await world.portal.wait_final(uuid, TIMEOUT)
 
     issuers = {r.kind: r.issuer for r in state.receipts}
-    assert issuers == {Kind.ACCEPTED: "xbr:broker", Kind.DELIVERED: "psw:02000000"}
+    assert issuers == {ReceiptKind.ACCEPTED: "xbr:broker", ReceiptKind.DELIVERED: "psw:02000000"}
     assert world.portal.invalid_receipts == 0
 
 
@@ -83,13 +84,15 @@ def _tamper(signed: bytes) -> bytes:
     return etree.tostring(root)
 
 
-async def _rejection(world: World, body: bytes, uuid: str) -> tuple[str, str]:
+async def _rejection(
+    world: World, body: bytes, uuid: str
+) -> tuple[Reason | DeliveryFailure | None, str]:
     await world.portal.submit(body, sign=False)
     state = await world.portal.wait_final(uuid, TIMEOUT)
-    assert _kinds(world, uuid) == [Kind.REJECTED]
+    assert _kinds(world, uuid) == [ReceiptKind.REJECTED]
     assert world.receivers_of(uuid) == []
     (receipt,) = state.receipts
-    return str(receipt.reason), str(receipt.detail)
+    return receipt.reason, str(receipt.detail)
 
 
 async def test_payload_tampered_after_signing_is_rejected(world: World) -> None:
@@ -98,7 +101,7 @@ async def test_payload_tampered_after_signing_is_rejected(world: World) -> None:
 
     reason, _ = await _rejection(world, _tamper(world.portal_signer.sign(root)), uuid)
 
-    assert reason == "digest-mismatch"
+    assert reason is Reason.DIGEST_MISMATCH
 
 
 async def test_message_signed_by_unknown_key_is_rejected(world: World, tmp_path: Path) -> None:
@@ -112,7 +115,7 @@ async def test_message_signed_by_unknown_key_is_rejected(world: World, tmp_path:
 
     reason, _ = await _rejection(world, stranger.sign(root), uuid)
 
-    assert reason == "certificate-untrusted"
+    assert reason is Reason.CERTIFICATE_UNTRUSTED
 
 
 async def test_schema_violation_is_rejected_with_its_report(world: World) -> None:
@@ -123,8 +126,8 @@ async def test_schema_violation_is_rejected_with_its_report(world: World) -> Non
     state = await world.portal.wait_final(uuid, TIMEOUT)
 
     (receipt,) = state.receipts
-    assert receipt.kind is Kind.REJECTED
-    assert receipt.reason == "schema-invalid"
+    assert receipt.kind is ReceiptKind.REJECTED
+    assert receipt.reason is Reason.SCHEMA_INVALID
     assert receipt.issues, "the rejection carries the validation report"
     assert world.receivers_of(uuid) == []
 
@@ -138,12 +141,12 @@ async def test_resubmitted_message_is_answered_as_duplicate_and_not_delivered_ag
     await world.settled(uuid)
 
     await world.portal.submit(signed, sign=False)
-    await _wait_for(world, uuid, Kind.DUPLICATE)
+    await _wait_for(world, uuid, ReceiptKind.DUPLICATE)
 
     assert world.receivers_of(uuid) == ["psw:02000000"]
 
 
-async def _wait_for(world: World, uuid: str, kind: Kind) -> None:
+async def _wait_for(world: World, uuid: str, kind: ReceiptKind) -> None:
     async with asyncio.timeout(TIMEOUT):
         while kind not in _kinds(world, uuid):
             await asyncio.sleep(0.05)

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from broker.receipts.document import Kind
+from broker.errors import DeliveryFailure
+from monitoring.labels import ReceiptKind
 from tests.world import World, metrics_url_of, running_world
 
 pytestmark = pytest.mark.rabbitmq
@@ -37,9 +38,9 @@ async def test_unfetched_copy_expires_with_a_failed_receipt(world: World) -> Non
     state = await world.portal.wait_final(uuid, TIMEOUT)
 
     kinds = [r.kind for r in state.receipts]
-    assert kinds == [Kind.ACCEPTED, Kind.FAILED]
+    assert kinds == [ReceiptKind.ACCEPTED, ReceiptKind.FAILED]
     failed = state.receipts[1]
-    assert (failed.reason, failed.recipients) == ("expired", (NORDERSTEDT,))
+    assert (failed.reason, failed.recipients) == (DeliveryFailure.EXPIRED, (NORDERSTEDT,))
     assert failed.issuer == "xbr:broker"
 
 
@@ -53,7 +54,7 @@ async def test_copy_the_agency_keeps_failing_on_is_dead_lettered_with_a_failed_r
     state = await world.portal.wait_final(uuid, TIMEOUT)
 
     failed = state.receipts[-1]
-    assert (failed.kind, failed.reason) == (Kind.FAILED, "undeliverable")
+    assert (failed.kind, failed.reason) == (ReceiptKind.FAILED, DeliveryFailure.UNDELIVERABLE)
     assert "every delivery attempt" in str(failed.detail)
     assert world.receivers_of(uuid) == []
 

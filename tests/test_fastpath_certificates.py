@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from broker.errors import Reason
 from signing import SignatureError, fingerprint, load_certificate
 from signing.certcache import CertificateCache
 from signing.devpki import init_dev_pki
@@ -53,7 +54,7 @@ def test_an_unreadable_certificate_is_signature_invalid_and_not_kept() -> None:
     cache = CertificateCache()
     with pytest.raises(SignatureError) as caught:
         cache.get(("bm90IGEgY2VydGlmaWNhdGU=",))
-    assert caught.value.code == "signature-invalid"
+    assert caught.value.reason is Reason.SIGNATURE_INVALID
     assert len(cache) == 0
 
 
@@ -66,6 +67,6 @@ def test_every_damaged_byte_of_a_certificate_is_read_or_signature_invalid(text: 
         try:
             CertificateCache().get((base64.b64encode(damaged).decode(),))
         except SignatureError as exc:
-            assert exc.code == "signature-invalid"
+            assert exc.reason is Reason.SIGNATURE_INVALID
             refused += 1
     assert refused > 0

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from broker.app import Parts, open_records
-from broker.errors import ConfigurationError
+from broker.errors import ConfigurationError, Reason
 from broker.http_api import (
     ApiLimits,
     ApiServer,
@@ -24,8 +24,8 @@ from broker.http_api import (
     serve_api,
     start_api,
 )
-from broker.receipts.document import Kind
 from broker.stores.status import StatusStore
+from monitoring.labels import ReceiptKind
 from tests.world import World, running_world
 
 pytestmark = pytest.mark.rabbitmq
@@ -99,11 +99,11 @@ async def test_http_and_amqp_submissions_get_the_same_receipts(api: Api) -> None
     by_http = await world.portal.wait_final(http_uuid, TIMEOUT)
     by_amqp = await world.portal.wait_final(amqp_uuid, TIMEOUT)
 
-    def shape(receipts: list) -> list[tuple[Kind, str, tuple[str, ...]]]:  # type: ignore[type-arg]
+    def shape(receipts: list) -> list[tuple[ReceiptKind, str, tuple[str, ...]]]:  # type: ignore[type-arg]
         return [(r.kind, r.issuer, r.recipients) for r in receipts]
 
     assert shape(by_http.receipts) == shape(by_amqp.receipts)
-    assert [r.kind for r in by_http.receipts] == [Kind.ACCEPTED, Kind.DELIVERED]
+    assert [r.kind for r in by_http.receipts] == [ReceiptKind.ACCEPTED, ReceiptKind.DELIVERED]
     assert world.receivers_of(http_uuid) == ["psw:02000000"]
 
 
@@ -116,7 +116,9 @@ async def test_a_rejected_http_submission_gets_its_rejection_receipt(api: Api) -
     )
     state = await world.portal.wait_final(response.json()["uuid"], TIMEOUT)
 
-    assert [(r.kind, r.reason) for r in state.receipts] == [(Kind.REJECTED, "schema-invalid")]
+    assert [(r.kind, r.reason) for r in state.receipts] == [
+        (ReceiptKind.REJECTED, Reason.SCHEMA_INVALID)
+    ]
 
 
 async def test_the_same_bytes_again_get_the_same_answer_and_are_delivered_once(api: Api) -> None:
@@ -133,7 +135,7 @@ async def test_the_same_bytes_again_get_the_same_answer_and_are_delivered_once(a
         first.json(),
         first.headers["location"],
     )
-    assert [r.kind for r in state.receipts] == [Kind.ACCEPTED, Kind.DELIVERED]
+    assert [r.kind for r in state.receipts] == [ReceiptKind.ACCEPTED, ReceiptKind.DELIVERED]
     assert world.receivers_of(uuid) == ["gew:02000000"]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from broker.errors import Reason
 from signing import ParserLimits, XmlError, parse_untrusted
 
 SMALL = b'<m:msg xmlns:m="urn:test"><a>1</a></m:msg>'
@@ -24,7 +25,7 @@ def test_whitespace_is_kept_because_signatures_cover_it() -> None:
 def test_syntax_error_is_malformed_xml() -> None:
     with pytest.raises(XmlError) as caught:
         parse_untrusted(b"<r><a></r>")
-    assert caught.value.code == "malformed-xml"
+    assert caught.value.reason is Reason.MALFORMED_XML
 
 
 def test_empty_input_is_malformed_xml() -> None:

@@ -24,6 +24,7 @@ from prometheus_client import generate_latest
 
 from broker.amqp import publishing, topology
 from broker.app import party_signer
+from broker.errors import Reason
 from broker.http_api import (
     ApiLimits,
     Authenticator,
@@ -33,8 +34,9 @@ from broker.http_api import (
     hash_token,
 )
 from broker.logs import configure_logging
-from broker.receipts.document import Kind, Receipt, build_receipt
+from broker.receipts.document import Receipt, build_receipt
 from broker.stores.status import StatusStore
+from monitoring.labels import ReceiptKind
 from tests.test_receipts import ReceiptTap, receipt_tap
 from tests.world import World, running_world
 from xta_schemas.report import redact
@@ -81,7 +83,7 @@ async def _accepted_over_amqp(world: World) -> str:
     root = _with_marker(world, "anmeldung-hamburg.xml", "familienname")
     uuid = await world.portal.submit(root)
     state = await world.portal.wait_final(uuid, TIMEOUT)
-    assert [r.kind for r in state.receipts] == [Kind.ACCEPTED, Kind.DELIVERED]
+    assert [r.kind for r in state.receipts] == [ReceiptKind.ACCEPTED, ReceiptKind.DELIVERED]
     return uuid
 
 
@@ -114,7 +116,9 @@ async def _rejected_as_schema_invalid(world: World) -> str:
     root = _with_marker(world, "anmeldung-hamburg.xml", "geburtsdatum")
     uuid = await world.portal.submit(root)
     state = await world.portal.wait_final(uuid, TIMEOUT)
-    assert [(r.kind, r.reason) for r in state.receipts] == [(Kind.REJECTED, "schema-invalid")]
+    assert [(r.kind, r.reason) for r in state.receipts] == [
+        (ReceiptKind.REJECTED, Reason.SCHEMA_INVALID)
+    ]
     return uuid
 
 
@@ -124,7 +128,9 @@ async def _rejected_as_tampered(world: World) -> str:
     signed = world.portal_signer.sign(root).replace(b"Petersen", MARKER.encode())
     await world.portal.submit(signed, sign=False)
     state = await world.portal.wait_final(uuid, TIMEOUT)
-    assert [(r.kind, r.reason) for r in state.receipts] == [(Kind.REJECTED, "digest-mismatch")]
+    assert [(r.kind, r.reason) for r in state.receipts] == [
+        (ReceiptKind.REJECTED, Reason.DIGEST_MISMATCH)
+    ]
     return uuid
 
 
@@ -134,7 +140,7 @@ async def _dead_lettered_delivery_receipt(world: World, amqp_url: str) -> None:
     signed = party_signer(world.settings, agency).sign(
         build_receipt(
             Receipt(
-                Kind.DELIVERED,
+                ReceiptKind.DELIVERED,
                 "6f1c2d3e-4a5b-4c6d-8e7f-001122334455",
                 agency,
                 datetime.now(UTC),

@@ -20,13 +20,13 @@ from lxml import etree
 
 from broker.amqp import topology
 from broker.receipts.document import (
-    Kind,
     Receipt,
     build_receipt,
     read_receipt,
     receipt_schema,
     receipt_schema_errors,
 )
+from monitoring.labels import ReceiptKind
 from signing import Verifier, parse_untrusted
 from tests.world import World, running_world
 
@@ -44,7 +44,7 @@ class ReceiptTap:
     def for_uuid(self, verifier: Verifier, uuid: str) -> list[tuple[Receipt, bytes]]:
         found = []
         for body in self.bodies:
-            signed = verifier.verify(parse_untrusted(body)).signed
+            signed = verifier.verify(parse_untrusted(body), at=datetime.now(UTC)).signed
             receipt = read_receipt(signed)
             if receipt.nachrichten_uuid == uuid:
                 found.append((receipt, body))
@@ -105,7 +105,10 @@ async def test_an_accepted_message_yields_one_accepted_and_one_delivered_per_rec
     receipts = await _settled(world, tap, uuid)
 
     kinds = Counter((r.kind, r.issuer) for r, _ in receipts)
-    assert kinds == {(Kind.ACCEPTED, "xbr:broker"): 1, (Kind.DELIVERED, "psw:02000000"): 1}
+    assert kinds == {
+        (ReceiptKind.ACCEPTED, "xbr:broker"): 1,
+        (ReceiptKind.DELIVERED, "psw:02000000"): 1,
+    }
 
 
 async def test_a_rejected_message_yields_exactly_one_rejected_receipt(
@@ -117,7 +120,7 @@ async def test_a_rejected_message_yields_exactly_one_rejected_receipt(
     await world.portal.submit(root)
     receipts = await _settled(world, tap, uuid)
 
-    assert [r.kind for r, _ in receipts] == [Kind.REJECTED]
+    assert [r.kind for r, _ in receipts] == [ReceiptKind.REJECTED]
 
 
 async def test_every_receipt_sent_validates_against_the_receipt_schema(
@@ -130,7 +133,11 @@ async def test_every_receipt_sent_validates_against_the_receipt_schema(
     ]
     receipts = [pair for uuid in uuids for pair in await _settled(world, tap, uuid)]
 
-    assert {r.kind for r, _ in receipts} == {Kind.ACCEPTED, Kind.DELIVERED, Kind.REJECTED}
+    assert {r.kind for r, _ in receipts} == {
+        ReceiptKind.ACCEPTED,
+        ReceiptKind.DELIVERED,
+        ReceiptKind.REJECTED,
+    }
     for _, body in receipts:
         assert receipt_schema_errors(schema, parse_untrusted(body)) == ()
 
@@ -138,7 +145,10 @@ async def test_every_receipt_sent_validates_against_the_receipt_schema(
 def test_the_schema_refuses_a_receipt_of_an_unknown_kind(schema: etree.XMLSchema) -> None:
     root = build_receipt(
         Receipt(
-            Kind.ACCEPTED, "6f1c2d3e-4a5b-4c6d-8e7f-001122334455", "xbr:broker", datetime.now(UTC)
+            ReceiptKind.ACCEPTED,
+            "6f1c2d3e-4a5b-4c6d-8e7f-001122334455",
+            "xbr:broker",
+            datetime.now(UTC),
         )
     )
     root.set("art", "lost")
@@ -149,7 +159,7 @@ def test_the_schema_refuses_a_receipt_of_an_unknown_kind(schema: etree.XMLSchema
 def test_the_schema_refuses_a_digest_that_is_no_sha256(schema: etree.XMLSchema) -> None:
     root = build_receipt(
         Receipt(
-            Kind.ACCEPTED,
+            ReceiptKind.ACCEPTED,
             "6f1c2d3e-4a5b-4c6d-8e7f-001122334455",
             "xbr:broker",
             datetime.now(UTC),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from broker.errors import Reason
 from routing import Directory, DirectoryError, Role, RouteError, RoutingInput, route
 
 DIRECTORY = """
@@ -83,14 +84,14 @@ def test_reader_that_does_not_accept_the_type_is_refused(directory: Directory) -
     with pytest.raises(RouteError) as err:
         route(_message(readers=("gew:02000000",)), directory)
 
-    assert err.value.code == "reader-does-not-accept"
+    assert err.value.reason is Reason.READER_DOES_NOT_ACCEPT
 
 
 def test_reader_that_does_not_accept_the_version_is_refused(directory: Directory) -> None:
     with pytest.raises(RouteError) as err:
         route(_message(readers=("psw:01060063",), version="1.0"), directory)
 
-    assert err.value.code == "reader-does-not-accept"
+    assert err.value.reason is Reason.READER_DOES_NOT_ACCEPT
 
 
 def test_without_reader_the_agency_of_the_region_receives_it(directory: Directory) -> None:
@@ -118,21 +119,21 @@ def test_unauthorized_sender_is_refused(directory: Directory) -> None:
     with pytest.raises(RouteError) as err:
         route(_message(author="psw:02000000", facts={"ags": "02000000"}), directory)
 
-    assert err.value.code == "author-not-authorized"
+    assert err.value.reason is Reason.AUTHOR_NOT_AUTHORIZED
 
 
 def test_unknown_author_is_refused(directory: Directory) -> None:
     with pytest.raises(RouteError) as err:
         route(_message(author="psw:99999999"), directory)
 
-    assert err.value.code == "author-unknown"
+    assert err.value.reason is Reason.AUTHOR_UNKNOWN
 
 
 def test_no_responsible_agency_is_no_route(directory: Directory) -> None:
     with pytest.raises(RouteError) as err:
         route(_message(facts={"ags": "09162000"}), directory)
 
-    assert err.value.code == "no-route"
+    assert err.value.reason is Reason.NO_ROUTE
     assert "09162000" in err.value.detail
 
 
@@ -140,7 +141,7 @@ def test_no_region_and_no_reader_is_no_route(directory: Directory) -> None:
     with pytest.raises(RouteError) as err:
         route(_message(facts={}), directory)
 
-    assert err.value.code == "no-route"
+    assert err.value.reason is Reason.NO_ROUTE
 
 
 def test_test_message_goes_only_to_test_endpoints(directory: Directory) -> None:
@@ -162,7 +163,7 @@ def test_test_message_without_any_test_endpoint_is_no_route(directory: Directory
     with pytest.raises(RouteError) as err:
         route(_message(facts={"ags": "01060063"}, test=True), directory)
 
-    assert err.value.code == "no-route"
+    assert err.value.reason is Reason.NO_ROUTE
 
 
 def test_invalid_directory_names_entry_and_field(tmp_path: Path) -> None:

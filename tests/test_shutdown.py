@@ -28,10 +28,11 @@ import pytest
 from broker.amqp import topology
 from broker.app import load_parts, party_signer
 from broker.commands.demo import ensure_dev_pki
-from broker.receipts.document import Kind, Receipt
+from broker.receipts.document import Receipt
 from broker.sdk.agency import AgencyClient, Delivery
 from broker.sdk.portal import Portal
 from broker.settings import Settings, load_settings
+from monitoring.labels import ReceiptKind
 from routing import Directory
 from signing import parse_untrusted
 from tests.conftest import free_port
@@ -119,7 +120,7 @@ async def stop_worker(worker: Worker) -> tuple[int, float]:
 class Run:
     sent: list[str]
     handed_over: dict[str, int]
-    receipts: dict[str, list[Kind]]
+    receipts: dict[str, list[ReceiptKind]]
     final: set[str]
     exit_code: int
     exit_seconds: float
@@ -146,7 +147,7 @@ async def run(vhost_url: str, tmp_path_factory: pytest.TempPathFactory) -> Async
     standard, _ = parts.catalog.identify(parse_untrusted(SAMPLE.read_bytes()))
 
     handed_over: dict[str, int] = {}
-    receipts: dict[str, list[Kind]] = {}
+    receipts: dict[str, list[ReceiptKind]] = {}
     accepted = asyncio.Event()
 
     async def handle(delivery: Delivery) -> None:
@@ -154,7 +155,7 @@ async def run(vhost_url: str, tmp_path_factory: pytest.TempPathFactory) -> Async
 
     def on_receipt(receipt: Receipt) -> None:
         receipts.setdefault(receipt.nachrichten_uuid, []).append(receipt.kind)
-        if sum(Kind.ACCEPTED in kinds for kinds in receipts.values()) >= SIGTERM_AFTER:
+        if sum(ReceiptKind.ACCEPTED in kinds for kinds in receipts.values()) >= SIGTERM_AFTER:
             accepted.set()
 
     await declare_topology(settings, parts.directory)
@@ -182,7 +183,7 @@ async def run(vhost_url: str, tmp_path_factory: pytest.TempPathFactory) -> Async
             sent += await asyncio.gather(*(portal.submit(doc) for doc in batch))
         first = await start_worker(config, tmp / "worker-1.log", port)
         await asyncio.wait_for(accepted.wait(), TIMEOUT)
-        accepted_before = sum(Kind.ACCEPTED in kinds for kinds in receipts.values())
+        accepted_before = sum(ReceiptKind.ACCEPTED in kinds for kinds in receipts.values())
         code, seconds = await stop_worker(first)
         second = await start_worker(config, tmp / "worker-2.log", port)
         final: set[str] = set()
@@ -226,7 +227,7 @@ def test_no_message_was_handed_to_the_agency_twice(run: Run) -> None:
 
 def test_every_author_got_a_final_receipt(run: Run) -> None:
     assert len(run.final) == MESSAGES
-    assert [u for u in run.sent if Kind.REJECTED in run.receipts.get(u, [])] == []
+    assert [u for u in run.sent if ReceiptKind.REJECTED in run.receipts.get(u, [])] == []
 
 
 def test_the_stopped_worker_exited_0_within_its_grace_period(run: Run) -> None:

@@ -22,10 +22,10 @@ from broker.app import build_broker, load_parts, party_signer
 from broker.commands.demo import ensure_dev_pki
 from broker.ops.tenancy.accounts import accounts_for, provision, read_credentials
 from broker.ops.tenancy.backends import RabbitmqctlBackend
-from broker.receipts.document import Kind
 from broker.sdk.agency import AgencyClient, Delivery
 from broker.sdk.portal import Portal
 from broker.settings import load_settings
+from monitoring.labels import ReceiptKind
 from signing import parse_untrusted
 from xta_schemas import Catalog
 from xta_schemas.samples import with_fresh_header
@@ -157,6 +157,6 @@ async def test_with_its_own_user_an_agency_receives_and_confirms_end_to_end(
 
     state = await tenants.portal.wait_final(uuid, TIMEOUT)
 
-    assert [r.kind for r in state.receipts] == [Kind.ACCEPTED, Kind.DELIVERED]
-    assert {r.issuer for r in state.receipts if r.kind is Kind.DELIVERED} == {A}
+    assert [r.kind for r in state.receipts] == [ReceiptKind.ACCEPTED, ReceiptKind.DELIVERED]
+    assert {r.issuer for r in state.receipts if r.kind is ReceiptKind.DELIVERED} == {A}
     assert [d.uuid for d in tenants.received] == [uuid]

@@ -31,10 +31,10 @@ from broker.commands.demo import ensure_dev_pki
 from broker.ops.tenancy.accounts import accounts_for, read_credentials
 from broker.ops.tenancy.backends import RabbitmqctlBackend
 from broker.ops.tenancy.tls import provision_tls
-from broker.receipts.document import Kind
 from broker.sdk.agency import AgencyClient, Delivery
 from broker.sdk.portal import Portal
 from broker.settings import load_settings
+from monitoring.labels import ReceiptKind
 from signing import parse_untrusted
 from signing.devpki import create_ca, issue_tls_certificate
 from xta_schemas import Catalog
@@ -176,8 +176,8 @@ async def test_an_agency_logged_in_by_certificate_receives_and_confirms_end_to_e
 
     state = await tenants.portal.wait_final(uuid, TIMEOUT)
 
-    assert [r.kind for r in state.receipts] == [Kind.ACCEPTED, Kind.DELIVERED]
-    assert {r.issuer for r in state.receipts if r.kind is Kind.DELIVERED} == {A}
+    assert [r.kind for r in state.receipts] == [ReceiptKind.ACCEPTED, ReceiptKind.DELIVERED]
+    assert {r.issuer for r in state.receipts if r.kind is ReceiptKind.DELIVERED} == {A}
     assert [d.uuid for d in tenants.received] == [uuid]
 
 

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from broker.errors import Reason
 from signing import (
     CrlRule,
     RevocationStatus,
@@ -84,7 +85,7 @@ def test_leaf_with_digital_signature_and_no_eku_is_trusted(pki: Path) -> None:
     leaf = _party(pki)
     with pytest.raises(x509.ExtensionNotFound):
         leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
-    trusted = TrustStore.from_dirs(pki / "trust", pki / "crl").validate(leaf)
+    trusted = TrustStore.from_dirs(pki / "trust", pki / "crl").validate(leaf, at=datetime.now(UTC))
     assert trusted.chain[0] == leaf
     assert trusted.chain[-1] == load_certificate(pki / "ca" / "ca.crt")
     assert trusted.revocation is RevocationStatus.GOOD
@@ -93,21 +94,21 @@ def test_leaf_with_digital_signature_and_no_eku_is_trusted(pki: Path) -> None:
 def test_leaf_with_a_non_tls_eku_is_trusted(pki: Path) -> None:
     leaf = _custom_leaf(pki, _usage(True), eku=True)
     store = TrustStore.from_dirs(pki / "trust", pki / "crl")
-    assert store.validate(leaf).chain[0] == leaf
+    assert store.validate(leaf, at=datetime.now(UTC)).chain[0] == leaf
 
 
 def test_leaf_without_digital_signature_usage_is_untrusted(pki: Path) -> None:
     leaf = _custom_leaf(pki, _usage(False))
     with pytest.raises(SignatureError) as caught:
-        TrustStore.from_dirs(pki / "trust", pki / "crl").validate(leaf)
-    assert caught.value.code == "certificate-untrusted"
+        TrustStore.from_dirs(pki / "trust", pki / "crl").validate(leaf, at=datetime.now(UTC))
+    assert caught.value.reason is Reason.CERTIFICATE_UNTRUSTED
 
 
 def test_ca_certificate_cannot_be_a_signer(pki: Path) -> None:
     leaf = _custom_leaf(pki, _usage(True), ca=True)
     with pytest.raises(SignatureError) as caught:
-        TrustStore.from_dirs(pki / "trust", pki / "crl").validate(leaf)
-    assert caught.value.code == "certificate-untrusted"
+        TrustStore.from_dirs(pki / "trust", pki / "crl").validate(leaf, at=datetime.now(UTC))
+    assert caught.value.reason is Reason.CERTIFICATE_UNTRUSTED
 
 
 def test_certificate_of_another_ca_is_untrusted(
@@ -117,16 +118,22 @@ def test_certificate_of_another_ca_is_untrusted(
     create_ca(other / "ca", "xbroker development CA")  # same name, different key
     cert, _ = issue(other / "ca", "psw:02000000", "Impostor", other, key_type="ec")
     with pytest.raises(SignatureError) as caught:
-        TrustStore.from_dirs(pki / "trust", pki / "crl").validate(load_certificate(cert))
-    assert caught.value.code == "certificate-untrusted"
+        TrustStore.from_dirs(pki / "trust", pki / "crl").validate(
+            load_certificate(cert), at=datetime.now(UTC)
+        )
+    assert caught.value.reason is Reason.CERTIFICATE_UNTRUSTED
 
 
 def test_two_certificates_of_one_kennung_both_verify(pki: Path) -> None:
     old_cert, old_key = party_paths(pki, "psw:02000000")
     new_cert, new_key = issue(pki / "ca", "psw:02000000", "Portal", pki / "rotated", key_type="ec")
     verifier = Verifier(TrustStore.from_dirs(pki / "trust", pki / "crl"))
-    old = verifier.verify(parse_untrusted(Signer.from_files(old_key, old_cert).sign(DOC)))
-    new = verifier.verify(parse_untrusted(Signer.from_files(new_key, new_cert).sign(DOC)))
+    old = verifier.verify(
+        parse_untrusted(Signer.from_files(old_key, old_cert).sign(DOC)), at=datetime.now(UTC)
+    )
+    new = verifier.verify(
+        parse_untrusted(Signer.from_files(new_key, new_cert).sign(DOC)), at=datetime.now(UTC)
+    )
     assert old.subject_kennung == new.subject_kennung == "psw:02000000"
     assert old.fingerprint != new.fingerprint
 
@@ -134,22 +141,50 @@ def test_two_certificates_of_one_kennung_both_verify(pki: Path) -> None:
 def test_revocation_after_a_cached_validation_takes_effect_on_reload(pki: Path) -> None:
     store = TrustStore.from_dirs(pki / "trust", pki / "crl")
     leaf = _party(pki)
-    store.validate(leaf)
+    store.validate(leaf, at=datetime.now(UTC))
     revoke(pki / "ca", pki / "crl", leaf)
     store.reload_crls()
     with pytest.raises(SignatureError) as caught:
-        store.validate(leaf)
-    assert caught.value.code == "certificate-revoked"
+        store.validate(leaf, at=datetime.now(UTC))
+    assert caught.value.reason is Reason.CERTIFICATE_REVOKED
 
 
-def test_crl_folder_is_reread_when_it_changes(pki: Path) -> None:
+def test_validation_reads_the_crl_snapshot_not_the_folder(pki: Path) -> None:
     store = TrustStore([load_certificate(pki / "ca" / "ca.crt")], CrlFolder(pki / "crl", 0.0))
     leaf = _party(pki)
-    store.validate(leaf)
     revoke(pki / "ca", pki / "crl", leaf)
+    assert store.validate(leaf, at=datetime.now(UTC)).revocation is RevocationStatus.GOOD
+
+
+def test_a_changed_crl_folder_counts_once_refreshed(pki: Path) -> None:
+    store = TrustStore([load_certificate(pki / "ca" / "ca.crt")], CrlFolder(pki / "crl", 0.0))
+    leaf = _party(pki)
+    store.validate(leaf, at=datetime.now(UTC))
+    revoke(pki / "ca", pki / "crl", leaf)
+
+    assert store.refresh_crls()
+
     with pytest.raises(SignatureError) as caught:
-        store.validate(leaf)
-    assert caught.value.code == "certificate-revoked"
+        store.validate(leaf, at=datetime.now(UTC))
+    assert caught.value.reason is Reason.CERTIFICATE_REVOKED
+
+
+def test_an_unchanged_crl_folder_keeps_its_snapshot(pki: Path) -> None:
+    store = TrustStore.from_dirs(pki / "trust", pki / "crl")
+    before = store.crls
+
+    assert not store.refresh_crls()
+    assert store.crls is before
+
+
+def test_the_crl_folder_is_looked_at_no_more_often_than_its_refresh_period(pki: Path) -> None:
+    store = TrustStore.from_dirs(pki / "trust", pki / "crl")  # refresh_seconds: 1.0
+    leaf = _party(pki)
+    store.refresh_crls(now_monotonic=100.0)
+    revoke(pki / "ca", pki / "crl", leaf)
+
+    assert not store.refresh_crls(now_monotonic=100.5)
+    assert store.refresh_crls(now_monotonic=101.0)
 
 
 def test_crl_not_signed_by_the_issuer_is_ignored(
@@ -160,23 +195,22 @@ def test_crl_not_signed_by_the_issuer_is_ignored(
     leaf = _party(pki)
     forged = revoke(other / "ca", other / "crl", leaf)
     shutil.copy(forged, pki / "crl" / "forged.crl")
-    assert TrustStore.from_dirs(pki / "trust", pki / "crl").validate(leaf).revocation is (
-        RevocationStatus.GOOD
-    )
+    store = TrustStore.from_dirs(pki / "trust", pki / "crl")
+    assert store.validate(leaf, at=datetime.now(UTC)).revocation is RevocationStatus.GOOD
 
 
 def test_missing_crl_is_untrusted_by_default(pki: Path) -> None:
     shutil.rmtree(pki / "crl")
     with pytest.raises(SignatureError) as caught:
-        TrustStore.from_dirs(pki / "trust", pki / "crl").validate(_party(pki))
-    assert caught.value.code == "certificate-untrusted"
+        TrustStore.from_dirs(pki / "trust", pki / "crl").validate(_party(pki), at=datetime.now(UTC))
+    assert caught.value.reason is Reason.CERTIFICATE_UNTRUSTED
     assert "CRL" in caught.value.detail
 
 
 def test_missing_crl_may_be_accepted_by_policy(pki: Path) -> None:
     shutil.rmtree(pki / "crl")
     store = TrustStore.from_dirs(pki / "trust", pki / "crl")
-    trusted = store.validate(_party(pki), missing_crl=CrlRule.ACCEPT)
+    trusted = store.validate(_party(pki), missing_crl=CrlRule.ACCEPT, at=datetime.now(UTC))
     assert trusted.revocation is RevocationStatus.NO_CRL
 
 
@@ -184,7 +218,7 @@ def test_stale_crl_is_untrusted_by_default(pki: Path) -> None:
     later = datetime.now(UTC) + timedelta(days=60)
     with pytest.raises(SignatureError) as caught:
         TrustStore.from_dirs(pki / "trust", pki / "crl").validate(_party(pki), at=later)
-    assert caught.value.code == "certificate-untrusted"
+    assert caught.value.reason is Reason.CERTIFICATE_UNTRUSTED
 
 
 def test_stale_crl_may_be_accepted_by_policy(pki: Path) -> None:
@@ -195,17 +229,17 @@ def test_stale_crl_may_be_accepted_by_policy(pki: Path) -> None:
 
 
 def test_without_a_crl_folder_revocation_is_not_checked(pki: Path) -> None:
-    trusted = TrustStore.from_dirs(pki / "trust").validate(_party(pki))
+    trusted = TrustStore.from_dirs(pki / "trust").validate(_party(pki), at=datetime.now(UTC))
     assert trusted.revocation is RevocationStatus.NOT_CHECKED
 
 
 def test_cached_chain_is_not_reused_outside_its_validity(pki: Path) -> None:
     store = TrustStore.from_dirs(pki / "trust")
     leaf = _party(pki)
-    store.validate(leaf)
+    store.validate(leaf, at=datetime.now(UTC))
     with pytest.raises(SignatureError) as caught:
         store.validate(leaf, at=leaf.not_valid_after_utc + timedelta(seconds=1))
-    assert caught.value.code == "certificate-expired"
+    assert caught.value.reason is Reason.CERTIFICATE_EXPIRED
 
 
 def test_several_ca_certificates_in_one_pem_file_are_all_anchors(
@@ -220,7 +254,8 @@ def test_several_ca_certificates_in_one_pem_file_are_all_anchors(
     )
     store = TrustStore.from_dirs(bundle)
     assert len(store.anchors) == 2
-    assert store.validate(load_certificate(cert)).chain[0] == load_certificate(cert)
+    trusted = store.validate(load_certificate(cert), at=datetime.now(UTC))
+    assert trusted.chain[0] == load_certificate(cert)
 
 
 def test_trust_folder_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
@@ -236,10 +271,10 @@ def test_empty_trust_folder_is_an_error(tmp_path: Path) -> None:
 def test_cached_good_status_is_not_reused_once_the_crl_is_past_next_update(pki: Path) -> None:
     store = TrustStore.from_dirs(pki / "trust", pki / "crl")
     leaf = _party(pki)
-    assert store.validate(leaf).revocation is RevocationStatus.GOOD
+    assert store.validate(leaf, at=datetime.now(UTC)).revocation is RevocationStatus.GOOD
     with pytest.raises(SignatureError) as caught:
         store.validate(leaf, at=datetime.now(UTC) + timedelta(days=60))
-    assert caught.value.code == "certificate-untrusted"
+    assert caught.value.reason is Reason.CERTIFICATE_UNTRUSTED
 
 
 def test_revocation_counts_for_a_verifier_that_verified_the_signer_before(pki: Path) -> None:
@@ -247,9 +282,9 @@ def test_revocation_counts_for_a_verifier_that_verified_the_signer_before(pki: P
     store = TrustStore.from_dirs(pki / "trust", pki / "crl")
     verifier = Verifier(store)
     signed = Signer.from_files(key, cert).sign(DOC)
-    verifier.verify(parse_untrusted(signed))
+    verifier.verify(parse_untrusted(signed), at=datetime.now(UTC))
     revoke(pki / "ca", pki / "crl", load_certificate(cert))
     store.reload_crls()
     with pytest.raises(SignatureError) as caught:
-        verifier.verify(parse_untrusted(signed))
-    assert caught.value.code == "certificate-revoked"
+        verifier.verify(parse_untrusted(signed), at=datetime.now(UTC))
+    assert caught.value.reason is Reason.CERTIFICATE_REVOKED

@@ -10,6 +10,7 @@ import pytest
 from lxml import etree
 
 from broker.commands.run import prepare_reports
+from broker.errors import Reason
 from xta_schemas import Catalog, MessageError, Standard
 from xta_schemas.report import MAX_ISSUES, DetailedReporter, issues_from_lxml
 from xta_schemas.samples import sample_root
@@ -37,7 +38,7 @@ def _one(root: etree._Element, path: str) -> etree._Element:
 def _schema_error(standard: Standard, root: etree._Element) -> MessageError:
     with pytest.raises(MessageError) as caught:
         standard.validate(root)
-    assert caught.value.code == "schema-invalid"
+    assert caught.value.reason is Reason.SCHEMA_INVALID
     return caught.value
 
 
@@ -145,7 +146,7 @@ def _header_error(catalog: Catalog, change: Callable[[etree._Element], None]) ->
     change(root)
     with pytest.raises(MessageError) as caught:
         standard.header(root)
-    assert caught.value.code == "header-invalid"
+    assert caught.value.reason is Reason.HEADER_INVALID
     return caught.value
 
 

@@ -15,6 +15,7 @@ from lxml import etree
 from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 from signxml.signer import XMLSigner
 
+from broker.errors import Reason
 from signing import (
     SignatureError,
     Signer,
@@ -24,8 +25,8 @@ from signing import (
     parse_untrusted,
 )
 from signing.devpki import create_ca, init_dev_pki, issue, revoke
-from signing.errors import SIGNATURE_CODES
 from signing.keyfiles import party_paths
+from tests.raise_sites import reasons_raised
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
 DOC = b'<m:msg xmlns:m="urn:test"><a>1</a></m:msg>'
@@ -63,22 +64,22 @@ def parties(tmp_path_factory: pytest.TempPathFactory) -> Parties:
 
 
 def test_rsa_signature_verifies(parties: Parties) -> None:
-    result = parties.verifier.verify(parse_untrusted(parties.rsa.sign(DOC)))
+    result = parties.verifier.verify(parse_untrusted(parties.rsa.sign(DOC)), at=datetime.now(UTC))
     assert result.fingerprint == parties.rsa.fingerprint
 
 
 def test_ecdsa_signature_verifies(parties: Parties) -> None:
-    result = parties.verifier.verify(parse_untrusted(parties.ec.sign(DOC)))
+    result = parties.verifier.verify(parse_untrusted(parties.ec.sign(DOC)), at=datetime.now(UTC))
     assert result.fingerprint == parties.ec.fingerprint
 
 
 def test_signed_data_is_the_document_without_its_signature(parties: Parties) -> None:
-    result = parties.verifier.verify(parse_untrusted(parties.ec.sign(DOC)))
+    result = parties.verifier.verify(parse_untrusted(parties.ec.sign(DOC)), at=datetime.now(UTC))
     assert etree.tostring(result.signed) == DOC
 
 
 def test_result_names_the_signer_certificate_and_kennung(parties: Parties) -> None:
-    result = parties.verifier.verify(parse_untrusted(parties.ec.sign(DOC)))
+    result = parties.verifier.verify(parse_untrusted(parties.ec.sign(DOC)), at=datetime.now(UTC))
     assert result.certificate == parties.ec.certificate
     assert result.subject_kennung == "psw:02000000"
 
@@ -87,13 +88,13 @@ def test_verification_leaves_the_input_tree_unchanged(parties: Parties) -> None:
     signed = parties.ec.sign(DOC)
     root = parse_untrusted(signed)
     before = etree.tostring(root)
-    parties.verifier.verify(root)
+    parties.verifier.verify(root, at=datetime.now(UTC))
     assert etree.tostring(root) == before
 
 
 def test_pretty_printed_document_verifies(parties: Parties) -> None:
     doc = b'<m:msg xmlns:m="urn:test">\n  <a>1</a>\n  <b>zwei</b>\n</m:msg>'
-    result = parties.verifier.verify(parse_untrusted(parties.ec.sign(doc)))
+    result = parties.verifier.verify(parse_untrusted(parties.ec.sign(doc)), at=datetime.now(UTC))
     assert result.signed.findtext("b") == "zwei"
 
 
@@ -131,56 +132,56 @@ def _second_signature(signed: bytes) -> bytes:
     return etree.tostring(root)
 
 
-CASES: dict[str, tuple[str, Callable[[Parties], bytes]]] = {
-    "unsigned document": ("signature-missing", lambda p: DOC),
+CASES: dict[str, tuple[Reason, Callable[[Parties], bytes]]] = {
+    "unsigned document": (Reason.SIGNATURE_MISSING, lambda p: DOC),
     "signature value altered": (
-        "signature-invalid",
+        Reason.SIGNATURE_INVALID,
         lambda p: _flip_signature_value(p.ec.sign(DOC)),
     ),
     "content altered after signing": (
-        "digest-mismatch",
+        Reason.DIGEST_MISMATCH,
         lambda p: _tamper(p.ec.sign(DOC), b"<a>1</a>", b"<a>2</a>"),
     ),
     "SHA-1 signature method": (
-        "algorithm-not-allowed",
+        Reason.ALGORITHM_NOT_ALLOWED,
         lambda p: _tamper(
             p.rsa.sign(DOC),
             b"http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
             b"http://www.w3.org/2000/09/xmldsig#rsa-sha1",
         ),
     ),
-    "SHA-224 digest": ("algorithm-not-allowed", _sign_with_sha224_digest),
-    "certificate from a foreign CA": ("certificate-untrusted", lambda p: p.foreign.sign(DOC)),
-    "revoked certificate": ("certificate-revoked", lambda p: p.revoked.sign(DOC)),
-    "second signature": ("signature-wrapping", lambda p: _second_signature(p.ec.sign(DOC))),
+    "SHA-224 digest": (Reason.ALGORITHM_NOT_ALLOWED, _sign_with_sha224_digest),
+    "certificate from a foreign CA": (Reason.CERTIFICATE_UNTRUSTED, lambda p: p.foreign.sign(DOC)),
+    "revoked certificate": (Reason.CERTIFICATE_REVOKED, lambda p: p.revoked.sign(DOC)),
+    "second signature": (Reason.SIGNATURE_WRAPPING, lambda p: _second_signature(p.ec.sign(DOC))),
 }
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_each_defect_yields_exactly_its_code(parties: Parties, name: str) -> None:
-    code, make = CASES[name]
+    reason, make = CASES[name]
     with pytest.raises(SignatureError) as caught:
-        parties.verifier.verify(parse_untrusted(make(parties)))
-    assert caught.value.code == code, caught.value.detail
+        parties.verifier.verify(parse_untrusted(make(parties)), at=datetime.now(UTC))
+    assert caught.value.reason is reason, caught.value.detail
 
 
 def test_expired_certificate_yields_certificate_expired(parties: Parties) -> None:
     later = parties.ec.certificate.not_valid_after_utc + timedelta(days=1)
     with pytest.raises(SignatureError) as caught:
         parties.verifier.verify(parse_untrusted(parties.ec.sign(DOC)), at=later)
-    assert caught.value.code == "certificate-expired"
+    assert caught.value.reason is Reason.CERTIFICATE_EXPIRED
 
 
 def test_not_yet_valid_certificate_yields_certificate_expired(parties: Parties) -> None:
     earlier = parties.ec.certificate.not_valid_before_utc - timedelta(seconds=1)
     with pytest.raises(SignatureError) as caught:
         parties.verifier.verify(parse_untrusted(parties.ec.sign(DOC)), at=earlier)
-    assert caught.value.code == "certificate-expired"
+    assert caught.value.reason is Reason.CERTIFICATE_EXPIRED
 
 
-def test_the_table_covers_every_signature_code() -> None:
-    covered = {code for code, _ in CASES.values()} | {"certificate-expired"}
-    assert covered == SIGNATURE_CODES
+def test_the_table_covers_every_reason_a_signature_error_is_raised_with() -> None:
+    covered = {reason for reason, _ in CASES.values()} | {Reason.CERTIFICATE_EXPIRED}
+    assert covered == reasons_raised("signing", "SignatureError")
 
 
 def test_valid_input_passes_every_check_in_the_table(parties: Parties) -> None:
@@ -190,8 +191,10 @@ def test_valid_input_passes_every_check_in_the_table(parties: Parties) -> None:
 def test_rsa_key_shorter_than_policy_minimum_is_not_allowed(parties: Parties) -> None:
     policy = VerificationPolicy(min_rsa_bits=4096)
     with pytest.raises(SignatureError) as caught:
-        Verifier(parties.verifier.trust, policy).verify(parse_untrusted(parties.rsa.sign(DOC)))
-    assert caught.value.code == "algorithm-not-allowed"
+        Verifier(parties.verifier.trust, policy).verify(
+            parse_untrusted(parties.rsa.sign(DOC)), at=datetime.now(UTC)
+        )
+    assert caught.value.reason is Reason.ALGORITHM_NOT_ALLOWED
     assert isinstance(parties.rsa.certificate.public_key(), rsa.RSAPublicKey)
 
 
@@ -201,8 +204,8 @@ def test_signature_without_certificate_in_key_info_is_invalid(parties: Parties) 
     assert key_info is not None
     key_info.getparent().remove(key_info)  # type: ignore[union-attr]
     with pytest.raises(SignatureError) as caught:
-        parties.verifier.verify(root)
-    assert caught.value.code == "signature-invalid"
+        parties.verifier.verify(root, at=datetime.now(UTC))
+    assert caught.value.reason is Reason.SIGNATURE_INVALID
 
 
 @pytest.fixture
@@ -225,4 +228,4 @@ def test_naive_verification_time_is_taken_as_utc(parties: Parties) -> None:
     naive_after_expiry = (expiry + timedelta(minutes=1)).replace(tzinfo=None)
     with pytest.raises(SignatureError) as caught:
         parties.verifier.verify(parse_untrusted(parties.ec.sign(DOC)), at=naive_after_expiry)
-    assert caught.value.code == "certificate-expired"
+    assert caught.value.reason is Reason.CERTIFICATE_EXPIRED

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
+from broker.errors import Reason
 from signing import SignatureError, Signer, TrustStore, Verifier, parse_untrusted
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
@@ -104,7 +105,7 @@ def test_signer_puts_leaf_and_intermediate_into_key_info(chain: Chain) -> None:
 
 def test_leaf_under_an_intermediate_verifies(chain: Chain) -> None:
     verifier = Verifier(TrustStore.from_dirs(chain.trust_dir))
-    result = verifier.verify(parse_untrusted(chain.signer.sign(DOC)))
+    result = verifier.verify(parse_untrusted(chain.signer.sign(DOC)), at=datetime.now(UTC))
     assert result.certificate == chain.signer.certificate
     assert result.subject_kennung == "psw:02000000"
 
@@ -116,9 +117,9 @@ def test_certificate_order_in_key_info_does_not_matter(chain: Chain) -> None:
     x509_data.append(x509_data[0])  # leaf moves behind the intermediate
     # KeyInfo is outside SignedInfo, so reordering it leaves the signature intact.
     verifier = Verifier(TrustStore.from_dirs(chain.trust_dir))
-    assert verifier.verify(parse_untrusted(etree.tostring(root))).certificate == (
-        chain.signer.certificate
-    )
+    assert verifier.verify(
+        parse_untrusted(etree.tostring(root)), at=datetime.now(UTC)
+    ).certificate == (chain.signer.certificate)
 
 
 def test_without_the_intermediate_the_leaf_is_untrusted(chain: Chain) -> None:
@@ -127,5 +128,5 @@ def test_without_the_intermediate_the_leaf_is_untrusted(chain: Chain) -> None:
     assert x509_data is not None
     x509_data.remove(x509_data[1])
     with pytest.raises(SignatureError) as caught:
-        Verifier(TrustStore.from_dirs(chain.trust_dir)).verify(root)
-    assert caught.value.code == "certificate-untrusted"
+        Verifier(TrustStore.from_dirs(chain.trust_dir)).verify(root, at=datetime.now(UTC))
+    assert caught.value.reason is Reason.CERTIFICATE_UNTRUSTED

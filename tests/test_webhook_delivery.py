@@ -34,11 +34,13 @@ from standardwebhooks.webhooks import Webhook
 
 from broker.app import build_broker, load_parts, party_signer
 from broker.commands.demo import ensure_dev_pki
-from broker.receipts.document import Kind, Receipt
+from broker.errors import DeliveryFailure
+from broker.receipts.document import Receipt
 from broker.sdk.portal import Portal
 from broker.settings import Settings, load_settings
 from broker.webhook.deliverer import WebhookDeliverer
 from broker.worker.service import BrokerService
+from monitoring.labels import ReceiptKind
 from signing import parse_untrusted
 from xta_schemas.samples import with_fresh_header
 
@@ -200,10 +202,10 @@ class WebhookWorld:
         standard, _ = self.broker._pipeline.catalog.identify(root)
         return await self.portal.submit(with_fresh_header(root, standard))
 
-    def receipts(self, uuid: str, kind: Kind) -> list[Receipt]:
+    def receipts(self, uuid: str, kind: ReceiptKind) -> list[Receipt]:
         return [r for r in self.portal.state(uuid).receipts if r.kind is kind]
 
-    async def wait_receipt(self, uuid: str, kind: Kind) -> Receipt:
+    async def wait_receipt(self, uuid: str, kind: ReceiptKind) -> Receipt:
         deadline = time.monotonic() + TIMEOUT
         while not self.receipts(uuid, kind):
             if time.monotonic() > deadline:
@@ -300,7 +302,7 @@ async def test_a_push_carries_standard_webhooks_headers_that_verify(
 ) -> None:
     uuid = await world.submit()
 
-    await world.wait_receipt(uuid, Kind.DELIVERED)
+    await world.wait_receipt(uuid, ReceiptKind.DELIVERED)
 
     (push,) = [p for p in receiver.pushes if p.headers["webhook-id"] == uuid]
     Webhook(world.secret).verify(push.body, push.headers, json_parse=False)
@@ -310,7 +312,7 @@ async def test_a_push_carries_standard_webhooks_headers_that_verify(
 
 async def test_a_tampered_push_does_not_verify(world: WebhookWorld, receiver: Receiver) -> None:
     uuid = await world.submit()
-    await world.wait_receipt(uuid, Kind.DELIVERED)
+    await world.wait_receipt(uuid, ReceiptKind.DELIVERED)
     (push,) = [p for p in receiver.pushes if p.headers["webhook-id"] == uuid]
 
     with pytest.raises(Exception, match="No matching signature"):
@@ -322,7 +324,7 @@ async def test_the_broker_signs_the_delivered_receipt_naming_the_agency(
 ) -> None:
     uuid = await world.submit()
 
-    receipt = await world.wait_receipt(uuid, Kind.DELIVERED)
+    receipt = await world.wait_receipt(uuid, ReceiptKind.DELIVERED)
 
     assert receipt.issuer == world.settings.broker_kennung
     assert receipt.recipients == (AGENCY,)
@@ -342,13 +344,13 @@ async def test_every_message_arrives_once_after_the_endpoint_was_down_for_a_whil
 
     receiver.status = 200
     for uuid in uuids:
-        await world.wait_receipt(uuid, Kind.DELIVERED)
+        await world.wait_receipt(uuid, ReceiptKind.DELIVERED)
 
     accepted = receiver.accepted_ids()
     assert {u: accepted[u] for u in uuids} == dict.fromkeys(uuids, 1)
     for push in receiver.pushes:
         Webhook(world.secret).verify(push.body, push.headers, json_parse=False)
-    assert all(not world.receipts(u, Kind.FAILED) for u in uuids)
+    assert all(not world.receipts(u, ReceiptKind.FAILED) for u in uuids)
 
 
 async def test_a_failing_endpoint_does_not_hold_up_messages_behind_it(
@@ -364,10 +366,10 @@ async def test_a_failing_endpoint_does_not_hold_up_messages_behind_it(
     behind = [await world.submit() for _ in range(3)]
 
     for uuid in behind:
-        await world.wait_receipt(uuid, Kind.DELIVERED)
-    assert not world.receipts(first, Kind.DELIVERED)
+        await world.wait_receipt(uuid, ReceiptKind.DELIVERED)
+    assert not world.receipts(first, ReceiptKind.DELIVERED)
     del receiver.status_of[first]
-    await world.wait_receipt(first, Kind.DELIVERED)
+    await world.wait_receipt(first, ReceiptKind.DELIVERED)
     assert receiver.accepted_ids()[first] == 1
 
 
@@ -379,15 +381,15 @@ async def test_a_message_is_failed_and_parked_when_the_schedule_is_exhausted(
     receiver.status = 500
 
     uuid = await world.submit()
-    receipt = await world.wait_receipt(uuid, Kind.FAILED)
+    receipt = await world.wait_receipt(uuid, ReceiptKind.FAILED)
 
     attempts = [p for p in receiver.pushes if p.headers["webhook-id"] == uuid]
     assert len(attempts) == len(SCHEDULE) + 1
-    assert receipt.reason == "undeliverable"
+    assert receipt.reason is DeliveryFailure.UNDELIVERABLE
     assert receipt.recipients == (AGENCY,)
     assert receipt.issuer == world.settings.broker_kennung
     assert await world.queue_depth(dead) == parked_before + 1
-    assert not world.receipts(uuid, Kind.DELIVERED)
+    assert not world.receipts(uuid, ReceiptKind.DELIVERED)
 
 
 async def test_410_gone_disables_the_endpoint_and_keeps_its_messages_queued(
@@ -407,12 +409,12 @@ async def test_410_gone_disables_the_endpoint_and_keeps_its_messages_queued(
     assert await world.queue_depth(f"agency.{AGENCY}.inbox") >= len(uuids)
     gauge = world.registry.get_sample_value("xbroker_webhook_endpoint_disabled", {"agency": AGENCY})
     assert gauge == 1.0
-    assert all(not world.receipts(u, Kind.FAILED) for u in uuids)
+    assert all(not world.receipts(u, ReceiptKind.FAILED) for u in uuids)
 
     receiver.status = 200
     await world.deliverer.enable(AGENCY)
     for uuid in uuids:
-        await world.wait_receipt(uuid, Kind.DELIVERED)
+        await world.wait_receipt(uuid, ReceiptKind.DELIVERED)
     assert (
         world.registry.get_sample_value("xbroker_webhook_endpoint_disabled", {"agency": AGENCY})
         == 0.0

@@ -10,8 +10,9 @@ import aio_pika
 import pytest
 
 from broker.amqp import publishing, topology
-from broker.receipts.document import Kind
+from broker.errors import Reason
 from broker.worker.service import Lifecycle
+from monitoring.labels import ReceiptKind
 from tests.attacks.test_xml_attacks import CORPUS
 from tests.world import World, running_world
 
@@ -49,9 +50,9 @@ async def test_every_attack_is_rejected_as_malformed_and_the_worker_survives(
     for message_id, name in sent.items():
         state = await world.portal.wait_final(message_id, TIMEOUT)
         (receipt,) = state.receipts
-        assert (receipt.kind, receipt.reason) == (Kind.REJECTED, "malformed-xml"), name
+        assert (receipt.kind, receipt.reason) == (ReceiptKind.REJECTED, Reason.MALFORMED_XML), name
 
     assert world.broker.state is Lifecycle.RUNNING
     valid = await world.portal.submit(world.fresh("anmeldung-hamburg.xml"))
     after = await world.portal.wait_final(valid, TIMEOUT)
-    assert [r.kind for r in after.receipts] == [Kind.ACCEPTED, Kind.DELIVERED]
+    assert [r.kind for r in after.receipts] == [ReceiptKind.ACCEPTED, ReceiptKind.DELIVERED]

@@ -12,8 +12,8 @@ Typical use, once at start and then per message::
 from .catalog import Catalog
 from .errors import (
     MessageError,
-    StandardError,
     StandardLoadError,
+    StandardsError,
     ValidationIssue,
 )
 from .model import Header, MessageType, Party
@@ -26,7 +26,7 @@ __all__ = [
     "MessageType",
     "Party",
     "Standard",
-    "StandardError",
     "StandardLoadError",
+    "StandardsError",
     "ValidationIssue",
 ]

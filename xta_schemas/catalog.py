@@ -17,7 +17,9 @@ from pathlib import Path
 
 from lxml import etree
 
-from .errors import UNKNOWN_MESSAGE_TYPE, UNSUPPORTED_VERSION, MessageError, StandardLoadError
+from broker.errors import Reason
+
+from .errors import MessageError, StandardLoadError
 from .loader import load_standard
 from .manifest import MANIFEST_NAME
 from .model import MessageType
@@ -106,25 +108,25 @@ class Catalog:
             if message_type is not None:
                 return standard, message_type
             raise MessageError(
-                UNKNOWN_MESSAGE_TYPE,
+                Reason.UNKNOWN_MESSAGE_TYPE,
                 f"{standard.key} has no message type with root element {qname.localname!r}",
             )
         if namespace in self._retired:
             name, version = self._retired[namespace]
             raise MessageError(
-                UNSUPPORTED_VERSION,
+                Reason.UNSUPPORTED_VERSION,
                 f"{name} {version} is no longer in service; in service: "
                 f"{', '.join(self.versions(name)) or 'none'}",
             )
         for prefix, name in self._families:
             if namespace.startswith(prefix):
                 raise MessageError(
-                    UNSUPPORTED_VERSION,
+                    Reason.UNSUPPORTED_VERSION,
                     f"namespace {namespace} belongs to {name}, in service only in version(s) "
                     f"{', '.join(self.versions(name)) or 'none'}",
                 )
         raise MessageError(
-            UNKNOWN_MESSAGE_TYPE,
+            Reason.UNKNOWN_MESSAGE_TYPE,
             f"no standard in service has root element {qname.localname!r} "
             f"in namespace {namespace or '(none)'}",
         )
@@ -147,7 +149,7 @@ class Catalog:
             )
         )
         raise MessageError(
-            UNSUPPORTED_VERSION,
+            Reason.UNSUPPORTED_VERSION,
             f"{first.name} {stated or '(no version stated)'} is not in service; "
             f"in service: {in_service}",
         )

@@ -1,37 +1,26 @@
-"""Errors of the standards package.
+"""Errors of the standards package, in the one tree of `broker.errors` (drawn there).
 
 Error tree::
 
-    StandardError
+    StandardsError
     ├── StandardLoadError     a standard cannot be loaded: manifest, XSD or reference broken
-    └── MessageError          a message does not fit the standards; ``.code`` is a Reason code
-                              (unknown-message-type, unsupported-version, schema-invalid,
-                              header-invalid)
-
-``MessageError.code`` carries the value of ``broker.errors.Reason`` as a plain string so
-that this package need not import the service; the pipeline maps it with
-``Reason(exc.code)``.
+    └── MessageError          a message does not fit the standards; also a
+                              `broker.errors.Rejection` (unknown-message-type,
+                              unsupported-version, schema-invalid, header-invalid)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from broker.errors import Reason, Rejection, XBrokerError
+
 __all__ = [
-    "HEADER_INVALID",
-    "SCHEMA_INVALID",
-    "UNKNOWN_MESSAGE_TYPE",
-    "UNSUPPORTED_VERSION",
     "MessageError",
-    "StandardError",
     "StandardLoadError",
+    "StandardsError",
     "ValidationIssue",
 ]
-
-UNKNOWN_MESSAGE_TYPE = "unknown-message-type"
-UNSUPPORTED_VERSION = "unsupported-version"
-SCHEMA_INVALID = "schema-invalid"
-HEADER_INVALID = "header-invalid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,19 +36,19 @@ class ValidationIssue:
         return f"{where}{self.path}: {self.reason}"
 
 
-class StandardError(Exception):
+class StandardsError(XBrokerError):
     """Root of the errors this package raises on purpose."""
 
 
-class StandardLoadError(StandardError):
+class StandardLoadError(StandardsError):
     """A standard cannot be loaded; a configuration problem, never the sender's fault."""
 
 
-class MessageError(StandardError):
+class MessageError(StandardsError, Rejection):
     """A message does not fit: unknown type, retired version, bad header or schema."""
 
-    def __init__(self, code: str, detail: str, issues: tuple[ValidationIssue, ...] = ()) -> None:
-        super().__init__(f"{code}: {detail}")
-        self.code = code
-        self.detail = detail
+    def __init__(
+        self, reason: Reason, detail: str, issues: tuple[ValidationIssue, ...] = ()
+    ) -> None:
+        super().__init__(reason, detail)
         self.issues = issues

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from .errors import StandardError
+from .errors import StandardsError
 from .standard import Standard
 
 __all__ = ["read_sample", "sample_root", "with_fresh_header"]
@@ -33,13 +33,13 @@ def sample_root(standard: Standard, code: str | None = None) -> etree._Element:
         if code is None or (message_type is not None and message_type.code == code):
             return root
     wanted = f" of message type {code}" if code else ""
-    raise StandardError(f"{standard.key} ships no sample{wanted}")
+    raise StandardsError(f"{standard.key} ships no sample{wanted}")
 
 
 def _set(selected: object, value: str, what: str, standard: Standard) -> None:
     items = selected if isinstance(selected, list) else [selected]
     if len(items) != 1:
-        raise StandardError(f"{standard.key}: {what} selects {len(items)} nodes, not one")
+        raise StandardsError(f"{standard.key}: {what} selects {len(items)} nodes, not one")
     item = items[0]
     if isinstance(item, etree._Element):
         item.text = value
@@ -47,7 +47,7 @@ def _set(selected: object, value: str, what: str, standard: Standard) -> None:
         parent = item.getparent()  # type: ignore[attr-defined]
         parent.set(item.attrname, value)  # type: ignore[attr-defined]
     else:
-        raise StandardError(f"{standard.key}: {what} selects neither an element nor attribute")
+        raise StandardsError(f"{standard.key}: {what} selects neither an element nor attribute")
 
 
 def with_fresh_header(

@@ -17,7 +17,9 @@ from typing import NoReturn
 
 from lxml import etree
 
-from .errors import HEADER_INVALID, SCHEMA_INVALID, MessageError
+from broker.errors import Reason
+
+from .errors import MessageError
 from .manifest import Manifest
 from .model import Header, MessageType, Party
 from .report import DetailedReporter
@@ -232,7 +234,7 @@ class Standard:
         return texts[0] if texts else None
 
     def _invalid(self, detail: str) -> NoReturn:
-        raise MessageError(HEADER_INVALID, f"{self.key}: {detail}")
+        raise MessageError(Reason.HEADER_INVALID, f"{self.key}: {detail}")
 
     # -- validation and routing -----------------------------------------------------------
 
@@ -255,7 +257,9 @@ class Standard:
         issues = self._reporter.issues(root, self._schema.error_log)
         first = str(issues[0]) if issues else "the schema rejects it"
         more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
-        raise MessageError(SCHEMA_INVALID, f"not valid against {self.key}: {first}{more}", issues)
+        raise MessageError(
+            Reason.SCHEMA_INVALID, f"not valid against {self.key}: {first}{more}", issues
+        )
 
     def routing_facts(self, root: etree._Element) -> dict[str, str]:
         """Facts the content carries for routing, e.g. ``{"ags": "02000000"}``.

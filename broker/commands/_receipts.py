@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from broker.receipts.document import Kind, Receipt
+from broker.receipts.document import Receipt
+from monitoring.labels import ReceiptKind
 from routing import Directory
 
 __all__ = ["describe_receipt"]
@@ -19,13 +20,13 @@ def describe_receipt(receipt: Receipt, directory: Directory | None = None, label
 
     stamp = datetime.now().strftime("%H:%M:%S")
     head = f"[{stamp}] {label or receipt.nachrichten_uuid}  {receipt.kind.value:<{_WIDTH}}"
-    if receipt.kind is Kind.ACCEPTED:
+    if receipt.kind is ReceiptKind.ACCEPTED:
         return f"{head}  {receipt.nachrichtentyp} → " + ", ".join(
             name(r) for r in receipt.recipients
         )
-    if receipt.kind is Kind.DELIVERED:
+    if receipt.kind is ReceiptKind.DELIVERED:
         return f"{head}  received and confirmed by {name(receipt.issuer)}"
-    if receipt.kind is Kind.DUPLICATE:
+    if receipt.kind is ReceiptKind.DUPLICATE:
         return f"{head}  already handled (first sha256 {str(receipt.first_digest)[:16]}…)"
     if not receipt.issues:
         return f"{head}  {receipt.reason}: {receipt.detail}"

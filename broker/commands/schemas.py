@@ -62,7 +62,7 @@ def check_message(catalog: Catalog, data: bytes, name: str) -> CheckResult:
     try:
         root = parse_untrusted(data)
     except XmlError as exc:
-        result.code, result.detail = exc.code, str(exc)
+        result.code, result.detail = exc.reason.value, str(exc)
         return result
     for signature in root.findall(_DSIG_SIGNATURE):
         root.remove(signature)
@@ -77,7 +77,7 @@ def check_message(catalog: Catalog, data: bytes, name: str) -> CheckResult:
         standard.validate(root)
         result.routing_facts = standard.routing_facts(root)
     except MessageError as exc:
-        result.code, result.detail = exc.code, exc.detail
+        result.code, result.detail = exc.reason.value, exc.detail
         result.issues = [asdict(issue) for issue in exc.issues]
         return result
     result.valid = True

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,13 +66,19 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"xbroker verify: {exc}", file=sys.stderr)
         return EXIT_ERROR
     try:
-        result = Verifier(trust).verify(parse_untrusted(data), at=args.at)
+        at = args.at or datetime.now(UTC)
+        result = Verifier(trust).verify(parse_untrusted(data), at=at)
     except (XmlError, SignatureError) as exc:
-        outcome = {"file": str(args.file), "valid": False, "code": exc.code, "detail": exc.detail}
+        outcome = {
+            "file": str(args.file),
+            "valid": False,
+            "code": exc.reason.value,
+            "detail": exc.detail,
+        }
         if args.json:
             print(json.dumps(outcome, indent=2))
         else:
-            print(f"invalid: {exc.code}: {exc.detail}")
+            print(f"invalid: {exc.reason.value}: {exc.detail}")
         return EXIT_INVALID
     described = _describe(result, str(args.file))
     if args.json:

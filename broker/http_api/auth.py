@@ -17,8 +17,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import time
 import tomllib
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
@@ -61,9 +63,15 @@ def good_standing(
 
     def check(certificate: x509.Certificate) -> str | None:
         try:
-            trust.validate(certificate, missing_crl=policy.missing_crl, stale_crl=policy.stale_crl)
+            trust.refresh_crls(time.monotonic())
+            trust.validate(
+                certificate,
+                at=datetime.now(UTC),
+                missing_crl=policy.missing_crl,
+                stale_crl=policy.stale_crl,
+            )
         except SignatureError as exc:
-            return f"{exc.code}: {exc.detail}"
+            return str(exc)
         return None
 
     return check

@@ -3,6 +3,8 @@
 The broker issues ``accepted``, ``rejected``, ``duplicate`` and ``failed`` receipts; an
 agency issues ``delivered`` receipts, which the broker verifies and forwards unchanged.
 A receipt carries metadata and the SHA-256 of the bytes received, never the payload.
+Its kind is a `monitoring.labels.ReceiptKind`; the reason of a ``rejected`` receipt is a
+`broker.errors.Reason`, that of a ``failed`` one a `broker.errors.DeliveryFailure`.
 """
 
 from __future__ import annotations
@@ -11,18 +13,18 @@ import uuid as uuidlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import cast
 
 from lxml import etree
 
+from broker.errors import DeliveryFailure, Reason
+from monitoring.labels import ReceiptKind
 from xta_schemas import ValidationIssue
 from xta_schemas.catalog import BUNDLED_DIR
 
 __all__ = [
     "NS",
     "RECEIPT_XSD",
-    "Kind",
     "Receipt",
     "build_receipt",
     "read_receipt",
@@ -35,22 +37,9 @@ RECEIPT_XSD = BUNDLED_DIR / "quittung-1.0" / "quittung.xsd"
 _Q = f"{{{NS}}}"
 
 
-class Kind(StrEnum):
-    ACCEPTED = "accepted"
-    REJECTED = "rejected"
-    DUPLICATE = "duplicate"
-    DELIVERED = "delivered"
-    FAILED = "failed"
-
-    @property
-    def final(self) -> bool:
-        """No further receipt follows one of these for the same recipient."""
-        return self is not Kind.ACCEPTED
-
-
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    kind: Kind
+    kind: ReceiptKind
     nachrichten_uuid: str
     issuer: str
     issued: datetime
@@ -59,7 +48,7 @@ class Receipt:
     standard: str | None = None
     author: str | None = None
     recipients: tuple[str, ...] = ()
-    reason: str | None = None
+    reason: Reason | DeliveryFailure | None = None
     detail: str | None = None
     issues: tuple[ValidationIssue, ...] = ()
     first_digest: str | None = None  # duplicate: the digest of the first message
@@ -80,7 +69,7 @@ def build_receipt(receipt: Receipt) -> etree._Element:
     if receipt.reason is not None:
         grund = _text(root, "grund", receipt.detail or "")
         assert grund is not None
-        grund.set("code", receipt.reason)
+        grund.set("code", receipt.reason.value)
     if receipt.issues:
         report = etree.SubElement(root, f"{_Q}pruefbericht")
         for issue in receipt.issues:
@@ -110,7 +99,7 @@ def read_receipt(root: etree._Element) -> Receipt:
     )
     grund = root.find(f"{_Q}grund")
     return Receipt(
-        kind=Kind(root.get("art", "")),
+        kind=ReceiptKind(root.get("art", "")),
         nachrichten_uuid=_required(root, "nachrichtenUUID"),
         issuer=_required(root, "aussteller"),
         issued=datetime.fromisoformat(_required(root, "zeitpunkt")),
@@ -119,7 +108,7 @@ def read_receipt(root: etree._Element) -> Receipt:
         standard=root.findtext(f"{_Q}standard"),
         author=root.findtext(f"{_Q}autor"),
         recipients=tuple(e.text or "" for e in root.iterfind(f"{_Q}empfaenger")),
-        reason=grund.get("code") if grund is not None else None,
+        reason=_reason(grund.get("code", "")) if grund is not None else None,
         detail=grund.text if grund is not None else None,
         issues=issues,
         first_digest=root.findtext(f"{_Q}ersteSha256"),
@@ -142,9 +131,18 @@ def receipt_schema_errors(schema: etree.XMLSchema, root: etree._Element) -> tupl
 
 def recipients_of(receipts: Sequence[Receipt]) -> tuple[str, ...]:
     for receipt in receipts:
-        if receipt.kind is Kind.ACCEPTED:
+        if receipt.kind is ReceiptKind.ACCEPTED:
             return receipt.recipients
     return ()
+
+
+def _reason(code: str) -> Reason | DeliveryFailure:
+    for vocabulary in (Reason, DeliveryFailure):
+        try:
+            return vocabulary(code)
+        except ValueError:
+            continue
+    raise ValueError(f"receipt with an unknown reason code {code!r}")
 
 
 def _text(parent: etree._Element, name: str, value: str | None) -> etree._Element | None:

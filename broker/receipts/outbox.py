@@ -12,7 +12,8 @@ from typing import Any
 from aio_pika.abc import AbstractExchange
 
 from broker.amqp import publishing
-from broker.receipts.document import Kind, Receipt, build_receipt
+from broker.receipts.document import Receipt, build_receipt
+from monitoring.labels import ReceiptKind
 from monitoring.metrics import Metrics
 from signing import Signer
 
@@ -31,7 +32,7 @@ class ReceiptOutbox:
         """The receipts exchange, once the topology is declared."""
         self._exchange = exchange
 
-    def receipt(self, kind: Kind, nachrichten_uuid: str, **fields: Any) -> Receipt:
+    def receipt(self, kind: ReceiptKind, nachrichten_uuid: str, **fields: Any) -> Receipt:
         """A receipt issued by the broker, now."""
         return Receipt(
             kind=kind,
@@ -46,7 +47,7 @@ class ReceiptOutbox:
         body = self._signer.sign(build_receipt(receipt))
         await self.forward(author, body, receipt.receipt_uuid, receipt.kind)
 
-    async def forward(self, author: str, body: bytes, receipt_uuid: str, kind: Kind) -> None:
+    async def forward(self, author: str, body: bytes, receipt_uuid: str, kind: ReceiptKind) -> None:
         """Publish signed receipt bytes, unchanged, to the author's receipt queue."""
         assert self._exchange is not None, "bind() the receipts exchange first"
         await publishing.publish_confirmed(
@@ -55,4 +56,4 @@ class ReceiptOutbox:
             author,
             self._confirm_timeout,
         )
-        self._metrics.receipt(kind.value)
+        self._metrics.receipt(kind)

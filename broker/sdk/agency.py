@@ -31,7 +31,8 @@ from lxml import etree
 
 from broker.amqp import publishing, topology
 from broker.amqp.publishing import HEADER_AUTHOR, HEADER_PUBLISHED, HEADER_TYPE
-from broker.receipts.document import Kind, Receipt, build_receipt
+from broker.receipts.document import Receipt, build_receipt
+from monitoring.labels import ReceiptKind
 from signing import Signer, SigningError, Verifier, parse_untrusted
 
 __all__ = ["AgencyClient", "Delivery", "Handler"]
@@ -122,7 +123,7 @@ class AgencyClient:
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         headers = message.headers or {}
         try:
-            verified = self._verifier.verify(parse_untrusted(message.body))
+            verified = self._verifier.verify_now(parse_untrusted(message.body))
         except SigningError as exc:
             self.rejected += 1
             log.warning("copy %s refused: %s", message.message_id, exc)
@@ -155,7 +156,7 @@ class AgencyClient:
     async def _confirm(self, delivery: Delivery, message: AbstractIncomingMessage) -> None:
         assert self._channel is not None
         receipt = Receipt(
-            kind=Kind.DELIVERED,
+            kind=ReceiptKind.DELIVERED,
             nachrichten_uuid=delivery.uuid,
             issuer=self.kennung,
             issued=datetime.now(UTC),

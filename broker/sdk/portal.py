@@ -22,7 +22,8 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from lxml import etree
 
 from broker.amqp import publishing, topology
-from broker.receipts.document import Kind, Receipt, read_receipt
+from broker.receipts.document import Receipt, read_receipt
+from monitoring.labels import ReceiptKind
 from signing import Signer, SigningError, Verifier, parse_untrusted
 from xta_schemas import Catalog
 
@@ -41,7 +42,7 @@ class SubmissionState:
     @property
     def recipients(self) -> tuple[str, ...]:
         for r in self.receipts:
-            if r.kind is Kind.ACCEPTED:
+            if r.kind is ReceiptKind.ACCEPTED:
                 return r.recipients
         return ()
 
@@ -50,17 +51,17 @@ class SubmissionState:
         """Rejected; or accepted and answered by every recipient (delivered or failed);
         or reported a duplicate of a message this portal did not see accepted."""
         kinds = {r.kind for r in self.receipts}
-        if Kind.REJECTED in kinds:
+        if ReceiptKind.REJECTED in kinds:
             return True
-        if Kind.ACCEPTED not in kinds:
-            return Kind.DUPLICATE in kinds
+        if ReceiptKind.ACCEPTED not in kinds:
+            return ReceiptKind.DUPLICATE in kinds
         # A delivered receipt names the agency as issuer (AMQP: the agency signs) or as
         # recipient (webhook: the broker signs on the agency's 2xx answer).
-        answered = {r.issuer for r in self.receipts if r.kind is Kind.DELIVERED}
+        answered = {r.issuer for r in self.receipts if r.kind is ReceiptKind.DELIVERED}
         answered |= {
             x
             for r in self.receipts
-            if r.kind in (Kind.DELIVERED, Kind.FAILED)
+            if r.kind in (ReceiptKind.DELIVERED, ReceiptKind.FAILED)
             for x in r.recipients
         }
         return set(self.recipients) <= answered
@@ -152,7 +153,7 @@ class Portal:
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         try:
-            verified = self._verifier.verify(parse_untrusted(message.body))
+            verified = self._verifier.verify_now(parse_untrusted(message.body))
             signed = verified.signed
             if isinstance(signed, etree._ElementTree):
                 signed = signed.getroot()

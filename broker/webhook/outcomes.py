@@ -19,15 +19,15 @@ from typing import Protocol
 from aio_pika.abc import AbstractIncomingMessage
 
 from broker.amqp.publishing import HEADER_AUTHOR, HEADER_PUBLISHED, HEADER_TYPE, header_text
-from broker.errors import Reason
+from broker.errors import DeliveryFailure
 from broker.logs import event
-from broker.receipts.document import Kind
 from broker.receipts.outbox import ReceiptOutbox
 from broker.settings import Settings
 from broker.stores.journal import EventKind, Journal, StatusEvent
 from broker.webhook.push import PushResult
 from broker.webhook.queues import HEADER_ATTEMPT, HEADER_LAST_ERROR, RetrySchedule, delay_queue
 from broker.webhook.targets import WebhookTarget, message_headers
+from monitoring.labels import DeliveryOutcome, ReceiptKind
 from monitoring.metrics import Metrics
 
 __all__ = ["Outcomes", "Republish"]
@@ -71,7 +71,7 @@ class Outcomes:
             await self.outbox.send(
                 author,
                 self.outbox.receipt(
-                    Kind.DELIVERED,
+                    ReceiptKind.DELIVERED,
                     uuid,
                     digest=digest,
                     nachrichtentyp=nachrichtentyp,
@@ -157,13 +157,13 @@ class Outcomes:
             await self.outbox.send(
                 author,
                 self.outbox.receipt(
-                    Kind.FAILED,
+                    ReceiptKind.FAILED,
                     uuid,
                     digest=hashlib.sha256(message.body).hexdigest(),
                     nachrichtentyp=nachrichtentyp,
                     author=author,
                     recipients=(target.kennung,),
-                    reason=Reason.UNDELIVERABLE.value,
+                    reason=DeliveryFailure.UNDELIVERABLE,
                     detail=detail,
                 ),
             )
@@ -174,10 +174,10 @@ class Outcomes:
                 author=author,
                 agency=target.kennung,
                 nachrichtentyp=nachrichtentyp,
-                reason=Reason.UNDELIVERABLE.value,
+                reason=DeliveryFailure.UNDELIVERABLE.value,
             )
         )
-        self.metrics.delivery(target.kennung, "dead_lettered")
+        self.metrics.delivery(target.kennung, DeliveryOutcome.DEAD_LETTERED)
         event(log, "webhook.failed", logging.ERROR, uuid=uuid, agency=target.kennung, error=detail)
 
 

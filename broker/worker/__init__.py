@@ -6,7 +6,7 @@ Modules::
     ingress            one message from xbroker.ingress: decide, claim, deliver, receipt, ack
     delivery_receipts  an agency's signed delivery receipt: verify, forward to the author
     failures           dead letters (expired or undeliverable copies): tell the author
-    reload             the directory reloaded on SIGHUP or file change
+    reload             the directory and the CRL snapshot reloaded when their files change
     waiting            warnings for copies an agency leaves unfetched
 
 The decision itself is `broker.pipeline`; everything here is the I/O around it.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from aio_pika.abc import AbstractIncomingMessage
 from lxml import etree
@@ -18,9 +19,10 @@ from broker.amqp.acks import settle
 from broker.amqp.publishing import HEADER_PUBLISHED
 from broker.errors import PublishError, TransientError
 from broker.logs import event
-from broker.receipts.document import Kind, Receipt, read_receipt
+from broker.receipts.document import Receipt, read_receipt
 from broker.receipts.outbox import ReceiptOutbox
 from broker.stores.journal import EventKind, JournalBatch, StatusEvent
+from monitoring.labels import ReceiptKind
 from monitoring.metrics import Metrics
 from routing import Directory
 from signing import SigningError, Verifier, parse_untrusted
@@ -55,7 +57,7 @@ class DeliveryReceipts:
         assert receipt.author is not None
         try:
             await self._outbox.forward(
-                receipt.author, message.body, receipt.receipt_uuid, Kind.DELIVERED
+                receipt.author, message.body, receipt.receipt_uuid, ReceiptKind.DELIVERED
             )
         except PublishError as exc:
             event(log, "receipt.retry", logging.WARNING, error=str(exc))
@@ -91,13 +93,13 @@ class DeliveryReceipts:
         await message.ack()
 
     def _verified(self, body: bytes) -> Receipt:
-        verified = self._verifier.verify(parse_untrusted(body))
+        verified = self._verifier.verify(parse_untrusted(body), at=datetime.now(UTC))
         signed = verified.signed
         if isinstance(signed, etree._ElementTree):
             signed = signed.getroot()
         receipt = read_receipt(signed)
         directory = self._directory()
-        if receipt.kind is not Kind.DELIVERED:
+        if receipt.kind is not ReceiptKind.DELIVERED:
             raise ValueError(f"agencies send delivered receipts, not {receipt.kind}")
         if not directory.certificate_registered(receipt.issuer, verified.fingerprint):
             raise ValueError(f"not signed by a certificate registered for {receipt.issuer}")

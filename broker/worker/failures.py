@@ -17,11 +17,11 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from broker.amqp.acks import settle
 from broker.amqp.publishing import HEADER_AUTHOR, HEADER_TYPE, header_text
-from broker.errors import PublishError, Reason, TransientError
+from broker.errors import DeliveryFailure, PublishError, TransientError
 from broker.logs import event
-from broker.receipts.document import Kind
 from broker.receipts.outbox import ReceiptOutbox
 from broker.stores.journal import EventKind, JournalBatch, StatusEvent
+from monitoring.labels import DeliveryOutcome, ReceiptKind
 from monitoring.metrics import Metrics
 from routing import Directory
 
@@ -33,6 +33,12 @@ log = logging.getLogger("xbroker.broker")
 @dataclass(frozen=True, slots=True)
 class Death:
     why: str  # RabbitMQ's x-death reason: expired, rejected, delivery_limit, maxlen
+
+    @property
+    def failure(self) -> DeliveryFailure:
+        """What the author is told: expired unfetched, or undeliverable for any other why."""
+        return DeliveryFailure.EXPIRED if self.why == "expired" else DeliveryFailure.UNDELIVERABLE
+
     queue: str
     agency: str | None
 
@@ -80,7 +86,7 @@ class Failures:
         headers = message.headers or {}
         author = header_text(headers.get(HEADER_AUTHOR)) or message.reply_to
         nachrichtentyp = header_text(headers.get(HEADER_TYPE))
-        reason = Reason.EXPIRED if failure.why == "expired" else Reason.UNDELIVERABLE
+        reason = failure.failure
         event(
             log,
             "message.failed",
@@ -116,19 +122,24 @@ class Failures:
             await settle(message, requeue=True)
             return
         if failure.agency:
-            self._metrics.delivery(failure.agency, "dead_lettered")
+            self._metrics.delivery(failure.agency, DeliveryOutcome.DEAD_LETTERED)
         await message.ack()
 
     async def _tell(
-        self, author: str, uuid: str, nachrichtentyp: str | None, failure: Death, reason: Reason
+        self,
+        author: str,
+        uuid: str,
+        nachrichtentyp: str | None,
+        failure: Death,
+        reason: DeliveryFailure,
     ) -> None:
         receipt = self._outbox.receipt(
-            Kind.FAILED,
+            ReceiptKind.FAILED,
             uuid,
             nachrichtentyp=nachrichtentyp,
             author=author,
             recipients=(failure.agency,) if failure.agency else (),
-            reason=reason.value,
+            reason=reason,
             detail=failure.describe(self._expire_after_days),
         )
         await self._outbox.send(author, receipt)

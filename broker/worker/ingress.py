@@ -27,6 +27,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
@@ -36,11 +37,11 @@ from broker.amqp.publishing import HEADER_AUTHOR, HEADER_PUBLISHED, HEADER_TYPE
 from broker.errors import PublishError, Reason, TransientError
 from broker.logs import event
 from broker.pipeline import Accepted, Pipeline, Rejected
-from broker.receipts.document import Kind
 from broker.receipts.outbox import ReceiptOutbox
 from broker.settings import Settings
 from broker.stores.dedup import ClaimState, DedupStore
 from broker.stores.journal import EventKind, JournalBatch, StatusEvent
+from monitoring.labels import DeliveryOutcome, ReceiptKind, Stage
 from monitoring.metrics import Metrics
 from routing import Directory, Recipient
 
@@ -79,7 +80,7 @@ class Ingress:
         with self._metrics.track_message():
             self._journal.add(StatusEvent(message.message_id or "unknown", EventKind.RECEIVED))
             try:
-                decision = self._pipeline.process(message.body)
+                decision = self._pipeline.process(message.body, at=datetime.now(UTC))
                 if isinstance(decision, Rejected):
                     await self._reject(message, decision)
                 else:
@@ -127,7 +128,7 @@ class Ingress:
             await self._outbox.send(
                 author,
                 self._outbox.receipt(
-                    Kind.DUPLICATE,
+                    ReceiptKind.DUPLICATE,
                     header.uuid,
                     digest=decision.digest,
                     nachrichtentyp=header.nachrichtentyp,
@@ -140,7 +141,7 @@ class Ingress:
         published = message.timestamp.timestamp() if message.timestamp else time.time()
         recipients = tuple(r.kennung for r in decision.recipients)
         receipt = self._outbox.receipt(
-            Kind.ACCEPTED,
+            ReceiptKind.ACCEPTED,
             header.uuid,
             digest=decision.digest,
             nachrichtentyp=header.nachrichtentyp,
@@ -150,7 +151,7 @@ class Ingress:
         )
 
         async def copies() -> None:
-            with self._metrics.time_stage("deliver"):
+            with self._metrics.time_stage(Stage.DELIVER):
                 await _all_confirmed(
                     *(
                         self._deliver(r, message.body, decision, published)
@@ -159,7 +160,7 @@ class Ingress:
                 )
 
         async def accepted_receipt() -> None:
-            with self._metrics.time_stage("receipt"):
+            with self._metrics.time_stage(Stage.RECEIPT):
                 await self._outbox.send(author, receipt)
 
         await _all_confirmed(copies(), accepted_receipt())
@@ -213,9 +214,9 @@ class Ingress:
                 self._settings.confirm_timeout_seconds,
             )
         except PublishError:
-            self._metrics.delivery(recipient.kennung, "failed")
+            self._metrics.delivery(recipient.kennung, DeliveryOutcome.FAILED)
             raise
-        self._metrics.delivery(recipient.kennung, "delivered")
+        self._metrics.delivery(recipient.kennung, DeliveryOutcome.DELIVERED)
         self._journal.add(
             StatusEvent(
                 decision.header.uuid,
@@ -228,7 +229,7 @@ class Ingress:
 
     async def _reject(self, message: AbstractIncomingMessage, decision: Rejected) -> None:
         header = decision.header
-        self._metrics.reject(decision.reason.value)
+        self._metrics.reject(decision.reason)
         target = self._rejection_target(message, decision)
         uuid = header.uuid if header else (message.message_id or "unknown")
         event(
@@ -256,13 +257,13 @@ class Ingress:
         await self._outbox.send(
             target,
             self._outbox.receipt(
-                Kind.REJECTED,
+                ReceiptKind.REJECTED,
                 uuid,
                 digest=decision.digest,
                 nachrichtentyp=header.nachrichtentyp if header else None,
                 standard=decision.standard,
                 author=header.author.kennung if header else None,
-                reason=decision.reason.value,
+                reason=decision.reason,
                 detail=decision.detail,
                 issues=decision.issues,
             ),

@@ -1,7 +1,13 @@
-"""Reload the directory on SIGHUP or when its file changes, without a restart.
+"""Reload the directory and the CRLs when their files change, without a restart.
 
-A file that does not load is reported and ignored: the broker keeps routing with the
-directory it has, so a typo never takes the service down.
+The pipeline reads neither: it decides with the directory and the CRL snapshot it is
+handed. These watchers do the reading, as tasks of the worker's loop off the path of
+messages, and hand over what they read whole, so a message is decided under one version.
+
+A directory file that does not load is reported and ignored: the broker keeps routing
+with the directory it has, so a typo never takes the service down. It is also read again
+on SIGHUP. The CRL folder is looked at every second and read again when its listing
+changes; an unreadable CRL file counts as absent (`signing.crl`).
 """
 
 from __future__ import annotations
@@ -15,10 +21,12 @@ from pathlib import Path
 
 from broker.logs import event
 from routing import Directory, DirectoryError
+from signing import TrustStore
 
-__all__ = ["DirectoryWatcher"]
+__all__ = ["CrlWatcher", "DirectoryWatcher"]
 
 log = logging.getLogger("xbroker.directory")
+crl_log = logging.getLogger("xbroker.crl")
 
 
 class DirectoryWatcher:
@@ -81,3 +89,44 @@ class DirectoryWatcher:
         except OSError:
             return None
         return (st.st_mtime_ns, st.st_size)
+
+
+class CrlWatcher:
+    """Hands the trust store a new CRL snapshot when its folder changed."""
+
+    def __init__(self, trust: TrustStore, *, interval: float = 1.0) -> None:
+        if trust.crl_folder is None:
+            raise ValueError("the trust store has no CRL folder to watch")
+        self._trust = trust
+        self._folder = trust.crl_folder
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="crl-watcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def refresh(self) -> bool:
+        """Look at the folder now; True if a new snapshot is in use."""
+        # Reading and parsing CRLs is file I/O and CPU: a thread keeps the loop free
+        # for messages. The swap itself happens here, on the loop, between two messages.
+        fresh = await asyncio.to_thread(self._folder.poll)
+        if fresh is None:
+            return False
+        self._trust.use_crls(fresh)
+        event(crl_log, "crl.reloaded", folder=str(self._folder.path))
+        return True
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.refresh()
+            except Exception:
+                # A task that died here would leave the broker on old CRLs for good.
+                crl_log.exception("crl.refresh_failed")

@@ -2,7 +2,9 @@
 
 It consumes three queues: the ingress (`broker.worker.ingress`: decide, deliver, answer), the
 agencies' delivery receipts (`broker.worker.delivery_receipts`: verify, forward) and the dead
-letters (`broker.worker.failures`: tell the author). Stopping takes no new messages, lets those
+letters (`broker.worker.failures`: tell the author). A task keeps the trust store's CRL
+snapshot current (`broker.worker.reload.CrlWatcher`), so the pipeline never reads a file.
+Stopping takes no new messages, lets those
 in flight finish within a grace period and leaves the rest unacked, so RabbitMQ returns
 them to their queues.
 """
@@ -36,6 +38,8 @@ from broker.webhook.deliverer import WebhookDeliverer, webhook_agencies
 from broker.worker.delivery_receipts import DeliveryReceipts
 from broker.worker.failures import Failures
 from broker.worker.ingress import Ingress
+from broker.worker.reload import CrlWatcher
+from monitoring.labels import Stage
 from monitoring.metrics import CertificateExpiry, Metrics
 from routing import Directory
 from signing import ParserLimits, Signer, Verifier
@@ -136,6 +140,7 @@ class BrokerService:
         self._consumers: _Consumers | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._sampler: asyncio.Task[None] | None = None
+        self._crls = CrlWatcher(verifier.trust) if verifier.trust.crl_folder else None
         self.webhooks: WebhookDeliverer | None = None
 
     # lifecycle
@@ -184,6 +189,8 @@ class BrokerService:
         )
         if self.webhooks is not None:
             await self.webhooks.start(self._connection)
+        if self._crls is not None:
+            self._crls.start()
         if self.settings.rabbitmq_metrics_url is not None:
             self._sampler = asyncio.create_task(
                 sample_queues(
@@ -210,6 +217,8 @@ class BrokerService:
         self.state = Lifecycle.STOPPING
         if self._sampler is not None:
             self._sampler.cancel()
+        if self._crls is not None:
+            await self._crls.stop()
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         if self._consumers is not None:
             for queue, tag in self._consumers.all():
@@ -289,5 +298,5 @@ class BrokerService:
             if c.certificate is not None and c.not_after is not None
         )
 
-    def _observe_stage(self, stage: str, seconds: float) -> None:
-        self.metrics.stage_duration.labels(stage=stage).observe(seconds)
+    def _observe_stage(self, stage: Stage, seconds: float) -> None:
+        self.metrics.stage_duration.labels(stage=stage.value).observe(seconds)

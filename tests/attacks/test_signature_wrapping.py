@@ -7,6 +7,7 @@ XML-DSig wrapping attacks do. Every one must be rejected, with the code named he
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from lxml import etree
 from signxml.algorithms import CanonicalizationMethod, SignatureMethod
 from signxml.signer import XMLSigner
 
+from broker.errors import Reason
 from signing import SignatureError, Signer, Verifier, parse_untrusted
 from signing.keyfiles import party_paths
 
@@ -124,43 +126,48 @@ def signature_as_root(signed: bytes) -> bytes:
     return etree.tostring(_signature(_root(signed)))
 
 
-CORPUS: dict[str, tuple[str, Callable[[bytes], bytes]]] = {
-    "signed message wrapped in a new root": ("signature-wrapping", wrap_in_new_root),
-    "signed body moved into a wrapper": ("signature-wrapping", move_signed_body_into_wrapper),
-    "signature moved into a child": ("signature-wrapping", move_signature_into_child),
-    "unsigned sibling appended": ("digest-mismatch", add_unsigned_sibling),
+CORPUS: dict[str, tuple[Reason, Callable[[bytes], bytes]]] = {
+    "signed message wrapped in a new root": (Reason.SIGNATURE_WRAPPING, wrap_in_new_root),
+    "signed body moved into a wrapper": (Reason.SIGNATURE_WRAPPING, move_signed_body_into_wrapper),
+    "signature moved into a child": (Reason.SIGNATURE_WRAPPING, move_signature_into_child),
+    "unsigned sibling appended": (Reason.DIGEST_MISMATCH, add_unsigned_sibling),
     "unsigned sibling before content": (
-        "digest-mismatch",
+        Reason.DIGEST_MISMATCH,
         add_unsigned_sibling_before_signed_content,
     ),
-    "second signature": ("signature-wrapping", duplicate_signature),
-    "comment splitting signed text": ("signature-wrapping", comment_splits_signed_text),
-    "comment before the root": ("signature-wrapping", comment_before_root),
+    "second signature": (Reason.SIGNATURE_WRAPPING, duplicate_signature),
+    "comment splitting signed text": (Reason.SIGNATURE_WRAPPING, comment_splits_signed_text),
+    "comment before the root": (Reason.SIGNATURE_WRAPPING, comment_before_root),
     "processing instruction after the root": (
-        "signature-wrapping",
+        Reason.SIGNATURE_WRAPPING,
         processing_instruction_after_root,
     ),
-    "whitespace added to signed text": ("digest-mismatch", whitespace_in_signed_text),
-    "whitespace in the reference URI": ("signature-wrapping", whitespace_in_reference_uri),
-    "whitespace added to SignedInfo": ("signature-invalid", whitespace_in_signed_info),
-    "reference to an XPointer": ("signature-wrapping", reference_to_xpointer),
-    "second reference": ("signature-wrapping", second_reference),
-    "XPath filter transform": ("algorithm-not-allowed", xpath_filter_transform),
-    "enveloping signature as root": ("signature-wrapping", signature_as_root),
+    "whitespace added to signed text": (Reason.DIGEST_MISMATCH, whitespace_in_signed_text),
+    "whitespace in the reference URI": (Reason.SIGNATURE_WRAPPING, whitespace_in_reference_uri),
+    "whitespace added to SignedInfo": (Reason.SIGNATURE_INVALID, whitespace_in_signed_info),
+    "reference to an XPointer": (Reason.SIGNATURE_WRAPPING, reference_to_xpointer),
+    "second reference": (Reason.SIGNATURE_WRAPPING, second_reference),
+    "XPath filter transform": (Reason.ALGORITHM_NOT_ALLOWED, xpath_filter_transform),
+    "enveloping signature as root": (Reason.SIGNATURE_WRAPPING, signature_as_root),
 }
 
 
 @pytest.mark.parametrize("name", sorted(CORPUS))
 def test_wrapping_attack_is_rejected(signer: Signer, verifier: Verifier, name: str) -> None:
-    code, attack = CORPUS[name]
+    reason, attack = CORPUS[name]
     forged = attack(signer.sign(DOC))
     with pytest.raises(SignatureError) as caught:
-        verifier.verify(parse_untrusted(forged))
-    assert caught.value.code == code, caught.value.detail
+        verifier.verify(parse_untrusted(forged), at=datetime.now(UTC))
+    assert caught.value.reason is reason, caught.value.detail
 
 
 def test_the_untouched_message_verifies(signer: Signer, verifier: Verifier) -> None:
-    assert verifier.verify(parse_untrusted(signer.sign(DOC))).signed.findtext(".//a") == "10"
+    assert (
+        verifier.verify(parse_untrusted(signer.sign(DOC)), at=datetime.now(UTC)).signed.findtext(
+            ".//a"
+        )
+        == "10"
+    )
 
 
 def test_signature_over_an_id_instead_of_the_whole_document_is_wrapping(
@@ -173,5 +180,5 @@ def test_signature_over_an_id_instead_of_the_whole_document_is_wrapping(
     ).sign(parse_untrusted(DOC), key=key.read_bytes(), cert=cert.read_text(), reference_uri="#b")
     signed.append(etree.fromstring(b"<extra>unsigned sibling of the signed element</extra>"))
     with pytest.raises(SignatureError) as caught:
-        verifier.verify(parse_untrusted(etree.tostring(signed)))
-    assert caught.value.code == "signature-wrapping"
+        verifier.verify(parse_untrusted(etree.tostring(signed)), at=datetime.now(UTC))
+    assert caught.value.reason is Reason.SIGNATURE_WRAPPING

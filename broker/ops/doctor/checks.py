@@ -34,7 +34,7 @@ from routing import Directory, DirectoryError
 from signing import SigningError
 from signing.certs import load_certificate, load_certificates
 from signing.keyfiles import party_paths
-from xta_schemas import Catalog, StandardError
+from xta_schemas import Catalog, StandardsError
 
 __all__ = [
     "EXPIRY_WARNING",
@@ -116,7 +116,7 @@ def _guarded(check: str, run: Callable[[], list[Finding]]) -> list[Finding]:
 def _standards(settings: Settings) -> list[Finding]:
     try:
         catalog = Catalog.load(settings.standard_dirs)
-    except StandardError as exc:
+    except StandardsError as exc:
         return [
             Finding(
                 "standards",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,12 +76,13 @@ class _Line:
 def verify_trail(path: Path, verifier: Verifier | None, issuer: str) -> AuditReport:
     """Check the trail at ``path``. Without a verifier the seals are counted, not checked."""
     report = AuditReport()
+    at = datetime.now(UTC)  # seals are checked as of now, by the trust store as it is now
     lines = [_read(n, raw) for n, raw in enumerate(path.read_bytes().splitlines(), 1) if raw]
     expected, prev = 1, GENESIS
     if lines and lines[0].entry is not None and lines[0].entry.get("type") == "checkpoint":
         checkpoint, lines = lines[0], lines[1:]
         assert checkpoint.entry is not None
-        problem = _intact(checkpoint) or _seal_problem(checkpoint, verifier, issuer)
+        problem = _intact(checkpoint) or _seal_problem(checkpoint, verifier, issuer, at)
         if problem:
             report.problems.append(problem)
             return report
@@ -90,7 +92,7 @@ def verify_trail(path: Path, verifier: Verifier | None, issuer: str) -> AuditRep
     for index, line in enumerate(lines):
         problem = _intact(line) or _order(line, lines, index, expected, prev)
         if problem is None and line.entry is not None and line.entry["type"] == "seal":
-            problem = _seal_problem(line, verifier, issuer)
+            problem = _seal_problem(line, verifier, issuer, at)
             report.seals += 1
             report.unsealed = -1
         if problem is not None:
@@ -159,7 +161,9 @@ def _order(
     return None
 
 
-def _seal_problem(line: _Line, verifier: Verifier | None, issuer: str) -> AuditProblem | None:
+def _seal_problem(
+    line: _Line, verifier: Verifier | None, issuer: str, at: datetime
+) -> AuditProblem | None:
     """The seal's signature is the broker's and signs this position of the chain."""
     if verifier is None:
         return None
@@ -170,7 +174,7 @@ def _seal_problem(line: _Line, verifier: Verifier | None, issuer: str) -> AuditP
     else:
         kind, seq, head = "seal", entry["seq"], entry["prev"]
     try:
-        verified = verifier.verify(parse_untrusted(str(entry["seal"]).encode()))
+        verified = verifier.verify(parse_untrusted(str(entry["seal"]).encode()), at=at)
     except (SigningError, KeyError) as exc:
         return AuditProblem(line.number, line.seq, f"forged {kind}: {exc}")
     signed = verified.signed
