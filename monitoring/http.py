@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-__all__ = ["Readiness", "ServerHandle", "build_app", "serve"]
+__all__ = ["EmbeddedServer", "Readiness", "ServerHandle", "build_app", "serve"]
 
 Readiness = Callable[[], Mapping[str, bool]]
 """Returns each readiness check by name (e.g. ``{"amqp": True, "standards": True}``)."""
@@ -65,7 +65,7 @@ def build_app(registry: CollectorRegistry, readiness: Readiness) -> Starlette:
     )
 
 
-class _EmbeddedServer(uvicorn.Server):
+class EmbeddedServer(uvicorn.Server):
     """A uvicorn server that leaves the process's signal handlers to the broker."""
 
     @contextlib.contextmanager
@@ -79,7 +79,7 @@ class ServerHandle:
 
     host: str
     port: int
-    _server: _EmbeddedServer
+    _server: EmbeddedServer
     _task: asyncio.Task[None]
 
     @property
@@ -104,7 +104,7 @@ async def serve(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> Serve
     sock = socket.create_server((host, port), family=_family(host), reuse_port=False)
     bound_host, bound_port = sock.getsockname()[:2]
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-    server = _EmbeddedServer(config)
+    server = EmbeddedServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"http:{bound_port}")
     waited = 0.0
     while not server.started:

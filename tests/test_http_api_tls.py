@@ -14,9 +14,9 @@ from broker.app import Parts, open_records
 from broker.http_api import (
     ApiLimits,
     ApiServer,
+    ApiTlsFiles,
     Authenticator,
     IngressPublisher,
-    TlsFiles,
     TokenTable,
     build_api,
     good_standing,
@@ -57,7 +57,7 @@ async def tls_api(amqp_url: str, tmp_path_factory: pytest.TempPathFactory) -> As
             ),
             limits=ApiLimits(max_body_bytes=1024 * 1024, queue_limit=1000),
         )
-        server = await serve_api(app, tls=TlsFiles(cert, key, pki / "ca" / "ca.crt"))
+        server = await serve_api(app, tls=ApiTlsFiles(cert, key, pki / "ca" / "ca.crt"))
         yield TlsApi(world, server)
         await server.stop()
         await ingress.close()
@@ -155,7 +155,7 @@ async def test_a_revoked_client_certificate_is_refused_from_its_next_request(
         authenticate=authenticate,
         limits=ApiLimits(max_body_bytes=1024 * 1024, queue_limit=1000),
     )
-    server = await serve_api(app, tls=TlsFiles(cert, key, pki / "ca" / "ca.crt"))
+    server = await serve_api(app, tls=ApiTlsFiles(cert, key, pki / "ca" / "ca.crt"))
     issued, issued_key = issue(pki / "ca", "osi:soon-revoked", "Portal, soon revoked", tmp_path)
     try:
         async with _client(server, (issued, issued_key)) as client:

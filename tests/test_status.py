@@ -10,7 +10,7 @@ import pytest
 
 from broker.cli import main
 from broker.stores.journal import EventKind, StatusEvent
-from broker.stores.status import StatusStore, SubmissionState
+from broker.stores.status import StatusStore, SubmissionMatch
 
 UUID = "6f1c2d3e-4a5b-4c6d-8e7f-001122334455"
 PORTAL = "osi:hh-portal"
@@ -111,13 +111,13 @@ def test_a_second_process_reads_what_the_first_wrote(store: StatusStore) -> None
 
 
 def test_a_first_submission_is_new(store: StatusStore) -> None:
-    assert store.claim_submission(UUID, PORTAL, "ab" * 32).state is SubmissionState.NEW
+    assert store.claim_submission(UUID, PORTAL, "ab" * 32).match is SubmissionMatch.NEW
 
 
 def test_the_same_bytes_again_are_the_same_submission(store: StatusStore) -> None:
     store.claim_submission(UUID, PORTAL, "ab" * 32)
 
-    assert store.claim_submission(UUID, PORTAL, "ab" * 32).state is SubmissionState.SAME
+    assert store.claim_submission(UUID, PORTAL, "ab" * 32).match is SubmissionMatch.SAME
 
 
 def test_other_bytes_under_a_used_uuid_conflict(store: StatusStore) -> None:
@@ -125,7 +125,7 @@ def test_other_bytes_under_a_used_uuid_conflict(store: StatusStore) -> None:
 
     claim = store.claim_submission(UUID, PORTAL, "cd" * 32)
 
-    assert claim.state is SubmissionState.CONFLICT
+    assert claim.match is SubmissionMatch.CONFLICT
     assert claim.digest == "ab" * 32
 
 
@@ -133,7 +133,7 @@ def test_a_released_claim_is_new_again(store: StatusStore) -> None:
     store.claim_submission(UUID, PORTAL, "ab" * 32)
     store.release_submission(UUID, "ab" * 32)
 
-    assert store.claim_submission(UUID, PORTAL, "cd" * 32).state is SubmissionState.NEW
+    assert store.claim_submission(UUID, PORTAL, "cd" * 32).match is SubmissionMatch.NEW
 
 
 def _config(tmp_path: Path) -> Path:

@@ -1,4 +1,4 @@
-"""One word, one thing: one error tree, one enum per vocabulary."""
+"""One word, one thing: one error tree, one enum per vocabulary, one class per name."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import ast
 import json
 import subprocess
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,24 @@ def test_the_broker_starts_every_rejection_counter_at_zero(tmp_path: Path) -> No
     finally:
         records.close()
     assert counted == dict.fromkeys(Reason, 0.0)
+
+
+def _top_level_classes() -> dict[str, list[str]]:
+    where: dict[str, list[str]] = defaultdict(list)
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+            for node in tree.body:
+                if isinstance(node, ast.ClassDef):
+                    where[node.name].append(str(path.relative_to(ROOT)))
+    return where
+
+
+def test_no_two_classes_of_the_project_share_a_name() -> None:
+    shared = {name: paths for name, paths in _top_level_classes().items() if len(paths) > 1}
+    assert shared == {}
+
+
+def test_the_class_scan_sees_the_whole_project() -> None:
+    classes = _top_level_classes()
+    assert {"Pipeline", "Verifier", "Catalog", "Directory", "Metrics", "BenchWorld"} <= set(classes)

@@ -14,7 +14,7 @@ from typing import NamedTuple
 from urllib.parse import quote, urlencode, urlsplit
 
 from broker.devnode.errors import INSTALL_HINT, RabbitMQNotInstalledError
-from broker.devnode.tls import TlsFiles
+from broker.devnode.tls import NodeTlsFolder
 
 __all__ = ["NodeInfo", "amqp_reachable", "amqps_url", "nodename_for", "project_root"]
 
@@ -185,7 +185,7 @@ def _config(layout: _Layout, ports: _Ports) -> dict[str, str]:
     so a user named by its kennung logs in with its certificate (the whole DN, the other
     choice, would tie the user name to the issuer's naming of O and C).
     """
-    tls = TlsFiles(layout.tls_dir)
+    tls = NodeTlsFolder(layout.tls_dir)
     return {
         "enabled_plugins": "[rabbitmq_prometheus,rabbitmq_auth_mechanism_ssl].\n",
         "rabbitmq.conf": (
@@ -327,7 +327,7 @@ def _info(layout: _Layout, ports: _Ports, pid: int) -> NodeInfo:
         prometheus_port=ports.prometheus,
         # A node started with an older configuration has no TLS listener until restarted.
         tls_port=ports.tls if ports.tls and _config_is_current(layout, ports) else None,
-        tls_ca_file=TlsFiles(layout.tls_dir).ca_cert,
+        tls_ca_file=NodeTlsFolder(layout.tls_dir).ca_cert,
         home=layout.home,
         base=layout.base,
         log_file=layout.log_file,

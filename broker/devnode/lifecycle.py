@@ -29,7 +29,7 @@ from broker.devnode.layout import (
     _write_files,
     amqp_reachable,
 )
-from broker.devnode.tls import TlsFiles
+from broker.devnode.tls import NodeTlsFolder
 
 __all__ = ["ensure_node", "node_status", "stop_node"]
 
@@ -75,7 +75,7 @@ def ensure_node(root: Path | None = None, *, timeout: float = START_TIMEOUT_SECO
                 f"a node runs with pid {pid} but {layout.state_file} is unreadable; kill it"
             )
         ports = _choose_ports(layout)
-        TlsFiles(layout.tls_dir).ensure()
+        NodeTlsFolder(layout.tls_dir).ensure()
         _write_files(layout, ports)
         layout.pid_file.unlink(missing_ok=True)
         with (layout.log_dir / "start.out").open("ab") as out:

@@ -25,7 +25,7 @@ from pathlib import Path
 from signing.certs import load_certificate
 from signing.devpki import create_ca, issue_tls_certificate
 
-__all__ = ["NODE_CA_NAME", "TlsFiles"]
+__all__ = ["NODE_CA_NAME", "NodeTlsFolder"]
 
 NODE_CA_NAME = "xbroker development node CA"
 _SERVER_NAME = "localhost"
@@ -34,7 +34,7 @@ _RENEW_BEFORE = timedelta(days=7)
 
 
 @dataclass(frozen=True)
-class TlsFiles:
+class NodeTlsFolder:
     """Paths of one node's TLS folder (derived from the folder, without I/O)."""
 
     folder: Path

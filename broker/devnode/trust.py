@@ -16,7 +16,7 @@ from broker.devnode.ctl import _ctl
 from broker.devnode.errors import DevNodeError
 from broker.devnode.layout import _Layout, _read_state, _running_pid
 from broker.devnode.lifecycle import _locked
-from broker.devnode.tls import TlsFiles
+from broker.devnode.tls import NodeTlsFolder
 from signing.devpki import issue_tls_certificate
 
 __all__ = ["distrust_client_ca", "issue_client_certificate", "trust_client_ca"]
@@ -45,7 +45,7 @@ def trust_client_ca(name: str, ca_pem: bytes, *, root: Path | None = None) -> No
     if b"-----BEGIN CERTIFICATE-----" not in ca_pem:
         raise DevNodeError(f"CA {name!r} is not a PEM certificate")
     layout = _Layout.of(root)
-    files = TlsFiles(layout.tls_dir)
+    files = NodeTlsFolder(layout.tls_dir)
     with _locked(layout):
         files.ensure()
         files.client_cas.mkdir(parents=True, exist_ok=True)
@@ -57,7 +57,7 @@ def trust_client_ca(name: str, ca_pem: bytes, *, root: Path | None = None) -> No
 def distrust_client_ca(name: str, *, root: Path | None = None) -> None:
     """Stop accepting client certificates of the CA stored as ``name`` (from the next handshake)."""
     layout = _Layout.of(root)
-    files = TlsFiles(layout.tls_dir)
+    files = NodeTlsFolder(layout.tls_dir)
     with _locked(layout):
         files.client_ca(_checked_name(name)).unlink(missing_ok=True)
         if files.bundle.exists() and files.write_bundle():
@@ -71,6 +71,6 @@ def issue_client_certificate(
 
     Its CN is the RabbitMQ user it logs in as (``ssl_cert_login_from = common_name``).
     """
-    files = TlsFiles(_Layout.of(root).tls_dir)
+    files = NodeTlsFolder(_Layout.of(root).tls_dir)
     files.ensure()
     issue_tls_certificate(files.ca_dir, common_name, cert_path, key_path, purpose="client")

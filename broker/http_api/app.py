@@ -30,11 +30,11 @@ from broker.errors import TransientError
 from broker.http_api.auth import Authenticator
 from broker.logs import event
 from broker.stores.journal import EventKind, Journal, StatusEvent
-from broker.stores.status import StatusStore, SubmissionState
+from broker.stores.status import StatusStore, SubmissionMatch
 from signing import ParserLimits, XmlError, parse_untrusted
 from xta_schemas import Catalog, MessageError
 
-__all__ = ["ApiLimits", "Ingress", "build_api"]
+__all__ = ["ApiLimits", "IngressQueue", "build_api"]
 
 log = logging.getLogger("xbroker.http")
 
@@ -47,7 +47,7 @@ _XML_BODY: dict[str, Any] = {
 }
 
 
-class Ingress(Protocol):
+class IngressQueue(Protocol):
     async def publish(self, body: bytes, uuid: str, reply_to: str) -> None: ...
 
     async def depth(self) -> int: ...
@@ -78,7 +78,7 @@ class Event(BaseModel):
     recipients: list[str] | None = None
 
 
-class Laufzettel(BaseModel):
+class LaufzettelView(BaseModel):
     uuid: str
     state: str
     author: str | None
@@ -93,7 +93,7 @@ class _TooLarge(Exception):
 def build_api(
     *,
     status: StatusStore,
-    ingress: Ingress,
+    ingress: IngressQueue,
     catalog: Catalog,
     authenticate: Authenticator | Callable[[Request], str | None],
     limits: ApiLimits,
@@ -150,10 +150,10 @@ def build_api(
         uuid = _uuid_of(body, catalog, limits)
         digest = hashlib.sha256(body).hexdigest()
         claim = status.claim_submission(uuid, author, digest)
-        if claim.state is SubmissionState.CONFLICT:
+        if claim.match is SubmissionMatch.CONFLICT:
             raise HTTPException(409, f"another message was submitted as {uuid}")
         answer = Submitted(uuid=uuid, sha256=digest, location=f"/v1/messages/{uuid}")
-        if claim.state is SubmissionState.NEW:
+        if claim.match is SubmissionMatch.NEW:
             try:
                 await ingress.publish(body, uuid, author)
             except TransientError as exc:
@@ -167,15 +167,15 @@ def build_api(
 
     @api.get(
         "/v1/messages/{uuid}",
-        response_model=Laufzettel,
+        response_model=LaufzettelView,
         responses={404: {"description": "no message under this UUID concerns the caller"}},
     )
-    async def laufzettel(uuid: str, request: Request) -> Laufzettel:
+    async def laufzettel(uuid: str, request: Request) -> LaufzettelView:
         kennung = caller(request)
         seen = status.timeline(uuid).seen_by(kennung)
         if not seen.events:
             raise HTTPException(404, "no such message for this caller")
-        return Laufzettel.model_validate(seen.as_dict())
+        return LaufzettelView.model_validate(seen.as_dict())
 
     return api
 

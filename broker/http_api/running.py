@@ -10,7 +10,7 @@ from broker.errors import ConfigurationError
 from broker.http_api.app import ApiLimits, build_api
 from broker.http_api.auth import Authenticator, StandingCheck, TokenTable, good_standing
 from broker.http_api.ingress import IngressPublisher
-from broker.http_api.server import ApiServer, TlsFiles, serve_api
+from broker.http_api.server import ApiServer, ApiTlsFiles, serve_api
 from signing import SigningError, TrustStore
 from signing.certs import load_certificates
 from signing.crl import CrlFolder
@@ -40,7 +40,7 @@ async def start_api(parts: Parts, records: Records) -> RunningApi:
     if settings.api_tls_cert is not None or settings.api_tls_key is not None:
         if settings.api_tls_cert is None or settings.api_tls_key is None:
             raise ConfigurationError("api_tls_cert and api_tls_key go together")
-        tls = TlsFiles(settings.api_tls_cert, settings.api_tls_key, settings.api_tls_client_ca)
+        tls = ApiTlsFiles(settings.api_tls_cert, settings.api_tls_key, settings.api_tls_client_ca)
     if tokens is None and (tls is None or tls.client_ca is None):
         raise ConfigurationError(
             "the HTTP API needs api_tokens_file or api_tls_client_ca: nobody could log in"

@@ -12,10 +12,8 @@ scope as the ASGI TLS extension, where `broker.http_api.auth` finds it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import ssl
-from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,13 +22,15 @@ import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["ApiServer", "TlsFiles", "serve_api"]
+from monitoring.http import EmbeddedServer
+
+__all__ = ["ApiServer", "ApiTlsFiles", "serve_api"]
 
 _STARTUP_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True, slots=True)
-class TlsFiles:
+class ApiTlsFiles:
     certificate: Path
     key: Path
     client_ca: Path | None = None  # set: clients may present certificates issued by it
@@ -60,18 +60,12 @@ class _ClientCertProtocol(H11Protocol):
             self.app = _WithClientCert(self.app, ssl.DER_cert_to_PEM_cert(der))
 
 
-class _EmbeddedServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
 @dataclass(slots=True)
 class ApiServer:
     host: str
     port: int
     tls: bool
-    _server: _EmbeddedServer
+    _server: EmbeddedServer
     _task: asyncio.Task[None]
 
     @property
@@ -85,7 +79,7 @@ class ApiServer:
 
 
 async def serve_api(
-    app: ASGIApp, host: str = "127.0.0.1", port: int = 0, tls: TlsFiles | None = None
+    app: ASGIApp, host: str = "127.0.0.1", port: int = 0, tls: ApiTlsFiles | None = None
 ) -> ApiServer:
     """Start serving ``app``; return once it accepts connections (``port=0``: any free)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -102,7 +96,7 @@ async def serve_api(
             # Optional, not required: callers without a certificate may use a token.
             options |= {"ssl_ca_certs": str(tls.client_ca), "ssl_cert_reqs": ssl.CERT_OPTIONAL}
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", **options)
-    server = _EmbeddedServer(config)
+    server = EmbeddedServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"api:{bound_port}")
     async with asyncio.timeout(_STARTUP_TIMEOUT):
         while not server.started:

@@ -31,7 +31,7 @@ __all__ = [
     "Laufzettel",
     "StatusStore",
     "SubmissionClaim",
-    "SubmissionState",
+    "SubmissionMatch",
     "WaitingCopy",
     "event_dict",
     "open_shared",
@@ -65,7 +65,9 @@ _COLUMNS = "uuid, kind, at, author, agency, nachrichtentyp, standard, digest, re
 _INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
-class SubmissionState(StrEnum):
+class SubmissionMatch(StrEnum):
+    """How bytes arriving over HTTP compare with those claimed before under their UUID."""
+
     NEW = "new"  # first time this UUID arrives: publish it
     SAME = "same"  # the same bytes again: answer as before, publish nothing
     CONFLICT = "conflict"  # other bytes under a used UUID: refuse
@@ -73,7 +75,7 @@ class SubmissionState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class SubmissionClaim:
-    state: SubmissionState
+    match: SubmissionMatch
     author: str
     digest: str
     at: datetime
@@ -218,10 +220,10 @@ class StatusStore:
                     "INSERT INTO submissions VALUES (?, ?, ?, ?)",
                     (uuid, author, digest, now.isoformat()),
                 )
-                claim = SubmissionClaim(SubmissionState.NEW, author, digest, now)
+                claim = SubmissionClaim(SubmissionMatch.NEW, author, digest, now)
             else:
-                state = SubmissionState.SAME if row[1] == digest else SubmissionState.CONFLICT
-                claim = SubmissionClaim(state, row[0], row[1], datetime.fromisoformat(row[2]))
+                match = SubmissionMatch.SAME if row[1] == digest else SubmissionMatch.CONFLICT
+                claim = SubmissionClaim(match, row[0], row[1], datetime.fromisoformat(row[2]))
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")

@@ -45,12 +45,12 @@ from monitoring.labels import DeliveryOutcome, ReceiptKind, Stage
 from monitoring.metrics import Metrics
 from routing import Directory, Recipient
 
-__all__ = ["Ingress"]
+__all__ = ["IngressConsumer"]
 
 log = logging.getLogger("xbroker.broker")
 
 
-class Ingress:
+class IngressConsumer:
     """Consumer of ``xbroker.ingress``; one per worker."""
 
     def __init__(

@@ -37,7 +37,7 @@ from broker.stores.journal import Journal, JournalBatch, Journals
 from broker.webhook.deliverer import WebhookDeliverer, webhook_agencies
 from broker.worker.delivery_receipts import DeliveryReceipts
 from broker.worker.failures import Failures
-from broker.worker.ingress import Ingress
+from broker.worker.ingress import IngressConsumer
 from broker.worker.reload import CrlWatcher
 from monitoring.labels import Stage
 from monitoring.metrics import CertificateExpiry, Metrics
@@ -123,7 +123,7 @@ class BrokerService:
             ),
             observe=self._observe_stage,
         )
-        self._ingress = Ingress(
+        self._ingress = IngressConsumer(
             settings,
             lambda: self.directory,
             self._pipeline,
