@@ -8,7 +8,8 @@ Everything downstream reads only that, so unsigned content can never reach routi
 schema validation.
 
 The caller says what time it is (``at``) and the trust store holds a CRL snapshot, so
-verification reads neither the clock nor a file.
+``verify`` reads neither the clock nor a file. ``verify_now`` does both, for callers
+outside the broker's pipeline that keep no task of their own to refresh the CRLs.
 
 A sender's certificate is decoded and parsed once (``certcache``), and the trust store
 keeps its chain validation until the certificate leaves its validity or the CRL snapshot

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections import defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,11 +20,14 @@ from broker.app import build_broker, load_parts, open_records
 from broker.commands.demo import ensure_dev_pki
 from broker.devnode.errors import DevNodeError
 from broker.errors import DeliveryFailure, Reason, Rejection, XBrokerError
+from broker.receipts.document import Receipt, build_receipt, read_receipt
 from broker.settings import load_settings
 from broker.stores.audit.trail import AuditError
+from monitoring.labels import ReceiptKind
 from tests.world import EXAMPLES
 
 ROOT = Path(__file__).resolve().parents[1]
+UUID = "6f1c2d3e-4a5b-4c6d-8e7f-001122334455"
 PACKAGES = ("bench", "broker", "monitoring", "routing", "signing", "xta_schemas")
 
 
@@ -101,6 +105,28 @@ def test_a_rejection_says_its_code_first() -> None:
 
 def test_delivery_failures_are_no_rejection_reasons() -> None:
     assert {m.value for m in Reason}.isdisjoint(m.value for m in DeliveryFailure)
+
+
+@pytest.mark.parametrize("reason", [Reason.NO_ROUTE, DeliveryFailure.EXPIRED])
+def test_a_receipt_reads_its_reason_back_as_the_member_it_was_built_with(
+    reason: Reason | DeliveryFailure,
+) -> None:
+    kind = ReceiptKind.REJECTED if isinstance(reason, Reason) else ReceiptKind.FAILED
+    built = Receipt(kind, UUID, "xbr:broker", datetime.now(UTC), reason=reason, detail="why")
+
+    assert read_receipt(build_receipt(built)).reason is reason
+
+
+def test_a_receipt_with_an_unknown_reason_code_is_no_receipt() -> None:
+    root = build_receipt(
+        Receipt(ReceiptKind.REJECTED, UUID, "xbr:broker", datetime.now(UTC), reason=Reason.NO_ROUTE)
+    )
+    grund = root.find("{urn:xbroker:quittung:1}grund")
+    assert grund is not None
+    grund.set("code", "no-such-reason")
+
+    with pytest.raises(ValueError, match="no-such-reason"):
+        read_receipt(root)
 
 
 def test_the_broker_starts_every_rejection_counter_at_zero(tmp_path: Path) -> None:
