@@ -23,6 +23,8 @@ Error tree (the module that defines each class in brackets)::
     │   ├── DirectoryError            the directory file cannot be loaded
     │   └── RouteError                (also Rejection, above)
     ├── AuditError                    [broker.stores.audit] the trail cannot be written
+    ├── BundleError                   [broker.amqp.bundle] not the bundle it claims; ValueError
+    ├── XtaFault                      an XTA request refused; .fault (a Fault), .detail
     ├── DevNodeError                  [broker.devnode] the local RabbitMQ node cannot be had
     │   ├── RabbitMQNotInstalledError also FileNotFoundError
     │   ├── NodeStartError            also TimeoutError
@@ -34,8 +36,10 @@ Error tree (the module that defines each class in brackets)::
 Every reason a sender can read in a rejection receipt is a member of `Reason`; a
 `Rejection` carries one. What becomes of a copy after it was accepted (it expired
 unfetched, or could not be delivered) is no rejection: those outcomes are the
-`DeliveryFailure` of a ``failed`` receipt. The value of each member is the stable,
-machine-readable code in receipts, the status store and metrics; never rename a value.
+`DeliveryFailure` of a ``failed`` receipt. Why the XTA endpoint refused a request is a
+`Fault`, carried by an `XtaFault` and answered as a SOAP fault. The value of each member
+is the stable, machine-readable code in receipts, faults, the status store and metrics;
+never rename a value.
 """
 
 from __future__ import annotations
@@ -45,11 +49,13 @@ from enum import StrEnum
 __all__ = [
     "ConfigurationError",
     "DeliveryFailure",
+    "Fault",
     "PublishError",
     "Reason",
     "Rejection",
     "TransientError",
     "XBrokerError",
+    "XtaFault",
 ]
 
 
@@ -87,6 +93,23 @@ class DeliveryFailure(StrEnum):
     EXPIRED = "expired"  # not fetched within expire_after_days
 
 
+class Fault(StrEnum):
+    """Why the XTA endpoint refused a request. The value is the name of the fault's
+    detail element (the exceptions of the XTA 2 WSDL, plus ``MessageTooLargeException``)."""
+
+    PERMISSION_DENIED = "PermissionDeniedException"  # no or another party's identity
+    INVALID_MESSAGE_ID = "InvalidMessageIDException"  # no such message for the caller
+    SYNTAX_ERROR = "SyntaxErrorException"  # not SOAP 1.2, not MTOM, not XML
+    PARAMETER_NOT_VALID = "ParameterIsNotValidException"  # well-formed, but disagrees
+    TOO_LARGE = "MessageTooLargeException"  # a part or the request over its limit
+    TECHNICAL_PROBLEM = "XTAWSTechnicalProblemException"  # try again later
+
+    @property
+    def sender(self) -> bool:
+        """The caller's fault (SOAP ``Sender``), not the server's (``Receiver``)."""
+        return self is not Fault.TECHNICAL_PROBLEM
+
+
 class XBrokerError(Exception):
     """Root of every error xbroker raises on purpose."""
 
@@ -107,6 +130,18 @@ class Rejection(XBrokerError):
             raise TypeError(f"a rejection needs a Reason member, not {reason!r}")
         super().__init__(f"{reason.value}: {detail}")
         self.reason = reason
+        self.detail = detail
+
+
+class XtaFault(XBrokerError):
+    """An XTA request refused; answered as a SOAP 1.2 fault. ``detail`` is shown to the
+    caller: it names the caller's own data only, never another party's."""
+
+    def __init__(self, fault: Fault, detail: str) -> None:
+        if not isinstance(fault, Fault):
+            raise TypeError(f"an XTA fault needs a Fault member, not {fault!r}")
+        super().__init__(f"{fault.value}: {detail}")
+        self.fault = fault
         self.detail = detail
 
 

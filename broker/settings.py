@@ -33,6 +33,9 @@ _PATH_FIELDS = (
     "api_tls_key",
     "api_tls_client_ca",
     "webhook_ca_file",
+    "xta_tls_cert",
+    "xta_tls_key",
+    "xta_tls_client_ca",
 )
 
 
@@ -107,6 +110,30 @@ class Settings(BaseSettings):
         default=None, description="CA certificates for webhook endpoints (default: system)"
     )
     webhook_proxy: str | None = Field(default=None, description="HTTP(S) proxy for pushes")
+
+    # The XTA 2 endpoint (docs/xta.md). Without its own TLS files, the development PKI's
+    # (made by `xbroker pki init`) are used: <pki>/tls/xta-server.crt|.key and the CA.
+    xta_enabled: bool = False
+    xta_host: str = "127.0.0.1"
+    xta_port: int = Field(default=8444, ge=0, le=65535)
+    xta_tls_cert: Path | None = None
+    xta_tls_key: Path | None = None
+    xta_tls_client_ca: Path | None = Field(
+        default=None, description="CA certificates of the agencies' TLS client certificates"
+    )
+    xta_max_part_bytes: int = Field(
+        default=20 * 1024 * 1024, ge=1024, description="one MTOM part (message or attachment)"
+    )
+    xta_max_request_bytes: int = Field(
+        default=60 * 1024 * 1024, ge=1024, description="a whole SendMessage request"
+    )
+    xta_max_envelope_bytes: int = Field(default=1024 * 1024, ge=1024)
+    xta_max_list_items: int = Field(
+        default=1000, ge=1, description="a status list's length, whatever the caller asks"
+    )
+    xta_box_max_age_days: float = Field(
+        default=30.0, gt=0, description="a message box keeps a copy at most this long"
+    )
 
     @property
     def pki(self) -> Path:

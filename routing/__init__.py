@@ -7,6 +7,7 @@ from routing.directory import (
     RegisteredCertificate,
     Subscription,
     WebhookEndpoint,
+    XtaEndpoint,
     read_parties,
 )
 from routing.errors import DirectoryError, RouteError, RoutingError
@@ -25,6 +26,7 @@ __all__ = [
     "RoutingInput",
     "Subscription",
     "WebhookEndpoint",
+    "XtaEndpoint",
     "read_parties",
     "route",
 ]

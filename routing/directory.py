@@ -32,6 +32,7 @@ __all__ = [
     "RegisteredCertificate",
     "Subscription",
     "WebhookEndpoint",
+    "XtaEndpoint",
     "read_parties",
 ]
 
@@ -93,6 +94,14 @@ class WebhookEndpoint(_Model):
         return self.test_url is not None
 
 
+class XtaEndpoint(_Model):
+    """The agency's software fetches its messages over XTA 2 (``broker.xta``): its copies
+    wait in a RabbitMQ stream, its message box, until it closes them."""
+
+    kind: Literal["xta"]
+    test: bool = Field(default=False, description="XTA boxes have no separate test box")
+
+
 class AgencyEntry(_Model):
     kennung: str
     name: str
@@ -101,9 +110,9 @@ class AgencyEntry(_Model):
     regions: tuple[str, ...] = ()
     notify: tuple[Subscription, ...] = ()
     may_send: tuple[str, ...] = ()
-    endpoint: Annotated[AmqpEndpoint | WebhookEndpoint, Field(discriminator="kind")] = (
-        AmqpEndpoint()
-    )
+    endpoint: Annotated[
+        AmqpEndpoint | WebhookEndpoint | XtaEndpoint, Field(discriminator="kind")
+    ] = AmqpEndpoint()
 
     _split_accepts = field_validator("accepts", "notify", mode="before")(_subscriptions)
 
@@ -149,7 +158,7 @@ class Agency:
     regions: tuple[str, ...]
     notify: tuple[Subscription, ...]
     may_send: tuple[str, ...]
-    endpoint: AmqpEndpoint | WebhookEndpoint
+    endpoint: AmqpEndpoint | WebhookEndpoint | XtaEndpoint
 
     def accepts_type(self, nachrichtentyp: str, version: str) -> bool:
         return any(s.matches(nachrichtentyp, version) for s in self.accepts)

@@ -26,7 +26,7 @@ from broker.stores.status import StatusStore
 from broker.worker.service import BrokerService
 from routing import AmqpEndpoint
 from signing import Signer, parse_untrusted
-from xta_schemas.samples import with_fresh_header
+from xta_schemas.samples import sample_root, with_fresh_header
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SUBMISSIONS = EXAMPLES / "submissions"
@@ -49,6 +49,11 @@ class World:
         root = parse_untrusted((SUBMISSIONS / sample).read_bytes())
         standard, _ = self.parts.catalog.identify(root)
         return with_fresh_header(root, standard)
+
+    def fresh_standard_sample(self, key: str, code: str) -> etree._Element:
+        """A bundled standard's sample message with a new nachrichtenUUID and time."""
+        standard = self.parts.catalog.get(key)
+        return with_fresh_header(sample_root(standard, code), standard)
 
     def uuid_of(self, root: etree._Element) -> str:
         standard, _ = self.parts.catalog.identify(root)

@@ -5,12 +5,18 @@
     xbroker.ingress (direct) ──"submit"──► xbroker.ingress (quorum)
     xbroker.deliver (direct) ──"inbox.<kennung>"──► agency.<kennung>.inbox (quorum)
                              ──"test.<kennung>"───► agency.<kennung>.test  (quorum)
+                             ──"inbox.<kennung>"──► agency.<kennung>.inbox (stream: the
+                                                    XTA message box of an XTA agency)
     xbroker.receipts (direct) ──"<kennung>"──► receipts.<kennung> (quorum)
     xbroker.delivery-receipts (direct) ──"delivered"──► xbroker.delivery-receipts (quorum)
     xbroker.dead (direct): dead letters of every queue above → <queue>.dead
                            and, for agency inboxes and the ingress queue, also
                            → xbroker.failures (the broker turns each into a `failed`
                              receipt for the author; the copy stays parked in .dead)
+
+An XTA agency's inbox is a stream instead (`broker.xta.box`, docs/xta.md): its copies
+are read by offset, any number of times, until the agency closes them; a stream keeps
+them until they age out (``x-max-age``), so nothing there is dead-lettered.
 
 Every work queue is a quorum queue with a delivery limit and at-least-once dead
 lettering, so a message that keeps failing ends in its ``.dead`` queue instead of
@@ -23,7 +29,7 @@ from dataclasses import dataclass
 
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, ExchangeType
 
-from routing import Agency, Directory
+from routing import Agency, Directory, XtaEndpoint
 
 __all__ = [
     "DEAD_EXCHANGE",
@@ -39,6 +45,7 @@ __all__ = [
     "agency_queue",
     "agency_routing_key",
     "declare_agency_queues",
+    "declare_box",
     "declare_core",
     "declare_for_directory",
     "declare_receipt_queue",
@@ -55,6 +62,7 @@ DELIVERY_RECEIPT_EXCHANGE = "xbroker.delivery-receipts"
 DELIVERY_RECEIPT_QUEUE = "xbroker.delivery-receipts"
 DELIVERY_RECEIPT_ROUTING_KEY = "delivered"
 DEAD_EXCHANGE = "xbroker.dead"
+BOX_SEGMENT_BYTES = 8 * 1024 * 1024
 FAILURE_QUEUE = "xbroker.failures"
 
 
@@ -126,6 +134,25 @@ async def declare_agency_queues(
         )
 
 
+async def declare_box(
+    channel: AbstractChannel, exchanges: Exchanges, kennung: str, *, max_age_days: float
+) -> AbstractQueue:
+    """The message box of an XTA agency: a stream in the place of its inbox."""
+    queue = await channel.declare_queue(
+        agency_queue(kennung),
+        durable=True,
+        arguments={
+            "x-queue-type": "stream",
+            "x-max-age": f"{max(1, round(max_age_days * 24))}h",
+            # Retention drops whole segments, never the one being written: small
+            # segments let closed copies age out even in a quiet box.
+            "x-stream-max-segment-size-bytes": BOX_SEGMENT_BYTES,
+        },
+    )
+    await queue.bind(exchanges.deliver, routing_key=agency_routing_key(kennung))
+    return queue
+
+
 async def declare_receipt_queue(
     channel: AbstractChannel, exchanges: Exchanges, kennung: str, delivery_limit: int
 ) -> None:
@@ -141,12 +168,19 @@ def has_inbox(agency: Agency) -> bool:
 
 
 async def declare_for_directory(
-    channel: AbstractChannel, exchanges: Exchanges, directory: Directory, delivery_limit: int
+    channel: AbstractChannel,
+    exchanges: Exchanges,
+    directory: Directory,
+    delivery_limit: int,
+    box_max_age_days: float = 30.0,
 ) -> None:
     """An inbox for every agency that receives (a webhook agency's is drained by the
-    webhook deliverer), a receipt queue for every author."""
+    webhook deliverer; an XTA agency's is its message box), a receipt queue for every
+    author."""
     for agency in directory:
-        if has_inbox(agency):
+        if has_inbox(agency) and isinstance(agency.endpoint, XtaEndpoint):
+            await declare_box(channel, exchanges, agency.kennung, max_age_days=box_max_age_days)
+        elif has_inbox(agency):
             await declare_agency_queues(
                 channel,
                 exchanges,

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,7 +20,7 @@ from lxml import etree
 from prometheus_client import CollectorRegistry
 
 from broker import devnode
-from broker.app import Parts, build_broker, load_parts, open_records, party_signer
+from broker.app import Parts, Records, build_broker, load_parts, open_records, party_signer
 from broker.commands._common import run_async, settings_from, wait_for_signal
 from broker.commands._receipts import describe_receipt
 from broker.commands.subscribe import write_to_folder
@@ -28,10 +29,13 @@ from broker.receipts.document import Receipt
 from broker.sdk.agency import AgencyClient
 from broker.sdk.portal import Portal
 from broker.settings import Settings
+from broker.worker.service import BrokerService
+from broker.xta import RunningXta, start_xta, xta_agencies
+from broker.xta.running import dev_tls_paths
 from monitoring.http import ServerHandle, build_app, serve
 from routing import AmqpEndpoint, read_parties
 from signing import parse_untrusted
-from signing.devpki import init_dev_pki
+from signing.devpki import init_dev_pki, issue_tls_certificate
 from xta_schemas.samples import with_fresh_header
 
 __all__ = ["ensure_dev_pki", "register"]
@@ -49,9 +53,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def ensure_dev_pki(settings: Settings) -> None:
-    """The development PKI for the broker and every party of the directory."""
+    """The development PKI for the broker and every party of the directory, and the
+    XTA endpoint's TLS server certificate (for localhost)."""
     parties = [(settings.broker_kennung, settings.broker_name), *read_parties(settings.directory)]
     init_dev_pki(settings.pki, parties)
+    cert, key = dev_tls_paths(settings)
+    if not cert.is_file() or not key.is_file():
+        issue_tls_certificate(
+            settings.pki / "ca",
+            "localhost",
+            cert,
+            key,
+            purpose="server",
+            dns_names=["localhost"],
+            ip_addresses=["127.0.0.1", "::1"],
+        )
 
 
 def _with_local_node_metrics(settings: Settings) -> Settings:
@@ -99,6 +115,9 @@ def _demo(args: argparse.Namespace) -> int:
                 await client.start()
                 agencies.append(client)
         _say(f"broker running; {len(agencies)} agencies receiving into {settings.inbox}/")
+        xta = await _serve_xta(parts, records, registry, broker)
+        boxes = ", ".join(xta_agencies(parts.directory)) or "none"
+        _say(f"xta       {xta.url}/services/XTAService/  (message boxes: {boxes}; docs/xta.md)")
 
         labels: dict[str, str] = {}
 
@@ -147,6 +166,7 @@ def _demo(args: argparse.Namespace) -> int:
             await portal.close()
             for client in agencies:
                 await client.close()
+            await xta.stop()
             await broker.stop()
             await http.stop()
             records.close()
@@ -176,6 +196,24 @@ def _tampered(
     ]
     texts[-1].text = f"{texts[-1].text}0"
     return etree.tostring(signed, xml_declaration=True, encoding="UTF-8"), uuid
+
+
+async def _serve_xta(
+    parts: Parts, records: Records, registry: CollectorRegistry, broker: BrokerService
+) -> RunningXta:
+    try:
+        return await start_xta(parts, records, registry, broker.metrics, lambda: broker.directory)
+    except OSError:
+        port = parts.settings.xta_port
+        print(f"port {port} is taken; serving XTA on a free port", file=sys.stderr)
+        settings = parts.settings.model_copy(update={"xta_port": 0})
+        return await start_xta(
+            replace(parts, settings=settings),
+            records,
+            registry,
+            broker.metrics,
+            lambda: broker.directory,
+        )
 
 
 async def _serve_metrics(

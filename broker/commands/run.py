@@ -16,6 +16,7 @@ from broker.http_api import start_api
 from broker.logs import configure_logging, event
 from broker.worker.reload import DirectoryWatcher
 from broker.worker.waiting import WaitingWatch
+from broker.xta import start_xta
 from monitoring.http import build_app, serve
 from xta_schemas import Catalog
 
@@ -94,11 +95,17 @@ def _run(args: argparse.Namespace) -> int:
         )
         waiting.start()
         api = await start_api(parts, records) if settings.api_enabled else None
+        xta = (
+            await start_xta(parts, records, registry, service.metrics, lambda: service.directory)
+            if settings.xta_enabled
+            else None
+        )
         event(
             log,
             "broker.serving",
             metrics=f"{http.url}/metrics",
             api=api.url if api is not None else None,
+            xta=xta.url if xta is not None else None,
         )
         try:
             signal_received = await wait_for_signal()
@@ -106,6 +113,8 @@ def _run(args: argparse.Namespace) -> int:
         finally:
             if api is not None:  # stop taking submissions before the worker stops
                 await api.stop()
+            if xta is not None:
+                await xta.stop()
             await watcher.stop()
             await waiting.stop()
             await service.stop()

@@ -48,7 +48,11 @@ _XML_BODY: dict[str, Any] = {
 
 
 class IngressQueue(Protocol):
-    async def publish(self, body: bytes, uuid: str, reply_to: str) -> None: ...
+    """Where submissions go (the HTTP API's and the XTA endpoint's): `IngressPublisher`."""
+
+    async def publish(
+        self, body: bytes, uuid: str, reply_to: str, content_type: str = "application/xml"
+    ) -> None: ...
 
     async def depth(self) -> int: ...
 

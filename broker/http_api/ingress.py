@@ -24,7 +24,8 @@ __all__ = ["IngressPublisher"]
 
 
 class IngressPublisher:
-    """One AMQP connection of the HTTP API: publish submissions, read the queue depth."""
+    """One AMQP connection of the HTTP API (or the XTA endpoint): publish submissions,
+    read the queue depth."""
 
     def __init__(
         self,
@@ -33,8 +34,10 @@ class IngressPublisher:
         confirm_timeout: float,
         depth_queue: str = topology.INGRESS_QUEUE,
         depth_ttl: float = 1.0,
+        name: str = "xbroker-http-api",
     ) -> None:
         self._url = amqp_url
+        self._name = name
         self._confirm_timeout = confirm_timeout
         self._depth_queue = depth_queue
         self._depth_ttl = depth_ttl
@@ -46,19 +49,21 @@ class IngressPublisher:
         self._depth_lock = asyncio.Lock()
 
     async def start(self) -> None:
-        self._connection, self._channel = await publishing.connect(self._url, "xbroker-http-api")
+        self._connection, self._channel = await publishing.connect(self._url, self._name)
         self._exchange = await self._channel.get_exchange(topology.INGRESS_EXCHANGE, ensure=False)
 
     async def close(self) -> None:
         if self._connection is not None:
             await self._connection.close()
 
-    async def publish(self, body: bytes, uuid: str, reply_to: str) -> None:
+    async def publish(
+        self, body: bytes, uuid: str, reply_to: str, content_type: str = "application/xml"
+    ) -> None:
         """Publish one submission; PublishError unless RabbitMQ confirmed it."""
         assert self._exchange is not None, "start() the publisher first"
         await publishing.publish_confirmed(
             self._exchange,
-            publishing.message(body, message_id=uuid, reply_to=reply_to),
+            publishing.message(body, message_id=uuid, reply_to=reply_to, content_type=content_type),
             topology.INGRESS_ROUTING_KEY,
             self._confirm_timeout,
         )

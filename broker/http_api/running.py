@@ -15,7 +15,7 @@ from signing import SigningError, TrustStore
 from signing.certs import load_certificates
 from signing.crl import CrlFolder
 
-__all__ = ["RunningApi", "start_api"]
+__all__ = ["RunningApi", "client_standing", "start_api"]
 
 
 @dataclass(slots=True)
@@ -54,7 +54,7 @@ async def start_api(parts: Parts, records: Records) -> RunningApi:
         authenticate=Authenticator(
             tokens or TokenTable({}),
             parts.directory.certificate_registered,
-            _client_standing(tls.client_ca, parts) if tls and tls.client_ca else None,
+            client_standing(tls.client_ca, parts) if tls and tls.client_ca else None,
         ),
         limits=ApiLimits(
             max_body_bytes=settings.max_message_bytes,
@@ -72,10 +72,10 @@ async def start_api(parts: Parts, records: Records) -> RunningApi:
     return RunningApi(server, ingress)
 
 
-def _client_standing(client_ca: Path, parts: Parts) -> StandingCheck:
+def client_standing(client_ca: Path, parts: Parts) -> StandingCheck:
     """Client certificates of ``client_ca``, checked against the CRL folder of signatures."""
     try:
         trust = TrustStore(load_certificates(client_ca), CrlFolder(parts.settings.crl_dir))
     except (OSError, ValueError, SigningError) as exc:
-        raise ConfigurationError(f"api_tls_client_ca {client_ca}: {exc}") from exc
+        raise ConfigurationError(f"client CA {client_ca}: {exc}") from exc
     return good_standing(trust, parts.verifier().policy)

@@ -30,6 +30,7 @@ from aio_pika.abc import (
 from lxml import etree
 
 from broker.amqp import publishing, topology
+from broker.amqp.bundle import Bundle, BundleError, Part
 from broker.amqp.publishing import HEADER_AUTHOR, HEADER_PUBLISHED, HEADER_TYPE
 from broker.receipts.document import Receipt, build_receipt
 from monitoring.labels import ReceiptKind
@@ -49,6 +50,7 @@ class Delivery:
     nachrichtentyp: str
     signer_fingerprint: str
     test: bool
+    attachments: tuple[Part, ...] = ()  # each checked against the SHA-256 the bundle records
 
 
 Handler = Callable[[Delivery], Awaitable[None]]
@@ -123,8 +125,9 @@ class AgencyClient:
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         headers = message.headers or {}
         try:
-            verified = self._verifier.verify_now(parse_untrusted(message.body))
-        except SigningError as exc:
+            bundle = Bundle.decode(message.body, message.content_type)
+            verified = self._verifier.verify_now(parse_untrusted(bundle.message.content))
+        except (SigningError, BundleError) as exc:
             self.rejected += 1
             log.warning("copy %s refused: %s", message.message_id, exc)
             await message.reject(requeue=False)
@@ -135,12 +138,13 @@ class AgencyClient:
         uuid = message.message_id or ""
         delivery = Delivery(
             uuid=uuid,
-            body=message.body,
+            body=bundle.message.content,
             signed=signed,
             author=str(headers.get(HEADER_AUTHOR, "")),
             nachrichtentyp=str(headers.get(HEADER_TYPE, "")),
             signer_fingerprint=verified.fingerprint,
             test=self._test,
+            attachments=bundle.attachments,
         )
         if uuid not in self._seen:
             try:
@@ -160,7 +164,7 @@ class AgencyClient:
             nachrichten_uuid=delivery.uuid,
             issuer=self.kennung,
             issued=datetime.now(UTC),
-            digest=_sha256(message.body),
+            digest=_sha256(delivery.body),
             nachrichtentyp=delivery.nachrichtentyp or None,
             author=delivery.author or None,
             recipients=(self.kennung,),

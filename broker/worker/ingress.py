@@ -33,6 +33,7 @@ from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
 from broker.amqp import publishing, topology
 from broker.amqp.acks import settle
+from broker.amqp.bundle import BundleError, message_of
 from broker.amqp.publishing import HEADER_AUTHOR, HEADER_PUBLISHED, HEADER_TYPE
 from broker.errors import PublishError, Reason, TransientError
 from broker.logs import event
@@ -80,7 +81,7 @@ class IngressConsumer:
         with self._metrics.track_message():
             self._journal.add(StatusEvent(message.message_id or "unknown", EventKind.RECEIVED))
             try:
-                decision = self._pipeline.process(message.body, at=datetime.now(UTC))
+                decision = self._pipeline.process(_message_part(message), at=datetime.now(UTC))
                 if isinstance(decision, Rejected):
                     await self._reject(message, decision)
                 else:
@@ -153,10 +154,7 @@ class IngressConsumer:
         async def copies() -> None:
             with self._metrics.time_stage(Stage.DELIVER):
                 await _all_confirmed(
-                    *(
-                        self._deliver(r, message.body, decision, published)
-                        for r in decision.recipients
-                    )
+                    *(self._deliver(r, message, decision, published) for r in decision.recipients)
                 )
 
         async def accepted_receipt() -> None:
@@ -187,7 +185,11 @@ class IngressConsumer:
         )
 
     async def _deliver(
-        self, recipient: Recipient, body: bytes, decision: Accepted, published: float
+        self,
+        recipient: Recipient,
+        message: AbstractIncomingMessage,
+        decision: Accepted,
+        published: float,
     ) -> None:
         assert self._exchange is not None, "bind() the delivery exchange first"
         agency = self._directory().get(recipient.kennung)
@@ -195,8 +197,9 @@ class IngressConsumer:
             raise PublishError(f"{recipient.kennung} is not in the directory")
         # A webhook agency's copy goes into its inbox too; the webhook deliverer pushes it.
         msg = publishing.message(
-            body,
+            message.body,  # a bundle stays a bundle: its attachments travel with it
             message_id=decision.header.uuid,
+            content_type=message.content_type or "application/xml",
             headers={
                 HEADER_PUBLISHED: published,
                 HEADER_TYPE: decision.header.nachrichtentyp,
@@ -283,6 +286,15 @@ class IngressConsumer:
         if header is not None and header.author.kennung in self._directory():
             return header.author.kennung
         return None
+
+
+def _message_part(message: AbstractIncomingMessage) -> bytes:
+    """What the pipeline checks: the message, or a bundle's message part. A broken
+    bundle goes to the pipeline as it is, which rejects it as malformed XML."""
+    try:
+        return message_of(message.body, message.content_type)
+    except BundleError:
+        return message.body
 
 
 async def _all_confirmed(*publishes: Awaitable[None]) -> None:

@@ -164,7 +164,11 @@ class BrokerService:
                 self._channel, self.settings.delivery_limit
             )
             await topology.declare_for_directory(
-                self._channel, self._exchanges, self.directory, self.settings.delivery_limit
+                self._channel,
+                self._exchanges,
+                self.directory,
+                self.settings.delivery_limit,
+                self.settings.xta_box_max_age_days,
             )
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
             await self._connection.close()
@@ -252,7 +256,11 @@ class BrokerService:
         """
         if self._channel is not None and self._exchanges is not None:
             await topology.declare_for_directory(
-                self._channel, self._exchanges, directory, self.settings.delivery_limit
+                self._channel,
+                self._exchanges,
+                directory,
+                self.settings.delivery_limit,
+                self.settings.xta_box_max_age_days,
             )
         self.directory = directory
         self._pipeline.directory = directory
