@@ -18,9 +18,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from broker.xta import xta_message_id
 from monitoring.labels import ReceiptKind
+from signing.devpki import create_ca, issue
+from signing.keyfiles import party_paths
+from tests.xta_client import XtaClient, XtaResult
 from tests.xta_support import AGENCY, PORTAL, XtaWorld, running_xta_world
-from tests.xta_tool import XtaClient, XtaResult
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -87,11 +90,15 @@ async def listed(client: XtaClient) -> list[str]:
     return (await client.run("ls")).check().stdout.split()
 
 
-async def fetch(client: XtaClient, message_id: str, folder: Path) -> Path:
+def folder(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+async def fetch(client: XtaClient, message_id: str, into: Path) -> Path:
     """``xta get`` into a folder: the message and its attachments as files."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (await client.run("get", message_id, str(folder))).check()
-    return folder
+    (await client.run("get", message_id, str(folder(into)))).check()
+    return into
 
 
 async def until_listed(client: XtaClient, message_id: str) -> None:
@@ -148,3 +155,230 @@ async def test_a_5_mb_attachment_arrives_byte_identical(xta: XtaWorld, tmp_path:
     received = (tmp_path / "in" / "bauplan.pdf").read_bytes()
     assert hashlib.sha256(received).hexdigest() == hashlib.sha256(pdf).hexdigest()
     assert (tmp_path / "in" / "antrag.xml").read_bytes() == message
+
+
+async def test_150_waiting_with_max_list_items_100_are_all_reachable(
+    xta: XtaWorld, tmp_path: Path
+) -> None:
+    agency = xta.client(AGENCY, max_list_items=100)
+    portal = xta.world.portal
+    sent = [xta.world.fresh_standard_sample("xbau/1.0", "bau.antrag.0200") for _ in range(150)]
+    uuids = [await portal.submit(root) for root in sent]
+    expected = {xta_message_id(uuid) for uuid in uuids}
+    async with asyncio.timeout(TIMEOUT * 2):
+        while not expected <= set(await listed_all(xta)):
+            await asyncio.sleep(0.2)
+
+    rounds = []
+    while page := await listed(agency):
+        rounds.append(page)
+        commands = [["get", m, str(folder(tmp_path / str(n)))] for n, m in enumerate(page)]
+        commands += [["close", m] for m in page]
+        for result in await agency.run_many(commands):
+            result.check()
+        assert len(rounds) <= 3, "listing does not get through the box"
+    await asyncio.gather(*(portal.wait_final(uuid, TIMEOUT) for uuid in uuids))
+
+    ours = [[m for m in page if m in expected] for page in rounds]
+    assert [len(page) for page in rounds[:2]] == [100, 50]
+    assert sum(len(page) for page in ours) == 150
+    assert set().union(*ours) == expected
+    assert not set(await listed(agency))
+
+
+async def listed_all(xta: XtaWorld) -> list[str]:
+    """Every open message id of the agency's box (the store: xta-tool lists 100 at most)."""
+    entries, _ = xta.xta.store.waiting(AGENCY, 10_000)
+    return [e.message_id for e in entries]
+
+
+async def test_a_fetched_message_is_listed_again_after_a_restart_until_closed(
+    xta: XtaWorld, tmp_path: Path
+) -> None:
+    agency = xta.client(AGENCY)
+    message, _uuid = signed_antrag(xta)
+    message_id = await send(xta, tmp_path, message)
+    await until_listed(agency, message_id)
+    await fetch(agency, message_id, tmp_path / "first")
+
+    await xta.restart()
+    listed_after_restart = message_id in await listed(agency)
+    again = await fetch(agency, message_id, tmp_path / "again")
+    (await agency.run("close", message_id)).check()
+    await xta.restart()
+
+    assert listed_after_restart
+    assert (again / "antrag.xml").read_bytes() == message
+    assert message_id not in await listed(agency)
+    assert fault_of(await agency.run("get", message_id, str(folder(tmp_path / "late"))))[
+        "tag"
+    ].endswith("InvalidMessageIDException")
+
+
+async def test_a_certificate_not_registered_for_the_party_is_refused(
+    xta: XtaWorld, tmp_path: Path
+) -> None:
+    pki = xta.world.settings.pki
+    cert, key = issue(pki / "ca", AGENCY, "Second key", tmp_path)
+    stranger = xta.client_with(AGENCY, cert, key, name="unregistered")
+
+    fault = fault_of(await stranger.run("ls"))
+
+    assert fault["tag"].endswith("PermissionDeniedException")
+    assert "registered" in fault["reason"]
+
+
+async def test_a_certificate_of_a_foreign_ca_fails_the_handshake(
+    xta: XtaWorld, tmp_path: Path
+) -> None:
+    create_ca(tmp_path / "ca", "Somebody Else's CA")
+    cert, key = issue(tmp_path / "ca", AGENCY, "Forged", tmp_path / "out")
+    forged = xta.client_with(AGENCY, cert, key, name="forged")
+
+    result = await forged.run("ls")
+
+    assert result.returncode != 0
+    assert "[Soap Fault]" not in result.stderr
+    # TLS 1.3: the server checks the client certificate after the client's side of the
+    # handshake is done, so the client sees the connection closed, not an alert.
+    assert "disconnected" in result.stderr or "SSL" in result.stderr
+
+
+async def test_another_partys_box_is_refused(xta: XtaWorld, tmp_path: Path) -> None:
+    cert, key = party_paths(xta.world.settings.pki, AGENCY)
+    pretender = xta.client_with("psw:02000000", cert, key, name="pretender")
+
+    fault = fault_of(await pretender.run("ls"))
+
+    assert fault["tag"].endswith("PermissionDeniedException")
+    assert fault["reason"] == (
+        "the request names psw:02000000, but your certificate is bau:02000000's"
+    )
+
+
+async def test_another_partys_message_is_unknown_in_your_box(xta: XtaWorld, tmp_path: Path) -> None:
+    message, _uuid = signed_antrag(xta)
+    message_id = await send(xta, tmp_path, message)
+    await until_listed(xta.client(AGENCY), message_id)
+    other = xta.client("psw:02000000")
+
+    fetched = fault_of(await other.run("get", message_id, str(folder(tmp_path / "x"))))
+    closed = fault_of(await other.run("close", message_id))
+    inspected = fault_of(await other.run("inspect", message_id))
+
+    for fault in (fetched, closed, inspected):
+        assert fault["tag"].endswith("InvalidMessageIDException")
+        assert AGENCY not in fault["reason"] and PORTAL not in fault["reason"]
+    assert message_id in await listed(xta.client(AGENCY))
+    (await xta.client(AGENCY).run("close", message_id)).check()
+
+
+async def test_an_unknown_message_id_is_a_fault(xta: XtaWorld, tmp_path: Path) -> None:
+    agency = xta.client(AGENCY)
+    unknown = xta_message_id("00000000-0000-4000-8000-000000000000")
+
+    for result in (
+        await agency.run("get", unknown, str(folder(tmp_path / "x"))),
+        await agency.run("close", unknown),
+        await agency.run("inspect", unknown),
+    ):
+        assert fault_of(result)["tag"].endswith("InvalidMessageIDException")
+
+
+async def rejected_in_report(xta: XtaWorld, message_id: str) -> dict[str, object]:
+    portal = xta.client(PORTAL)
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            report: dict[str, object] = yaml.safe_load(
+                (await portal.run("inspect", message_id)).check().stdout
+            )
+            if report["status"] != "0":
+                return report
+            await asyncio.sleep(0.2)
+
+
+async def test_a_tampered_message_is_rejected_and_shown_in_the_report(
+    xta: XtaWorld, tmp_path: Path
+) -> None:
+    message, uuid = signed_antrag(xta)
+    tampered = message.replace(b"<familienname>", b"<familienname>X", 1)
+    assert tampered != message
+
+    message_id = await send(xta, tmp_path, tampered)
+    report = await rejected_in_report(xta, message_id)
+
+    assert report["status"] == "3"
+    assert [e["code"]["code"] for e in report["errors"]] == ["digest-mismatch"]  # type: ignore[attr-defined]
+    assert message_id not in await listed(xta.client(AGENCY))
+    assert xta.xta.store.entry_of(AGENCY, uuid) is None
+
+
+async def test_a_schema_invalid_message_is_rejected_and_shown_in_the_report(
+    xta: XtaWorld, tmp_path: Path
+) -> None:
+    root = xta.world.fresh_standard_sample("xbau/1.0", "bau.antrag.0200")
+    bauherr = root.find(".//bauherr")
+    assert bauherr is not None
+    bauherr.getparent().remove(bauherr)
+    message = xta.world.portal_signer.sign(root)
+
+    message_id = await send(xta, tmp_path, message)
+    report = await rejected_in_report(xta, message_id)
+
+    assert report["status"] == "3"
+    assert [e["code"]["code"] for e in report["errors"]] == ["schema-invalid"]  # type: ignore[attr-defined]
+    assert xta.xta.store.entry_of(AGENCY, xta.world.uuid_of(root)) is None
+
+
+async def test_metadata_that_disagrees_with_the_signed_header_is_refused(
+    xta: XtaWorld, tmp_path: Path
+) -> None:
+    message, uuid = signed_antrag(xta)
+    portal = xta.client(PORTAL)
+    message_id = (await portal.run("new")).check().stdout.strip()
+    wrong_reader = write_message(tmp_path / "reader", message, reader="psw:02000000")
+    wrong_author = write_message(tmp_path / "author", message, author="psw:02000000")
+
+    reader_fault = fault_of(await portal.run("send", message_id, str(wrong_reader)))
+    author_fault = fault_of(await portal.run("send", message_id, str(wrong_author)))
+
+    assert reader_fault["tag"].endswith("ParameterIsNotValidException")
+    assert reader_fault["reason"].startswith("MessageMetaData/Destinations/Reader/Identifier")
+    assert author_fault["reason"].startswith("MessageMetaData/Originators/Author/Identifier")
+    assert not xta.world.portal.state(uuid).receipts
+
+
+async def test_a_message_signed_by_another_author_than_the_caller_is_refused(
+    xta: XtaWorld, tmp_path: Path
+) -> None:
+    message, _uuid = signed_antrag(xta)
+    agency_as_sender = xta.client(AGENCY)
+    message_id = (await agency_as_sender.run("new")).check().stdout.strip()
+    out = write_message(tmp_path / "out", message)
+
+    fault = fault_of(await agency_as_sender.run("send", message_id, str(out)))
+
+    assert fault["tag"].endswith("PermissionDeniedException")
+    assert "your certificate is bau:02000000's" in fault["reason"]
+
+
+async def test_requests_are_counted_by_operation_and_outcome(xta: XtaWorld) -> None:
+    agency = xta.client(AGENCY)
+    registry = xta.registry
+    before = (
+        registry.get_sample_value(
+            "xbroker_xta_requests_total", {"operation": "status_list", "outcome": "ok"}
+        )
+        or 0.0
+    )
+
+    (await agency.run("ls")).check()
+
+    after = registry.get_sample_value(
+        "xbroker_xta_requests_total", {"operation": "status_list", "outcome": "ok"}
+    )
+    assert after == before + 1
+    assert (
+        registry.get_sample_value("xbroker_xta_box_waiting_messages", {"agency": AGENCY})
+        is not None
+    )

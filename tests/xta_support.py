@@ -15,7 +15,7 @@ from broker.xta import RunningXta, start_xta
 from broker.xta.running import dev_tls_paths
 from signing.keyfiles import party_paths
 from tests.world import World, running_world
-from tests.xta_tool import XtaClient, xta_executable
+from tests.xta_client import XtaClient, xta_executable
 
 PORTAL = "osi:hh-portal"
 AGENCY = "bau:02000000"  # the example world's XTA agency
@@ -27,6 +27,7 @@ class XtaWorld:
     xta: RunningXta
     records: Records
     folder: Path
+    registry: CollectorRegistry  # the endpoint's metrics (a new one after each restart)
 
     def client(self, kennung: str, *, max_list_items: int = 100, name: str = "") -> XtaClient:
         """xta-tool with ``kennung``'s certificate of the development PKI."""
@@ -60,7 +61,8 @@ class XtaWorld:
         settings = self.world.settings.model_copy(update={"xta_port": self.xta.server.port})
         await self.stop()
         # A new registry: a new process starts with new metrics.
-        self.xta, self.records = await _start(self.world, CollectorRegistry(), settings)
+        self.registry = CollectorRegistry()
+        self.xta, self.records = await _start(self.world, self.registry, settings)
 
     async def stop(self) -> None:
         await self.xta.stop()
@@ -84,7 +86,7 @@ async def running_xta_world(amqp_url: str, folder: Path) -> AsyncIterator[XtaWor
     async with running_world(amqp_url, folder / "state", xta_port=0) as world:
         assert dev_tls_paths(world.settings)[0].is_file()
         xta, records = await _start(world, world.registry)
-        xta_world = XtaWorld(world, xta, records, folder / "xta")
+        xta_world = XtaWorld(world, xta, records, folder / "xta", world.registry)
         try:
             yield xta_world
         finally:

@@ -190,6 +190,6 @@ def config_toml(
     )
 
 
-if __name__ == "__main__":  # `python tests/xta_tool.py`: install it, print where
+if __name__ == "__main__":  # `python tests/xta_client.py`: install it, print where
     print(xta_executable())
     sys.exit(0)
