@@ -12,18 +12,21 @@ import asyncio
 import hashlib
 import json
 import os
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
+from lxml import etree
 
-from broker.xta import xta_message_id
+from broker.xta import SEND_PATH, xta_message_id
 from monitoring.labels import ReceiptKind
 from signing.devpki import create_ca, issue
 from signing.keyfiles import party_paths
 from tests.xta_client import XtaClient, XtaResult
-from tests.xta_support import AGENCY, PORTAL, XtaWorld, running_xta_world
+from tests.xta_support import AGENCY, PART_LIMIT, PORTAL, XtaWorld, running_xta_world
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -382,3 +385,87 @@ async def test_requests_are_counted_by_operation_and_outcome(xta: XtaWorld) -> N
         registry.get_sample_value("xbroker_xta_box_waiting_messages", {"agency": AGENCY})
         is not None
     )
+
+
+def https(xta: XtaWorld, kennung: str) -> httpx.AsyncClient:
+    context = ssl.create_default_context(cafile=xta.world.settings.pki / "ca" / "ca.crt")
+    context.load_cert_chain(*party_paths(xta.world.settings.pki, kennung))
+    return httpx.AsyncClient(base_url=xta.xta.url, verify=context, timeout=30)
+
+
+def soap_fault(response: httpx.Response) -> tuple[str, str]:
+    """(detail element's local name, reason) of a SOAP 1.2 fault response."""
+    root = etree.fromstring(response.content)
+    detail = root.find(".//{http://www.w3.org/2003/05/soap-envelope}Detail/*")
+    reason = root.findtext(".//{http://www.w3.org/2003/05/soap-envelope}Text")
+    assert detail is not None and reason is not None
+    return etree.QName(detail).localname, reason
+
+
+async def test_a_malformed_multipart_is_refused_with_a_fault(xta: XtaWorld) -> None:
+    async with https(xta, PORTAL) as client:
+        response = await client.post(
+            SEND_PATH,
+            content=b"--b\r\nContent-ID: <root>\r\n\r\n<Envelope/>",  # never ends
+            headers={"content-type": 'multipart/related; boundary="b"; start="<root>"'},
+        )
+
+    assert response.status_code == 400
+    assert soap_fault(response) == (
+        "SyntaxErrorException",
+        "the multipart body ends before its last boundary",
+    )
+
+
+async def test_a_part_over_the_limit_is_refused_with_a_413_fault(xta: XtaWorld) -> None:
+    body = (
+        b"--b\r\nContent-ID: <root>\r\n\r\n<Envelope/>\r\n"
+        b"--b\r\nContent-ID: <big>\r\n\r\n" + b"x" * (PART_LIMIT + 1) + b"\r\n--b--\r\n"
+    )
+    async with https(xta, PORTAL) as client:
+        response = await client.post(
+            SEND_PATH,
+            content=body,
+            headers={"content-type": 'multipart/related; boundary="b"; start="<root>"'},
+        )
+
+    assert response.status_code == 413
+    assert soap_fault(response) == (
+        "MessageTooLargeException",
+        f"an MTOM part is larger than {PART_LIMIT} bytes",
+    )
+
+
+async def test_a_document_type_declaration_in_the_envelope_is_refused(xta: XtaWorld) -> None:
+    envelope = (
+        b'<!DOCTYPE e [<!ENTITY x "y">]>'
+        b'<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope"/>'
+    )
+    async with https(xta, PORTAL) as client:
+        response = await client.post(
+            SEND_PATH, content=envelope, headers={"content-type": "application/soap+xml"}
+        )
+
+    name, reason = soap_fault(response)
+    assert (response.status_code, name) == (400, "SyntaxErrorException")
+    assert "Traceback" not in response.text and "lxml" not in reason
+
+
+async def test_an_attachment_reaches_an_amqp_agency_through_its_sdk(
+    xta: XtaWorld, tmp_path: Path
+) -> None:
+    root = xta.world.fresh("anmeldung-hamburg.xml")
+    uuid = xta.world.uuid_of(root)
+    message = xta.world.portal_signer.sign(root)
+    folder_ = write_message(
+        tmp_path / "out", message, reader="psw:02000000", attachments={"ausweis.pdf": b"%PDF-x"}
+    )
+    portal = xta.client(PORTAL)
+    message_id = (await portal.run("new")).check().stdout.strip()
+
+    (await portal.run("send", message_id, str(folder_))).check()
+    await xta.world.portal.wait_final(uuid, TIMEOUT)
+
+    (delivery,) = [d for d in xta.world.received["psw:02000000"] if d.uuid == uuid]
+    assert delivery.body == message
+    assert [(a.filename, a.content) for a in delivery.attachments] == [("ausweis.pdf", b"%PDF-x")]

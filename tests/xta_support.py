@@ -19,6 +19,7 @@ from tests.xta_client import XtaClient, xta_executable
 
 PORTAL = "osi:hh-portal"
 AGENCY = "bau:02000000"  # the example world's XTA agency
+PART_LIMIT = 8 * 1024 * 1024  # room for the 5 MB attachment; small enough to pass in tests
 
 
 @dataclass
@@ -83,7 +84,13 @@ async def _start(
 @asynccontextmanager
 async def running_xta_world(amqp_url: str, folder: Path) -> AsyncIterator[XtaWorld]:
     xta_executable()  # install (or skip/fail) before starting anything
-    async with running_world(amqp_url, folder / "state", xta_port=0) as world:
+    async with running_world(
+        amqp_url,
+        folder / "state",
+        xta_port=0,
+        xta_max_part_bytes=PART_LIMIT,
+        xta_max_request_bytes=2 * PART_LIMIT,
+    ) as world:
         assert dev_tls_paths(world.settings)[0].is_file()
         xta, records = await _start(world, world.registry)
         xta_world = XtaWorld(world, xta, records, folder / "xta", world.registry)
