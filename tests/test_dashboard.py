@@ -19,6 +19,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 import monitoring
+from broker.xta.metrics import XtaMetrics
 from monitoring import Metrics
 from monitoring.promql import exported_sample_names, metric_names
 
@@ -84,6 +85,8 @@ def test_panel_has_a_position_and_queries(panel: dict[str, Any]) -> None:
         "xbroker_agency_queue_consumers",
         "xbroker_deliveries_total",
         "xbroker_certificate_expiry_seconds",
+        "xbroker_xta_requests_total",
+        "xbroker_xta_box_waiting_messages",
     ],
 )
 def test_dashboard_shows_the_agreed_metric(required: str) -> None:
@@ -99,6 +102,7 @@ def test_agency_panels_follow_the_agency_variable() -> None:
 def test_every_panel_query_reads_only_exported_metrics() -> None:
     registry = CollectorRegistry()
     Metrics(registry)
+    XtaMetrics(registry, ["bau:02000000"])
     known = exported_sample_names(registry) | {"up"}
     used = set().union(*(metric_names(expr) for expr in exprs()))
     unknown = {name for name in used - known if not name.startswith("rabbitmq_")}
