@@ -196,8 +196,15 @@ def issue(
     out_dir: Path,
     key_type: KeyType = "rsa",
     days: int = 730,
+    *,
+    tls_client: bool = False,
 ) -> tuple[Path, Path]:
     """Issue a signing certificate for ``kennung``; write ``<file-id>.crt|.key`` to ``out_dir``.
+
+    With ``tls_client``, a TLS client certificate for the party instead (what a
+    Fachverfahren presents to the XTA endpoint or the HTTP API): the same subject, so the
+    Behördenkennung is found as for signatures, keyUsage digitalSignature only and
+    extendedKeyUsage clientAuth, which TLS stacks that check the purpose require.
 
     An existing certificate of the same party in ``out_dir`` is replaced (key rotation);
     the old one stays valid until it expires or is revoked.
@@ -213,8 +220,13 @@ def issue(
             x509.NameAttribute(NameOID.COMMON_NAME, kennung),
         ]
     )
-    usage = _key_usage(digital_signature=True, content_commitment=True)
-    cert = _leaf(ca_cert, subject, key.public_key(), days, usage).sign(ca_key, hashes.SHA256())
+    usage = _key_usage(digital_signature=True, content_commitment=not tls_client)
+    builder = _leaf(ca_cert, subject, key.public_key(), days, usage)
+    if tls_client:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+    cert = builder.sign(ca_key, hashes.SHA256())
     cert_path, key_path = out_dir / f"{stem}.crt", out_dir / f"{stem}.key"
     _write_private(key_path, key)
     _write_cert(cert_path, cert)

@@ -19,10 +19,15 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from lxml import etree
 
+from broker.cli import main as cli
 from broker.xta import SEND_PATH, xta_message_id
 from monitoring.labels import ReceiptKind
+from routing import Directory
+from signing import load_certificate, subject_kennung
 from signing.devpki import create_ca, issue
 from signing.keyfiles import party_paths
 from tests.xta_client import XtaClient, XtaResult
@@ -469,3 +474,48 @@ async def test_an_attachment_reaches_an_amqp_agency_through_its_sdk(
     (delivery,) = [d for d in xta.world.received["psw:02000000"] if d.uuid == uuid]
     assert delivery.body == message
     assert [(a.filename, a.content) for a in delivery.attachments] == [("ausweis.pdf", b"%PDF-x")]
+
+
+async def test_pki_issue_makes_the_tls_client_certificate_a_fachverfahren_needs(
+    xta: XtaWorld, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world = xta.world
+    pki = world.settings.pki
+    assert (
+        cli(
+            [
+                "pki",
+                "issue",
+                AGENCY,
+                "Fachverfahren Bau",
+                "--tls-client",
+                "--pki-dir",
+                str(pki),
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
+    cert_path, key_path = tmp_path / "bau_02000000.crt", tmp_path / "bau_02000000.key"
+    certificate = load_certificate(cert_path)
+    usage = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    registration = capsys.readouterr().out.split('"sha256:', 1)[1].split('"', 1)[0]
+    directory = tmp_path / "directory.toml"
+    directory.write_text(
+        world.settings.directory.read_text().replace(
+            '"bau_02000000.crt"', f'"bau_02000000.crt", "sha256:{registration}"'
+        )
+    )
+    original = world.broker.directory
+    await world.broker.reload_directory(
+        Directory.load(directory, world.settings.party_certificate_dir)
+    )
+    try:
+        result = await xta.client_with(AGENCY, cert_path, key_path, name="tls-client").run("ls")
+    finally:
+        await world.broker.reload_directory(original)
+
+    assert list(usage) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert subject_kennung(certificate) == AGENCY
+    assert result.returncode == 0, result.stderr

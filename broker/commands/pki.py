@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from signing import SigningError
+from signing import SigningError, fingerprint, load_certificate
 from signing.devpki import DEV_CA_NAME, issue, list_certificates, revoke, setup_ca
 from signing.keyfiles import party_paths
 
@@ -56,7 +56,12 @@ def _ca(args: argparse.Namespace) -> int:
 
 
 def _issue(args: argparse.Namespace) -> int:
-    out_dir = args.out or party_paths(args.pki_dir, args.kennung)[0].parent
+    default_dir = (
+        args.pki_dir / "tls"
+        if args.tls_client
+        else party_paths(args.pki_dir, args.kennung)[0].parent
+    )
+    out_dir = args.out or default_dir
     cert, key = issue(
         args.pki_dir / "ca",
         args.kennung,
@@ -64,8 +69,15 @@ def _issue(args: argparse.Namespace) -> int:
         out_dir,
         key_type=args.key_type,
         days=args.days,
+        tls_client=args.tls_client,
     )
     print(f"issued {cert} (key {key})")
+    if args.tls_client:
+        print(
+            f"register it for {args.kennung} in the directory: certificates = "
+            f'[..., "sha256:{fingerprint(load_certificate(cert))}"]; the CA for the '
+            f"client's trust: {args.pki_dir / 'ca' / 'ca.crt'}"
+        )
     return EXIT_OK
 
 
@@ -131,7 +143,14 @@ def register(subparsers: Any) -> None:
     iss.add_argument("name", help="agency name for the certificate subject")
     iss.add_argument("--key-type", choices=["rsa", "ec"], default="rsa")
     iss.add_argument("--days", type=int, default=730)
-    iss.add_argument("--out", type=Path, default=None, help="folder (default: PKI parties/)")
+    iss.add_argument(
+        "--out", type=Path, default=None, help="folder (default: PKI parties/, or tls/)"
+    )
+    iss.add_argument(
+        "--tls-client",
+        action="store_true",
+        help="a TLS client certificate (clientAuth) for the XTA endpoint or the HTTP API",
+    )
     iss.set_defaults(func=_guarded(_issue))
 
     rev = commands.add_parser("revoke", parents=[common], help="revoke and rewrite the CRL")
