@@ -37,6 +37,7 @@ def outcome_of(fault: Fault | None) -> str:
 
 class XtaMetrics:
     def __init__(self, registry: CollectorRegistry, agencies: Iterable[str] = ()) -> None:
+        self._registry = registry
         self._requests = Counter(
             "xbroker_xta_requests",
             "XTA requests answered, by operation and outcome (ok or the fault)",
@@ -61,6 +62,11 @@ class XtaMetrics:
                 self._requests.labels(operation.value, outcome)
         for agency in agencies:
             self._waiting.labels(agency).set(0)
+
+    def unregister(self) -> None:
+        """Take these metrics off the registry (an endpoint that failed to start)."""
+        for collector in (self._requests, self._seconds, self._waiting):
+            self._registry.unregister(collector)
 
     def request(self, operation: Operation, fault: Fault | None, seconds: float) -> None:
         self._requests.labels(operation.value, outcome_of(fault)).inc()

@@ -144,6 +144,7 @@ async def start_xta(
         )
         server = await serve_api(app, settings.xta_host, settings.xta_port, tls)
     except BaseException:
+        metrics.unregister()
         await boxes.stop()
         await ingress.close()
         store.close()
