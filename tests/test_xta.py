@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
-import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 from cryptography import x509
@@ -24,18 +21,34 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from lxml import etree
 
 from broker.cli import main as cli
-from broker.xta import SEND_PATH, xta_message_id
+from broker.xta import MANAGEMENT_PATH, SEND_PATH, xta_message_id
 from monitoring.labels import ReceiptKind
 from routing import Directory
 from signing import load_certificate, subject_kennung
 from signing.devpki import create_ca, issue
 from signing.keyfiles import party_paths
-from tests.xta_client import XtaClient, XtaResult
-from tests.xta_support import AGENCY, PART_LIMIT, PORTAL, XtaWorld, running_xta_world
+from tests.xta_support import (
+    AGENCY,
+    PART_LIMIT,
+    PORTAL,
+    TIMEOUT,
+    XtaWorld,
+    fault_of,
+    fetch,
+    folder,
+    https,
+    listed,
+    listed_all,
+    rejected_in_report,
+    running_xta_world,
+    send,
+    signed_antrag,
+    soap_fault,
+    until_listed,
+    write_message,
+)
 
 pytestmark = pytest.mark.rabbitmq
-
-TIMEOUT = 60.0
 
 
 @pytest.fixture(scope="module")
@@ -44,92 +57,6 @@ async def xta(
 ) -> AsyncIterator[XtaWorld]:
     async with running_xta_world(module_vhost_url, tmp_path_factory.mktemp("xta")) as world:
         yield world
-
-
-def write_message(
-    folder: Path,
-    message: bytes,
-    *,
-    author: str = PORTAL,
-    reader: str = AGENCY,
-    attachments: dict[str, bytes] | None = None,
-) -> Path:
-    """A folder xta-tool sends from: ``xta-message.yaml`` and the files it names."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "antrag.xml").write_bytes(message)
-    files = []
-    for name, content in (attachments or {}).items():
-        (folder / name).write_bytes(content)
-        files.append({"file_name": name, "content": name, "content_type": "application/pdf"})
-    description = {
-        "metadata": {
-            "author": {"value": author, "category": "Portal"},
-            "reader": {"value": reader, "category": "Bauaufsicht"},
-            "service": "urn:xoev-de:xbau:standard:xbau",
-            "business_scenario": {
-                "code": "XBAU_DATA",
-                "list_uri": "urn:de:xta:codeliste:business.scenario",
-            },
-            "message_type": {
-                "code": "bau.antrag.0200",
-                "list_uri": "urn:xoev-de:xbau:codeliste:nachrichtentyp",
-                "list_version_id": "1.0",
-            },
-            "message_type_payload_schema": "http://www.xbroker.example/xbau/1.0",
-        },
-        "message": {
-            "file_name": "antrag.xml",
-            "content": "antrag.xml",
-            "content_type": "application/xml",
-        },
-        "attachments": files,
-    }
-    # YAML is a superset of JSON: xta-tool reads this as its message description.
-    (folder / "xta-message.yaml").write_text(json.dumps(description, indent=2))
-    return folder
-
-
-def signed_antrag(xta: XtaWorld) -> tuple[bytes, str]:
-    root = xta.world.fresh_standard_sample("xbau/1.0", "bau.antrag.0200")
-    return xta.world.portal_signer.sign(root), xta.world.uuid_of(root)
-
-
-async def listed(client: XtaClient) -> list[str]:
-    return (await client.run("ls")).check().stdout.split()
-
-
-def folder(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-async def fetch(client: XtaClient, message_id: str, into: Path) -> Path:
-    """``xta get`` into a folder: the message and its attachments as files."""
-    (await client.run("get", message_id, str(folder(into)))).check()
-    return into
-
-
-async def until_listed(client: XtaClient, message_id: str) -> None:
-    async with asyncio.timeout(TIMEOUT):
-        while message_id not in await listed(client):
-            await asyncio.sleep(0.2)
-
-
-def fault_of(result: XtaResult) -> dict[str, str]:
-    """xta-tool's report of a SOAP fault: ``[Soap Fault] {json}`` on stderr."""
-    assert result.returncode != 0, result.stdout
-    line = next((line for line in result.stderr.splitlines() if "[Soap Fault]" in line), None)
-    assert line is not None, result.stderr
-    fault: dict[str, str] = json.loads(line.split("[Soap Fault]", 1)[1])
-    return fault
-
-
-async def send(xta: XtaWorld, tmp_path: Path, message: bytes, **kwargs: object) -> str:
-    portal = xta.client(PORTAL)
-    message_id = (await portal.run("new")).check().stdout.strip()
-    folder = write_message(tmp_path / "out", message, **kwargs)  # type: ignore[arg-type]
-    (await portal.run("send", message_id, str(folder))).check()
-    return message_id
 
 
 async def test_send_list_get_close_inspect(xta: XtaWorld, tmp_path: Path) -> None:
@@ -192,12 +119,6 @@ async def test_150_waiting_with_max_list_items_100_are_all_reachable(
     assert sum(len(page) for page in ours) == 150
     assert set().union(*ours) == expected
     assert not set(await listed(agency))
-
-
-async def listed_all(xta: XtaWorld) -> list[str]:
-    """Every open message id of the agency's box (the store: xta-tool lists 100 at most)."""
-    entries, _ = xta.xta.store.waiting(AGENCY, 10_000)
-    return [e.message_id for e in entries]
 
 
 async def test_a_fetched_message_is_listed_again_after_a_restart_until_closed(
@@ -293,18 +214,6 @@ async def test_an_unknown_message_id_is_a_fault(xta: XtaWorld, tmp_path: Path) -
         assert fault_of(result)["tag"].endswith("InvalidMessageIDException")
 
 
-async def rejected_in_report(xta: XtaWorld, message_id: str) -> dict[str, object]:
-    portal = xta.client(PORTAL)
-    async with asyncio.timeout(TIMEOUT):
-        while True:
-            report: dict[str, object] = yaml.safe_load(
-                (await portal.run("inspect", message_id)).check().stdout
-            )
-            if report["status"] != "0":
-                return report
-            await asyncio.sleep(0.2)
-
-
 async def test_a_tampered_message_is_rejected_and_shown_in_the_report(
     xta: XtaWorld, tmp_path: Path
 ) -> None:
@@ -356,6 +265,18 @@ async def test_metadata_that_disagrees_with_the_signed_header_is_refused(
     assert not xta.world.portal.state(uuid).receipts
 
 
+async def test_a_message_id_of_the_reserved_prefix_is_refused(
+    xta: XtaWorld, tmp_path: Path
+) -> None:
+    message, uuid = signed_antrag(xta)
+    out = write_message(tmp_path / "out", message)
+
+    fault = fault_of(await xta.client(PORTAL).run("send", xta_message_id(uuid), str(out)))
+
+    assert fault["tag"].endswith("ParameterIsNotValidException")
+    assert not xta.world.portal.state(uuid).receipts
+
+
 async def test_a_message_signed_by_another_author_than_the_caller_is_refused(
     xta: XtaWorld, tmp_path: Path
 ) -> None:
@@ -390,21 +311,6 @@ async def test_requests_are_counted_by_operation_and_outcome(xta: XtaWorld) -> N
         registry.get_sample_value("xbroker_xta_box_waiting_messages", {"agency": AGENCY})
         is not None
     )
-
-
-def https(xta: XtaWorld, kennung: str) -> httpx.AsyncClient:
-    context = ssl.create_default_context(cafile=xta.world.settings.pki / "ca" / "ca.crt")
-    context.load_cert_chain(*party_paths(xta.world.settings.pki, kennung))
-    return httpx.AsyncClient(base_url=xta.xta.url, verify=context, timeout=30)
-
-
-def soap_fault(response: httpx.Response) -> tuple[str, str]:
-    """(detail element's local name, reason) of a SOAP 1.2 fault response."""
-    root = etree.fromstring(response.content)
-    detail = root.find(".//{http://www.w3.org/2003/05/soap-envelope}Detail/*")
-    reason = root.findtext(".//{http://www.w3.org/2003/05/soap-envelope}Text")
-    assert detail is not None and reason is not None
-    return etree.QName(detail).localname, reason
 
 
 async def test_a_malformed_multipart_is_refused_with_a_fault(xta: XtaWorld) -> None:
@@ -519,3 +425,43 @@ async def test_pki_issue_makes_the_tls_client_certificate_a_fachverfahren_needs(
     assert list(usage) == [ExtendedKeyUsageOID.CLIENT_AUTH]
     assert subject_kennung(certificate) == AGENCY
     assert result.returncode == 0, result.stderr
+
+
+def management_request(action: str, caller: str, body: str = "") -> bytes:
+    return (
+        '<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"'
+        ' xmlns:a="http://www.w3.org/2005/08/addressing"'
+        ' xmlns:t="http://www.osci.eu/ws/2014/10/transport"'
+        ' xmlns:x="http://xoev.de/transport/xta/211">'
+        f"<s:Header><a:Action>{action}</a:Action><a:MessageID>urn:uuid:1</a:MessageID>"
+        f'<t:Author><t:Identifier type="xoev">{caller}</t:Identifier></t:Author></s:Header>'
+        f"<s:Body>{body}</s:Body></s:Envelope>"
+    ).encode()
+
+
+async def test_account_and_service_look_ups_answer_from_the_directory(xta: XtaWorld) -> None:
+    lookup = (
+        "<x:LookupServiceRequest><x:LookupServiceRequestList>"
+        + "".join(
+            f"<x:LookupService><x:ServiceType>{service}</x:ServiceType><x:Reader>"
+            f'<t:Identifier type="xoev">{AGENCY}</t:Identifier></x:Reader></x:LookupService>'
+            for service in ("bau.antrag.0200", "meldung.anmeldung.0200")
+        )
+        + "</x:LookupServiceRequestList></x:LookupServiceRequest>"
+    )
+    headers = {"content-type": "application/soap+xml"}
+    async with https(xta, PORTAL) as client:
+        account = await client.post(
+            MANAGEMENT_PATH,
+            content=management_request("http://www.xta.de/XTA/CheckAccountActive", PORTAL),
+            headers=headers,
+        )
+        services = await client.post(
+            MANAGEMENT_PATH,
+            content=management_request("http://www.xta.de/XTA/LookupService", PORTAL, lookup),
+            headers=headers,
+        )
+
+    available = etree.fromstring(services.content).findall(".//{*}IsServiceAvailable")
+    assert etree.fromstring(account.content).findtext(".//{*}AccountActive") == "true"
+    assert [a.text for a in available] == ["true", "false"]

@@ -47,7 +47,13 @@ from monitoring.metrics import Metrics
 from routing import Directory, XtaEndpoint
 from signing import SigningError, Verifier, parse_untrusted
 
-__all__ = ["MessageBoxes", "xta_agencies", "xta_message_id"]
+__all__ = [
+    "MESSAGE_ID_PREFIX",
+    "RESERVED_PREFIX",
+    "MessageBoxes",
+    "xta_agencies",
+    "xta_message_id",
+]
 
 log = logging.getLogger("xbroker.xta")
 
@@ -63,9 +69,14 @@ def xta_agencies(directory: Directory) -> tuple[str, ...]:
     )
 
 
+MESSAGE_ID_PREFIX = "urn:de:xta:messageid:xbroker:"
+RESERVED_PREFIX = f"{MESSAGE_ID_PREFIX}nachricht:"
+
+
 def xta_message_id(uuid: str) -> str:
-    """The XTA MessageID of a message that did not arrive over XTA."""
-    return f"urn:de:xta:messageid:xbroker:{uuid}"
+    """The XTA MessageID of a message that did not arrive over XTA (reserved: no sender
+    may use it, so that no send can take the place of such a message in a box)."""
+    return f"{RESERVED_PREFIX}{uuid}"
 
 
 class MessageBoxes:

@@ -16,7 +16,7 @@ from lxml import etree
 from broker.errors import Fault, XtaFault
 from broker.stores.status import StatusStore
 from broker.stores.xta import XtaStore
-from broker.xta.box import xta_message_id
+from broker.xta.box import MESSAGE_ID_PREFIX, RESERVED_PREFIX
 from broker.xta.call import Answer, Call
 from broker.xta.metadata import Code, Identifier, MessageMetaData
 from broker.xta.report import transport_report
@@ -36,7 +36,6 @@ TRANSPORT_REPORT = "http://www.xta.de/XTA/GetTransportReport"
 CHECK_ACCOUNT = "http://www.xta.de/XTA/CheckAccountActive"
 LOOKUP_SERVICE = "http://www.xta.de/XTA/LookupService"
 _X = f"{{{XTA}}}"
-_ID_PREFIX = xta_message_id("")
 
 
 class ManagementPort:
@@ -55,7 +54,7 @@ class ManagementPort:
     def create_message_id(self, call: Call) -> Answer:
         call.own_box()
         message_id = etree.Element(f"{{{WSA}}}MessageID", nsmap={"wsa": WSA})
-        message_id.text = xta_message_id(str(uuidlib.uuid4()))
+        message_id.text = f"{MESSAGE_ID_PREFIX}{uuidlib.uuid4()}"
         return Answer(f"{CREATE_MESSAGE_ID}Response", body=[message_id])
 
     def transport_report(self, call: Call) -> Answer:
@@ -81,8 +80,8 @@ class ManagementPort:
         entry = self._store.entry(caller, message_id)
         if entry is not None:
             return MessageMetaData.from_json(entry.metadata), entry.uuid, (caller,)
-        if message_id.startswith(_ID_PREFIX):
-            uuid = message_id.removeprefix(_ID_PREFIX)
+        if message_id.startswith(RESERVED_PREFIX):
+            uuid = message_id.removeprefix(RESERVED_PREFIX)
             laufzettel = self._status.timeline(uuid)
             if laufzettel.author == caller:
                 metadata = MessageMetaData(

@@ -25,6 +25,7 @@ from broker.logs import event
 from broker.stores.journal import EventKind, Journal, StatusEvent
 from broker.stores.status import StatusStore, SubmissionMatch
 from broker.stores.xta import SendClaim, SentMessage, XtaStore
+from broker.xta.box import RESERVED_PREFIX
 from broker.xta.call import Answer, Call
 from broker.xta.metadata import MessageMetaData
 from broker.xta.mtom import Part as MtomPart
@@ -67,6 +68,12 @@ class SendPort:
 
     async def send_message(self, call: Call) -> Answer:
         metadata = MessageMetaData.read(child(call.envelope.header, TRANS, "MessageMetaData"))
+        if metadata.message_id.startswith(RESERVED_PREFIX) or len(metadata.message_id) > 256:
+            raise XtaFault(
+                Fault.PARAMETER_NOT_VALID,
+                f"MessageID {metadata.message_id[:256]} is not one a sender may use "
+                "(CreateMessageID gives one)",
+            )
         container = child(call.payload(XTA, "GenericContentContainer"), XTA, "ContentContainer")
         if container is None:
             raise XtaFault(Fault.SYNTAX_ERROR, "GenericContentContainer has no ContentContainer")
