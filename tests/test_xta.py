@@ -144,6 +144,24 @@ async def test_a_fetched_message_is_listed_again_after_a_restart_until_closed(
     ].endswith("InvalidMessageIDException")
 
 
+async def test_two_endpoints_serve_one_box(xta: XtaWorld, tmp_path: Path) -> None:
+    message, uuid = signed_antrag(xta)
+    message_id = await send(xta, tmp_path, message)
+    async with xta.second_endpoint() as second:
+        here, there = xta.client(AGENCY), second.client(AGENCY)
+        await until_listed(there, message_id)
+        fetched = await fetch(there, message_id, tmp_path / "there")
+        (await here.run("close", message_id)).check()
+        listed_there = await listed(there)
+        closed_again = await there.run("close", message_id)
+    state = await xta.world.portal.wait_final(uuid, TIMEOUT)
+
+    assert (fetched / "antrag.xml").read_bytes() == message
+    assert [r.kind for r in state.receipts].count(ReceiptKind.DELIVERED) == 1
+    assert message_id not in listed_there
+    assert closed_again.returncode == 0  # closing twice changes nothing
+
+
 async def test_a_certificate_not_registered_for_the_party_is_refused(
     xta: XtaWorld, tmp_path: Path
 ) -> None:

@@ -77,6 +77,18 @@ class XtaWorld:
         await self.xta.stop()
         self.records.close()
 
+    @asynccontextmanager
+    async def second_endpoint(self) -> AsyncIterator[XtaWorld]:
+        """Another endpoint (as another process would run it) over the same RabbitMQ and
+        the same store, on a port of its own."""
+        registry = CollectorRegistry()
+        xta, records = await _start(self.world, registry)
+        other = XtaWorld(self.world, xta, records, self.folder / "second", registry)
+        try:
+            yield other
+        finally:
+            await other.stop()
+
 
 async def _start(
     world: World, registry: CollectorRegistry, settings: Settings | None = None
