@@ -109,6 +109,12 @@ class Fault(StrEnum):
         """The caller's fault (SOAP ``Sender``), not the server's (``Receiver``)."""
         return self is not Fault.TECHNICAL_PROBLEM
 
+    @property
+    def code(self) -> str:
+        """The fault's code in its ErrorCode (``urn:xbroker:xta:codeliste:fehler``), made
+        from the member's name: never rename a member either."""
+        return self.name.lower().replace("_", "-")
+
 
 class XBrokerError(Exception):
     """Root of every error xbroker raises on purpose."""

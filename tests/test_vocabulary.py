@@ -16,10 +16,11 @@ from prometheus_client import CollectorRegistry
 import routing
 import signing
 import xta_schemas
+from broker.amqp.bundle import BundleError
 from broker.app import build_broker, load_parts, open_records
 from broker.commands.demo import ensure_dev_pki
 from broker.devnode.errors import DevNodeError
-from broker.errors import DeliveryFailure, Reason, Rejection, XBrokerError
+from broker.errors import DeliveryFailure, Reason, Rejection, XBrokerError, XtaFault
 from broker.receipts.document import Receipt, build_receipt, read_receipt
 from broker.settings import load_settings
 from broker.stores.audit.trail import AuditError
@@ -66,7 +67,7 @@ def test_every_package_root_is_an_xbroker_error(root: type[Exception]) -> None:
     assert issubclass(root, XBrokerError)
 
 
-@pytest.mark.parametrize("root", [AuditError, DevNodeError])
+@pytest.mark.parametrize("root", [AuditError, DevNodeError, BundleError])
 def test_the_broker_s_own_package_errors_are_xbroker_errors(root: type[Exception]) -> None:
     assert issubclass(root, XBrokerError)
 
@@ -96,6 +97,11 @@ def test_malformed_xml_is_also_a_value_error() -> None:
 def test_a_rejection_refuses_a_code_typed_as_a_string() -> None:
     with pytest.raises(TypeError, match="Reason member"):
         signing.SignatureError("digest-mismatch", "typed by hand")  # type: ignore[arg-type]
+
+
+def test_an_xta_fault_refuses_a_fault_typed_as_a_string() -> None:
+    with pytest.raises(TypeError, match="Fault member"):
+        XtaFault("PermissionDeniedException", "typed by hand")  # type: ignore[arg-type]
 
 
 def test_a_rejection_says_its_code_first() -> None:

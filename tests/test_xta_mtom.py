@@ -8,8 +8,7 @@ import pytest
 
 from broker.amqp.bundle import BUNDLE_CONTENT_TYPE, Bundle, BundleError, Part, message_of
 from broker.errors import Fault, XtaFault
-from broker.xta.mtom import Limits, read_soap, write_mtom
-from broker.xta.mtom import Part as MtomPart
+from broker.xta.mtom import Limits, MimePart, read_soap, write_mtom
 
 LIMITS = Limits(max_envelope=4096, max_part=10_000, max_total=30_000)
 TYPE = 'multipart/related; type="application/xop+xml"; boundary="b1"; start="<root>"'
@@ -102,7 +101,7 @@ async def test_an_envelope_over_its_limit_is_refused() -> None:
 
 async def test_what_is_written_is_read_back() -> None:
     content_type, body = write_mtom(
-        "urn:action", ENVELOPE, [MtomPart("a", "application/pdf", b"%PDF")]
+        "urn:action", ENVELOPE, [MimePart("a", "application/pdf", b"%PDF")]
     )
     message = await read_soap(chunks(b"".join(body)), content_type, LIMITS)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from broker.errors import Fault, XtaFault
-from broker.xta.mtom import Part
+from broker.xta.mtom import MimePart
 from broker.xta.soap import TRANS, Envelope, child, response_envelope, text_of
 
 __all__ = ["Answer", "Call"]
@@ -17,7 +17,7 @@ __all__ = ["Answer", "Call"]
 class Call:
     caller: str  # the Behördenkennung of the TLS client certificate
     envelope: Envelope
-    parts: dict[str, Part] = field(default_factory=dict)
+    parts: dict[str, MimePart] = field(default_factory=dict)
 
     def payload(self, namespace: str, name: str) -> etree._Element:
         """The operation's request element in the body; a Syntax fault if absent."""
@@ -42,7 +42,7 @@ class Answer:
     action: str
     header: list[etree._Element] = field(default_factory=list)
     body: list[etree._Element] = field(default_factory=list)
-    parts: tuple[Part, ...] = ()
+    parts: tuple[MimePart, ...] = ()
 
     def envelope(self, relates_to: str) -> bytes:
         return response_envelope(self.action, relates_to, self.header, self.body)

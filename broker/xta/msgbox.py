@@ -17,7 +17,7 @@ from broker.stores.xta import BoxEntry
 from broker.xta.box import MessageBoxes
 from broker.xta.call import Answer, Call
 from broker.xta.metadata import MessageMetaData
-from broker.xta.mtom import Part
+from broker.xta.mtom import MimePart
 from broker.xta.soap import OSCI, WSA, XOP, XTA, child, text_of
 
 __all__ = ["CLOSE", "FETCH", "GET_NEXT", "STATUS_LIST", "MsgBoxPort"]
@@ -93,7 +93,7 @@ class MsgBoxPort:
             etree.SubElement(element, f"{{{XOP}}}Include", nsmap={"xop": XOP}).set(
                 "href", f"cid:{content_id}"
             )
-            parts.append(Part(content_id, "application/octet-stream", part.content))
+            parts.append(MimePart(content_id, "application/octet-stream", part.content))
         return Answer(
             f"{FETCH.removesuffix('Request')}Response",
             header=[*header, _response(message_id, 0, True)],

@@ -17,7 +17,7 @@ from email.message import Message
 
 from broker.errors import Fault, XtaFault
 
-__all__ = ["Limits", "MtomMessage", "Part", "read_soap", "write_mtom"]
+__all__ = ["Limits", "MimePart", "MtomMessage", "read_soap", "write_mtom"]
 
 _MAX_HEADERS = 8 * 1024
 _MAX_PARTS = 1000
@@ -32,7 +32,7 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
-class Part:
+class MimePart:
     content_id: str
     content_type: str
     content: bytes
@@ -41,7 +41,7 @@ class Part:
 @dataclass(frozen=True, slots=True)
 class MtomMessage:
     envelope: bytes
-    parts: dict[str, Part] = field(default_factory=dict)  # by Content-ID, without <>
+    parts: dict[str, MimePart] = field(default_factory=dict)  # by Content-ID, without <>
 
 
 def _params(content_type: str) -> tuple[str, dict[str, str]]:
@@ -81,7 +81,7 @@ async def read_soap(chunks: AsyncIterator[bytes], content_type: str, limits: Lim
     root = parts[0]
     if start and root.content_id != start:
         raise XtaFault(Fault.SYNTAX_ERROR, "the first MTOM part is not the start part")
-    by_id: dict[str, Part] = {}
+    by_id: dict[str, MimePart] = {}
     for part in parts[1:]:
         if not part.content_id or part.content_id in by_id or part.content_id == root.content_id:
             raise XtaFault(
@@ -105,7 +105,7 @@ class _MultipartReader:
         self._state = "preamble"
         self._headers: dict[str, str] = {}
         self._content = bytearray()
-        self._parts: list[Part] = []
+        self._parts: list[MimePart] = []
 
     def feed(self, chunk: bytes) -> None:
         self._total += len(chunk)
@@ -115,7 +115,7 @@ class _MultipartReader:
         while self._step():
             pass
 
-    def finish(self) -> list[Part]:
+    def finish(self) -> list[MimePart]:
         if self._state != "done":
             raise XtaFault(Fault.SYNTAX_ERROR, "the multipart body ends before its last boundary")
         if not self._parts:
@@ -189,7 +189,7 @@ class _MultipartReader:
             raise XtaFault(Fault.SYNTAX_ERROR, f"more than {_MAX_PARTS} MTOM parts")
         content_id = self._headers.get("content-id", "").strip()
         self._parts.append(
-            Part(
+            MimePart(
                 content_id.removeprefix("<").removesuffix(">"),
                 self._headers.get("content-type", "application/octet-stream"),
                 bytes(self._content),
@@ -211,7 +211,9 @@ def _headers(block: bytes) -> dict[str, str]:
     return headers
 
 
-def write_mtom(action: str, envelope: bytes, parts: Sequence[Part]) -> tuple[str, Iterator[bytes]]:
+def write_mtom(
+    action: str, envelope: bytes, parts: Sequence[MimePart]
+) -> tuple[str, Iterator[bytes]]:
     """A response as multipart/related: its content type and its body, part by part."""
     boundary = f"uuid:{uuidlib.uuid4()}"
     info = f'application/soap+xml; action=\\"{action}\\"'
@@ -221,7 +223,7 @@ def write_mtom(action: str, envelope: bytes, parts: Sequence[Part]) -> tuple[str
     )
 
     def body() -> Iterator[bytes]:
-        root = Part(_ROOT_ID, f'application/xop+xml; charset=UTF-8; type="{info}"', envelope)
+        root = MimePart(_ROOT_ID, f'application/xop+xml; charset=UTF-8; type="{info}"', envelope)
         for part in (root, *parts):
             yield (
                 f"--{boundary}\r\n"

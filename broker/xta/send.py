@@ -28,7 +28,7 @@ from broker.stores.xta import SendClaim, SentMessage, XtaStore
 from broker.xta.box import RESERVED_PREFIX
 from broker.xta.call import Answer, Call
 from broker.xta.metadata import MessageMetaData
-from broker.xta.mtom import Part as MtomPart
+from broker.xta.mtom import MimePart
 from broker.xta.soap import TRANS, XOP, XTA, child, text_of
 from signing import ParserLimits, XmlError, parse_untrusted
 from xta_schemas import Catalog, Header, MessageError
@@ -162,7 +162,7 @@ class SendPort:
             ) from None
 
 
-def _part(element: etree._Element | None, parts: dict[str, MtomPart], name: str) -> Part:
+def _part(element: etree._Element | None, parts: dict[str, MimePart], name: str) -> Part:
     """The bytes an xta:Message or xta:Attachment refers to (XOP), or carries (base64)."""
     if element is None:
         raise XtaFault(Fault.SYNTAX_ERROR, f"the ContentContainer has no {name}")

@@ -130,6 +130,6 @@ def fault_envelope(error: XtaFault, relates_to: str = "") -> bytes:
     error_code = etree.SubElement(
         exception, f"{{{XTA}}}ErrorCode", listURI=FAULT_CODE_LIST, listVersionID="1"
     )
-    etree.SubElement(error_code, "code").text = error.fault.name.lower().replace("_", "-")
+    etree.SubElement(error_code, "code").text = error.fault.code
     etree.SubElement(error_code, "name").text = error.fault.value
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
