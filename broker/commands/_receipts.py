@@ -25,7 +25,11 @@ def describe_receipt(receipt: Receipt, directory: Directory | None = None, label
             name(r) for r in receipt.recipients
         )
     if receipt.kind is ReceiptKind.DELIVERED:
-        return f"{head}  received and confirmed by {name(receipt.issuer)}"
+        # The agency confirmed; for a webhook's 2xx or an XTA close the broker signs the
+        # receipt on its behalf, and the agency is the receipt's recipient.
+        agency = receipt.recipients[0] if receipt.recipients else receipt.issuer
+        signer = "" if agency == receipt.issuer else f", signed by {receipt.issuer}"
+        return f"{head}  received and confirmed by {name(agency)}{signer}"
     if receipt.kind is ReceiptKind.DUPLICATE:
         return f"{head}  already handled (first sha256 {str(receipt.first_digest)[:16]}…)"
     if not receipt.issues:
