@@ -24,6 +24,7 @@ from broker.http_api import (
     serve_api,
     start_api,
 )
+from broker.stores.journal import EventKind
 from broker.stores.status import StatusStore
 from monitoring.labels import ReceiptKind
 from tests.world import World, running_world
@@ -214,6 +215,19 @@ async def test_the_author_reads_the_whole_laufzettel(api: Api) -> None:
         ["psw:02000000"],
     )
     assert kinds[0] == "received" and {"accepted", "queued", "delivered"} <= set(kinds)
+
+
+async def test_a_submission_over_http_is_received_once(api: Api) -> None:
+    uuid = await _delivered_over_http(api)
+    await api.world.settled(uuid)
+
+    store = StatusStore(api.world.settings.status_path)
+    events = store.timeline(uuid).events
+    store.close()
+
+    received = [e for e in events if e.kind is EventKind.RECEIVED]
+    assert [(e.author, e.digest is not None) for e in received] == [("osi:hh-portal", True)]
+    assert events[0] is received[0]
 
 
 async def test_a_recipient_reads_the_laufzettel_of_its_copy(api: Api) -> None:

@@ -188,6 +188,19 @@ def test_a_batch_of_events_is_kept_in_its_order(store: StatusStore) -> None:
     assert tuple(e.kind for e in store.timeline(UUID).events) == kinds
 
 
+def test_an_event_written_late_is_listed_at_its_time(store: StatusStore) -> None:
+    # An endpoint stamps "received" before publishing and writes it once RabbitMQ has
+    # the message; a worker may have written its own events by then.
+    received = StatusEvent(UUID, EventKind.RECEIVED, author=PORTAL)
+    store.record(StatusEvent(UUID, EventKind.ACCEPTED, author=PORTAL))
+    store.record(received)
+
+    laufzettel = store.timeline(UUID)
+
+    assert [e.kind for e in laufzettel.events] == [EventKind.RECEIVED, EventKind.ACCEPTED]
+    assert laufzettel.state == "accepted"
+
+
 def test_a_batch_with_one_unwritable_event_writes_none_of_them(store: StatusStore) -> None:
     unwritable = StatusEvent(None, EventKind.QUEUED)  # type: ignore[arg-type]
 

@@ -21,6 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from lxml import etree
 
 from broker.cli import main as cli
+from broker.stores.journal import EventKind
 from broker.xta import MANAGEMENT_PATH, SEND_PATH, xta_message_id
 from monitoring.labels import ReceiptKind
 from routing import Directory
@@ -75,6 +76,18 @@ async def test_send_list_get_close_inspect(xta: XtaWorld, tmp_path: Path) -> Non
     assert {r.kind for r in state.receipts} == {ReceiptKind.ACCEPTED, ReceiptKind.DELIVERED}
     assert report["status"] == "1"
     assert report["metadata"]["message_id"] == message_id
+
+
+async def test_a_message_sent_over_xta_is_received_once(xta: XtaWorld, tmp_path: Path) -> None:
+    message, uuid = signed_antrag(xta)
+
+    await send(xta, tmp_path, message)
+    await xta.world.settled(uuid)
+
+    events = xta.records.status.timeline(uuid).events
+    received = [e for e in events if e.kind is EventKind.RECEIVED]
+    assert [e.author for e in received] == [PORTAL]
+    assert events[0] is received[0]
 
 
 async def test_a_5_mb_attachment_arrives_byte_identical(xta: XtaWorld, tmp_path: Path) -> None:

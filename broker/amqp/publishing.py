@@ -26,6 +26,7 @@ from broker.errors import PublishError
 __all__ = [
     "HEADER_AUTHOR",
     "HEADER_PUBLISHED",
+    "HEADER_RECEIVED",
     "HEADER_TYPE",
     "connect",
     "header_text",
@@ -38,6 +39,9 @@ __all__ = [
 HEADER_PUBLISHED = "x-xbroker-published"  # the author's publish time (Unix seconds)
 HEADER_TYPE = "x-xbroker-nachrichtentyp"
 HEADER_AUTHOR = "x-xbroker-author"
+# Set on a submission by the endpoint that took it (HTTP API, XTA) and has recorded its
+# received event, so that the worker does not record the same fact a second time.
+HEADER_RECEIVED = "x-xbroker-received"
 
 
 def header_text(value: object) -> str | None:

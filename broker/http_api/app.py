@@ -158,12 +158,15 @@ def build_api(
             raise HTTPException(409, f"another message was submitted as {uuid}")
         answer = Submitted(uuid=uuid, sha256=digest, location=f"/v1/messages/{uuid}")
         if claim.match is SubmissionMatch.NEW:
+            # Received now; written once RabbitMQ has it (the worker does not write it
+            # again), and before the worker's events, which come later in time.
+            received = StatusEvent(uuid, EventKind.RECEIVED, author=author, digest=digest)
             try:
                 await ingress.publish(body, uuid, author)
             except TransientError as exc:
                 status.release_submission(uuid, digest)
                 raise busy("RabbitMQ did not confirm the submission") from exc
-            journal.record(StatusEvent(uuid, EventKind.RECEIVED, author=author, digest=digest))
+            journal.record(received)
             event(log, "http.submitted", uuid=uuid, author=author, bytes=len(body))
         return JSONResponse(
             answer.model_dump(), status_code=202, headers={"Location": answer.location}

@@ -1,7 +1,8 @@
 """Publishing to the ingress exchange, and how full the ingress queue is.
 
 The HTTP API publishes exactly as the portal SDK does: confirmed, mandatory, with a
-deadline (`broker.amqp.publishing`), message id = nachrichtenUUID, reply-to = the caller.
+deadline (`broker.amqp.publishing`), message id = nachrichtenUUID, reply-to = the caller;
+and says that it records the message's received event itself (``HEADER_RECEIVED``).
 
 The queue depth comes from a passive declare on a channel of its own (a passive
 declare of a missing queue closes its channel; the publishing channel must survive
@@ -59,11 +60,18 @@ class IngressPublisher:
     async def publish(
         self, body: bytes, uuid: str, reply_to: str, content_type: str = "application/xml"
     ) -> None:
-        """Publish one submission; PublishError unless RabbitMQ confirmed it."""
+        """Publish one submission whose received event the caller records; PublishError
+        unless RabbitMQ confirmed it."""
         assert self._exchange is not None, "start() the publisher first"
         await publishing.publish_confirmed(
             self._exchange,
-            publishing.message(body, message_id=uuid, reply_to=reply_to, content_type=content_type),
+            publishing.message(
+                body,
+                message_id=uuid,
+                reply_to=reply_to,
+                content_type=content_type,
+                headers={publishing.HEADER_RECEIVED: 1},
+            ),
             topology.INGRESS_ROUTING_KEY,
             self._confirm_timeout,
         )

@@ -61,7 +61,7 @@ log = logging.getLogger("xbroker.journal")
 
 
 class EventKind(StrEnum):
-    RECEIVED = "received"  # taken from the ingress queue (or the HTTP API)
+    RECEIVED = "received"  # taken by the HTTP API or XTA endpoint, else from the ingress queue
     ACCEPTED = "accepted"  # every check passed; copies published
     REJECTED = "rejected"
     DUPLICATE = "duplicate"

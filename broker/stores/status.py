@@ -177,7 +177,7 @@ class StatusStore:
 
     def timeline(self, uuid: str) -> Laufzettel:
         rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM events WHERE uuid=? ORDER BY id", (uuid,)
+            f"SELECT {_COLUMNS} FROM events WHERE uuid=? ORDER BY at, id", (uuid,)
         ).fetchall()
         return Laufzettel(uuid, tuple(_event(row) for row in rows))
 

@@ -34,7 +34,7 @@ from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 from broker.amqp import publishing, topology
 from broker.amqp.acks import settle
 from broker.amqp.bundle import BundleError, message_of
-from broker.amqp.publishing import HEADER_AUTHOR, HEADER_PUBLISHED, HEADER_TYPE
+from broker.amqp.publishing import HEADER_AUTHOR, HEADER_PUBLISHED, HEADER_RECEIVED, HEADER_TYPE
 from broker.errors import PublishError, Reason, TransientError
 from broker.logs import event
 from broker.pipeline import Accepted, Pipeline, Rejected
@@ -79,7 +79,8 @@ class IngressConsumer:
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         with self._metrics.track_message():
-            self._journal.add(StatusEvent(message.message_id or "unknown", EventKind.RECEIVED))
+            if not _received_at_entry(message):
+                self._journal.add(StatusEvent(message.message_id or "unknown", EventKind.RECEIVED))
             try:
                 decision = self._pipeline.process(_message_part(message), at=datetime.now(UTC))
                 if isinstance(decision, Rejected):
@@ -286,6 +287,13 @@ class IngressConsumer:
         if header is not None and header.author.kennung in self._directory():
             return header.author.kennung
         return None
+
+
+def _received_at_entry(message: AbstractIncomingMessage) -> bool:
+    """Whether the endpoint that took the submission (HTTP API, XTA) recorded its received
+    event: one event per fact. A sender that set the header itself hides only the received
+    line of its own message; every decision about it is recorded all the same."""
+    return bool((message.headers or {}).get(HEADER_RECEIVED))
 
 
 def _message_part(message: AbstractIncomingMessage) -> bytes:

@@ -120,6 +120,9 @@ class SendPort:
             return  # the same message again (under another MessageID): published once
         # A bundle even when alone: the agency fetches the message under its file name.
         body, content_type = bundle.encode(plain_if_alone=False)
+        received = StatusEvent(
+            sent.uuid, EventKind.RECEIVED, author=sent.author, digest=sent.digest
+        )
         try:
             if await self._ingress.depth() > self._limits.queue_limit:
                 raise TransientError("the ingress queue is over its limit")
@@ -130,9 +133,7 @@ class SendPort:
             raise XtaFault(
                 Fault.TECHNICAL_PROBLEM, "the broker cannot take the message now; send it again"
             ) from exc
-        self._journal.record(
-            StatusEvent(sent.uuid, EventKind.RECEIVED, author=sent.author, digest=sent.digest)
-        )
+        self._journal.record(received)  # the worker does not record it again
         event(
             log,
             "xta.sent",
