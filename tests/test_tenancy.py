@@ -22,7 +22,7 @@ from broker.ops.tenancy.accounts import (
     vhost_of,
 )
 from broker.ops.tenancy.backends import ManagementApiBackend, backend_for
-from routing import AmqpEndpoint, Directory, WebhookEndpoint
+from routing import AmqpEndpoint, Directory, WebhookEndpoint, XtaEndpoint
 from routing.directory import Agency, Subscription
 
 URL = "amqp://guest:guest@127.0.0.1:5672/xbroker-test"
@@ -33,7 +33,7 @@ def _agency(
     *,
     accepts: bool = True,
     may_send: tuple[str, ...] = (),
-    endpoint: AmqpEndpoint | WebhookEndpoint | None = None,
+    endpoint: AmqpEndpoint | WebhookEndpoint | XtaEndpoint | None = None,
 ) -> Agency:
     return Agency(
         kennung=kennung,
@@ -132,6 +132,12 @@ def test_an_agency_that_also_authors_holds_both_roles() -> None:
     assert account.roles == ("agency", "author")
     assert _matches(account.permissions.write, "xbroker.ingress")
     assert _matches(account.permissions.write, "xbroker.delivery-receipts")
+
+
+def test_an_xta_agency_that_also_authors_gets_no_amqp_user() -> None:
+    endpoint = XtaEndpoint(kind="xta")
+
+    assert account_for(_agency("bau:02000000", may_send=("bau.*",), endpoint=endpoint)) is None
 
 
 def test_a_webhook_agency_gets_no_amqp_user() -> None:

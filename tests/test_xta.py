@@ -14,12 +14,15 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aio_pika
 import pytest
 import yaml
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from lxml import etree
 
+from broker.amqp import topology
+from broker.app import party_signer
 from broker.cli import main as cli
 from broker.stores.journal import EventKind
 from broker.xta import MANAGEMENT_PATH, SEND_PATH, xta_message_id
@@ -259,6 +262,32 @@ async def test_a_tampered_message_is_rejected_and_shown_in_the_report(
     assert [e["code"]["code"] for e in report["errors"]] == ["digest-mismatch"]  # type: ignore[attr-defined]
     assert message_id not in await listed(xta.client(AGENCY))
     assert xta.xta.store.entry_of(AGENCY, uuid) is None
+
+
+async def test_an_xta_author_reads_its_rejection_in_the_report_and_has_no_receipt_queue(
+    xta: XtaWorld, tmp_path: Path
+) -> None:
+    # The agency confirms receipt of a Bauantrag to the portal, which accepts no such type.
+    root = xta.world.fresh_standard_sample("xbau/1.0", "bau.antrag.eingangsbestaetigung.0201")
+    message, uuid = party_signer(xta.world.settings, AGENCY).sign(root), xta.world.uuid_of(root)
+    bau = xta.client(AGENCY)
+    message_id = (await bau.run("new")).check().stdout.strip()
+    out = write_message(tmp_path / "out", message, author=AGENCY, reader=PORTAL)
+
+    (await bau.run("send", message_id, str(out))).check()
+    await xta.world.settled(uuid)
+    report = yaml.safe_load((await bau.run("inspect", message_id)).check().stdout)
+
+    assert report["status"] == "3"
+    assert [e["code"]["code"] for e in report["errors"]] == ["reader-does-not-accept"]
+    connection = await aio_pika.connect(xta.world.settings.amqp_url)
+    try:
+        with pytest.raises(aio_pika.exceptions.ChannelNotFoundEntity):
+            await (await connection.channel()).declare_queue(
+                topology.receipt_queue(AGENCY), passive=True
+            )
+    finally:
+        await connection.close()
 
 
 async def test_a_schema_invalid_message_is_rejected_and_shown_in_the_report(

@@ -7,7 +7,8 @@
                              ──"test.<kennung>"───► agency.<kennung>.test  (quorum)
                              ──"inbox.<kennung>"──► agency.<kennung>.inbox (stream: the
                                                     XTA message box of an XTA agency)
-    xbroker.receipts (direct) ──"<kennung>"──► receipts.<kennung> (quorum)
+    xbroker.receipts (direct) ──"<kennung>"──► receipts.<kennung> (quorum; none for an
+                                               author that speaks XTA)
     xbroker.delivery-receipts (direct) ──"delivered"──► xbroker.delivery-receipts (quorum)
     xbroker.dead (direct): dead letters of every queue above → <queue>.dead
                            and, for agency inboxes and the ingress queue, also
@@ -50,6 +51,8 @@ __all__ = [
     "declare_for_directory",
     "declare_receipt_queue",
     "has_inbox",
+    "has_receipt_queue",
+    "reads_receipts",
     "receipt_queue",
 ]
 
@@ -167,6 +170,19 @@ def has_inbox(agency: Agency) -> bool:
     return bool(agency.accepts or agency.notify)
 
 
+def has_receipt_queue(agency: Agency) -> bool:
+    """Authors get a receipt queue, except those that speak XTA: they read nothing over
+    AMQP and follow their messages through GetTransportReport (docs/xta.md)."""
+    return bool(agency.may_send) and not isinstance(agency.endpoint, XtaEndpoint)
+
+
+def reads_receipts(directory: Directory, kennung: str) -> bool:
+    """Whether receipts for ``kennung`` go to its receipt queue. A party the directory
+    does not know counts as reading them: its receipt is returned unroutable, loudly."""
+    agency = directory.get(kennung)
+    return agency is None or has_receipt_queue(agency)
+
+
 async def declare_for_directory(
     channel: AbstractChannel,
     exchanges: Exchanges,
@@ -176,7 +192,7 @@ async def declare_for_directory(
 ) -> None:
     """An inbox for every agency that receives (a webhook agency's is drained by the
     webhook deliverer; an XTA agency's is its message box), a receipt queue for every
-    author."""
+    author that reads receipts over AMQP."""
     for agency in directory:
         if has_inbox(agency) and isinstance(agency.endpoint, XtaEndpoint):
             await declare_box(channel, exchanges, agency.kennung, max_age_days=box_max_age_days)
@@ -188,7 +204,7 @@ async def declare_for_directory(
                 test=agency.endpoint.test,
                 delivery_limit=delivery_limit,
             )
-        if agency.may_send:
+        if has_receipt_queue(agency):
             await declare_receipt_queue(channel, exchanges, agency.kennung, delivery_limit)
 
 

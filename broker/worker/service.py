@@ -102,7 +102,11 @@ class BrokerService:
         self.metrics = metrics
         self._dedup = dedup
         self._outbox = ReceiptOutbox(
-            settings.broker_kennung, signer, metrics, settings.confirm_timeout_seconds
+            settings.broker_kennung,
+            signer,
+            metrics,
+            settings.confirm_timeout_seconds,
+            lambda author: topology.reads_receipts(self.directory, author),
         )
         self._delivery_receipts = DeliveryReceipts(
             verifier, lambda: self.directory, self._outbox, metrics, self._journal

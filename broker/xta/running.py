@@ -14,6 +14,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from broker.amqp import topology
 from broker.app import Parts, Records, party_signer
 from broker.errors import ConfigurationError
 from broker.http_api import ApiServer, ApiTlsFiles, Authenticator, IngressPublisher, TokenTable
@@ -94,6 +95,7 @@ async def start_xta(
         party_signer(settings, settings.broker_kennung),
         broker_metrics,
         settings.confirm_timeout_seconds,
+        lambda author: topology.reads_receipts(current(), author),
     )
     journal = records.journal()
     boxes = MessageBoxes(

@@ -108,7 +108,7 @@ def _expected(directory: Directory | None) -> tuple[list[str], list[str]]:
             queues.append(topology.agency_queue(agency.kennung))
             if agency.endpoint.test:
                 queues.append(topology.agency_queue(agency.kennung, test=True))
-        if agency.may_send:
+        if topology.has_receipt_queue(agency):
             queues.append(topology.receipt_queue(agency.kennung))
     return exchanges, queues + [f"{q}.dead" for q in queues]
 

@@ -15,8 +15,8 @@ author (portal)    ``receipts.<kennung>``                  ``xbroker.ingress``
 An agency that also authors (a confirmation back to the portal) holds both rows.
 Nobody but the broker may configure anything (``^$``): the SDKs only declare passively,
 which RabbitMQ allows without the configure permission. Webhook agencies have no AMQP
-identity and get no user. The Behördenkennung goes into the regexes escaped: its dots
-must not match any character.
+identity and get no user, nor do XTA agencies: they send and fetch over XTA. The
+Behördenkennung goes into the regexes escaped: its dots must not match any character.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def account_for(agency: Agency, *, user_prefix: str = "") -> Account | None:
         if agency.endpoint.test:
             reads.append(topology.agency_queue(agency.kennung, test=True))
         writes.append(topology.DELIVERY_RECEIPT_EXCHANGE)
-    if agency.may_send:
+    if topology.has_receipt_queue(agency):  # an author that speaks XTA sends over XTA
         roles.append("author")
         reads.append(topology.receipt_queue(agency.kennung))
         writes.append(topology.INGRESS_EXCHANGE)
