@@ -132,8 +132,44 @@ class Settings(BaseSettings):
         default=1000, ge=1, description="a status list's length, whatever the caller asks"
     )
     xta_box_max_age_days: float = Field(
-        default=30.0, gt=0, description="a message box keeps a copy at most this long"
+        default=15.0,
+        gt=0,
+        description="a message box keeps what it holds this long; longer than "
+        "expire_after_days (checked at start)",
     )
+    xta_box_check_seconds: float = Field(
+        default=60.0, gt=0, le=900, description="how often unclosed copies are expired"
+    )
+    xta_box_roll_seconds: float = Field(
+        default=6 * 3600.0,
+        gt=0,
+        description="a box's stream starts a new segment at least this often (padding), "
+        "so retention can drop closed copies",
+    )
+    xta_box_segment_bytes: int = Field(
+        default=1024 * 1024, ge=4096, description="segment size of a box's stream"
+    )
+
+    @property
+    def box_max_age_seconds(self) -> float:
+        """How long a message box's stream keeps a copy (its ``x-max-age``).
+
+        A copy must outlast its expiry, or it could leave its box before its author is
+        told; the expiry runs every ``xta_box_check_seconds``, so retention must exceed
+        ``expire_after_days`` by two of those at least. Checked at start. It is a setting
+        of its own rather than derived from the expiry because a stream's arguments
+        cannot change in place: a changed expiry must not need the boxes declared anew.
+        """
+        expiry = self.expire_after_days * 86400
+        chosen = self.xta_box_max_age_days * 86400
+        if chosen < expiry + 2 * self.xta_box_check_seconds:
+            raise ConfigurationError(
+                f"xta_box_max_age_days ({self.xta_box_max_age_days:g}) must be longer than "
+                f"expire_after_days ({self.expire_after_days:g}) by two expiry rounds "
+                f"({2 * self.xta_box_check_seconds:g} s, xta_box_check_seconds): a message "
+                "box must keep a copy until its author has been told that it expired"
+            )
+        return chosen
 
     @property
     def pki(self) -> Path:
@@ -198,7 +234,10 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
         where = f"{path}: " if path else ""
         raise ConfigurationError(f"{where}invalid settings:\n{exc}") from exc
     # Programmatic overrides (tests, benchmarks) win over the environment too.
-    return settings.model_copy(update=overrides) if overrides else settings
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    settings.box_max_age_seconds  # noqa: B018 (checks the message boxes' retention)
+    return settings
 
 
 def _config_path(config: str | Path | None) -> Path | None:

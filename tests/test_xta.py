@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -25,12 +26,14 @@ from broker.amqp import topology
 from broker.app import party_signer
 from broker.cli import main as cli
 from broker.stores.journal import EventKind
+from broker.stores.xta import BoxEntry
 from broker.xta import MANAGEMENT_PATH, SEND_PATH, xta_message_id
 from monitoring.labels import ReceiptKind
 from routing import Directory
 from signing import load_certificate, subject_kennung
 from signing.devpki import create_ca, issue
 from signing.keyfiles import party_paths
+from tests.world import EXAMPLES
 from tests.xta_support import (
     AGENCY,
     PART_LIMIT,
@@ -84,8 +87,10 @@ async def test_send_list_get_close_inspect(xta: XtaWorld, tmp_path: Path) -> Non
 async def test_a_message_sent_over_xta_is_received_once(xta: XtaWorld, tmp_path: Path) -> None:
     message, uuid = signed_antrag(xta)
 
-    await send(xta, tmp_path, message)
+    message_id = await send(xta, tmp_path, message)
     await xta.world.settled(uuid)
+    await until_listed(xta.client(AGENCY), message_id)
+    await xta.xta.boxes.close(AGENCY, message_id)  # leave the box as it was
 
     events = xta.records.status.timeline(uuid).events
     received = [e for e in events if e.kind is EventKind.RECEIVED]
@@ -525,3 +530,74 @@ async def test_account_and_service_look_ups_answer_from_the_directory(xta: XtaWo
     available = etree.fromstring(services.content).findall(".//{*}IsServiceAvailable")
     assert etree.fromstring(account.content).findtext(".//{*}AccountActive") == "true"
     assert [a.text for a in available] == ["true", "false"]
+
+
+async def test_a_copy_whose_indexing_failed_is_indexed_again_not_skipped(
+    xta: XtaWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    portal = xta.world.portal
+    roots = [xta.world.fresh_standard_sample("xbau/1.0", "bau.antrag.0200") for _ in range(3)]
+    unlucky = xta.world.uuid_of(roots[1])
+    store = xta.xta.store
+    index = store.index
+    failures: list[str] = []
+
+    def index_failing_once(entry: BoxEntry) -> bool:
+        if entry.uuid == unlucky and not failures:
+            failures.append(entry.uuid)
+            raise sqlite3.OperationalError("disk I/O error")
+        return index(entry)
+
+    monkeypatch.setattr(store, "index", index_failing_once)
+    uuids = [await portal.submit(root) for root in roots]
+    async with asyncio.timeout(TIMEOUT):
+        while any(store.entry_of(AGENCY, uuid) is None for uuid in uuids):
+            await asyncio.sleep(0.1)
+    entries = [store.entry_of(AGENCY, uuid) for uuid in uuids]
+    for entry in entries:
+        assert entry is not None
+        await xta.xta.boxes.close(AGENCY, entry.message_id)
+
+    assert failures == [unlucky]
+    assert xta.registry.get_sample_value(
+        "xbroker_xta_index_failures_total", {"agency": AGENCY}
+    ) == pytest.approx(1)
+    offsets = [entry.offset for entry in entries if entry is not None]
+    assert offsets == sorted(offsets)  # indexed in stream order, the retried one included
+
+
+async def test_a_box_added_by_a_directory_reload_is_served_without_a_restart(
+    xta: XtaWorld, tmp_path: Path
+) -> None:
+    settings = xta.world.settings
+    newcomer = "bau:01060063"
+    cert, key = issue(settings.pki / "ca", newcomer, "Bauaufsicht Norderstedt", tmp_path)
+    path = tmp_path / "directory.toml"
+    path.write_text(
+        (EXAMPLES / "directory.toml").read_text(encoding="utf-8")
+        + f'\n[[agency]]\nkennung = "{newcomer}"\nname = "Bauaufsicht Norderstedt"\n'
+        f'certificates = ["{cert}"]\naccepts = ["bau.antrag.0200"]\n'
+        'endpoint = { kind = "xta" }\n',
+        encoding="utf-8",
+    )
+    original = xta.world.broker.directory
+    root = xta.world.fresh_standard_sample("xbau/1.0", "bau.antrag.0200")
+    reader = root.find("nachrichtenkopf.g2g/leser/kennung")
+    assert reader is not None
+    reader.text = newcomer
+    message = xta.world.portal_signer.sign(root)
+    await xta.world.broker.reload_directory(Directory.load(path, settings.party_certificate_dir))
+    try:
+        uuid = await xta.world.portal.submit(message, sign=False)
+        client = xta.client_with(newcomer, cert, key)
+        await until_listed(client, xta_message_id(uuid))
+        fetched = await fetch(client, xta_message_id(uuid), tmp_path / "in")
+        (await client.run("close", xta_message_id(uuid))).check()
+        state = await xta.world.portal.wait_final(uuid, TIMEOUT)
+    finally:
+        await xta.world.broker.reload_directory(original)
+
+    assert [r.kind for r in state.receipts] == [ReceiptKind.ACCEPTED, ReceiptKind.DELIVERED]
+    assert state.receipts[1].recipients == (newcomer,)
+    assert (fetched / "bau.antrag.0200.xml").read_bytes() == message
+

@@ -102,14 +102,21 @@ async def _start(
 
 
 @asynccontextmanager
-async def running_xta_world(amqp_url: str, folder: Path) -> AsyncIterator[XtaWorld]:
+async def running_xta_world(
+    amqp_url: str, folder: Path, *, agencies: set[str] | None = None, **overrides: object
+) -> AsyncIterator[XtaWorld]:
+    """``agencies``: which AMQP agency clients run (default: all); ``overrides``: settings."""
     xta_executable()  # install (or skip/fail) before starting anything
     async with running_world(
         amqp_url,
         folder / "state",
-        xta_port=0,
-        xta_max_part_bytes=PART_LIMIT,
-        xta_max_request_bytes=2 * PART_LIMIT,
+        agencies=agencies,
+        **{
+            "xta_port": 0,
+            "xta_max_part_bytes": PART_LIMIT,
+            "xta_max_request_bytes": 2 * PART_LIMIT,
+            **overrides,
+        },
     ) as world:
         assert dev_tls_paths(world.settings)[0].is_file()
         xta, records = await _start(world, world.registry)

@@ -25,6 +25,7 @@ from broker.errors import PublishError
 
 __all__ = [
     "HEADER_AUTHOR",
+    "HEADER_PADDING",
     "HEADER_PUBLISHED",
     "HEADER_RECEIVED",
     "HEADER_TYPE",
@@ -42,6 +43,9 @@ HEADER_AUTHOR = "x-xbroker-author"
 # Set on a submission by the endpoint that took it (HTTP API, XTA) and has recorded its
 # received event, so that the worker does not record the same fact a second time.
 HEADER_RECEIVED = "x-xbroker-received"
+# A padding the XTA endpoint writes into a message box's stream so that RabbitMQ closes
+# its segment and can drop it when it ages out (broker.xta.upkeep): no message, no id.
+HEADER_PADDING = "x-xbroker-padding"
 
 
 def header_text(value: object) -> str | None:

@@ -17,7 +17,8 @@
 
 An XTA agency's inbox is a stream instead (`broker.xta.box`, docs/xta.md): its copies
 are read by offset, any number of times, until the agency closes them; a stream keeps
-them until they age out (``x-max-age``), so nothing there is dead-lettered.
+them until they age out (``x-max-age``, `BoxRetention`), so nothing there is
+dead-lettered: the XTA endpoint expires a copy nobody closed (`broker.xta.upkeep`).
 
 Every work queue is a quorum queue with a delivery limit and at-least-once dead
 lettering, so a message that keeps failing ends in its ``.dead`` queue instead of
@@ -26,10 +27,14 @@ looping or vanishing.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, ExchangeType
+from pamqp.common import FieldValue
 
+from broker.errors import ConfigurationError
 from routing import Agency, Directory, XtaEndpoint
 
 __all__ = [
@@ -42,6 +47,7 @@ __all__ = [
     "INGRESS_QUEUE",
     "INGRESS_ROUTING_KEY",
     "RECEIPT_EXCHANGE",
+    "BoxRetention",
     "Exchanges",
     "agency_queue",
     "agency_routing_key",
@@ -65,7 +71,6 @@ DELIVERY_RECEIPT_EXCHANGE = "xbroker.delivery-receipts"
 DELIVERY_RECEIPT_QUEUE = "xbroker.delivery-receipts"
 DELIVERY_RECEIPT_ROUTING_KEY = "delivered"
 DEAD_EXCHANGE = "xbroker.dead"
-BOX_SEGMENT_BYTES = 8 * 1024 * 1024
 FAILURE_QUEUE = "xbroker.failures"
 
 
@@ -137,21 +142,43 @@ async def declare_agency_queues(
         )
 
 
+@dataclass(frozen=True, slots=True)
+class BoxRetention:
+    """How a message box's stream keeps what it holds (docs/xta.md, "Payload retention").
+
+    RabbitMQ drops a stream's data a whole segment at a time: a segment once every entry
+    in it is older than ``max_age_seconds``, and only when a new segment is started
+    (3.10 looks at nothing in between). The defaults are the settings' defaults
+    (``Settings.box_max_age_seconds``, ``xta_box_segment_bytes``).
+    """
+
+    max_age_seconds: float = 15 * 86400
+    segment_bytes: int = 1024 * 1024
+
+    def arguments(self) -> dict[str, FieldValue]:
+        return {
+            "x-queue-type": "stream",
+            # Rounded up: a box never keeps a copy shorter than it was asked to.
+            "x-max-age": f"{math.ceil(self.max_age_seconds)}s",
+            "x-stream-max-segment-size-bytes": self.segment_bytes,
+        }
+
+
 async def declare_box(
-    channel: AbstractChannel, exchanges: Exchanges, kennung: str, *, max_age_days: float
+    channel: AbstractChannel, exchanges: Exchanges, kennung: str, retention: BoxRetention
 ) -> AbstractQueue:
     """The message box of an XTA agency: a stream in the place of its inbox."""
-    queue = await channel.declare_queue(
-        agency_queue(kennung),
-        durable=True,
-        arguments={
-            "x-queue-type": "stream",
-            "x-max-age": f"{max(1, round(max_age_days * 24))}h",
-            # Retention drops whole segments, never the one being written: small
-            # segments let closed copies age out even in a quiet box.
-            "x-stream-max-segment-size-bytes": BOX_SEGMENT_BYTES,
-        },
-    )
+    try:
+        queue = await channel.declare_queue(
+            agency_queue(kennung), durable=True, arguments=retention.arguments()
+        )
+    except aiormq.exceptions.ChannelPreconditionFailed as exc:
+        raise ConfigurationError(
+            f"the message box {agency_queue(kennung)} exists with other arguments than "
+            f"{retention.arguments()}: queue arguments cannot change in place; after a "
+            "change of xta_box_max_age_days, expire_after_days or xta_box_segment_bytes "
+            "the box must be declared anew (docs/xta.md, Settings)"
+        ) from exc
     await queue.bind(exchanges.deliver, routing_key=agency_routing_key(kennung))
     return queue
 
@@ -188,14 +215,14 @@ async def declare_for_directory(
     exchanges: Exchanges,
     directory: Directory,
     delivery_limit: int,
-    box_max_age_days: float = 30.0,
+    box: BoxRetention | None = None,
 ) -> None:
     """An inbox for every agency that receives (a webhook agency's is drained by the
     webhook deliverer; an XTA agency's is its message box), a receipt queue for every
     author that reads receipts over AMQP."""
     for agency in directory:
         if has_inbox(agency) and isinstance(agency.endpoint, XtaEndpoint):
-            await declare_box(channel, exchanges, agency.kennung, max_age_days=box_max_age_days)
+            await declare_box(channel, exchanges, agency.kennung, box or BoxRetention())
         elif has_inbox(agency):
             await declare_agency_queues(
                 channel,

@@ -19,13 +19,14 @@ from broker.amqp.acks import settle
 from broker.amqp.publishing import HEADER_AUTHOR, HEADER_TYPE, header_text
 from broker.errors import DeliveryFailure, PublishError, TransientError
 from broker.logs import event
+from broker.receipts.document import Receipt
 from broker.receipts.outbox import ReceiptOutbox
 from broker.stores.journal import EventKind, JournalBatch, StatusEvent
 from monitoring.labels import DeliveryOutcome, ReceiptKind
 from monitoring.metrics import Metrics
 from routing import Directory
 
-__all__ = ["Death", "Failures", "death_of"]
+__all__ = ["Death", "Failures", "death_of", "failed_receipt", "not_fetched"]
 
 log = logging.getLogger("xbroker.broker")
 
@@ -45,7 +46,7 @@ class Death:
     def describe(self, expire_after_days: float) -> str:
         where = f"the copy for {self.agency}" if self.agency else "the message"
         if self.why == "expired":
-            return f"{where} was not fetched within {expire_after_days:g} days"
+            return not_fetched(self.agency, expire_after_days)
         if self.why == "rejected":
             return f"{where} was refused by its receiver"
         if self.why == "delivery_limit":
@@ -133,13 +134,41 @@ class Failures:
         failure: Death,
         reason: DeliveryFailure,
     ) -> None:
-        receipt = self._outbox.receipt(
-            ReceiptKind.FAILED,
+        receipt = failed_receipt(
+            self._outbox,
             uuid,
-            nachrichtentyp=nachrichtentyp,
             author=author,
-            recipients=(failure.agency,) if failure.agency else (),
+            agency=failure.agency,
+            nachrichtentyp=nachrichtentyp,
             reason=reason,
             detail=failure.describe(self._expire_after_days),
         )
         await self._outbox.send(author, receipt)
+
+
+def not_fetched(agency: str | None, expire_after_days: float) -> str:
+    """Why a copy expired, as its failed receipt says it (AMQP inbox or XTA box alike)."""
+    where = f"the copy for {agency}" if agency else "the message"
+    return f"{where} was not fetched within {expire_after_days:g} days"
+
+
+def failed_receipt(
+    outbox: ReceiptOutbox,
+    uuid: str,
+    *,
+    author: str,
+    agency: str | None,
+    nachrichtentyp: str | None,
+    reason: DeliveryFailure,
+    detail: str,
+) -> Receipt:
+    """The ``failed`` receipt for a copy that never reached ``agency``."""
+    return outbox.receipt(
+        ReceiptKind.FAILED,
+        uuid,
+        nachrichtentyp=nachrichtentyp,
+        author=author,
+        recipients=(agency,) if agency else (),
+        reason=reason,
+        detail=detail,
+    )

@@ -172,7 +172,7 @@ class BrokerService:
                 self._exchanges,
                 self.directory,
                 self.settings.delivery_limit,
-                self.settings.xta_box_max_age_days,
+                self._box_retention(),
             )
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
             await self._connection.close()
@@ -264,12 +264,17 @@ class BrokerService:
                 self._exchanges,
                 directory,
                 self.settings.delivery_limit,
-                self.settings.xta_box_max_age_days,
+                self._box_retention(),
             )
         self.directory = directory
         self._pipeline.directory = directory
         self._publish_certificates()
         event(log, "directory.reloaded", agencies=len(directory), source=str(directory.source))
+
+    def _box_retention(self) -> topology.BoxRetention:
+        return topology.BoxRetention(
+            self.settings.box_max_age_seconds, self.settings.xta_box_segment_bytes
+        )
 
     def readiness(self) -> Mapping[str, bool]:
         connected = self._connection is not None and not self._connection.is_closed

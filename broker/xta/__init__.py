@@ -9,13 +9,18 @@ send         SendXtaPort: SendMessage into the broker's ingress
 msgbox       MsgBoxPort: status list, fetch, close
 management   ManagementPort: message ids, transport reports, look-ups
 report       a Laufzettel as a TransportReport
-box          the message boxes: streams, their index, fetch by offset, close
+box          the message boxes: list, fetch by offset, close
+index        each box's stream followed into the XTA store, from its cursor
+upkeep       copies nobody closed expire; paddings let closed ones age out
+stream       one entry of a box's stream, read by offset
 metrics      requests by operation and outcome, waiting copies per box
 running      the endpoint as `xbroker run` serves it
 """
 
 from broker.xta.app import MANAGEMENT_PATH, MSG_BOX_PATH, SEND_PATH, build_xta_app
-from broker.xta.box import MessageBoxes, xta_agencies, xta_message_id
+from broker.xta.box import MessageBoxes
+from broker.xta.index import xta_agencies
+from broker.xta.metadata import xta_message_id
 from broker.xta.metrics import Operation, XtaMetrics
 from broker.xta.running import RunningXta, dev_tls_paths, start_xta
 

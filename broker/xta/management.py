@@ -16,9 +16,14 @@ from lxml import etree
 from broker.errors import Fault, XtaFault
 from broker.stores.status import StatusStore
 from broker.stores.xta import XtaStore
-from broker.xta.box import MESSAGE_ID_PREFIX, RESERVED_PREFIX
 from broker.xta.call import Answer, Call
-from broker.xta.metadata import Code, Identifier, MessageMetaData
+from broker.xta.metadata import (
+    MESSAGE_ID_PREFIX,
+    RESERVED_PREFIX,
+    Code,
+    Identifier,
+    MessageMetaData,
+)
 from broker.xta.report import transport_report
 from broker.xta.soap import TRANS, WSA, XTA, child, text_of
 from routing import Directory

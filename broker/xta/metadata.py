@@ -15,9 +15,26 @@ from lxml import etree
 from broker.errors import Fault, XtaFault
 from broker.xta.soap import TRANS, WSA, child, text_of
 
-__all__ = ["Code", "Identifier", "MessageMetaData", "Times"]
+__all__ = [
+    "MESSAGE_ID_PREFIX",
+    "RESERVED_PREFIX",
+    "Code",
+    "Identifier",
+    "MessageMetaData",
+    "Times",
+    "xta_message_id",
+]
 
 _T = f"{{{TRANS}}}"
+
+MESSAGE_ID_PREFIX = "urn:de:xta:messageid:xbroker:"
+RESERVED_PREFIX = f"{MESSAGE_ID_PREFIX}nachricht:"
+
+
+def xta_message_id(uuid: str) -> str:
+    """The XTA MessageID of a message that did not arrive over XTA (reserved: no sender
+    may use it, so that no send can take the place of such a message in a box)."""
+    return f"{RESERVED_PREFIX}{uuid}"
 
 
 @dataclass(frozen=True, slots=True)

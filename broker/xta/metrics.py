@@ -5,6 +5,8 @@
 ``xbroker_xta_request_seconds{operation}``  how long answering took.
 ``xbroker_xta_box_waiting_messages{agency}``  copies in an XTA agency's message box that
     it has not closed (agencies of the directory only).
+``xbroker_xta_index_failures_total{agency}``  copies of a box that could not be indexed
+    (the box's index stops there and tries again; anything above zero wants a look).
 """
 
 from __future__ import annotations
@@ -57,15 +59,22 @@ class XtaMetrics:
             ["agency"],
             registry=registry,
         )
+        self._index_failures = Counter(
+            "xbroker_xta_index_failures",
+            "Copies of an XTA message box that could not be indexed (tried again)",
+            ["agency"],
+            registry=registry,
+        )
         for operation in Operation:
             for outcome in ("ok", *(f.name.lower() for f in Fault)):
                 self._requests.labels(operation.value, outcome)
         for agency in agencies:
             self._waiting.labels(agency).set(0)
+            self._index_failures.labels(agency)
 
     def unregister(self) -> None:
         """Take these metrics off the registry (an endpoint that failed to start)."""
-        for collector in (self._requests, self._seconds, self._waiting):
+        for collector in (self._requests, self._seconds, self._waiting, self._index_failures):
             self._registry.unregister(collector)
 
     def request(self, operation: Operation, fault: Fault | None, seconds: float) -> None:
@@ -74,3 +83,6 @@ class XtaMetrics:
 
     def waiting(self, agency: str, count: int) -> None:
         self._waiting.labels(agency).set(count)
+
+    def index_failure(self, agency: str) -> None:
+        self._index_failures.labels(agency).inc()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -24,12 +25,14 @@ from broker.receipts.outbox import ReceiptOutbox
 from broker.settings import Settings
 from broker.stores.xta import XtaStore
 from broker.xta.app import build_xta_app
-from broker.xta.box import MessageBoxes, xta_agencies
+from broker.xta.box import BoxTiming, MessageBoxes
+from broker.xta.index import xta_agencies
 from broker.xta.management import ManagementPort
 from broker.xta.metrics import XtaMetrics
 from broker.xta.msgbox import MsgBoxPort
 from broker.xta.mtom import Limits
 from broker.xta.send import SendLimits, SendPort
+from broker.xta.upkeep import UpkeepPolicy
 from monitoring.metrics import Metrics
 from routing import Directory
 from signing import ParserLimits
@@ -107,6 +110,14 @@ async def start_xta(
         journal,
         metrics,
         broker_metrics,
+        UpkeepPolicy(
+            expire_after=timedelta(days=settings.expire_after_days),
+            max_age=timedelta(seconds=settings.box_max_age_seconds),
+            roll_every=timedelta(seconds=settings.xta_box_roll_seconds),
+            segment_bytes=settings.xta_box_segment_bytes,
+            confirm_timeout=settings.confirm_timeout_seconds,
+        ),
+        BoxTiming(check_seconds=settings.xta_box_check_seconds),
     )
     ingress = IngressPublisher(
         settings.amqp_url, confirm_timeout=settings.confirm_timeout_seconds, name="xbroker-xta"

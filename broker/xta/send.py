@@ -25,9 +25,8 @@ from broker.logs import event
 from broker.stores.journal import EventKind, Journal, StatusEvent
 from broker.stores.status import StatusStore, SubmissionMatch
 from broker.stores.xta import SendClaim, SentMessage, XtaStore
-from broker.xta.box import RESERVED_PREFIX
 from broker.xta.call import Answer, Call
-from broker.xta.metadata import MessageMetaData
+from broker.xta.metadata import RESERVED_PREFIX, MessageMetaData
 from broker.xta.mtom import MimePart
 from broker.xta.soap import TRANS, XOP, XTA, child, text_of
 from signing import ParserLimits, XmlError, parse_untrusted
