@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import secrets
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -601,3 +602,27 @@ async def test_a_box_added_by_a_directory_reload_is_served_without_a_restart(
     assert state.receipts[1].recipients == (newcomer,)
     assert (fetched / "bau.antrag.0200.xml").read_bytes() == message
 
+
+async def test_no_content_sent_over_xta_reaches_the_state_folder(
+    xta: XtaWorld, tmp_path: Path
+) -> None:
+    marker = f"Marker{secrets.token_hex(8)}"
+    root = xta.world.fresh_standard_sample("xbau/1.0", "bau.antrag.0200")
+    name = root.find(".//familienname")
+    assert name is not None
+    name.text = marker
+    message, uuid = xta.world.portal_signer.sign(root), xta.world.uuid_of(root)
+    attachment = f"%PDF-1.7 {marker}".encode()
+
+    message_id = await send(xta, tmp_path, message, attachments={"plan.pdf": attachment})
+    agency = xta.client(AGENCY)
+    await until_listed(agency, message_id)
+    fetched = await fetch(agency, message_id, tmp_path / "in")
+    (await agency.run("close", message_id)).check()
+    await xta.world.portal.wait_final(uuid, TIMEOUT)
+
+    assert (fetched / "plan.pdf").read_bytes() == attachment
+    state = xta.world.settings.state_dir
+    files = [p for p in state.rglob("*") if p.is_file() and "pki" not in p.parts]
+    assert any(p.name == "xta.sqlite3" for p in files)
+    assert [p for p in files if marker.encode() in p.read_bytes()] == []
