@@ -26,7 +26,7 @@ from monitoring.labels import DeliveryOutcome, ReceiptKind
 from monitoring.metrics import Metrics
 from routing import Directory
 
-__all__ = ["Death", "Failures", "death_of", "failed_receipt", "not_fetched"]
+__all__ = ["Death", "Failures", "death_of", "failed_event", "failed_receipt", "not_fetched"]
 
 log = logging.getLogger("xbroker.broker")
 
@@ -107,13 +107,12 @@ class Failures:
                 return
         # else nobody to tell; the copy stays in its .dead queue either way
         self._journal.add(
-            StatusEvent(
+            failed_event(
                 uuid,
-                EventKind.FAILED,
                 author=author,
                 agency=failure.agency,
                 nachrichtentyp=nachrichtentyp,
-                reason=reason.value,
+                reason=reason,
             )
         )
         try:
@@ -150,6 +149,25 @@ def not_fetched(agency: str | None, expire_after_days: float) -> str:
     """Why a copy expired, as its failed receipt says it (AMQP inbox or XTA box alike)."""
     where = f"the copy for {agency}" if agency else "the message"
     return f"{where} was not fetched within {expire_after_days:g} days"
+
+
+def failed_event(
+    uuid: str,
+    *,
+    author: str | None,
+    agency: str | None,
+    nachrichtentyp: str | None,
+    reason: DeliveryFailure,
+) -> StatusEvent:
+    """The Laufzettel's ``failed`` event for a copy that never reached ``agency``."""
+    return StatusEvent(
+        uuid,
+        EventKind.FAILED,
+        author=author,
+        agency=agency,
+        nachrichtentyp=nachrichtentyp,
+        reason=reason.value,
+    )
 
 
 def failed_receipt(

@@ -35,9 +35,9 @@ from broker.amqp.publishing import HEADER_PADDING
 from broker.errors import DeliveryFailure, TransientError
 from broker.logs import event
 from broker.receipts.outbox import ReceiptOutbox
-from broker.stores.journal import EventKind, Journal, StatusEvent
+from broker.stores.journal import Journal
 from broker.stores.xta import BoxEntry, XtaStore
-from broker.worker.failures import failed_receipt, not_fetched
+from broker.worker.failures import failed_event, failed_receipt, not_fetched
 from broker.xta.index import xta_agencies
 from broker.xta.metrics import XtaMetrics
 from broker.xta.stream import FIRST, read_entry, stream_offset
@@ -125,13 +125,12 @@ class BoxUpkeep:
             )
             await self._outbox.send(author, receipt)
         self._journal.record(
-            StatusEvent(
+            failed_event(
                 entry.uuid,
-                EventKind.FAILED,
                 author=author,
                 agency=entry.kennung,
                 nachrichtentyp=entry.nachrichtentyp or None,
-                reason=DeliveryFailure.EXPIRED.value,
+                reason=DeliveryFailure.EXPIRED,
             )
         )
 
