@@ -84,6 +84,8 @@ class Reason(StrEnum):
     AUTHOR_NOT_AUTHORIZED = "author-not-authorized"
     READER_DOES_NOT_ACCEPT = "reader-does-not-accept"
     NO_ROUTE = "no-route"
+    # identity: the author used this message's identity before, for other content
+    ID_REUSED = "id-reused"
 
 
 class DeliveryFailure(StrEnum):

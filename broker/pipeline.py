@@ -84,8 +84,12 @@ class Pipeline:
     limits: ParserLimits = field(default_factory=ParserLimits)
     observe: StageObserver = _ignore
 
-    def process(self, body: bytes, *, at: datetime) -> Decision:
-        """Decide about ``body`` as of ``at`` (the time certificates and CRLs are judged at)."""
+    def process(self, body: bytes, *, at: datetime, message_id: str | None = None) -> Decision:
+        """Decide about ``body`` as of ``at`` (the time certificates and CRLs are judged at).
+
+        ``message_id`` is the id it travelled under (AMQP message_id, HTTP
+        Idempotency-Key), from which a standard without identities of its own gets one.
+        """
         digest = hashlib.sha256(body).hexdigest()
         header: Header | None = None
         standard_key: str | None = None
@@ -98,7 +102,12 @@ class Pipeline:
             with self._stage(Stage.IDENTIFY):
                 standard, _ = self.catalog.identify(signed)
                 standard_key = standard.key
-                header = standard.header(signed)
+                header = standard.header(
+                    signed,
+                    transport_id=message_id,
+                    signer=verified.subject_kennung,
+                    aliases=self.directory.kennung_named,
+                )
                 if not self.directory.certificate_registered(
                     header.author.kennung, verified.fingerprint
                 ):

@@ -36,6 +36,9 @@ __all__ = [
     "read_parties",
 ]
 
+# A region entry that covers every region, and messages that name none.
+ANY_REGION = "*"
+
 KENNUNG_PATTERN = re.compile(r"^[a-z]{2,10}:[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
 
 
@@ -105,8 +108,12 @@ class XtaEndpoint(_Model):
 class AgencyEntry(_Model):
     kennung: str
     name: str
+    # Free-text names messages give this participant where they name it by no kennung
+    # (xdomea ``Institution/Name``, XJustiz ``absender.sonstige``); the name counts too.
+    aliases: tuple[str, ...] = ()
     certificates: tuple[str, ...] = ()
     accepts: tuple[Subscription, ...] = ()
+    # AGS prefixes; "*": responsible everywhere, also for messages that name no region.
     regions: tuple[str, ...] = ()
     notify: tuple[Subscription, ...] = ()
     may_send: tuple[str, ...] = ()
@@ -127,6 +134,8 @@ class AgencyEntry(_Model):
     @classmethod
     def _regions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for region in value:
+            if region == ANY_REGION:
+                continue
             if not region.isdigit() or not 2 <= len(region) <= 12:
                 raise ValueError(f"region {region!r} is not an AGS or regional key (digits)")
         return value
@@ -159,6 +168,7 @@ class Agency:
     notify: tuple[Subscription, ...]
     may_send: tuple[str, ...]
     endpoint: AmqpEndpoint | WebhookEndpoint | XtaEndpoint
+    aliases: tuple[str, ...] = ()
 
     def accepts_type(self, nachrichtentyp: str, version: str) -> bool:
         return any(s.matches(nachrichtentyp, version) for s in self.accepts)
@@ -169,9 +179,12 @@ class Agency:
     def may_author(self, nachrichtentyp: str) -> bool:
         return any(fnmatch.fnmatchcase(nachrichtentyp, p) for p in self.may_send)
 
-    def responsible_for(self, region: str) -> bool:
+    def responsible_for(self, region: str | None) -> bool:
+        """Whether the agency is responsible for ``region`` (None: a message naming none)."""
+        if ANY_REGION in self.regions:
+            return True
         # A region entry covers every key it prefixes: "01060" covers "01060063".
-        return any(region.startswith(r) for r in self.regions)
+        return region is not None and any(region.startswith(r) for r in self.regions)
 
     @property
     def fingerprints(self) -> frozenset[str]:
@@ -184,6 +197,10 @@ class Directory:
     def __init__(self, agencies: Sequence[Agency], source: Path | None = None) -> None:
         self._agencies: Mapping[str, Agency] = {a.kennung: a for a in agencies}
         self.source = source
+        self._aliases: dict[str, str] = {}
+        for agency in agencies:
+            for text in (agency.name, *agency.aliases):
+                self._aliases.setdefault(_alias_key(text), agency.kennung)
 
     def __iter__(self) -> Iterator[Agency]:
         return iter(self._agencies.values())
@@ -196,6 +213,10 @@ class Directory:
 
     def get(self, kennung: str) -> Agency | None:
         return self._agencies.get(kennung)
+
+    def kennung_named(self, text: str) -> str | None:
+        """The kennung of the participant a free-text name (its name or an alias) names."""
+        return self._aliases.get(_alias_key(text))
 
     def certificate_registered(self, kennung: str, fingerprint: str) -> bool:
         agency = self._agencies.get(kennung)
@@ -233,9 +254,15 @@ class Directory:
                     notify=entry.notify,
                     may_send=entry.may_send,
                     endpoint=entry.endpoint,
+                    aliases=entry.aliases,
                 )
             )
         return cls(agencies, source=path)
+
+
+def _alias_key(text: str) -> str:
+    """Free text as compared: case and runs of white space do not matter."""
+    return " ".join(text.split()).casefold()
 
 
 def _certificate(

@@ -6,7 +6,8 @@ The rules, in order:
 2. named readers receive the message if each accepts the type and version
    (else ``reader-does-not-accept``);
 3. without a reader, the agencies that accept the type and are responsible for the
-   region read from the content receive it;
+   region read from the content receive it (an agency with region "*" is responsible
+   everywhere, and for messages whose content names no region);
 4. agencies subscribed to notifications of the type receive copies (fan-out);
 5. a message with the test flag goes only to test endpoints;
 6. nobody left → ``no-route``.
@@ -96,9 +97,7 @@ def _readers(message: RoutingInput, directory: Directory) -> tuple[Recipient, ..
 
 
 def _responsible(message: RoutingInput, directory: Directory) -> tuple[Recipient, ...]:
-    region = (message.facts or {}).get("ags")
-    if not region:
-        return ()
+    region = (message.facts or {}).get("ags") or None
     return tuple(
         Recipient(agency.kennung, Role.RESPONSIBLE)
         for agency in directory

@@ -48,13 +48,23 @@ def test_a_completed_claim_is_a_duplicate(store: DedupStore) -> None:
     assert claim.first_seen == first.first_seen
 
 
-def test_other_bytes_under_a_claimed_uuid_are_a_duplicate_of_the_first(store: DedupStore) -> None:
+def test_other_bytes_under_a_claimed_uuid_are_a_reused_identity(store: DedupStore) -> None:
     store.claim(AUTHOR, UUID, DIGEST)
 
     claim = store.claim(AUTHOR, UUID, "cd" * 32)
 
-    assert claim.state is ClaimState.DUPLICATE
+    assert claim.state is ClaimState.REUSED
     assert claim.first_digest == DIGEST
+
+
+def test_other_bytes_under_a_delivered_uuid_are_a_reused_identity(store: DedupStore) -> None:
+    store.claim(AUTHOR, UUID, DIGEST)
+    store.complete(AUTHOR, UUID)
+
+    claim = store.claim(AUTHOR, UUID, "cd" * 32)
+
+    assert claim.state is ClaimState.REUSED
+    assert store.claim(AUTHOR, UUID, DIGEST).state is ClaimState.DUPLICATE
 
 
 def test_the_same_uuid_from_another_author_is_new(store: DedupStore) -> None:

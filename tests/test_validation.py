@@ -155,7 +155,7 @@ def test_header_without_uuid_is_invalid(catalog: Catalog) -> None:
         ident = _one(root, _ID)
         ident.remove(_one(ident, "nachrichtenUUID"))
 
-    assert "nachrichtenUUID is missing" in _header_error(catalog, drop).detail
+    assert "[header] uuid: " in _header_error(catalog, drop).detail
 
 
 def test_header_with_upper_case_uuid_is_invalid(catalog: Catalog) -> None:
@@ -163,21 +163,25 @@ def test_header_with_upper_case_uuid_is_invalid(catalog: Catalog) -> None:
         node = _one(root, f"{_ID}/nachrichtenUUID")
         node.text = (node.text or "").upper()
 
-    assert "canonical lower-case UUID" in _header_error(catalog, upper).detail
+    error = _header_error(catalog, upper)
+    assert "is not an RFC 4122 UUID: not lower case" in error.detail
+    assert error.issues[0].path.endswith("/identifikation.nachricht/nachrichtenUUID")
 
 
 def test_nachrichtentyp_must_match_the_root_element(catalog: Catalog) -> None:
     def retype(root: etree._Element) -> None:
         _one(root, f"{_ID}/nachrichtentyp/code").text = "meldung.anmeldung.ablehnung.0202"
 
-    assert "does not match root element" in _header_error(catalog, retype).detail
+    assert "the root element's name" in _header_error(catalog, retype).detail
 
 
 def test_creation_time_without_time_zone_is_invalid(catalog: Catalog) -> None:
     def naive(root: etree._Element) -> None:
         _one(root, f"{_ID}/erstellungszeitpunkt").text = "2026-11-28T10:15:00"
 
-    assert "no time zone" in _header_error(catalog, naive).detail
+    assert 'no time zone, and the manifest\'s [header] time_zone = "required"' in (
+        _header_error(catalog, naive).detail
+    )
 
 
 def test_header_without_author_is_invalid(catalog: Catalog) -> None:
@@ -185,21 +189,24 @@ def test_header_without_author_is_invalid(catalog: Catalog) -> None:
         kopf = _one(root, "nachrichtenkopf.g2g")
         kopf.remove(_one(kopf, "autor"))
 
-    assert "autor is missing" in _header_error(catalog, drop).detail
+    assert "[header] author: " in _header_error(catalog, drop).detail
 
 
 def test_reader_with_malformed_kennung_is_invalid(catalog: Catalog) -> None:
     def garble(root: etree._Element) -> None:
         _one(root, "nachrichtenkopf.g2g/leser/kennung").text = "Meldebehörde Hamburg"
 
-    assert "not a Behördenkennung" in _header_error(catalog, garble).detail
+    assert "does not match [header.party] kennung_pattern" in _header_error(catalog, garble).detail
 
 
 def test_test_flag_must_be_boolean(catalog: Catalog) -> None:
     def maybe(root: etree._Element) -> None:
         root.set("test", "vielleicht")
 
-    assert "test flag" in _header_error(catalog, maybe).detail
+    assert (
+        "[header] test (line 3 /xmeld:meldung.anmeldung.0200/@test)"
+        in _header_error(catalog, maybe).detail
+    )
 
 
 def test_lxml_error_log_is_the_report_when_xmlschema_cannot_build(

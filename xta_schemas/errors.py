@@ -6,7 +6,9 @@ Error tree::
     ├── StandardLoadError     a standard cannot be loaded: manifest, XSD or reference broken
     └── MessageError          a message does not fit the standards; also a
                               `broker.errors.Rejection` (unknown-message-type,
-                              unsupported-version, schema-invalid, header-invalid)
+                              unsupported-version, schema-invalid, header-invalid;
+                              author-unknown and no-route where the directory knows no
+                              party a free-text name names)
 """
 
 from __future__ import annotations

@@ -8,70 +8,21 @@ pipeline per process).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import NoReturn
 
 from lxml import etree
 
 from broker.errors import Reason
 
 from .errors import MessageError
+from .header import HeaderReader, HeaderXPaths, texts
 from .manifest import Manifest
-from .model import Header, MessageType, Party
+from .model import AliasLookup, Header, MessageType
 from .report import DetailedReporter
 
 __all__ = ["HeaderXPaths", "Standard"]
-
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-_TRUE = frozenset({"true", "1"})
-_FALSE = frozenset({"false", "0"})
-
-
-def _texts(xpath: etree.XPath, node: etree._Element) -> list[str]:
-    """Stripped, non-empty texts of what an XPath selects (elements, attributes, strings)."""
-    result = xpath(node)
-    items = result if isinstance(result, list) else [result]
-    texts = []
-    for item in items:
-        if isinstance(item, etree._Element):
-            text = "".join(str(part) for part in item.itertext())
-        elif isinstance(item, str):
-            text = item
-        else:
-            continue
-        text = text.strip()
-        if text:
-            texts.append(text)
-    return texts
-
-
-class HeaderXPaths:
-    """The manifest's header XPaths, compiled once."""
-
-    def __init__(self, manifest: Manifest) -> None:
-        paths = manifest.header
-        ns = manifest.namespaces
-
-        def xp(expression: str) -> etree.XPath:
-            return etree.XPath(expression, namespaces=ns)
-
-        self.uuid = xp(paths.uuid)
-        self.nachrichtentyp = xp(paths.nachrichtentyp)
-        self.list_uri = xp(paths.list_uri)
-        self.list_version = xp(paths.list_version)
-        self.created = xp(paths.created)
-        self.author = xp(paths.author)
-        self.readers = xp(paths.readers)
-        self.test = xp(paths.test) if paths.test else None
-        self.kennung = xp(paths.party.kennung)
-        self.kennung_pattern = re.compile(paths.party.kennung_pattern)
-        self.kennung_prefix = paths.party.kennung_prefix
-        self.party_name = xp(paths.party.name)
-        self.verzeichnisdienst = xp(paths.party.verzeichnisdienst)
 
 
 class Standard:
@@ -115,7 +66,8 @@ class Standard:
         )
         self._schema = schema
         self._reporter = reporter
-        self.header_xpaths = HeaderXPaths(manifest)
+        self._header = HeaderReader(manifest, self.key)
+        self.header_xpaths: HeaderXPaths = self._header.xpaths
         self._routing = {
             fact: tuple(etree.XPath(p, namespaces=manifest.namespaces) for p in paths)
             for fact, paths in manifest.routing_paths().items()
@@ -144,97 +96,37 @@ class Standard:
 
     # -- header ---------------------------------------------------------------------------
 
-    def header(self, root: etree._Element) -> Header:
-        """Read the g2g header. Raises MessageError(header-invalid) if it is unusable."""
-        xp = self.header_xpaths
-        uuid = self._required(xp.uuid, root, "nachrichtenUUID")
-        if not _UUID.match(uuid):
-            self._invalid(f"nachrichtenUUID {uuid!r} is not a canonical lower-case UUID")
-        expected = self.message_type_of(root)
-        if not self.manifest.header.nachrichtentyp_in_header:
-            if expected is None:
-                self._invalid(f"root element {etree.QName(root).localname!r} is no message type")
-            nachrichtentyp = expected.code
-        else:
-            nachrichtentyp = self._required(xp.nachrichtentyp, root, "nachrichtentyp")
-        if expected is not None and nachrichtentyp != expected.code:
-            self._invalid(
-                f"nachrichtentyp {nachrichtentyp!r} does not match root element "
-                f"{expected.root!r}, which is {expected.code!r}"
-            )
-        created_text = self._required(xp.created, root, "erstellungszeitpunkt")
-        try:
-            created = datetime.fromisoformat(created_text)
-        except ValueError:
-            self._invalid(f"erstellungszeitpunkt {created_text!r} is not an xs:dateTime")
-        if created.tzinfo is None:
-            self._invalid(f"erstellungszeitpunkt {created_text!r} has no time zone")
-        authors = xp.author(root)
-        if not isinstance(authors, list) or not authors:
-            self._invalid("autor is missing")
-        author = self._party(authors[0], "autor")
-        readers_found = xp.readers(root)
-        readers = tuple(
-            self._party(node, "leser")
-            for node in (readers_found if isinstance(readers_found, list) else [])
-        )
-        return Header(
-            uuid=uuid,
-            nachrichtentyp=nachrichtentyp,
-            list_uri=self._optional(xp.list_uri, root),
-            list_version=self._optional(xp.list_version, root),
-            created=created,
-            author=author,
-            readers=readers,
-            test=self._test_flag(root),
+    def header(
+        self,
+        root: etree._Element,
+        *,
+        transport_id: str | None = None,
+        signer: str | None = None,
+        aliases: AliasLookup | None = None,
+    ) -> Header:
+        """Read the header by the manifest's rules. Raises MessageError (header-invalid,
+        or author-unknown / no-route for a free-text party the directory does not know).
+
+        ``transport_id`` is the id the message travelled under, from which the broker
+        assigns an identity where the standard has none; ``signer`` is the author of a
+        message that names none; ``aliases`` maps free-text party names to kennungen.
+        """
+        return self._header.read(
+            root,
+            self.message_type_of(root),
+            transport_id=transport_id,
+            signer=signer,
+            aliases=aliases,
         )
 
-    def _party(self, node: object, role: str) -> Party:
-        if not isinstance(node, etree._Element):
-            self._invalid(f"{role} does not select an element")
-        xp = self.header_xpaths
-        kennung = self._required(xp.kennung, node, f"{role}/kennung")
-        if not xp.kennung_pattern.match(kennung):
-            self._invalid(
-                f"{role}/kennung {kennung!r} is not a Behördenkennung: it does not match "
-                f"{xp.kennung_pattern.pattern!r}"
-            )
-        if xp.kennung_prefix is not None:
-            kennung = f"{xp.kennung_prefix}:{kennung}"
-        return Party(
-            kennung=kennung,
-            name=self._optional(xp.party_name, node),
-            verzeichnisdienst=self._optional(xp.verzeichnisdienst, node),
-        )
+    def identity_of(self, root: etree._Element) -> str | None:
+        """The message's own identity (its nachrichtenUUID, say), or None where the
+        standard has none and the broker assigns one. Raises MessageError."""
+        return self._header.identity_of(root)
 
-    def _test_flag(self, root: etree._Element) -> bool:
-        if self.header_xpaths.test is None:
-            return False
-        if self.manifest.header.test_means == "present":
-            found = self.header_xpaths.test(root)
-            return bool(found) if isinstance(found, list) else found is not None
-        value = self._optional(self.header_xpaths.test, root)
-        if value is None or value in _FALSE:
-            return False
-        if value in _TRUE:
-            return True
-        self._invalid(f"test flag {value!r} is not a boolean")
-
-    def _required(self, xpath: etree.XPath, node: etree._Element, what: str) -> str:
-        texts = _texts(xpath, node)
-        if not texts:
-            self._invalid(f"{what} is missing or empty")
-        if len(texts) > 1:
-            self._invalid(f"{what} occurs {len(texts)} times")
-        return texts[0]
-
-    @staticmethod
-    def _optional(xpath: etree.XPath, node: etree._Element) -> str | None:
-        texts = _texts(xpath, node)
-        return texts[0] if texts else None
-
-    def _invalid(self, detail: str) -> NoReturn:
-        raise MessageError(Reason.HEADER_INVALID, f"{self.key}: {detail}")
+    def _optional(self, xpath: etree.XPath, node: etree._Element) -> str | None:
+        found = texts(xpath, node)
+        return found[0][0] if found else None
 
     # -- validation and routing -----------------------------------------------------------
 
@@ -269,8 +161,8 @@ class Standard:
         facts: dict[str, str] = {}
         for fact, xpaths in self._routing.items():
             for xpath in xpaths:
-                texts = _texts(xpath, root)
-                if texts:
-                    facts[fact] = texts[0]
+                found = texts(xpath, root)
+                if found:
+                    facts[fact] = found[0][0]
                     break
         return facts

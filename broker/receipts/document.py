@@ -51,7 +51,11 @@ class Receipt:
     reason: Reason | DeliveryFailure | None = None
     detail: str | None = None
     issues: tuple[ValidationIssue, ...] = ()
-    first_digest: str | None = None  # duplicate: the digest of the first message
+    first_digest: str | None = None  # duplicate, id-reused: the digest of the first message
+    # Set when the broker assigned the identity (IdentitySource: "transport", "digest").
+    identity_assigned: str | None = None
+    # What the broker assumed in reading the header (a time zone, the signer as author).
+    notes: tuple[str, ...] = ()
     receipt_uuid: str = field(default_factory=lambda: str(uuidlib.uuid4()))
 
 
@@ -60,7 +64,9 @@ def build_receipt(receipt: Receipt) -> etree._Element:
     root = etree.Element(f"{_Q}quittung", nsmap={"q": NS})
     root.set("art", receipt.kind.value)
     _text(root, "quittungUUID", receipt.receipt_uuid)
-    _text(root, "nachrichtenUUID", receipt.nachrichten_uuid)
+    identity = _text(root, "nachrichtenUUID", receipt.nachrichten_uuid)
+    if identity is not None and receipt.identity_assigned is not None:
+        identity.set("vergeben", receipt.identity_assigned)
     _text(root, "nachrichtentyp", receipt.nachrichtentyp)
     _text(root, "standard", receipt.standard)
     _text(root, "autor", receipt.author)
@@ -78,6 +84,8 @@ def build_receipt(receipt: Receipt) -> etree._Element:
                 error.set("zeile", str(issue.line))
             error.set("pfad", issue.path)
             error.text = issue.reason
+    for note in receipt.notes:
+        _text(root, "hinweis", note)
     _text(root, "sha256", receipt.digest)
     _text(root, "ersteSha256", receipt.first_digest)
     _text(root, "zeitpunkt", receipt.issued.astimezone(UTC).isoformat())
@@ -98,6 +106,7 @@ def read_receipt(root: etree._Element) -> Receipt:
         for e in root.iterfind(f"{_Q}pruefbericht/{_Q}fehler")
     )
     grund = root.find(f"{_Q}grund")
+    identity = root.find(f"{_Q}nachrichtenUUID")
     return Receipt(
         kind=ReceiptKind(root.get("art", "")),
         nachrichten_uuid=_required(root, "nachrichtenUUID"),
@@ -112,6 +121,8 @@ def read_receipt(root: etree._Element) -> Receipt:
         detail=grund.text if grund is not None else None,
         issues=issues,
         first_digest=root.findtext(f"{_Q}ersteSha256"),
+        identity_assigned=identity.get("vergeben") if identity is not None else None,
+        notes=tuple(e.text or "" for e in root.iterfind(f"{_Q}hinweis")),
         receipt_uuid=_required(root, "quittungUUID"),
     )
 

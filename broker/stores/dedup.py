@@ -1,5 +1,9 @@
 """Deduplication: the same nachrichtenUUID from the same author is delivered once.
 
+Only the same bytes are the same message: a second message under an identity the author
+used before, with other content, is not a duplicate but a reused identity (REUSED),
+which the broker rejects (``id-reused``) rather than swallow.
+
 SQLite in WAL mode, shared by the workers on one host; it keeps ids and digests only.
 A message is *claimed* before its copies are published and *completed* after; a claim
 found pending belongs to a worker that crashed or was stopped mid-delivery, so the
@@ -52,6 +56,7 @@ class ClaimState(StrEnum):
     NEW = "new"  # first time: deliver
     RETRY = "retry"  # claimed before but never completed: deliver again
     DUPLICATE = "duplicate"  # delivered before: answer with a duplicate receipt
+    REUSED = "reused"  # the identity was used before for other bytes: reject
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +88,9 @@ class DedupStore:
             ).fetchone()
             if row is None:
                 continue
-            if row[2] or row[0] != digest:
+            if row[0] != digest:
+                return Claim(ClaimState.REUSED, row[0], row[1])
+            if row[2]:
                 return Claim(ClaimState.DUPLICATE, row[0], row[1])
             return Claim(ClaimState.RETRY, row[0], row[1])
         raise sqlite3.OperationalError(f"claim of {uuid} did not settle")

@@ -3,6 +3,8 @@
 One message (DESIGN.md): decide (pure pipeline) → claim in the dedup store → publish a
 copy to every recipient and the signed accepted receipt to the author, all at once,
 each confirmed → write the message's journal events (and the dedup completion) → ack.
+A claim that finds the author's identity used before for other bytes is rejected
+(``id-reused``): only the same bytes are a duplicate.
 A crash before the ack redelivers the message; the dedup claim makes that harmless.
 Permanent failures are answered with a signed rejection receipt and acked; transient
 ones are requeued (the queue's delivery limit dead-letters a message that never works).
@@ -28,6 +30,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
@@ -45,6 +48,8 @@ from broker.stores.journal import EventKind, JournalBatch, StatusEvent
 from monitoring.labels import DeliveryOutcome, ReceiptKind, Stage
 from monitoring.metrics import Metrics
 from routing import Directory, Recipient
+from xta_schemas import Header
+from xta_schemas.model import IdentitySource
 
 __all__ = ["IngressConsumer"]
 
@@ -82,7 +87,9 @@ class IngressConsumer:
             if not _received_at_entry(message):
                 self._journal.add(StatusEvent(message.message_id or "unknown", EventKind.RECEIVED))
             try:
-                decision = self._pipeline.process(_message_part(message), at=datetime.now(UTC))
+                decision = self._pipeline.process(
+                    _message_part(message), at=datetime.now(UTC), message_id=message.message_id
+                )
                 if isinstance(decision, Rejected):
                     await self._reject(message, decision)
                 else:
@@ -109,6 +116,21 @@ class IngressConsumer:
         header = decision.header
         author = header.author.kennung
         claim = self._dedup.claim(author, header.uuid, decision.digest)
+        if claim.state is ClaimState.REUSED:
+            await self._reject(
+                message,
+                Rejected(
+                    decision.digest,
+                    Reason.ID_REUSED,
+                    f"{author} sent other content under {header.uuid} before "
+                    f"(sha256 {claim.first_digest[:16]}…): a changed message needs an "
+                    "identity of its own",
+                    header=header,
+                    standard=decision.standard,
+                ),
+                first_digest=claim.first_digest,
+            )
+            return
         if claim.state is ClaimState.DUPLICATE:
             self._metrics.duplicate(header.nachrichtentyp)
             self._journal.add(
@@ -150,6 +172,7 @@ class IngressConsumer:
             standard=decision.standard,
             author=author,
             recipients=recipients,
+            **_assumptions(header),
         )
 
         async def copies() -> None:
@@ -231,7 +254,12 @@ class IngressConsumer:
             )
         )
 
-    async def _reject(self, message: AbstractIncomingMessage, decision: Rejected) -> None:
+    async def _reject(
+        self,
+        message: AbstractIncomingMessage,
+        decision: Rejected,
+        first_digest: str | None = None,
+    ) -> None:
         header = decision.header
         self._metrics.reject(decision.reason)
         target = self._rejection_target(message, decision)
@@ -270,6 +298,8 @@ class IngressConsumer:
                 reason=decision.reason,
                 detail=decision.detail,
                 issues=decision.issues,
+                first_digest=first_digest,
+                **(_assumptions(header) if header else {}),
             ),
         )
 
@@ -303,6 +333,15 @@ def _message_part(message: AbstractIncomingMessage) -> bytes:
         return message_of(message.body, message.content_type)
     except BundleError:
         return message.body
+
+
+def _assumptions(header: Header) -> dict[str, Any]:
+    """What a receipt says the broker assigned or assumed in reading ``header``."""
+    assigned = header.identity is not IdentitySource.MESSAGE
+    return {
+        "identity_assigned": header.identity.value if assigned else None,
+        "notes": header.notes(),
+    }
 
 
 async def _all_confirmed(*publishes: Awaitable[None]) -> None:
