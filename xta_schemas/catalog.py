@@ -25,9 +25,16 @@ from .manifest import MANIFEST_NAME
 from .model import MessageType
 from .standard import Standard
 
-__all__ = ["BUNDLED_DIR", "Catalog", "standard_folders"]
+__all__ = ["BUNDLED_DIR", "Catalog", "any_nachrichten_uuid", "standard_folders"]
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
+
+
+def any_nachrichten_uuid(root: etree._Element) -> str | None:
+    """An XÖV nachrichtenUUID wherever it sits: how a message no standard in service reads
+    is still found again (its rejection receipt names it)."""
+    found = root.xpath("string(//*[local-name()='nachrichtenUUID'][1])")
+    return found.strip() if isinstance(found, str) and found.strip() else None
 
 
 def standard_folders(directory: Path) -> tuple[Path, ...]:
@@ -130,6 +137,16 @@ class Catalog:
             f"no standard in service has root element {qname.localname!r} "
             f"in namespace {namespace or '(none)'}",
         )
+
+    def stated_identity(self, root: etree._Element) -> str | None:
+        """The identity ``root`` states (its nachrichtenUUID, say) as its standard places
+        it; None where the standard has none, so that the broker assigns one from the
+        transport's id, or where the message cannot be read (the broker rejects it)."""
+        try:
+            standard, _ = self.identify(root)
+            return standard.identity_of(root)
+        except MessageError:
+            return any_nachrichten_uuid(root)
 
     def _by_version(self, sharing: Sequence[Standard], root: etree._Element) -> Standard:
         """Of the standards of one namespace, the one whose version the message states."""

@@ -25,7 +25,7 @@ from .errors import MessageError, ValidationIssue
 from .manifest import HeaderPaths, Manifest
 from .model import AliasLookup, Header, IdentitySource, MessageType, Party
 
-__all__ = ["HeaderReader", "HeaderXPaths", "element_path", "texts"]
+__all__ = ["HeaderReader", "HeaderXPaths", "assigned_identity", "element_path", "texts"]
 
 _RFC4122 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 _TRUE = frozenset({"true", "1"})
@@ -187,10 +187,7 @@ class HeaderReader:
         rules = self._rules
         if rules.identity == "transport":
             if transport_id:
-                # A UUID stays as the sender chose it; any other id becomes one.
-                if _is_uuid(transport_id):
-                    return transport_id.lower(), IdentitySource.TRANSPORT
-                return str(uuidlib.uuid5(_ASSIGNED, transport_id)), IdentitySource.TRANSPORT
+                return assigned_identity(transport_id), IdentitySource.TRANSPORT
             signed = etree.tostring(root, method="c14n")
             digest = hashlib.sha256(signed).hexdigest()
             return str(uuidlib.uuid5(_ASSIGNED, digest)), IdentitySource.DIGEST
@@ -246,7 +243,7 @@ class HeaderReader:
             kennung, held_by = stated[0]
             if not xp.kennung_pattern.match(kennung):
                 self._invalid(
-                    held_by,
+                    held_by if _line(held_by) is not None else node,
                     field,
                     f"kennung {kennung!r} does not match [header.party] kennung_pattern "
                     f"{xp.kennung_pattern.pattern!r}",
@@ -320,6 +317,14 @@ class HeaderReader:
             f"{self._key}: [header] {field}: {where}/{expression} is missing or empty",
             (issue,),
         )
+
+
+def assigned_identity(transport_id: str) -> str:
+    """The identity the broker gives a message that travelled under ``transport_id``: a
+    UUID stays as the sender chose it (lower case), any other id becomes one."""
+    if _is_uuid(transport_id):
+        return transport_id.lower()
+    return str(uuidlib.uuid5(_ASSIGNED, transport_id))
 
 
 def _is_uuid(value: str) -> bool:

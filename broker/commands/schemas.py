@@ -4,7 +4,9 @@ draft the manifest of a published release (``init``).
 ``check`` answers what the broker would answer about a message's content: which
 standard and message type it is, whether its header is usable and whether it is valid.
 It does not verify signatures; a top-level ds:Signature is removed first, as the broker
-validates only what the signature covers.
+validates only what the signature covers. Nor does it know the directory: a message that
+names no author shows "(its signer)", and a party named in free text shows that text in
+parentheses, where the broker puts the kennung the directory maps it to.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from xta_schemas.scaffold import default_identity, render, survey
 __all__ = ["CheckResult", "check_message", "register"]
 
 _DSIG_SIGNATURE = "{http://www.w3.org/2000/09/xmldsig#}Signature"
+
+_SIGNER = "(its signer)"
 
 EXIT_VALID = 0
 EXIT_INVALID = 1
@@ -70,7 +74,7 @@ def check_message(catalog: Catalog, data: bytes, name: str) -> CheckResult:
     try:
         standard, message_type = catalog.identify(root)
         result.standard, result.nachrichtentyp = standard.key, message_type.code
-        header = standard.header(root)
+        header = standard.header(root, signer=_SIGNER, aliases=lambda text: f"({text})")
         result.uuid = header.uuid
         result.author = _party(header.author.kennung, header.author.name)
         result.readers = [_party(reader.kennung, reader.name) for reader in header.readers]

@@ -11,14 +11,17 @@
     The Laufzettel as JSON, only the events concerning the caller; 404 for a message
     the caller is neither author nor recipient of (not 403: existence is not revealed).
 
-Nothing here reads the message beyond its header's nachrichtenUUID; the broker checks
-signature, schema and routing as for any other submission.
+Nothing here reads the message beyond its identity (the nachrichtenUUID, or what its
+manifest names); where its standard has none (xdomea), the ``Idempotency-Key`` header
+is the id the broker assigns one from, so a retry with the same key is the same message.
+The broker checks signature, header, schema and routing as for any other submission.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import uuid as uuidlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
@@ -32,7 +35,8 @@ from broker.logs import event
 from broker.stores.journal import EventKind, Journal, StatusEvent
 from broker.stores.status import StatusStore, SubmissionMatch
 from signing import ParserLimits, XmlError, parse_untrusted
-from xta_schemas import Catalog, MessageError
+from xta_schemas import Catalog
+from xta_schemas.header import assigned_identity
 
 __all__ = ["ApiLimits", "IngressQueue", "build_api"]
 
@@ -130,7 +134,7 @@ def build_api(
         response_model=Submitted,
         openapi_extra=_XML_BODY,
         responses={
-            400: {"description": "not XML, or no nachrichtenUUID"},
+            400: {"description": "not XML"},
             401: {"description": "no valid token or client certificate"},
             409: {"description": "another message was submitted under this UUID"},
             413: {"description": "larger than the size limit"},
@@ -151,7 +155,7 @@ def build_api(
             body = await _read_limited(request.stream(), limits.max_body_bytes)
         except _TooLarge:
             raise HTTPException(413, f"larger than {limits.max_body_bytes} bytes") from None
-        uuid = _uuid_of(body, catalog, limits)
+        uuid = _uuid_of(body, catalog, limits, request.headers.get("idempotency-key"))
         digest = hashlib.sha256(body).hexdigest()
         claim = status.claim_submission(uuid, author, digest)
         if claim.match is SubmissionMatch.CONFLICT:
@@ -197,21 +201,18 @@ async def _read_limited(chunks: AsyncIterator[bytes], limit: int) -> bytes:
     return bytes(received)
 
 
-def _uuid_of(body: bytes, catalog: Catalog, limits: ApiLimits) -> str:
-    """The nachrichtenUUID from the header, as the standard's manifest places it."""
+def _uuid_of(body: bytes, catalog: Catalog, limits: ApiLimits, key: str | None) -> str:
+    """The identity the message states, as its standard's manifest places it; where the
+    standard has none, the one the broker assigns from the Idempotency-Key (or a new id).
+    A message whose header cannot be read is published all the same: the broker answers
+    with a rejection receipt, which the caller finds under this id."""
     try:
         root = parse_untrusted(
             body, ParserLimits(max_bytes=limits.max_body_bytes, max_depth=limits.max_xml_depth)
         )
     except XmlError as exc:
         raise HTTPException(400, f"malformed-xml: {exc}") from None
-    try:
-        standard, _ = catalog.identify(root)
-        return standard.header(root).uuid
-    except MessageError:
-        # Unknown to the catalog: the broker will answer with a rejection receipt; the
-        # UUID is still needed to answer this request and to find that receipt.
-        found = root.xpath("string(//*[local-name()='nachrichtenUUID'][1])")
-        if isinstance(found, str) and found.strip():
-            return found.strip()
-    raise HTTPException(400, "header-invalid: no nachrichtenUUID in the message")
+    stated = catalog.stated_identity(root)
+    if stated is not None:
+        return stated
+    return assigned_identity(key or str(uuidlib.uuid4()))

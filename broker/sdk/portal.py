@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid as uuidlib
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from broker.receipts.document import Receipt, read_receipt
 from monitoring.labels import ReceiptKind
 from signing import Signer, SigningError, Verifier, parse_untrusted
 from xta_schemas import Catalog
+from xta_schemas.catalog import any_nachrichten_uuid
+from xta_schemas.header import assigned_identity
 
 __all__ = ["Portal", "SubmissionState"]
 
@@ -124,10 +127,23 @@ class Portal:
         if self._connection is not None:
             await self._connection.close()
 
-    async def submit(self, document: bytes | etree._Element, *, sign: bool = True) -> str:
-        """Sign (unless already signed) and publish; return the nachrichtenUUID."""
+    async def submit(
+        self,
+        document: bytes | etree._Element,
+        *,
+        sign: bool = True,
+        message_id: str | None = None,
+    ) -> str:
+        """Sign (unless already signed) and publish; return the message's identity.
+
+        The identity is the one the message states (its nachrichtenUUID). Where its
+        standard has none (xdomea), the message travels under ``message_id`` (default: a
+        new UUID), from which the broker assigns it one: publishing again with the same
+        ``message_id`` is the same message. A message whose header cannot be read is
+        published all the same; the broker answers with a signed rejection that says why.
+        """
         body = self._signer.sign(document) if sign else _bytes(document)
-        uuid = self._uuid_of(body)
+        uuid = self._identity_of(body, message_id)
         assert self._channel is not None, "start() the portal first"
         exchange = await self._channel.get_exchange(topology.INGRESS_EXCHANGE, ensure=False)
         await publishing.publish_confirmed(
@@ -176,16 +192,15 @@ class Portal:
                 await result
         await message.ack()
 
-    def _uuid_of(self, body: bytes) -> str:
+    def _identity_of(self, body: bytes, message_id: str | None) -> str:
         root = parse_untrusted(body)
         if self._catalog is not None:
-            standard, _ = self._catalog.identify(root)
-            return standard.header(root).uuid
-        # Without a catalog: the XÖV header's nachrichtenUUID, wherever it sits.
-        found = root.xpath("string(//*[local-name()='nachrichtenUUID'][1])")
-        if not isinstance(found, str) or not found:
-            raise ValueError("the document has no nachrichtenUUID")
-        return found.strip()
+            stated = self._catalog.stated_identity(root)
+        else:
+            stated = any_nachrichten_uuid(root)
+        if stated is not None:
+            return stated
+        return assigned_identity(message_id or str(uuidlib.uuid4()))
 
 
 def _bytes(document: bytes | etree._Element) -> bytes:
