@@ -4,8 +4,10 @@ A release such as XJustiz has dozens of entry schemas and over a hundred message
 listing them by hand is where a manifest goes wrong. `survey` reads every XSD under a
 folder (offline, nothing resolved over the network) and finds:
 
-* the release's own namespace: the target namespace with the most global elements
-  (the XÖV base schemas shipped beside it, such as xoev-code, have few or none);
+* the release's own namespace: the target namespace with the most global elements,
+  among those that are not infrastructure a release imports (xmldsig, XAdES, xlink,
+  GML, UBL's component namespaces, the XÖV base schemas): XWasser ships xmldsig, whose
+  global elements outnumber XWasser's twelve message roots;
 * its entry schemas: the files of that namespace that declare global elements;
 * its message types: those global elements, each with its own name as the
   nachrichtentyp code, the XÖV convention (where a release codes them otherwise, as
@@ -22,6 +24,7 @@ draft says so where they go, and ``xbroker schemas load`` checks the result.
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -33,10 +36,25 @@ from .errors import StandardLoadError
 from .loader import BUILTIN_SCHEMAS
 from .resolution import CATALOG_NS, SCHEMA_REFERENCES, XSD_NS, parse_schema_file
 
-__all__ = ["Draft", "default_identity", "render", "survey"]
+__all__ = ["FOREIGN_NAMESPACES", "Draft", "default_identity", "is_foreign", "render", "survey"]
 
 _XSD = f"{{{XSD_NS}}}"
 _G2G_HEADER = "nachrichtenkopf.g2g"
+# Namespaces of schemas releases import for signatures, links, geometry, common
+# components or the XÖV base: never a release's own. Prefixes, so that versions match.
+FOREIGN_NAMESPACES = (
+    "http://www.w3.org/",  # xmldsig, xmldsig11, xlink, xml, xmlenc, XML Schema
+    "http://uri.etsi.org/",  # XAdES
+    "http://www.opengis.net/",  # GML
+    "urn:oasis:names:specification:ubl:schema:xsd:Common",  # UBL's components
+    "urn:oasis:names:specification:ubl:schema:xsd:QualifiedDataTypes",
+    "urn:oasis:names:specification:ubl:schema:xsd:UnqualifiedDataTypes",
+    "urn:oasis:names:specification:ubl:schema:xsd:Signature",
+    "urn:un:unece:uncefact:",  # the CCTS data types UBL builds on
+    "http://xoev.de/schemata/",  # XÖV base: basisnachricht, code
+    "http://xoev.de/latinchars/",
+)
+
 _FOLDER_NAME = re.compile(r"^([a-z][a-z0-9-]*?)[-_]v?(\d[\w.]*)$")
 
 
@@ -59,6 +77,17 @@ def _relative(path: Path, folder: Path) -> str:
     return path.relative_to(folder).as_posix()
 
 
+def _files(folder: Path, suffix: str) -> list[Path]:
+    """Files under ``folder`` ending in ``suffix``, also through links to a release's
+    folders (an operator links a release rather than copy it)."""
+    return sorted(
+        Path(top) / name
+        for top, _, names in os.walk(folder, followlinks=True)
+        for name in names
+        if name.lower().endswith(suffix)
+    )
+
+
 def _is_catalog(path: Path) -> bool:
     try:
         root = parse_schema_file(path).getroot()
@@ -70,7 +99,7 @@ def _is_catalog(path: Path) -> bool:
 def survey(folder: Path, namespace: str | None = None) -> Draft:
     """Read every ``*.xsd`` under ``folder``; ``namespace`` overrides the guess."""
     folder = folder.resolve()
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() == ".xsd")
+    files = _files(folder, ".xsd")
     if not files:
         raise StandardLoadError(f"{folder}: no .xsd files")
     by_name: defaultdict[str, list[Path]] = defaultdict(list)
@@ -124,7 +153,7 @@ def survey(folder: Path, namespace: str | None = None) -> Draft:
             url_map[url] = _relative(local[0], folder)
         else:
             unresolved.append(url)
-    catalogs = [p for p in sorted(folder.rglob("*.xml")) if _is_catalog(p)]
+    catalogs = [p for p in _files(folder, ".xml") if _is_catalog(p)]
     others = Counter(ns for p, ns in namespace_of.items() if ns != chosen)
     return Draft(
         folder=folder,
@@ -139,8 +168,13 @@ def survey(folder: Path, namespace: str | None = None) -> Draft:
     )
 
 
+def is_foreign(namespace: str) -> bool:
+    """Whether ``namespace`` is infrastructure a release imports, never its own."""
+    return namespace.startswith(FOREIGN_NAMESPACES)
+
+
 def _main_namespace(folder: Path, weight: Counter[str]) -> str:
-    ranked = [(count, ns) for ns, count in weight.items() if count and ns]
+    ranked = [(count, ns) for ns, count in weight.items() if count and ns and not is_foreign(ns)]
     if not ranked:
         raise StandardLoadError(f"{folder}: no schema declares global elements in a namespace")
     ranked.sort(key=lambda item: (-item[0], item[1]))
