@@ -146,13 +146,17 @@ class ReleaseWorld:
         return sorted(k for k, got in self.received.items() for d in got if d.uuid == uuid)
 
 
+def _write_directory(state_dir: Path, directory: str) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "directory.toml").write_text(directory, encoding="utf-8")
+
+
 @asynccontextmanager
 async def release_world(
     amqp_url: str, state_dir: Path, directory: str, standard: Path, *, test: bool
 ) -> AsyncIterator[ReleaseWorld]:
     """``directory``: the directory file's TOML (certificates ``<kennung>.crt``-style)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    (state_dir / "directory.toml").write_text(directory, encoding="utf-8")
+    _write_directory(state_dir, directory)
     settings = load_settings(
         EXAMPLE_MANIFESTS.parent / "xbroker.toml",
         amqp_url=amqp_url,

@@ -1,0 +1,203 @@
+"""Real messages of published releases, unmodified, end to end on the real RabbitMQ node.
+
+Every instance that lxml calls valid is signed as its author (but an XWasser instance
+that carries a ds:Signature of its own and an xdomea one with XML comments, which the
+signature rules refuse) (a message naming no author
+is signed by a participant, who becomes its author), published with the portal SDK and
+delivered to its reader, with accepted and delivered receipts; every invalid one is
+rejected with a report naming line and path. XWasser's instances are test fixtures that
+reuse identities across files, so each round serves a broker that has seen none of the
+identities in it: the count is per instance, as a new broker would receive it. The
+xdomea process test runs 0501, 0503 and 0505 of one process through one broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from broker.receipts.document import Kind
+from signing import SigningError, parse_untrusted
+from tests.releases_support import (
+    ReleaseWorld,
+    lxml_verdict,
+    release_world,
+    releases_root,
+    serve_release,
+)
+from xta_schemas import Catalog, MessageError
+
+# A message that names no author is signed by this participant, which becomes its author.
+XWASSER_SIGNER = "wus:1"
+_T = "vorgang.transportieren.2010"
+_Q = "administration.quittung.0020"
+
+
+def _agency(kennung: str, *, accepts: str = "", regions: str = "", may_send: str = "") -> str:
+    cert = kennung.replace(":", "_")
+    return (
+        f'[[agency]]\nkennung = "{kennung}"\nname = "{kennung}"\n'
+        f'certificates = ["{cert}.crt"]\naccepts = [{accepts}]\nregions = [{regions}]\n'
+        f"may_send = [{may_send}]\n\n"
+    )
+
+
+XWASSER_DIRECTORY = "".join(
+    [
+        _agency("psw:11113110", accepts=f'"{_T}"', may_send=f'"{_Q}"'),
+        _agency("psw:01003110", accepts=f'"{_Q}"', may_send=f'"{_T}"'),
+        # Responsible everywhere: receives what names no reader.
+        _agency("gha:090", accepts=f'"{_T}"', regions='"*"', may_send=f'"{_T}"'),
+        _agency("mp:09000000", accepts=f'"{_T}"'),
+        _agency("olb:09000000", accepts=f'"{_T}"'),
+        _agency("bwv:1", accepts=f'"{_T}"'),
+        _agency("wus:1", may_send=f'"{_T}"'),
+    ]
+)
+
+XDOMEA_DIRECTORY = (
+    '[[agency]]\nkennung = "xdo:abgebend"\nname = "Abgebende Stelle"\n'
+    'aliases = ["AbsXdomeaInstitutionName", "[Abgebende Stelle]"]\n'
+    'certificates = ["xdo_abgebend.crt"]\nmay_send = ["Aussonderung.*"]\n\n'
+    '[[agency]]\nkennung = "xdo:LATh"\nname = "Landesarchiv Thüringen"\n'
+    'certificates = ["xdo_LATh.crt"]\naccepts = ["Aussonderung.*"]\n\n'
+    '[[agency]]\nkennung = "xdo:lavnrw"\nname = "Landesarchiv NRW"\n'
+    'certificates = ["xdo_lavnrw.crt"]\naccepts = ["Aussonderung.*"]\n'
+)
+
+
+@pytest.fixture(scope="module")
+def releases() -> Path:
+    return releases_root()
+
+
+def _rounds(catalog: Catalog, files: list[Path], signer: str) -> list[list[Path]]:
+    """Instances in rounds in which no (author, identity) occurs twice."""
+    rounds: list[list[Path]] = []
+    used: list[set[tuple[str, str]]] = []
+    for path in files:
+        root = parse_untrusted(path.read_bytes())
+        standard, _ = catalog.identify(root)
+        header = standard.header(root, signer=signer, aliases=lambda text: text)
+        key = (header.author.kennung, header.uuid)
+        for index, keys in enumerate(used):
+            if key not in keys:
+                keys.add(key)
+                rounds[index].append(path)
+                break
+        else:
+            used.append({key})
+            rounds.append([path])
+    return rounds
+
+
+async def _deliver_all(world: ReleaseWorld, files: list[Path], signer: str) -> dict[str, list[str]]:
+    """Publish each file signed as its author; per file, the kinds of receipt it got
+    and who received it."""
+    outcome: dict[str, list[str]] = {}
+    pending = []
+    for path in files:
+        root = parse_untrusted(path.read_bytes())
+        standard, _ = world.parts.catalog.identify(root)
+        try:
+            author = standard.header(root, signer=signer).author.kennung
+        except MessageError:
+            author = signer  # the broker rejects it; its receipt goes to the signer
+        portal = await world.portal(author)
+        try:
+            uuid = await portal.submit(path.read_bytes())
+        except SigningError as exc:
+            outcome[path.name] = [f"unsigned: {exc}"]
+            continue
+        pending.append((path, portal, uuid))
+    for path, portal, uuid in pending:
+        state = await portal.wait_final(uuid, timeout=60)
+        kinds = sorted({r.kind.value for r in state.receipts})
+        for receipt in state.receipts:
+            if receipt.kind is Kind.REJECTED:
+                assert receipt.issues, f"{path.name}: rejected without a report"
+                assert all(i.line and i.path.startswith("/") for i in receipt.issues)
+        outcome[path.name] = kinds + [f"to:{k}" for k in world.receivers_of(uuid)]
+    return outcome
+
+
+async def test_every_valid_xwasser_instance_is_delivered_unmodified(
+    amqp_url: str, tmp_path: Path, releases: Path
+) -> None:
+    folder = serve_release(
+        tmp_path, "xwasser-1.0.0", releases / "xwasser-1.0.0", ("V1_0_0", "external")
+    )
+    files = sorted((releases / "xwasser-1.0.0" / "instances").glob("*.xml"))
+    valid = {path.name for path in files if lxml_verdict(folder, path)}
+    catalog = Catalog.load([folder], bundled=False)
+    outcome: dict[str, list[str]] = {}
+    for number, group in enumerate(_rounds(catalog, files, XWASSER_SIGNER)):
+        async with release_world(
+            amqp_url, tmp_path / f"round-{number}", XWASSER_DIRECTORY, folder, test=True
+        ) as world:
+            outcome.update(await _deliver_all(world, group, XWASSER_SIGNER))
+
+    delivered = {name for name, kinds in outcome.items() if {"accepted", "delivered"} <= set(kinds)}
+    rejected = {name for name, kinds in outcome.items() if "rejected" in kinds}
+    # XWasser's own document signature (olb_bericht's ds:Signature over the vorgang) is
+    # content the broker's signature rules refuse: one ds:Signature per document.
+    inner_signature = "olb_report_signature_builder_test_result.xml"
+    assert outcome[inner_signature] == ["unsigned: document already contains a ds:Signature"]
+    assert delivered == valid - {inner_signature}
+    assert rejected == {path.name for path in files} - valid
+    assert len(delivered) == 12 and len(rejected) == 2
+    assert outcome["quality_report_minimal.xml"][-1] == "to:psw:11113110"
+    assert outcome["monitoring_plan_builder_test_result.xml"][-1] == "to:gha:090"
+
+
+async def test_an_xdomea_process_is_delivered_and_a_reused_identity_refused(
+    amqp_url: str, tmp_path: Path, releases: Path
+) -> None:
+    folder = serve_release(tmp_path, "xdomea-3.0.0", releases / "xdomea-3.0.0", ("3.0.0", "xoev"))
+    instances = releases / "xdomea-3.0.0" / "instances"
+    process = sorted(instances.glob("9a75050f-*.xml"))
+    assert [p.name.rsplit(".", 2)[-2] for p in process] == ["0501", "0503", "0505"]
+    async with release_world(
+        amqp_url, tmp_path / "state", XDOMEA_DIRECTORY, folder, test=False
+    ) as world:
+        portal = await world.portal("xdo:abgebend")
+        uuids = [await portal.submit(p.read_bytes()) for p in process]
+        states = [await portal.wait_final(u, timeout=60) for u in uuids]
+        # Before the reused identity below adds its rejection to the 0503's receipts.
+        kinds = [{r.kind for r in state.receipts} for state in states]
+        nrw = instances / "9fde4e7a-b41b-11ec-9225-005056871b7c_Aussonderung.Aussonderung.0503.xml"
+        nrw_state = await portal.wait_final(await portal.submit(nrw.read_bytes()), timeout=60)
+
+        # The 0503 again under the identity it was delivered with, but changed.
+        changed = etree.fromstring(process[1].read_bytes())
+        kopf = changed.find("{urn:xoev-de:xdomea:schema:3.0.0}Kopf")
+        assert kopf is not None
+        erstellt = kopf.find("{urn:xoev-de:xdomea:schema:3.0.0}Erstellungszeitpunkt")
+        assert erstellt is not None
+        erstellt.text = "2018-07-24T17:25:40"
+        reused = await portal.submit(changed, message_id=uuids[1])
+        async with asyncio.timeout(60):
+            while not any(r.kind is Kind.REJECTED for r in portal.state(reused).receipts):
+                await asyncio.sleep(0.05)
+        reused_state = portal.state(reused)
+
+    assert kinds == [{Kind.ACCEPTED, Kind.DELIVERED}] * 3
+    for state in states:
+        accepted = next(r for r in state.receipts if r.kind is Kind.ACCEPTED)
+        assert accepted.identity_assigned == "transport"
+        assert any("read in Europe/Berlin" in note for note in accepted.notes)
+    assert len(set(uuids)) == 3
+    assert [world.receivers_of(u) for u in uuids] == [["xdo:LATh"]] * 3
+    # lavnrw's 0503 carries XML comments, which an enveloped signature does not cover:
+    # the signature rules refuse it whole rather than deliver unsigned text.
+    assert [(r.kind, r.reason) for r in nrw_state.receipts] == [
+        (Kind.REJECTED, "signature-wrapping")
+    ]
+    assert reused == uuids[1]
+    [rejection] = [r for r in reused_state.receipts if r.kind is Kind.REJECTED]
+    assert rejection.reason == "id-reused"
+    assert rejection.first_digest is not None
+    assert world.receivers_of(uuids[1]) == ["xdo:LATh"]  # delivered once, not twice
