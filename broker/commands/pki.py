@@ -1,7 +1,8 @@
 """``xbroker pki``: the development PKI (CA, party certificates, revocation, listing).
 
-Everything lives under ``--pki-dir`` (default ``.xbroker/pki``) in the layout described
-in ``signing.devpki``. Exit codes: 0 done, 2 the PKI could not be read or changed.
+Everything lives under ``--pki-dir`` (default: the settings' ``pki_dir``, so ``--config``
+counts for every subcommand) in the layout described in ``signing.devpki``.
+Exit codes: 0 done, 2 the PKI could not be read or changed.
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ from signing import SigningError, fingerprint, load_certificate
 from signing.devpki import DEV_CA_NAME, issue, list_certificates, revoke, setup_ca
 from signing.keyfiles import party_paths
 
-__all__ = ["DEFAULT_PKI_DIR", "register"]
-
-DEFAULT_PKI_DIR = Path(".xbroker/pki")
+__all__ = ["register"]
 EXIT_OK = 0
 EXIT_ERROR = 2
 
@@ -28,10 +27,20 @@ def _common() -> argparse.ArgumentParser:
     parent.add_argument(
         "--pki-dir",
         type=Path,
-        default=DEFAULT_PKI_DIR,
-        help=f"development PKI folder (default: {DEFAULT_PKI_DIR})",
+        default=None,
+        help="development PKI folder (default: the settings' pki_dir)",
     )
     return parent
+
+
+def _pki_dir(args: argparse.Namespace) -> Path:
+    """``--pki-dir``, else the PKI of the settings ``--config`` names."""
+    if args.pki_dir is not None:
+        return Path(args.pki_dir)
+    from broker.commands._common import settings_from
+
+    pki: Path = settings_from(args).pki
+    return pki
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -50,12 +59,14 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _ca(args: argparse.Namespace) -> int:
+    args.pki_dir = _pki_dir(args)
     setup_ca(args.pki_dir, args.name, key_type=args.key_type, days=args.days)
     print(f"CA ready in {args.pki_dir / 'ca'}; trust store {args.pki_dir / 'trust'}")
     return EXIT_OK
 
 
 def _issue(args: argparse.Namespace) -> int:
+    args.pki_dir = _pki_dir(args)
     default_dir = (
         args.pki_dir / "tls"
         if args.tls_client
@@ -82,6 +93,7 @@ def _issue(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
+    args.pki_dir = _pki_dir(args)
     target = Path(args.certificate)
     if not target.exists() and ":" in args.certificate:
         target = party_paths(args.pki_dir, args.certificate)[0]
@@ -91,6 +103,7 @@ def _revoke(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    args.pki_dir = _pki_dir(args)
     infos = list_certificates(args.pki_dir)
     if args.json:
         rows: list[dict[str, Any]] = [

@@ -26,8 +26,6 @@ from signing.errors import SignatureError
 
 __all__ = ["register"]
 
-DEFAULT_TRUST_DIR = Path(".xbroker/pki/trust")
-DEFAULT_CRL_DIR = Path(".xbroker/pki/crl")
 EXIT_VALID = 0
 EXIT_INVALID = 1
 EXIT_ERROR = 2
@@ -59,8 +57,19 @@ def _describe(result: Verified, name: str) -> dict[str, Any]:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    # Both default to the PKI of the settings --config names.
+    from broker.commands._common import settings_from
+    from broker.errors import ConfigurationError
+
     try:
-        trust = TrustStore.from_dirs(args.trust, None if args.no_crl else args.crl)
+        settings = settings_from(args)
+    except ConfigurationError as exc:
+        print(f"xbroker verify: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    trust_dir = args.trust or settings.trust_dir
+    crl_dir = args.crl or settings.crl_dir
+    try:
+        trust = TrustStore.from_dirs(trust_dir, None if args.no_crl else crl_dir)
         data = args.file.read_bytes()
     except (SigningError, OSError) as exc:
         print(f"xbroker verify: {exc}", file=sys.stderr)
@@ -69,16 +78,21 @@ def _verify(args: argparse.Namespace) -> int:
         at = args.at or datetime.now(UTC)
         result = Verifier(trust).verify(parse_untrusted(data), at=at)
     except (XmlError, SignatureError) as exc:
+        detail = exc.detail
+        if args.trust is not None and args.crl is None and not args.no_crl and "CRL" in detail:
+            detail += (
+                "; give the issuer's CRL folder with --crl DIR, or --no-crl to skip revocation"
+            )
         outcome = {
             "file": str(args.file),
             "valid": False,
             "code": exc.reason.value,
-            "detail": exc.detail,
+            "detail": detail,
         }
         if args.json:
             print(json.dumps(outcome, indent=2))
         else:
-            print(f"invalid: {exc.reason.value}: {exc.detail}")
+            print(f"invalid: {exc.reason.value}: {detail}")
         return EXIT_INVALID
     described = _describe(result, str(args.file))
     if args.json:
@@ -105,8 +119,15 @@ def register(subparsers: Any) -> None:
 
     verify = subparsers.add_parser("verify", help="verify a signed XML file")
     verify.add_argument("file", type=Path)
-    verify.add_argument("--trust", type=Path, default=DEFAULT_TRUST_DIR, help="CA folder")
-    verify.add_argument("--crl", type=Path, default=DEFAULT_CRL_DIR, help="CRL folder")
+    verify.add_argument(
+        "--trust", type=Path, default=None, help="CA folder (default: the settings' trust store)"
+    )
+    verify.add_argument(
+        "--crl",
+        type=Path,
+        default=None,
+        help="CRL folder (default: the settings' CRL folder)",
+    )
     verify.add_argument("--no-crl", action="store_true", help="do not check revocation")
     verify.add_argument(
         "--at",
