@@ -20,6 +20,7 @@ from broker.commands._receipts import describe_receipt
 from broker.commands.progress import Progress, wanted
 from broker.receipts.document import Receipt
 from broker.sdk.portal import Portal, SubmissionState
+from signing import SigningError, Verifier, parse_untrusted
 
 __all__ = ["register"]
 
@@ -27,7 +28,11 @@ __all__ = ["register"]
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("publish", help="sign and publish submissions, print their receipts")
     parser.add_argument("paths", nargs="+", type=Path, metavar="FILE|DIR")
-    parser.add_argument("--as", dest="author", help="author Behördenkennung (default: portal)")
+    parser.add_argument(
+        "--as",
+        dest="author",
+        help="author Behördenkennung (default: the portal; with --signed, the files' signer)",
+    )
     parser.add_argument("--no-wait", action="store_true", help="do not wait for receipts")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait per run")
     parser.add_argument("--signed", action="store_true", help="files are already signed")
@@ -36,6 +41,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.set_defaults(func=_publish)
+
+
+def _signers(files: list[Path], verifier: Verifier) -> set[str]:
+    """The Behördenkennungen that signed ``files`` (a file that does not verify: none)."""
+    found: set[str] = set()
+    for file in files:
+        try:
+            kennung = verifier.verify(parse_untrusted(file.read_bytes())).subject_kennung
+        except (SigningError, OSError):
+            continue
+        if kennung:
+            found.add(kennung)
+    return found
 
 
 def _files(paths: list[Path]) -> list[Path]:
@@ -52,6 +70,18 @@ def _publish(args: argparse.Namespace) -> int:
     async def main() -> int:
         parts = load_parts(settings)
         author = args.author or settings.portal_kennung
+        if args.signed and not args.author:
+            # Receipts go to the signer's queue: listen there, not on the portal's.
+            signers = _signers(files, parts.verifier())
+            if len(signers) != 1:
+                print(
+                    "xbroker publish: --signed files of "
+                    f"{', '.join(sorted(signers)) or 'no known signer'}: name the author "
+                    "whose receipts to wait for with --as",
+                    file=sys.stderr,
+                )
+                return 2
+            author = signers.pop()
 
         def show(receipt: Receipt) -> None:
             print(describe_receipt(receipt, parts.directory), flush=True)
