@@ -12,7 +12,7 @@ from bench.large_standard import message_type_code, write_large_standard
 from tests.standards_support import run_schemas
 from xta_schemas import Catalog
 from xta_schemas.manifest import MANIFEST_NAME, read_manifest
-from xta_schemas.scaffold import default_identity, render, survey
+from xta_schemas.scaffold import default_identity, render, survey, unfilled
 
 BUNDLED = Path(__file__).parent.parent / "xta_schemas" / "bundled"
 XGERICHT = Path(__file__).parent / "fixtures" / "standards" / "shapes" / "xgericht-1.0"
@@ -79,7 +79,14 @@ def test_a_release_without_the_g2g_header_is_told_to_write_its_header_rules() ->
 
     assert not draft.g2g_header
     assert draft.entries == ("xsd/xgericht_0005_nachrichten.xsd", "xsd/xgericht_0200_antrag.xsd")
-    assert "write the [header] rules" in render(draft, "xgericht", "1.0")
+    text = render(draft, "xgericht", "1.0")
+    assert "write the [header] XPaths" in text
+    assert [line.split(" =")[0] for _, line in unfilled(text)] == [
+        "uuid",
+        "created",
+        "author",
+        "readers",
+    ]
 
 
 def test_an_url_import_without_a_local_file_is_named_in_the_draft(tmp_path: Path) -> None:
@@ -100,13 +107,29 @@ def test_an_url_import_without_a_local_file_is_named_in_the_draft(tmp_path: Path
 def test_schemas_init_writes_a_manifest_that_schemas_load_accepts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    folder = _without_manifest(XGERICHT, tmp_path / "xgericht-1.0")
+    folder = write_large_standard(tmp_path, files=20, roots=12) / "xjlarge-1.0"
+    (folder / MANIFEST_NAME).unlink()
 
     assert run_schemas("schemas", "init", str(folder), "--write") == 0
     assert (folder / MANIFEST_NAME).is_file()
     assert run_schemas("schemas", "init", str(folder), "--write") == 2  # no overwrite by accident
     assert run_schemas("schemas", "load", str(folder)) == 0
-    assert "loaded xgericht/1.0" in capsys.readouterr().out
+    assert "loaded xjlarge/1.0" in capsys.readouterr().out
+
+
+def test_a_draft_that_needs_header_xpaths_does_not_load_until_they_are_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _without_manifest(XGERICHT, tmp_path / "xgericht-1.0")
+
+    assert run_schemas("schemas", "init", str(folder), "--write") == 1
+    told = capsys.readouterr().err
+    assert f"{folder / MANIFEST_NAME}:" in told and "fill in: uuid = " in told
+    assert run_schemas("schemas", "load", str(folder)) == 2
+    assert "still to be filled in: uuid = " in capsys.readouterr().err
+    assert (
+        run_schemas("schemas", "init", str(folder), "--write", "--force", "--allow-incomplete") == 0
+    )
 
 
 def test_schemas_init_without_xsd_files_fails_clearly(

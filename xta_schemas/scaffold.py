@@ -34,9 +34,18 @@ from lxml import etree
 
 from .errors import StandardLoadError
 from .loader import BUILTIN_SCHEMAS
+from .manifest import FILL_IN
 from .resolution import CATALOG_NS, SCHEMA_REFERENCES, XSD_NS, parse_schema_file
 
-__all__ = ["FOREIGN_NAMESPACES", "Draft", "default_identity", "is_foreign", "render", "survey"]
+__all__ = [
+    "FOREIGN_NAMESPACES",
+    "Draft",
+    "default_identity",
+    "is_foreign",
+    "render",
+    "survey",
+    "unfilled",
+]
 
 _XSD = f"{{{XSD_NS}}}"
 _G2G_HEADER = "nachrichtenkopf.g2g"
@@ -193,6 +202,15 @@ def _toml(text: str) -> str:
     return f'"{escaped}"'
 
 
+def unfilled(text: str) -> list[tuple[int, str]]:
+    """The lines of a drafted manifest still to be filled in, with their numbers."""
+    return [
+        (number, line.strip())
+        for number, line in enumerate(text.splitlines(), 1)
+        if FILL_IN in line and not line.lstrip().startswith("#")
+    ]
+
+
 def render(draft: Draft, name: str, version: str) -> str:
     """The manifest text for ``draft``: complete where the schemas tell, marked where not."""
     lines = [
@@ -225,11 +243,16 @@ def render(draft: Draft, name: str, version: str) -> str:
         ]
     else:
         lines += [
-            "# No nachrichtenkopf.g2g in these schemas: write the [header] rules (XPaths from",
-            "# the root to the UUID, creation time, author and readers; see docs/standards.md,",
-            "# 'Manifest reference', and the XJustiz example in examples/standards/).",
-            "# [header]",
-            '# uuid = "tns:nachrichtenkopf/..."',
+            "# No nachrichtenkopf.g2g in these schemas: write the [header] XPaths (from the",
+            "# root; see docs/standards.md, 'Manifest reference', and the examples in",
+            "# examples/standards/). The manifest does not load while one is left to fill in.",
+            "[header]",
+            f'uuid = "{FILL_IN}: the element that identifies one message>"',
+            '# identity = "transport"   # instead, where messages carry no identity of their own',
+            f'created = "{FILL_IN}: the creation time>"',
+            f'author = "{FILL_IN}: the author element>"',
+            f'readers = "{FILL_IN}: the reader elements>"',
+            "nachrichtentyp_in_header = false   # or the XPath of its code: nachrichtentyp = ...",
         ]
     if draft.url_map or draft.unresolved_urls:
         lines += ["", "[url_map]"]

@@ -29,7 +29,7 @@ from xta_schemas import Catalog, MessageError, Standard, StandardLoadError
 from xta_schemas.catalog import standard_folders
 from xta_schemas.manifest import MANIFEST_NAME
 from xta_schemas.samples import read_sample
-from xta_schemas.scaffold import default_identity, render, survey
+from xta_schemas.scaffold import default_identity, render, survey, unfilled
 
 __all__ = ["CheckResult", "check_message", "register"]
 
@@ -134,6 +134,11 @@ def register(subparsers: Any) -> None:
         "--write", action="store_true", help="write DIR/manifest.toml instead of printing it"
     )
     init.add_argument("--force", action="store_true", help="with --write: replace a manifest")
+    init.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="exit 0 even when the draft has XPaths left to fill in (it will not load so)",
+    )
     init.set_defaults(func=_init)
 
 
@@ -294,5 +299,7 @@ def _init(args: argparse.Namespace) -> int:
         notes.append(f"{len(draft.unresolved_urls)} URL imports have no local file: add them")
     if args.write:
         notes.append(f"written {target}; check it with: xbroker schemas load {args.directory}")
+    todo = unfilled(text)
+    notes += [f"{target}:{number}: fill in: {line}" for number, line in todo]
     print("\n".join(notes), file=sys.stderr)
-    return EXIT_VALID
+    return EXIT_INVALID if todo and not args.allow_incomplete else EXIT_VALID
