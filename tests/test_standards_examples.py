@@ -18,6 +18,10 @@ from xta_schemas.standard import HeaderXPaths
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "standards"
 FOLDERS = sorted(path.parent for path in EXAMPLES.glob(f"*/{MANIFEST_NAME}"))
+# Served from the published releases with their own messages (tests/test_xoev_releases.py),
+# so they ship no samples of ours.
+WITH_RELEASE_INSTANCES = {"xwasser-1.0.0", "xdomea-3.0.0", "xbau-2.6"}
+WITH_SAMPLES = [folder for folder in FOLDERS if folder.name not in WITH_RELEASE_INSTANCES]
 
 
 def _samples(manifest: Manifest) -> list[Path]:
@@ -54,7 +58,7 @@ def test_example_manifest_parses_and_its_xpaths_compile(folder: Path) -> None:
         assert not Path(name).is_absolute() and ".." not in Path(name).parts
 
 
-@pytest.mark.parametrize("folder", FOLDERS, ids=lambda folder: folder.name)
+@pytest.mark.parametrize("folder", WITH_SAMPLES, ids=lambda folder: folder.name)
 def test_example_samples_are_messages_of_declared_types(folder: Path) -> None:
     manifest = read_manifest(folder)
     samples = _samples(manifest)
@@ -65,7 +69,7 @@ def test_example_samples_are_messages_of_declared_types(folder: Path) -> None:
         assert qname.localname in manifest.message_types
 
 
-@pytest.mark.parametrize("folder", FOLDERS, ids=lambda folder: folder.name)
+@pytest.mark.parametrize("folder", WITH_SAMPLES, ids=lambda folder: folder.name)
 def test_example_header_rules_read_the_samples(folder: Path) -> None:
     manifest = read_manifest(folder)
     xp = HeaderXPaths(manifest)
