@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from broker.receipts.document import Kind
+from broker.errors import Reason
+from monitoring.labels import ReceiptKind
 from signing import SigningError, parse_untrusted
 from tests.releases_support import (
     ReleaseWorld,
@@ -117,7 +118,7 @@ async def _deliver_all(world: ReleaseWorld, files: list[Path], signer: str) -> d
         state = await portal.wait_final(uuid, timeout=60)
         kinds = sorted({r.kind.value for r in state.receipts})
         for receipt in state.receipts:
-            if receipt.kind is Kind.REJECTED:
+            if receipt.kind is ReceiptKind.REJECTED:
                 assert receipt.issues, f"{path.name}: rejected without a report"
                 assert all(i.line and i.path.startswith("/") for i in receipt.issues)
         outcome[path.name] = kinds + [f"to:{k}" for k in world.receivers_of(uuid)]
@@ -180,13 +181,13 @@ async def test_an_xdomea_process_is_delivered_and_a_reused_identity_refused(
         erstellt.text = "2018-07-24T17:25:40"
         reused = await portal.submit(changed, message_id=uuids[1])
         async with asyncio.timeout(60):
-            while not any(r.kind is Kind.REJECTED for r in portal.state(reused).receipts):
+            while not any(r.kind is ReceiptKind.REJECTED for r in portal.state(reused).receipts):
                 await asyncio.sleep(0.05)
         reused_state = portal.state(reused)
 
-    assert kinds == [{Kind.ACCEPTED, Kind.DELIVERED}] * 3
+    assert kinds == [{ReceiptKind.ACCEPTED, ReceiptKind.DELIVERED}] * 3
     for state in states:
-        accepted = next(r for r in state.receipts if r.kind is Kind.ACCEPTED)
+        accepted = next(r for r in state.receipts if r.kind is ReceiptKind.ACCEPTED)
         assert accepted.identity_assigned == "transport"
         assert any("read in Europe/Berlin" in note for note in accepted.notes)
     assert len(set(uuids)) == 3
@@ -194,10 +195,10 @@ async def test_an_xdomea_process_is_delivered_and_a_reused_identity_refused(
     # lavnrw's 0503 carries XML comments, which an enveloped signature does not cover:
     # the signature rules refuse it whole rather than deliver unsigned text.
     assert [(r.kind, r.reason) for r in nrw_state.receipts] == [
-        (Kind.REJECTED, "signature-wrapping")
+        (ReceiptKind.REJECTED, Reason.SIGNATURE_WRAPPING)
     ]
     assert reused == uuids[1]
-    [rejection] = [r for r in reused_state.receipts if r.kind is Kind.REJECTED]
-    assert rejection.reason == "id-reused"
+    [rejection] = [r for r in reused_state.receipts if r.kind is ReceiptKind.REJECTED]
+    assert rejection.reason is Reason.ID_REUSED
     assert rejection.first_digest is not None
     assert world.receivers_of(uuids[1]) == ["xdo:LATh"]  # delivered once, not twice

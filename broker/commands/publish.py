@@ -48,7 +48,7 @@ def _signers(files: list[Path], verifier: Verifier) -> set[str]:
     found: set[str] = set()
     for file in files:
         try:
-            kennung = verifier.verify(parse_untrusted(file.read_bytes())).subject_kennung
+            kennung = verifier.verify_now(parse_untrusted(file.read_bytes())).subject_kennung
         except (SigningError, OSError):
             continue
         if kennung:
