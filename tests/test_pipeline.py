@@ -1,15 +1,19 @@
-"""The pipeline as a pure function: a valid message, and one change per rejection reason.
+"""The pipeline as a pure function: a valid message, and one change per row of reasons.
 
 Every row starts from a valid submission of the example world, an xmeld 1.1 Anmeldung
 from the Hamburg portal: the one addressed to the Meldebehörde Hamburg, or (for routing
-by region) the one without a reader that the Meldebehörde Norderstedt receives. It
+by region) the one without a reader that the Meldebehörde Norderstedt receives; rows
+about parties named in free text start from a court's Klage of the release-shaped
+fixture ``xgericht 1.0``, whose manifest here names a free-text party element. A row
 changes one thing (the bytes, the content before signing, who signs, or when it is
-decided) and names the one `Reason` the pipeline must answer with. No RabbitMQ: the
-pipeline is handed bytes and a time and returns a decision.
+decided) and names the one `Reason` the pipeline must answer with; every reason the
+pipeline can give has at least one row. No RabbitMQ: the pipeline is handed bytes and a
+time and returns a decision.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,21 +31,26 @@ from signing import Signer, parse_untrusted
 from signing.devpki import create_ca, issue, revoke
 from signing.keyfiles import party_paths
 from tests.raise_sites import LOWER_PACKAGES, reasons_raised, rejection_sites, string_codes
+from tests.standards_support import edit
 from tests.world import EXAMPLES, SUBMISSIONS
+from xta_schemas import Catalog
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
+COURTS = Path(__file__).parent / "fixtures" / "standards" / "shapes" / "xgericht-1.0"
+COURT = "{urn:xbroker-test:xgericht}"
 XMELD_1_1 = b"http://www.xbroker.example/xmeld/1.1"
 PORTAL = "osi:hh-portal"
 MELDEBEHOERDE = "psw:02000000"
 GEWERBEAMT = "gew:02000000"
 
-# Reasons the pipeline never gives, and why; every other member is a row of the table.
+# Reasons the pipeline never gives: where they are decided, and why there; every other
+# member is a row of the table.
 NOT_PIPELINE_OUTCOMES = {
-    Reason.AUTHOR_UNKNOWN: (
-        "the pipeline checks that the signing certificate is registered for the author "
-        "before it routes, so an author missing from the directory is answered "
-        "signer-not-author; routing.route keeps author-unknown for callers without "
-        "that check"
+    Reason.ID_REUSED: (
+        Path("broker/worker/ingress.py"),
+        "whether an identity was used before, for other bytes, is known only to the dedup "
+        "store, which the worker claims after the pipeline accepted the message; the "
+        "pipeline sees one message and holds no state",
     ),
 }
 
@@ -52,6 +61,7 @@ class Kit:
 
     message: bytes  # addressed to the Meldebehörde Hamburg (a named reader)
     regional: bytes  # without a reader: the agency responsible for the new dwelling
+    court: bytes  # an xgericht 1.0 Klage of court G2001 to court G2002, by their codes
     portal: Signer  # the author, registered for it: signs the valid message
     meldebehoerde: Signer  # trusted and registered, but for another Behördenkennung
     stranger: Signer  # the portal's Behördenkennung, issued by a CA nobody trusts
@@ -88,6 +98,15 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Kit, Pipeline]:
 
     parts = load_parts(settings)  # reads the CRL snapshot with the revocation in it
     parts.catalog.get("xmeld/1.1").prepare_report()  # built at start, as `xbroker run` does
+    courts = state / "xgericht-1.0"
+    shutil.copytree(COURTS, courts)
+    # A party without a court code is named by its designation, in free text.
+    edit(
+        courts / "manifest.toml",
+        "[header.party]\n",
+        '[header.party]\nfree_text = "g:bezeichnung"\n',
+    )
+    catalog = Catalog.load([*settings.standard_dirs, courts])
 
     def party(kennung: str) -> Signer:
         cert, key = party_paths(pki, kennung)
@@ -96,13 +115,14 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Kit, Pipeline]:
     built = Kit(
         message=(SUBMISSIONS / "anmeldung-hamburg.xml").read_bytes(),
         regional=(SUBMISSIONS / "anmeldung-norderstedt.xml").read_bytes(),
+        court=next((courts / "samples").glob("*.xml")).read_bytes(),
         portal=party(PORTAL),
         meldebehoerde=party(MELDEBEHOERDE),
         stranger=Signer.from_files(foreign_key, foreign_cert),
         revoked=Signer.from_files(revoked_key, revoked_cert),
         now=datetime.now(UTC),
     )
-    return built, Pipeline(parts.catalog, parts.verifier(), parts.directory)
+    return built, Pipeline(catalog, parts.verifier(), parts.directory)
 
 
 # --- the one changes ---------------------------------------------------------------------
@@ -140,6 +160,25 @@ def _without_birth_date(root: etree._Element) -> None:
 def _upper_case_uuid(root: etree._Element) -> None:
     uuid = _header(root, "identifikation.nachricht/nachrichtenUUID")
     uuid.text = (uuid.text or "").upper()
+
+
+def _created_without_zone(root: etree._Element) -> None:
+    created = _header(root, "identifikation.nachricht/erstellungszeitpunkt")
+    created.text = (created.text or "")[: len("2026-11-28T10:15:00")]
+
+
+def _named_in_free_text(*party: str) -> Callable[[etree._Element], None]:
+    """The court's party (at ``party`` under the nachrichtenkopf) named by a designation
+    alone, which no agency of the directory has as its name or alias."""
+
+    def change(root: etree._Element) -> None:
+        element = root.find("/".join(f"{COURT}{step}" for step in ("nachrichtenkopf", *party)))
+        assert element is not None, party
+        for child in list(element):
+            element.remove(child)
+        etree.SubElement(element, f"{COURT}bezeichnung").text = "Kanzlei Unbekannt"
+
+    return change
 
 
 def _moved_to_munich(root: etree._Element) -> None:
@@ -237,6 +276,16 @@ ROWS = (
         lambda k: k.edited(_upper_case_uuid),
     ),
     Row(
+        Reason.HEADER_INVALID,
+        "its creation time without the time zone its manifest requires",
+        lambda k: k.edited(_created_without_zone),
+    ),
+    Row(
+        Reason.AUTHOR_UNKNOWN,
+        "its author named in free text the directory does not know",
+        lambda k: k.edited(_named_in_free_text("absender", "stelle"), k.court),
+    ),
+    Row(
         Reason.AUTHOR_NOT_AUTHORIZED,
         "authored by an agency that may not send it",
         _authored_by_the_meldebehoerde,
@@ -250,6 +299,11 @@ ROWS = (
         Reason.NO_ROUTE,
         "without a reader, for a region no agency is responsible for",
         lambda k: k.edited(_moved_to_munich, k.regional),
+    ),
+    Row(
+        Reason.NO_ROUTE,
+        "its reader named in free text the directory does not know",
+        lambda k: k.edited(_named_in_free_text("empfaenger"), k.court),
     ),
 )
 
@@ -303,15 +357,23 @@ def test_a_rejection_after_the_signature_names_the_signed_header(
 # --- the table and the vocabulary --------------------------------------------------------
 
 
-def test_the_table_has_one_row_per_reason_the_pipeline_can_give() -> None:
-    reasons = [row.reason for row in ROWS]
-    assert len(reasons) == len(set(reasons))
-    assert set(reasons) == set(Reason) - set(NOT_PIPELINE_OUTCOMES)
+def test_the_table_has_a_row_for_every_reason_the_pipeline_can_give() -> None:
+    changes = [(row.reason, row.change) for row in ROWS]
+    assert len(changes) == len(set(changes))
+    assert {row.reason for row in ROWS} == set(Reason) - set(NOT_PIPELINE_OUTCOMES)
 
 
-def test_every_reason_is_given_by_a_lower_package_or_by_the_pipeline() -> None:
+def test_every_reason_is_given_by_a_lower_package_the_pipeline_or_the_worker() -> None:
     raised = set().union(*(reasons_raised(package) for package in LOWER_PACKAGES))
-    assert raised | {Reason.SIGNER_NOT_AUTHOR} == set(Reason)
+    assert raised | {Reason.SIGNER_NOT_AUTHOR} | set(NOT_PIPELINE_OUTCOMES) == set(Reason)
+
+
+@pytest.mark.parametrize("reason", NOT_PIPELINE_OUTCOMES, ids=lambda reason: reason.value)
+def test_a_reason_outside_the_pipeline_is_given_where_the_table_says(reason: Reason) -> None:
+    where, _ = NOT_PIPELINE_OUTCOMES[reason]
+    root = Path(__file__).resolve().parents[1]
+    assert f"Reason.{reason.name}" in (root / where).read_text(encoding="utf-8")
+    assert f"Reason.{reason.name}" not in (root / "broker/pipeline.py").read_text("utf-8")
 
 
 @pytest.mark.parametrize("package", LOWER_PACKAGES)
