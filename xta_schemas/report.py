@@ -9,22 +9,37 @@ error log is the report.
 Reports go to the sender in a receipt and into logs, so they must not carry the
 message's content: values the validators quote ("'abc' is not a valid value") are
 replaced by ``'[value]'``. What stays is where (line, path) and which rule failed.
+
+They are read by the sender's people, in the words of XML Schema: what the validators
+say in Python's (``<class 'elementpath.datatypes.datetime.DateTime10'>``, a facet bound
+as ``DateTime10(2000, 1, 1, 0, 0, 0)``, "invalid literal for int()") is said with the
+XSD type (``xs:dateTime``) and the lexical value of the standard (``'2000-01-01T00:00:00'``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import elementpath.datatypes
 import xmlschema
 from lxml import etree
+from xmlschema.validators import XsdEnumerationFacets, XsdFacet
 
 from .errors import ValidationIssue
 
-__all__ = ["MAX_ISSUES", "REDACTED", "DetailedReporter", "issues_from_lxml", "redact"]
+__all__ = [
+    "MAX_ISSUES",
+    "REDACTED",
+    "DetailedReporter",
+    "in_schema_words",
+    "issues_from_lxml",
+    "redact",
+]
 
 MAX_ISSUES = 20
 REDACTED = "'[value]'"
@@ -44,6 +59,49 @@ def redact(reason: str, values: Iterable[str] = ()) -> str:
     return _LXML_VALUE.sub(lambda m: f"{m.group(1)}{REDACTED}", reason)
 
 
+_TYPED = elementpath.datatypes.AnyAtomicType
+# The XSD type of each typed value class the validators use: elementpath's datatypes
+# carry their XSD name, and xs:decimal is Python's Decimal.
+_TYPED_VALUES = {
+    cls.__name__: f"xs:{cls.name}"
+    for cls in vars(elementpath.datatypes).values()
+    if isinstance(cls, type)
+    and issubclass(cls, _TYPED)
+    and isinstance(getattr(cls, "name", None), str)
+    and cls is not _TYPED
+} | {"Decimal": "xs:decimal"}
+# Python's built-in classes stand for the XSD types they implement.
+_XSD_TYPES = _TYPED_VALUES | {
+    "str": "xs:string",
+    "int": "xs:integer",
+    "float": "xs:double",
+    "bool": "xs:boolean",
+}
+_CLASS = re.compile(r"<class '(?:\w+\.)*(\w+)'>")
+# A typed value's repr, ``DateTime10(2000, 1, 1, 0, 0, 0)``, ``Decimal('1.5')``: with
+# one level of nested parentheses (a time zone's).
+_VALUE_REPR = re.compile(
+    r"\b(" + "|".join(sorted(_TYPED_VALUES, key=len, reverse=True)) + r")\((?:[^()]|\([^()]*\))*\)"
+)
+# Python's words for a literal that does not convert.
+_PYTHON_WORDS = (
+    (re.compile(r"invalid literal for int\(\) with base \d+: (.*)"), r"\1 is not an integer"),
+    (re.compile(r"could not convert string to float: (.*)"), r"\1 is not a number"),
+)
+
+
+def in_schema_words(reason: str) -> str:
+    """``reason`` with no Python class or value repr left: XSD type names instead.
+
+    A value repr that is still there is the message's content, which the caller did not
+    know as such: it becomes "a value of" its XSD type, never its text.
+    """
+    for pattern, words in _PYTHON_WORDS:
+        reason = pattern.sub(words, reason)
+    reason = _VALUE_REPR.sub(lambda m: f"a value of {_TYPED_VALUES[m.group(1)]}", reason)
+    return _CLASS.sub(lambda m: _XSD_TYPES.get(m.group(1), "its type"), reason)
+
+
 def _forms(raw: str) -> tuple[str, ...]:
     """A value as written, stripped, and whitespace-collapsed (as validators see it)."""
     return tuple(v for v in {raw, raw.strip(), " ".join(raw.split())} if v)
@@ -53,19 +111,37 @@ def issues_from_lxml(log: etree._ListErrorLog) -> tuple[ValidationIssue, ...]:
     """The lxml error log as issues; the fallback report."""
     return tuple(
         ValidationIssue(
-            line=entry.line or None, path=entry.path or "", reason=redact(entry.message)
+            line=entry.line or None,
+            path=entry.path or "",
+            reason=in_schema_words(redact(entry.message)),
         )
         for entry in islice(log, MAX_ISSUES)
     )
 
 
 def _reason(error: xmlschema.XMLSchemaValidationError) -> str:
-    """xmlschema's reason, saying that the value was at fault, without the value."""
+    """xmlschema's reason, saying that the value was at fault, without the value, in the
+    words of XML Schema."""
     reason = error.reason or str(error.message)
+    for bound in _standard_values(error.validator):
+        reason = reason.replace(repr(bound), repr(str(bound)))
     value = error.obj
     if isinstance(value, str) and repr(value) not in reason:
         reason = f"value {value!r}: {reason}"
-    return redact(reason, _values(error))
+    # A typed value of the message's (DateTime10(…)) still in the reason becomes "a value
+    # of xs:dateTime" there: never its text.
+    return in_schema_words(redact(reason, _values(error)))
+
+
+def _standard_values(validator: object) -> list[object]:
+    """Values the standard sets (a facet's bound, an enumeration) as the validator holds
+    them: typed objects, whose repr a reason shows in Python's words."""
+    if isinstance(validator, XsdEnumerationFacets):
+        return [v for v in validator.enumeration if isinstance(v, Decimal | _TYPED)]
+    if isinstance(validator, XsdFacet):
+        bound = getattr(validator, "value", None)
+        return [bound] if isinstance(bound, Decimal | _TYPED) else []
+    return []
 
 
 class DetailedReporter:
