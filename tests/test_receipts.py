@@ -12,15 +12,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from uuid import uuid4
 
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from lxml import etree
 
-from broker.amqp import topology
+from broker.amqp import publishing, topology
+from broker.app import party_signer
+from broker.errors import Reason
 from broker.receipts.document import (
     Receipt,
+    UnknownReason,
     build_receipt,
     read_receipt,
     receipt_schema,
@@ -140,6 +144,48 @@ async def test_every_receipt_sent_validates_against_the_receipt_schema(
     }
     for _, body in receipts:
         assert receipt_schema_errors(schema, parse_untrusted(body)) == ()
+
+
+async def test_the_portal_keeps_a_receipt_whose_reason_a_later_version_added(
+    world: World, amqp_url: str
+) -> None:
+    settings = world.settings
+    uuid = str(uuid4())
+    root = build_receipt(
+        Receipt(
+            ReceiptKind.REJECTED,
+            uuid,
+            settings.broker_kennung,
+            datetime.now(UTC),
+            reason=Reason.NO_ROUTE,
+            detail="a reason this portal's version does not know",
+        )
+    )
+    grund = root.find("{urn:xbroker:quittung:1}grund")
+    assert grund is not None
+    grund.set("code", "reason-of-a-later-version")
+    body = party_signer(settings, settings.broker_kennung).sign(root)
+    dropped = world.portal.invalid_receipts
+
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(topology.RECEIPT_EXCHANGE)
+        await publishing.publish_confirmed(
+            exchange,
+            publishing.message(body, message_id=str(uuid4())),
+            settings.portal_kennung,
+            TIMEOUT,
+        )
+        state = await world.portal.wait_final(uuid, TIMEOUT)
+    finally:
+        await connection.close()
+
+    [kept] = state.receipts
+    assert kept.kind is ReceiptKind.REJECTED
+    assert isinstance(kept.reason, UnknownReason)
+    assert kept.reason == "reason-of-a-later-version"
+    assert world.portal.invalid_receipts == dropped
 
 
 def test_the_schema_refuses_a_receipt_of_an_unknown_kind(schema: etree.XMLSchema) -> None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from lxml import etree
 from prometheus_client import CollectorRegistry
 
 import routing
@@ -21,7 +22,7 @@ from broker.app import build_broker, load_parts, open_records
 from broker.commands.demo import ensure_dev_pki
 from broker.devnode.errors import DevNodeError
 from broker.errors import DeliveryFailure, Reason, Rejection, XBrokerError, XtaFault
-from broker.receipts.document import Receipt, build_receipt, read_receipt
+from broker.receipts.document import Receipt, UnknownReason, build_receipt, read_receipt
 from broker.settings import load_settings
 from broker.stores.audit.trail import AuditError
 from monitoring.labels import ReceiptKind
@@ -123,16 +124,36 @@ def test_a_receipt_reads_its_reason_back_as_the_member_it_was_built_with(
     assert read_receipt(build_receipt(built)).reason is reason
 
 
-def test_a_receipt_with_an_unknown_reason_code_is_no_receipt() -> None:
+def _with_code(code: str) -> etree._Element:
     root = build_receipt(
         Receipt(ReceiptKind.REJECTED, UUID, "xbr:broker", datetime.now(UTC), reason=Reason.NO_ROUTE)
     )
     grund = root.find("{urn:xbroker:quittung:1}grund")
     assert grund is not None
-    grund.set("code", "no-such-reason")
+    grund.set("code", code)
+    return root
 
-    with pytest.raises(ValueError, match="no-such-reason"):
-        read_receipt(root)
+
+def test_a_receipt_reads_a_reason_code_of_a_later_version_as_that_code() -> None:
+    reason = read_receipt(_with_code("reason-of-a-later-version")).reason
+
+    assert isinstance(reason, UnknownReason)
+    assert not isinstance(reason, Reason | DeliveryFailure)
+    assert reason == reason.value == str(reason) == "reason-of-a-later-version"
+    assert json.dumps({"reason": reason}) == '{"reason": "reason-of-a-later-version"}'
+
+
+def test_an_unknown_reason_code_is_built_back_as_it_came() -> None:
+    receipt = read_receipt(_with_code("reason-of-a-later-version"))
+
+    grund = build_receipt(receipt).find("{urn:xbroker:quittung:1}grund")
+
+    assert grund is not None and grund.get("code") == "reason-of-a-later-version"
+
+
+def test_a_receipt_whose_reason_has_no_code_is_no_receipt() -> None:
+    with pytest.raises(ValueError, match="no code"):
+        read_receipt(_with_code(""))
 
 
 def test_the_broker_starts_every_rejection_counter_at_zero(tmp_path: Path) -> None:

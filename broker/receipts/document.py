@@ -4,13 +4,14 @@ The broker issues ``accepted``, ``rejected``, ``duplicate`` and ``failed`` recei
 agency issues ``delivered`` receipts, which the broker verifies and forwards unchanged.
 A receipt carries metadata and the SHA-256 of the bytes received, never the payload.
 Its kind is a `monitoring.labels.ReceiptKind`; the reason of a ``rejected`` receipt is a
-`broker.errors.Reason`, that of a ``failed`` one a `broker.errors.DeliveryFailure`.
+`broker.errors.Reason`, that of a ``failed`` one a `broker.errors.DeliveryFailure`. A
+reader takes a reason code it does not know, one a later version of the broker added, as
+an `UnknownReason`: the receipt still says what became of the message.
 """
 
 from __future__ import annotations
 
 import uuid as uuidlib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import cast
@@ -26,6 +27,7 @@ __all__ = [
     "NS",
     "RECEIPT_XSD",
     "Receipt",
+    "UnknownReason",
     "build_receipt",
     "read_receipt",
     "receipt_schema",
@@ -35,6 +37,24 @@ __all__ = [
 NS = "urn:xbroker:quittung:1"
 RECEIPT_XSD = BUNDLED_DIR / "quittung-1.0" / "quittung.xsd"
 _Q = f"{{{NS}}}"
+
+
+class UnknownReason(str):
+    """A reason code this reader does not know (a later version's), kept as it came.
+
+    It prints, compares and serialises as its code, and is no member of `Reason` or
+    `DeliveryFailure`, so code that acts on a known reason leaves it alone.
+    """
+
+    __slots__ = ()
+
+    @property
+    def value(self) -> str:
+        """The code, as a member's ``value`` is."""
+        return str(self)
+
+    def __repr__(self) -> str:
+        return f"UnknownReason({str.__repr__(self)})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +68,7 @@ class Receipt:
     standard: str | None = None
     author: str | None = None
     recipients: tuple[str, ...] = ()
-    reason: Reason | DeliveryFailure | None = None
+    reason: Reason | DeliveryFailure | UnknownReason | None = None
     detail: str | None = None
     issues: tuple[ValidationIssue, ...] = ()
     first_digest: str | None = None  # duplicate, id-reused: the digest of the first message
@@ -140,20 +160,15 @@ def receipt_schema_errors(schema: etree.XMLSchema, root: etree._Element) -> tupl
     return tuple(f"line {e.line}: {e.message}" for e in errors)
 
 
-def recipients_of(receipts: Sequence[Receipt]) -> tuple[str, ...]:
-    for receipt in receipts:
-        if receipt.kind is ReceiptKind.ACCEPTED:
-            return receipt.recipients
-    return ()
-
-
-def _reason(code: str) -> Reason | DeliveryFailure:
+def _reason(code: str) -> Reason | DeliveryFailure | UnknownReason:
+    if not code:
+        raise ValueError("receipt whose grund has no code")
     for vocabulary in (Reason, DeliveryFailure):
         try:
             return vocabulary(code)
         except ValueError:
             continue
-    raise ValueError(f"receipt with an unknown reason code {code!r}")
+    return UnknownReason(code)
 
 
 def _text(parent: etree._Element, name: str, value: str | None) -> etree._Element | None:
