@@ -59,3 +59,22 @@ def test_list_json_reports_revocation_by_kennung(
         "psw:02000000": False,
     }
     assert all("not_after" in row for row in rows)
+
+
+def test_every_subcommand_uses_the_pki_of_the_settings_config_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "site" / "xbroker.toml"
+    config.parent.mkdir()
+    config.write_text('pki_dir = "keys"\n', encoding="utf-8")
+    site = ["--config", str(config)]
+
+    assert main([*site, "pki", "ca"]) == 0
+    assert main([*site, "pki", "issue", "psw:02000000", "Portal", "--key-type", "ec"]) == 0
+    assert main([*site, "pki", "revoke", "psw:02000000"]) == 0
+
+    pki = tmp_path / "site" / "keys"
+    assert (pki / "ca" / "ca.crt").is_file()
+    assert (pki / "parties" / "psw_02000000.crt").is_file()
+    assert not (tmp_path / ".xbroker").exists()

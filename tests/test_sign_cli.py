@@ -95,3 +95,19 @@ def test_missing_crl_folder_rejects_unless_no_crl(
     assert main(["verify", str(signed), "--crl", str(workdir / "absent")]) == 1
     assert "certificate-untrusted" in capsys.readouterr().out
     assert main(["verify", str(signed), "--crl", str(workdir / "absent"), "--no-crl"]) == 0
+
+
+def test_verify_with_trust_alone_names_crl_when_the_issuers_crl_is_missing(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    signed = _sign(workdir)
+    elsewhere = workdir / "elsewhere"  # whose settings' CRL folder holds no CRL
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+
+    assert main(["verify", str(signed), "--trust", str(workdir / ".xbroker/pki/trust")]) == 1
+
+    out = capsys.readouterr().out
+    assert "certificate-untrusted" in out
+    assert "--crl DIR" in out and "--no-crl" in out
