@@ -1,10 +1,17 @@
 """Loading a backlog onto a queue, and timing how fast a queue fills while it drains.
 
 Throughput is measured the same way for the bare relay and for the broker: a backlog is
-published (with confirms) before anything consumes it, the consumers start, and the
-destination queue's depth is polled. The rate is taken between 10 % and 90 % of the
-backlog arriving, so start-up (process start, connection, first prefetch) and the tail
-are left out of both figures alike.
+published (with confirms) before anything consumes it, the destination queue's depth is
+polled once, the consumers start, and the depth is polled until the whole backlog has
+arrived. The rate is taken between the first poll that sees 10 % arrived and the first
+that sees 90 %, as the messages counted between those two polls over the time between
+them, so start-up (process start, connection, first prefetch) and the tail are left out
+of both figures alike.
+
+A rate needs a window of several polls: a backlog that drains within a poll or two
+gives a window as short as one depth query, and a "rate" of hundreds of thousands of
+messages per second that no machine reaches. Such a drain has no rate (``per_second``
+is None, ``shortfall`` says why); the remedy is a larger backlog.
 """
 
 from __future__ import annotations
@@ -17,11 +24,13 @@ from dataclasses import dataclass
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange
 
-__all__ = ["DrainTiming", "depth", "preload", "time_arrivals"]
+__all__ = ["MIN_WINDOW_POLLS", "ArrivalClock", "DrainTiming", "depth", "preload"]
 
 _IN_FLIGHT = 256  # unconfirmed publishes at a time while loading a backlog
-_POLL_SECONDS = 0.05
+_POLL_SECONDS = 0.02
 _STALL_SECONDS = 30.0  # no new arrival for this long: the consumers are stuck
+MIN_WINDOW_POLLS = 10
+"""Polls a timed window must span to give a rate: one poll's jitter is then a tenth of it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,13 +38,28 @@ class DrainTiming:
     """How fast ``count`` messages arrived at the destination."""
 
     count: int
-    measured: int  # messages in the timed stretch
-    seconds: float  # the timed stretch: from 10 % to 90 % arrived
-    total_seconds: float  # from the start of polling until all arrived
+    measured: int  # messages that arrived within the window
+    seconds: float  # the window: from the poll that saw 10 % arrived to the one that saw 90 %
+    polls: int  # polls within the window
+    total_seconds: float  # from the first poll until all arrived
 
     @property
-    def per_second(self) -> float:
-        return self.measured / self.seconds if self.seconds > 0 else 0.0
+    def shortfall(self) -> str | None:
+        """Why the drain gives no rate, or None when it does."""
+        if self.polls < MIN_WINDOW_POLLS or self.seconds <= 0:
+            return (
+                f"{self.count:,} messages arrived within {self.polls} polls "
+                f"({self.total_seconds:.2f} s in all); a rate needs {MIN_WINDOW_POLLS}: "
+                "drain a larger backlog"
+            )
+        return None
+
+    @property
+    def per_second(self) -> float | None:
+        """Messages per second within the window; None when it is too short to time."""
+        if self.shortfall is not None:
+            return None
+        return self.measured / self.seconds
 
 
 async def preload(
@@ -72,34 +96,53 @@ async def depth(channel: AbstractChannel, queue: str) -> int:
     return int(count or 0)
 
 
-async def time_arrivals(
-    channel: AbstractChannel, queue: str, count: int, *, timeout: float
-) -> DrainTiming:
-    """Poll ``queue`` until ``count`` messages are in it; time the 10 %-90 % stretch."""
-    start = time.perf_counter()
-    deadline = start + timeout
+class ArrivalClock:
+    """The depth of one queue, polled: every sample kept as (time, messages).
+
+    Take the first sample before the consumers start, so that the window can begin at
+    the first poll that sees 10 % arrived rather than at whatever the drain had reached
+    when polling began.
+    """
+
+    def __init__(self, channel: AbstractChannel, queue: str) -> None:
+        self._channel = channel
+        self._queue = queue
+        self.samples: list[tuple[float, int]] = []
+
+    async def sample(self) -> int:
+        before = time.perf_counter()
+        seen = await depth(self._channel, self._queue)
+        # The count is RabbitMQ's at some moment during the query: take its middle.
+        self.samples.append(((before + time.perf_counter()) / 2, seen))
+        return seen
+
+    async def until(self, count: int, *, timeout: float) -> DrainTiming:
+        """Poll until ``count`` messages are in the queue; time the 10 %-90 % window."""
+        if not self.samples:
+            await self.sample()
+        start = self.samples[0][0]
+        last_seen, last_change = self.samples[-1][1], self.samples[-1][0]
+        while self.samples[-1][1] < count:
+            await asyncio.sleep(_POLL_SECONDS)
+            seen = await self.sample()
+            now = self.samples[-1][0]
+            if seen != last_seen:
+                last_seen, last_change = seen, now
+            elif seen > 0 and now - last_change > _STALL_SECONDS:
+                raise TimeoutError(f"{self._queue}: stuck at {seen} of {count} messages")
+            if now - start > timeout:
+                raise TimeoutError(
+                    f"{self._queue}: {seen} of {count} messages after {timeout:.0f} s"
+                )
+        return _window(self.samples, count)
+
+
+def _window(samples: Sequence[tuple[float, int]], count: int) -> DrainTiming:
     low, high = max(1, count // 10), max(1, (count * 9) // 10)
-    t_low = t_high = None
-    last_seen, last_change = -1, start
-    while True:
-        now = time.perf_counter()
-        seen = await depth(channel, queue)
-        if seen != last_seen:
-            last_seen, last_change = seen, now
-        elif now - last_change > _STALL_SECONDS:
-            raise TimeoutError(f"{queue}: stuck at {seen} of {count} messages")
-        if t_low is None and seen >= low:
-            t_low = now
-        if t_high is None and seen >= high:
-            t_high = now
-        if seen >= count:
-            break
-        if now > deadline:
-            raise TimeoutError(f"{queue}: {seen} of {count} messages after {timeout:.0f} s")
-        await asyncio.sleep(_POLL_SECONDS)
-    end = time.perf_counter()
-    assert t_low is not None and t_high is not None
-    if t_high > t_low:
-        return DrainTiming(count, high - low, t_high - t_low, end - start)
-    # With tiny counts both marks can fall into one poll; then time the whole drain.
-    return DrainTiming(count, count, end - start, end - start)
+    total = samples[-1][0] - samples[0][0]
+    if samples[0][1] >= low:  # the drain was under way before the first poll
+        return DrainTiming(count, 0, 0.0, 0, total)
+    first = next(i for i, (_, seen) in enumerate(samples) if seen >= low)
+    last = next(i for i, (_, seen) in enumerate(samples) if seen >= high)
+    (t_first, n_first), (t_last, n_last) = samples[first], samples[last]
+    return DrainTiming(count, n_last - n_first, t_last - t_first, last - first, total)

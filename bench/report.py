@@ -65,21 +65,47 @@ def machine() -> dict[str, Any]:
     }
 
 
+_NONE = "n/a"  # a rate the run could not time (see "Not measured")
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return _NONE
+    return f"{value:,.1f}" if isinstance(value, float) else str(value)
+
+
+def _share(value: float | None) -> str:
+    return _NONE if value is None else f"{value:.1%}"
+
+
+def _rate(value: float | None, digits: int = 1) -> str:
+    return _NONE if value is None else f"{value:,.{digits}f}"
+
+
 def _row(cells: Sequence[object], widths: Sequence[int]) -> str:
     out = []
     for index, (cell, width) in enumerate(zip(cells, widths, strict=True)):
-        text = f"{cell:,.1f}" if isinstance(cell, float) else str(cell)
+        text = _cell(cell)
         out.append(text.ljust(width) if index == 0 else text.rjust(width))
     return "  " + " ".join(out)
 
 
 def _table(title: str, head: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
     cells = [list(head), *[list(r) for r in rows]]
-    widths = [
-        max(len(f"{c:,.1f}" if isinstance(c, float) else str(c)) for c in column)
-        for column in zip(*cells, strict=True)
-    ]
+    widths = [max(len(_cell(c)) for c in column) for column in zip(*cells, strict=True)]
     return ["", title, _row(head, widths), *(_row(r, widths) for r in rows)]
+
+
+def _unmeasured(figures: Mapping[str, Any]) -> list[str]:
+    """Why a rate shows as n/a: its drain was too short to time."""
+    notes = [
+        f"  {name} {key}: {why}"
+        for name, t in figures["throughput"].items()
+        for key, why in t.get("unmeasured", {}).items()
+    ]
+    if figures["memory"].get("unmeasured"):
+        notes.append(f"  memory drain: {figures['memory']['unmeasured']}")
+    return ["", "Not measured (n/a above)", *notes] if notes else []
 
 
 def render(figures: Mapping[str, Any]) -> str:
@@ -108,10 +134,10 @@ def render(figures: Mapping[str, Any]) -> str:
                 t["messages"],
                 t["relay_1"],
                 t["broker_1"],
-                f"{t['ratio_1']:.1%}",
+                _share(t["ratio_1"]),
                 t[f"relay_{n}"],
                 t[f"broker_{n}"],
-                f"{t[f'ratio_{n}']:.1%}",
+                _share(t[f"ratio_{n}"]),
             ]
         )
     lines += _table(
@@ -141,7 +167,7 @@ def render(figures: Mapping[str, Any]) -> str:
                     first[f"relay_{k}"],
                     first[f"relay2_{k}"],
                     first[f"broker_{k}"],
-                    f"{first[f'protocol_ratio_{k}']:.1%}",
+                    _share(first[f"protocol_ratio_{k}"]),
                 ]
                 for k in sorted({1, n})
             ],
@@ -152,7 +178,7 @@ def render(figures: Mapping[str, Any]) -> str:
         f"processes of their own; offered load as a share of the round trip's maximum, "
         f"{lat['maximum_per_s']:,.0f} msg/s (delivered receipts per second for "
         f"{lat['saturation']['sent']:,} messages published unpaced; the ingress alone drained "
-        f"{lat['ingress_maximum_per_s']:,.0f} msg/s). agency = publish → handler; receipt = "
+        f"{_rate(lat['ingress_maximum_per_s'], 0)} msg/s). agency = publish → handler; receipt = "
         "publish → delivered receipt at the portal; completed/s below offered/s: the load was "
         "more than the round trip carries",
         [
@@ -184,7 +210,7 @@ def render(figures: Mapping[str, Any]) -> str:
         "",
         f"Memory: one worker draining a backlog of {mem['backlog']:,} {mem['class']} messages"
         f"{note}: peak RSS {mem['peak_rss_mb']:.1f} MB (RSS at start {mem['rss_start_mb']:.1f} MB, "
-        f"at end {mem['rss_end_mb']:.1f} MB), {mem['per_s']:,.1f} msg/s",
+        f"at end {mem['rss_end_mb']:.1f} MB), {_rate(mem['per_s'])} msg/s",
     ]
     micro = figures["micro"]
     stages = list(next(iter(micro["classes"].values())).keys()) if micro["classes"] else []
@@ -213,4 +239,5 @@ def render(figures: Mapping[str, Any]) -> str:
             ["function", "share"],
             [[k, f"{v:.1%}"] for k, v in profile["top_self"].items()],
         )
+    lines += _unmeasured(figures)
     return "\n".join(lines)

@@ -26,6 +26,7 @@ from bench.launch import EventLoop
 from bench.messages import MessageClass, all_classes, content, sign_many, signed_sizes
 from bench.micro import class_figures, module_figures
 from bench.profiling import read_profile
+from bench.queues import DrainTiming
 from bench.report import load_average, machine
 from bench.throughput import BrokerDrain, broker_drain, declare_topology, relay_drain
 from bench.world import BenchWorld, bench_world
@@ -122,6 +123,7 @@ async def measure(options: Options) -> dict[str, Any]:
             "rss_start_mb": samples[0] / _MB,
             "rss_end_mb": samples[-1] / _MB,
             "per_s": memory_drain.timing.per_second,
+            "unmeasured": memory_drain.timing.shortfall,
         },
         "micro": micro,
         "profile": profile,
@@ -159,7 +161,7 @@ async def _memory(
     _say(f"one worker drains {len(bodies):,} messages (memory, profile)")
     profile_seconds = min(30.0, max(2.0, len(bodies) / 1000)) if opts.profile else 0.0
     drain = await broker_drain(world, channel, cls, bodies, 1, profile_seconds=profile_seconds)
-    _say(f"  {drain.timing.per_second:,.1f} msg/s, peak RSS {drain.peak_rss_bytes / _MB:.1f} MB")
+    _say(f"  {_rate(drain.timing)}, peak RSS {drain.peak_rss_bytes / _MB:.1f} MB")
     return drain, len(bodies)
 
 
@@ -169,36 +171,56 @@ async def _throughput(
     classes: Sequence[MessageClass],
     opts: Options,
 ) -> dict[str, Any]:
+    """Rates per class and pool size; a drain too short to time gives None, and the
+    reason under ``unmeasured``."""
     assert opts.workers and opts.count
     results: dict[str, Any] = {}
-    relay_rates: dict[tuple[str, int], float] = {}
+    relay_timings: dict[tuple[str, int], DrainTiming] = {}
     for cls in classes:
         count = max(100, int(opts.count * _SIZE_SHARE[cls.size]))
         bodies = sign_many(world.settings.pki, cls, count)
-        figures: dict[str, Any] = {"messages": count}
+        figures: dict[str, Any] = {"messages": count, "unmeasured": {}}
         for processes in sorted({1, opts.workers}):
-            if (cls.size, processes) not in relay_rates:
-                timing = await relay_drain(world, channel, bodies, processes)
-                relay_rates[cls.size, processes] = timing.per_second
-                _say(f"relay {cls.size} x{processes}: {timing.per_second:,.1f} msg/s")
+            if (cls.size, processes) not in relay_timings:
+                relay_timings[cls.size, processes] = await relay_drain(
+                    world, channel, bodies, processes
+                )
+            _record(figures, f"relay_{processes}", relay_timings[cls.size, processes], cls)
             drain = await broker_drain(world, channel, cls, bodies, processes)
-            figures[f"relay_{processes}"] = relay_rates[cls.size, processes]
-            figures[f"broker_{processes}"] = drain.timing.per_second
-            figures[f"ratio_{processes}"] = (
-                drain.timing.per_second / relay_rates[cls.size, processes]
+            _record(figures, f"broker_{processes}", drain.timing, cls)
+            figures[f"ratio_{processes}"] = _ratio(
+                figures[f"broker_{processes}"], figures[f"relay_{processes}"]
             )
-            _say(f"broker {cls.name} x{processes}: {drain.timing.per_second:,.1f} msg/s")
         if cls is classes[0]:
             # The broker's AMQP work alone: consume, two confirmed publishes, ack.
             for processes in sorted({1, opts.workers}):
                 timing = await relay_drain(world, channel, bodies, processes, publishes=2)
-                figures[f"relay2_{processes}"] = timing.per_second
-                figures[f"protocol_ratio_{processes}"] = (
-                    figures[f"broker_{processes}"] / timing.per_second
+                _record(figures, f"relay2_{processes}", timing, cls)
+                figures[f"protocol_ratio_{processes}"] = _ratio(
+                    figures[f"broker_{processes}"], figures[f"relay2_{processes}"]
                 )
-                _say(f"relay with two publishes {cls.size} x{processes}: {timing.per_second:,.1f}")
         results[cls.name] = figures
     return results
+
+
+def _record(figures: dict[str, Any], key: str, timing: DrainTiming, cls: MessageClass) -> None:
+    figures[key] = timing.per_second
+    if timing.shortfall is not None:
+        figures["unmeasured"][key] = timing.shortfall
+    _say(f"{key} {cls.name}: {_rate(timing)}")
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
+
+
+def _rate(timing: DrainTiming) -> str:
+    rate = timing.per_second
+    if rate is None:
+        return f"no rate: {timing.shortfall}"
+    return f"{rate:,.1f} msg/s ({timing.measured:,} messages over {timing.polls} polls)"
 
 
 async def _latency(
@@ -206,13 +228,15 @@ async def _latency(
     channel: aio_pika.abc.AbstractChannel,
     cls: MessageClass,
     opts: Options,
-    ingress_maximum: float,
+    ingress_maximum: float | None,
 ) -> dict[str, Any]:
     assert opts.workers and opts.latency_seconds
     # The round trip's maximum is measured first and is at most the ingress maximum:
     # sign enough for shares of the latter, publish what shares of the former ask for.
-    saturation = max(50, int(ingress_maximum * opts.latency_seconds / 2))
-    sizes = [max(20, int(share * ingress_maximum * opts.latency_seconds)) for share in LOAD_SHARES]
+    # Without an ingress maximum (its drain was too short to time), the smallest batches.
+    ceiling = ingress_maximum or 0.0
+    saturation = max(50, int(ceiling * opts.latency_seconds / 2))
+    sizes = [max(20, int(share * ceiling * opts.latency_seconds)) for share in LOAD_SHARES]
     _say(f"latency: round-trip maximum, then {', '.join(f'{s:.0%}' for s in LOAD_SHARES)} of it")
     bodies = sign_many(world.settings.pki, cls, saturation + sum(sizes))
     batches, start = [], saturation

@@ -1,9 +1,11 @@
 """Throughput: the bare relay and the broker draining the same kind of backlog.
 
-Both figures come from :func:`bench.queues.time_arrivals` on a preloaded backlog, with
+Both figures come from a :class:`bench.queues.ArrivalClock` on a preloaded backlog, with
 the same number of worker processes and the same prefetch, so their ratio is the share
-of RabbitMQ's ceiling the broker reaches. A broker drain can also sample the worker's
-memory and run py-spy on it (the memory figure and the profile come from such a drain).
+of RabbitMQ's ceiling the broker reaches. The clock takes its first sample before the
+workers start, so a drain cannot be under way before it is timed. A broker drain can
+also sample the worker's memory and run py-spy on it (the memory figure and the profile
+come from such a drain).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import re
 import secrets
 import signal
 import subprocess
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +26,7 @@ from aio_pika.abc import AbstractChannel
 from bench import relay
 from bench.messages import MessageClass
 from bench.parties import AUTHORS
-from bench.queues import DrainTiming, preload, time_arrivals
+from bench.queues import ArrivalClock, DrainTiming, preload
 from bench.workers import WorkerPool, broker_command, memory_of, py_spy, relay_command
 from bench.world import BenchWorld
 from broker.amqp import topology
@@ -77,11 +80,13 @@ async def relay_drain(
     exchange = await channel.get_exchange(relay.RELAY_EXCHANGE)
     await preload(exchange, relay.RELAY_IN, bodies)
     command = relay_command(world.amqp_url, world.settings.prefetch, world.loop, publishes)
-    async with WorkerPool(command, processes, world.root / "logs" / "relay") as pool:
-        await pool.wait_consuming(channel, relay.RELAY_IN, _START_TIMEOUT)
-        timing = await time_arrivals(
-            channel, relay.RELAY_OUT, len(bodies), timeout=_timeout(bodies)
-        )
+    clock = ArrivalClock(channel, relay.RELAY_OUT)
+    await clock.sample()
+    async with (
+        WorkerPool(command, processes, world.root / "logs" / "relay") as pool,
+        _arrivals(channel, pool, relay.RELAY_IN, clock, len(bodies)) as arrivals,
+    ):
+        timing = await arrivals
     await purge(channel, queues)
     return timing
 
@@ -113,15 +118,19 @@ async def broker_drain(
     drain_id = f"{cls.name}-{processes}-{secrets.token_hex(3)}"
     log_dir = world.root / "logs" / drain_id
     env = world.worker_env(world.root / "state" / drain_id)
-    async with WorkerPool(command, processes, log_dir, env) as pool:
-        await pool.wait_consuming(channel, topology.INGRESS_QUEUE, _START_TIMEOUT)
+    clock = ArrivalClock(channel, inbox)
+    await clock.sample()
+    async with (
+        WorkerPool(command, processes, log_dir, env) as pool,
+        _arrivals(channel, pool, topology.INGRESS_QUEUE, clock, len(bodies)) as arrivals,
+    ):
         sampler = asyncio.create_task(_sample_rss(pool.pids[0], samples))
         spy: subprocess.Popen[bytes] | None = None
         if profile_seconds > 0 and (exe := py_spy()) is not None:
             profile = world.root / f"profile-{cls.name}.txt"
             spy = _start_py_spy(exe, pool.pids[0], profile_seconds, profile, log_dir)
         try:
-            timing = await time_arrivals(channel, inbox, len(bodies), timeout=_timeout(bodies))
+            timing = await arrivals
             peak = max(memory_of(pid).peak_rss_bytes for pid in pool.pids)
         finally:
             sampler.cancel()
@@ -135,9 +144,21 @@ async def broker_drain(
     return BrokerDrain(timing, peak, tuple(samples), profile)
 
 
-def _timeout(bodies: Sequence[bytes]) -> float:
+@asynccontextmanager
+async def _arrivals(
+    channel: AbstractChannel, pool: WorkerPool, source: str, clock: ArrivalClock, count: int
+) -> AsyncIterator[asyncio.Task[DrainTiming]]:
+    """The timing of ``count`` arrivals, polled while the pool starts consuming ``source``
+    and after: the block awaits it once the pool consumes."""
     # Generous: a stalled drain must end the run, a slow machine must not.
-    return 120.0 + len(bodies) / 20.0
+    arrivals = asyncio.create_task(clock.until(count, timeout=120.0 + count / 20.0))
+    try:
+        await pool.wait_consuming(channel, source, _START_TIMEOUT)
+        yield arrivals
+    finally:
+        arrivals.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await arrivals
 
 
 async def _sample_rss(pid: int, into: list[int]) -> None:
