@@ -8,6 +8,9 @@
 ``rabbitmqctl`` (session)
     ``rabbitmqctl(*args) -> stdout`` against the local node, for tests that manage users
     and permissions. Not available against an external node.
+``local_node`` (session)
+    The local node's `devnode.NodeInfo`, for tests that restart it, read its ports or
+    make vhosts of their own. Not available against an external node.
 
 Where the node comes from:
 
@@ -19,9 +22,15 @@ Where the node comes from:
    the local node.
 
 Every test using these fixtures gets the ``rabbitmq`` marker (``-m 'not rabbitmq'`` runs
-the rest). When no RabbitMQ can be had they are skipped with the reason, except under
-``CI=true``: there they fail, and a session in which any ``rabbitmq`` test was skipped
-fails too, so CI can never pass without having exercised RabbitMQ.
+the rest). When no RabbitMQ can be had they are skipped with the reason, except in CI
+(`tests.tools`): there they fail.
+
+``xmlsec1``, ``promtool``, ``prometheus``, ``asyncapi`` (session)
+    The path of that external tool (`tests.tools.TOOLS`); a test using one gets the
+    ``tool`` marker. Missing, it is skipped with what to install, except in CI.
+
+In CI a session in which any ``rabbitmq`` or ``tool`` test was skipped fails too, so CI
+can never pass without having exercised RabbitMQ and every tool.
 """
 
 from __future__ import annotations
@@ -43,8 +52,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import pytest
 
 from broker import devnode
+from tests import tools
 
-RABBITMQ_FIXTURES = frozenset({"rabbitmq", "amqp_url", "rabbitmqctl"})
+RABBITMQ_FIXTURES = frozenset({"rabbitmq", "amqp_url", "rabbitmqctl", "local_node"})
 
 
 @dataclass(frozen=True)
@@ -64,14 +74,8 @@ class RabbitMQ:
 SESSION_AMQP_URL = os.environ.pop("XBROKER_AMQP_URL", None)
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
 def _unavailable(reason: str) -> NoReturn:
-    if _in_ci():
-        pytest.fail(f"RabbitMQ is required in CI: {reason}", pytrace=False)
-    pytest.skip(f"no RabbitMQ: {reason}")
+    tools.unavailable("RabbitMQ", reason)
 
 
 def _local_node(root: Path) -> devnode.NodeInfo | None:
@@ -156,10 +160,18 @@ def amqp_url(rabbitmq: RabbitMQ) -> str:
 
 
 @pytest.fixture(scope="session")
-def rabbitmqctl(rabbitmq: RabbitMQ, request: pytest.FixtureRequest) -> Callable[..., str]:
-    """``rabbitmqctl(*args) -> stdout`` against the local node (silent: no table headers)."""
+def local_node(rabbitmq: RabbitMQ) -> devnode.NodeInfo:
+    """The project-local node the session runs on."""
     if rabbitmq.node is None:
-        _unavailable("rabbitmqctl needs the local node, not the external XBROKER_AMQP_URL")
+        _unavailable(
+            "this test needs the project-local node; XBROKER_AMQP_URL names an external one"
+        )
+    return rabbitmq.node
+
+
+@pytest.fixture(scope="session")
+def rabbitmqctl(local_node: devnode.NodeInfo, request: pytest.FixtureRequest) -> Callable[..., str]:
+    """``rabbitmqctl(*args) -> stdout`` against the local node (silent: no table headers)."""
     root = request.config.rootpath
 
     def run(*args: str) -> str:
@@ -168,14 +180,29 @@ def rabbitmqctl(rabbitmq: RabbitMQ, request: pytest.FixtureRequest) -> Callable[
     return run
 
 
+def _tool_fixture(tool: tools.Tool) -> Callable[[pytest.FixtureRequest], str]:
+    def path(request: pytest.FixtureRequest) -> str:
+        return tools.require(tool, request.config.rootpath)
+
+    path.__doc__ = f"The path of {tool.title}; skipped (failed in CI) when it is missing."
+    return pytest.fixture(scope="session", name=tool.fixture)(path)
+
+
+for _tool in tools.TOOLS:
+    globals()[f"_{_tool.fixture}_fixture"] = _tool_fixture(_tool)
+TOOL_FIXTURES = {tool.fixture: tool for tool in tools.TOOLS}
+GUARDED_MARKERS = ("rabbitmq", "tool")  # a skip of such a test fails a CI session
+
+
 class _SkippedInCI:
-    """Fails a CI session in which any ``rabbitmq`` test was skipped."""
+    """Fails a CI session in which any ``rabbitmq`` or ``tool`` test was skipped."""
 
     def __init__(self) -> None:
         self.skipped: list[str] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.skipped and "rabbitmq" in report.keywords and not hasattr(report, "wasxfail"):
+        guarded = any(marker in report.keywords for marker in GUARDED_MARKERS)
+        if report.skipped and guarded and not hasattr(report, "wasxfail"):
             self.skipped.append(report.nodeid)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -184,20 +211,25 @@ class _SkippedInCI:
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.skipped:
-            terminalreporter.section("RabbitMQ tests skipped under CI=true", sep="!", red=True)
+            terminalreporter.section(
+                "tests needing RabbitMQ or a tool skipped in CI", sep="!", red=True
+            )
             for nodeid in dict.fromkeys(self.skipped):
                 terminalreporter.write_line(f"fails the run: {nodeid}")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if _in_ci():
-        config.pluginmanager.register(_SkippedInCI(), "xbroker-rabbitmq-skipped-in-ci")
+    if tools.in_ci():
+        config.pluginmanager.register(_SkippedInCI(), "xbroker-skipped-in-ci")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if RABBITMQ_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if RABBITMQ_FIXTURES & fixtures:
             item.add_marker(pytest.mark.rabbitmq)
+        for name in sorted(fixtures & TOOL_FIXTURES.keys()):
+            item.add_marker(pytest.mark.tool(TOOL_FIXTURES[name].name))
 
 
 @pytest.fixture
@@ -214,16 +246,16 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def module_vhost_url(rabbitmq: RabbitMQ, request: pytest.FixtureRequest) -> Iterator[str]:
+def module_vhost_url(
+    rabbitmq: RabbitMQ, local_node: devnode.NodeInfo, request: pytest.FixtureRequest
+) -> Iterator[str]:
     """A vhost of the test module's own (``<session vhost>-<module>``), for tests whose
     counters or queues must see no other module's messages. Needs the local node."""
-    if rabbitmq.node is None:
-        pytest.skip("needs the local node to make a vhost of the module's own")
     root = request.config.rootpath
     vhost = f"{rabbitmq.vhost}-{request.module.__name__.rsplit('.', 1)[-1]}"
     devnode.add_vhost(vhost, root=root)
     devnode.set_permissions(vhost, rabbitmq.user, ".*", ".*", ".*", root=root)
-    yield rabbitmq.node.url_for_vhost(vhost)
+    yield local_node.url_for_vhost(vhost)
     devnode.delete_vhost(vhost, root=root)
 
 

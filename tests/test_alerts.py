@@ -7,9 +7,7 @@ stays silent, and reads only metrics that `Metrics` exports.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -25,16 +23,6 @@ from monitoring.promql import exported_sample_names, metric_names
 PROMETHEUS = Path(monitoring.__file__).parent / "prometheus"
 OPERATIONS = Path(__file__).parent.parent / "docs" / "operations.md"
 RULE_FILES = ("recording.yml", "alerts.yml")
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("promtool is required under CI (Debian package prometheus)")
-        pytest.skip("promtool not installed (Debian package prometheus)")
-    return path
 
 
 def run_promtool(promtool: str, *args: str) -> None:

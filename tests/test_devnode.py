@@ -37,13 +37,6 @@ def _listening_addresses(port: int) -> set[str]:
     return found
 
 
-@pytest.fixture(scope="session")
-def local_node(rabbitmq: RabbitMQ) -> devnode.NodeInfo:
-    if rabbitmq.node is None:
-        pytest.skip("XBROKER_AMQP_URL names an external node; these tests need the local one")
-    return rabbitmq.node
-
-
 @pytest.fixture(scope="module")
 def scratch_root(tmp_path_factory: pytest.TempPathFactory, local_node: object) -> Iterator[Path]:
     """A second checkout of its own, so its node can be started, killed and stopped."""

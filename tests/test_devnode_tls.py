@@ -27,11 +27,9 @@ LISTEN = "0A"
 
 
 @pytest.fixture(scope="session")
-def tls_node(rabbitmq: RabbitMQ, pytestconfig: pytest.Config) -> devnode.NodeInfo:
-    if rabbitmq.node is None:
-        pytest.skip("XBROKER_AMQP_URL names an external node; these tests need the local one")
-    if rabbitmq.node.tls_port is not None:
-        return rabbitmq.node
+def tls_node(local_node: devnode.NodeInfo, pytestconfig: pytest.Config) -> devnode.NodeInfo:
+    if local_node.tls_port is not None:
+        return local_node
     return devnode.ensure_node(pytestconfig.rootpath)  # older than its TLS listener: restart
 
 

@@ -63,14 +63,14 @@ async def declared(amqp_url: str, state_dir: Path) -> AsyncIterator[Settings]:
 
 
 @pytest.fixture
-def empty_vhost(rabbitmq: RabbitMQ, request: pytest.FixtureRequest) -> Iterator[str]:
-    if rabbitmq.node is None:
-        pytest.skip("needs the local node to make a second vhost")
+def empty_vhost(
+    rabbitmq: RabbitMQ, local_node: devnode.NodeInfo, request: pytest.FixtureRequest
+) -> Iterator[str]:
     vhost = f"xbroker-doctor-{secrets.token_hex(4)}"
     root = request.config.rootpath
     devnode.add_vhost(vhost, root=root)
     devnode.set_permissions(vhost, rabbitmq.user, ".*", ".*", ".*", root=root)
-    yield rabbitmq.node.url_for_vhost(vhost)
+    yield local_node.url_for_vhost(vhost)
     devnode.delete_vhost(vhost, root=root)
 
 

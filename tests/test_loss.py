@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -227,10 +226,8 @@ async def test_worker_killed_mid_run_loses_and_duplicates_nothing(
 
 
 async def test_rabbitmq_restarted_mid_run_loses_and_duplicates_nothing(
-    amqp_url: str, rabbitmq: Any, tmp_path: Path
+    amqp_url: str, local_node: object, tmp_path: Path
 ) -> None:
-    if rabbitmq.node is None:
-        pytest.skip("restarting needs the project-local node")
     async with fan_out_world(amqp_url, tmp_path) as run:
         messages = await asyncio.to_thread(_signed_messages, run, MESSAGES)
         uuids = [u for u, _ in messages]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
 
@@ -18,16 +16,6 @@ def value(
     registry: CollectorRegistry, name: str, labels: dict[str, str] | None = None
 ) -> float | None:
     return registry.get_sample_value(name, labels or {})
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("promtool is required under CI (Debian package prometheus)")
-        pytest.skip("promtool not installed (Debian package prometheus)")
-    return path
 
 
 @pytest.fixture

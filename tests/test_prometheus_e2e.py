@@ -12,7 +12,6 @@ the same families as the ``rabbitmq_queues`` job of monitoring/prometheus/promet
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,9 @@ import pytest
 import yaml
 
 import monitoring
+from broker import devnode
 from monitoring.http import build_app, serve
-from tests.conftest import RabbitMQ, free_port
+from tests.conftest import free_port
 from tests.world import World, running_world
 
 pytestmark = pytest.mark.rabbitmq
@@ -58,14 +58,6 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def prometheus_binary() -> str:
-    path = shutil.which("prometheus")
-    if path is None:
-        pytest.skip("prometheus not installed (Debian package prometheus)")
-    return path
-
-
-@pytest.fixture(scope="module")
 def vhost_url(module_vhost_url: str) -> str:
     return module_vhost_url
 
@@ -81,12 +73,11 @@ def rabbitmq_queues_job(target: str, vhost: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 async def stack(
-    prometheus_binary: str,
-    rabbitmq: RabbitMQ,
+    prometheus: str,
+    local_node: devnode.NodeInfo,
     vhost_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Stack]:
-    assert rabbitmq.node is not None
     vhost = unquote(urlsplit(vhost_url).path[1:])
     tmp = tmp_path_factory.mktemp("prometheus")
     async with running_world(vhost_url, tmp / "state") as world:
@@ -98,14 +89,14 @@ async def stack(
                     "job_name": "xbroker",
                     "static_configs": [{"targets": [f"127.0.0.1:{endpoint.port}"]}],
                 },
-                rabbitmq_queues_job(f"127.0.0.1:{rabbitmq.node.prometheus_port}", vhost),
+                rabbitmq_queues_job(f"127.0.0.1:{local_node.prometheus_port}", vhost),
             ],
         }
         (tmp / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
         port = free_port()
         with (tmp / "prometheus.log").open("wb") as log:
             server = await asyncio.create_subprocess_exec(
-                prometheus_binary,
+                prometheus,
                 f"--config.file={tmp / 'prometheus.yml'}",
                 f"--storage.tsdb.path={tmp / 'data'}",
                 f"--web.listen-address=127.0.0.1:{port}",

@@ -18,8 +18,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 import monitoring
+from broker import devnode
 from monitoring.promql import metric_names
-from tests.conftest import RabbitMQ
 
 MONITORING = Path(monitoring.__file__).parent
 PROMETHEUS = MONITORING / "prometheus"
@@ -44,14 +44,12 @@ def read_by_queries() -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def exported(rabbitmq: RabbitMQ) -> set[str]:
+def exported(local_node: devnode.NodeInfo) -> set[str]:
     """Sample names of every rabbitmq job, scraped from the local node as configured."""
-    if rabbitmq.node is None:
-        pytest.skip("needs the local node's rabbitmq_prometheus port")
     names: set[str] = set()
     with httpx.Client(timeout=10.0, trust_env=False) as http:
         for job in rabbitmq_jobs():
-            url = f"http://127.0.0.1:{rabbitmq.node.prometheus_port}{job['metrics_path']}"
+            url = f"http://127.0.0.1:{local_node.prometheus_port}{job['metrics_path']}"
             response = http.get(url, params=job.get("params", {}))
             response.raise_for_status()
             # Family names count too: a node without queues yet writes HELP and TYPE only.

@@ -64,20 +64,20 @@ class Tenants:
     received: list[Delivery]
 
 
-def _tls_node(rabbitmq: RabbitMQ, root: Path) -> devnode.NodeInfo:
-    if rabbitmq.node is None:
-        pytest.skip("XBROKER_AMQP_URL names an external node; these tests need the local one")
-    if rabbitmq.node.tls_port is not None:
-        return rabbitmq.node
+def _tls_node(local_node: devnode.NodeInfo, root: Path) -> devnode.NodeInfo:
+    if local_node.tls_port is not None:
+        return local_node
     return devnode.ensure_node(root)  # a node older than its TLS listener restarts once
 
 
 @pytest.fixture(scope="module")
 def agency_ca(
-    rabbitmq: RabbitMQ, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+    local_node: devnode.NodeInfo,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Path]:
     """A deployment's agency CA, trusted by the running node for this module only."""
-    _tls_node(rabbitmq, request.config.rootpath)
+    _tls_node(local_node, request.config.rootpath)
     ca_dir = tmp_path_factory.mktemp("agency-ca") / "ca"
     create_ca(ca_dir, f"test agency CA {ca_dir.parent.name}")
     name = f"test-{secrets.token_hex(4)}"
@@ -89,12 +89,13 @@ def agency_ca(
 @pytest.fixture(scope="module")
 async def tenants(
     rabbitmq: RabbitMQ,
+    local_node: devnode.NodeInfo,
     agency_ca: Path,
     tmp_path_factory: pytest.TempPathFactory,
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[Tenants]:
     root = request.config.rootpath
-    node = _tls_node(rabbitmq, root)
+    node = _tls_node(local_node, root)
     work = tmp_path_factory.mktemp("tls")
     settings = load_settings(
         EXAMPLES / "xbroker.toml", amqp_url=rabbitmq.amqp_url, state_dir=work, metrics_port=0
@@ -243,12 +244,13 @@ def test_the_credentials_name_the_certificate_key_and_node_ca(tenants: Tenants) 
 
 async def test_provision_tls_on_the_local_node_hands_out_a_working_certificate_url(
     rabbitmq: RabbitMQ,
+    local_node: devnode.NodeInfo,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     pytestconfig: pytest.Config,
 ) -> None:
-    _tls_node(rabbitmq, pytestconfig.rootpath)
+    _tls_node(local_node, pytestconfig.rootpath)
     monkeypatch.setenv("XBROKER_AMQP_URL", rabbitmq.amqp_url)
     monkeypatch.setenv("XBROKER_STATE_DIR", str(tmp_path))
     prefix = f"c{secrets.token_hex(3)}-"
