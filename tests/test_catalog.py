@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -154,11 +153,9 @@ def test_unmapped_absolute_url_fails_fast_naming_file_and_location(
     fixtures_copy: Path, no_network: None
 ) -> None:
     edit(fixtures_copy / "xsozial-1.0" / "manifest.toml", 'catalog = "catalog.xml"\n', "")
-    started = time.perf_counter()
+    # no_network turns any attempt to fetch the URL into a failure of its own.
     with pytest.raises(StandardLoadError) as caught:
         Catalog.load([fixtures_copy])
-    # A guard against waiting on a network timeout, not a speed measurement (bench/ has those).
-    assert time.perf_counter() - started < 5.0
     message = str(caught.value)
     assert str(fixtures_copy / "xsozial-1.0" / "xsd" / "parts" / "antrag.xsd") in message
     assert CODE_LIST_URL in message

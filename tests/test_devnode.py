@@ -7,7 +7,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import aiormq
 import pytest
 
 from broker import devnode
+from tests.polling import eventually
 
 if TYPE_CHECKING:  # not importable at run time: a subfolder's conftest can shadow it
     from conftest import RabbitMQ
@@ -45,13 +45,12 @@ def scratch_root(tmp_path_factory: pytest.TempPathFactory, local_node: object) -
     devnode.stop_node(root)
 
 
-def test_ensuring_a_running_node_reuses_it_quickly(
+def test_ensuring_a_running_node_reuses_it(
     local_node: devnode.NodeInfo, pytestconfig: pytest.Config
 ) -> None:
-    started = time.monotonic()
     again = devnode.ensure_node(pytestconfig.rootpath)
-    assert time.monotonic() - started < 5
-    assert again == local_node
+
+    assert again == local_node  # the same process (pid) on the same ports
 
 
 def test_node_listens_on_loopback_only(local_node: devnode.NodeInfo) -> None:
@@ -113,11 +112,10 @@ def test_ensure_starts_a_node_where_none_runs(scratch_root: Path) -> None:
     assert info.base == scratch_root.resolve() / ".xbroker" / "rabbitmq"
 
 
-def test_a_dead_node_is_restarted_on_its_remembered_ports(scratch_root: Path) -> None:
+async def test_a_dead_node_is_restarted_on_its_remembered_ports(scratch_root: Path) -> None:
     before = devnode.ensure_node(scratch_root)
     os.kill(before.pid, signal.SIGKILL)
-    while Path(f"/proc/{before.pid}").exists():
-        time.sleep(0.05)
+    await eventually(lambda: not Path(f"/proc/{before.pid}").exists(), what="the killed node gone")
     after = devnode.ensure_node(scratch_root)
     assert after.pid != before.pid
     assert (after.amqp_port, after.dist_port, after.prometheus_port) == (

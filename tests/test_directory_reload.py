@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from broker.errors import Reason
 from broker.worker.reload import DirectoryWatcher
 from monitoring.labels import ReceiptKind
 from routing import Directory
+from tests.polling import eventually
 from tests.world import EXAMPLES, World, running_world
 
 TIMEOUT = 30.0
@@ -37,9 +37,7 @@ async def test_watcher_applies_a_changed_file(tmp_path: Path) -> None:
             '[[agency]]\nkennung = "psw:1"\nname = "A"\n\n'
             '[[agency]]\nkennung = "psw:2"\nname = "B"\n',
         )
-        async with asyncio.timeout(5):
-            while not applied:
-                await asyncio.sleep(0.02)
+        await eventually(lambda: applied, what="the changed directory applied")
     finally:
         await watcher.stop()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from broker.errors import DeliveryFailure, Reason
 from monitoring.labels import ReceiptKind
 from signing import Signer
 from signing.devpki import create_ca, issue
+from tests.polling import eventually
 from tests.world import World, metrics_url_of, running_world
 
 pytestmark = pytest.mark.rabbitmq
@@ -141,15 +141,11 @@ async def test_resubmitted_message_is_answered_as_duplicate_and_not_delivered_ag
     await world.settled(uuid)
 
     await world.portal.submit(signed, sign=False)
-    await _wait_for(world, uuid, ReceiptKind.DUPLICATE)
+    await eventually(
+        lambda: ReceiptKind.DUPLICATE in _kinds(world, uuid), what="a duplicate receipt"
+    )
 
     assert world.receivers_of(uuid) == ["psw:02000000"]
-
-
-async def _wait_for(world: World, uuid: str, kind: ReceiptKind) -> None:
-    async with asyncio.timeout(TIMEOUT):
-        while kind not in _kinds(world, uuid):
-            await asyncio.sleep(0.05)
 
 
 async def test_queue_gauges_cover_every_agency_inbox(world: World) -> None:
@@ -157,9 +153,10 @@ async def test_queue_gauges_cover_every_agency_inbox(world: World) -> None:
         return world.registry.get_sample_value(name, {"agency": agency})
 
     # RabbitMQ refreshes its queue statistics every few seconds.
-    async with asyncio.timeout(TIMEOUT):
-        while gauge("xbroker_agency_queue_consumers", "psw:02000000") != 1:
-            await asyncio.sleep(0.1)
+    await eventually(
+        lambda: gauge("xbroker_agency_queue_consumers", "psw:02000000") == 1,
+        what="one consumer on psw:02000000's inbox in the gauge",
+    )
 
     assert gauge("xbroker_agency_queue_messages", "gew:02000000") is not None
     assert gauge("xbroker_agency_dead_letter_messages", "psw:02000000") is not None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from signing import TrustStore
 from signing.crl import CrlFolder
 from signing.devpki import create_ca, issue, revoke
 from signing.keyfiles import party_paths
+from tests.polling import eventually
 from tests.world import World, running_world
 
 pytestmark = pytest.mark.rabbitmq
@@ -87,9 +87,11 @@ async def test_a_client_certificate_identifies_the_author(tls_api: TlsApi) -> No
         await world.portal.wait_final(uuid, TIMEOUT)
         # The broker forwards the delivered receipt before it journals the delivery, so
         # the Laufzettel may say so a moment after the portal knows.
-        async with asyncio.timeout(TIMEOUT):
-            while await _state(client, uuid) != "delivered":
-                await asyncio.sleep(0.05)
+        await eventually(
+            lambda: _state(client, uuid),
+            until=lambda state: state == "delivered",
+            what=f"{uuid} delivered in the Laufzettel",
+        )
 
     assert submitted.status_code == 202
 

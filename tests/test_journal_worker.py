@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from broker.stores.status import StatusStore
 from broker.worker.service import BrokerService
 from monitoring.metrics import Metrics
 from signing import parse_untrusted
+from tests.polling import eventually
 from xta_schemas.samples import with_fresh_header
 
 pytestmark = pytest.mark.rabbitmq
@@ -87,9 +87,7 @@ async def test_a_message_whose_events_cannot_be_written_is_not_acked_and_comes_b
         return [e.kind for e in store.timeline(uuid).events]
 
     async def until(kind: EventKind, uuid: str) -> None:
-        async with asyncio.timeout(60):
-            while kind not in kinds(uuid):
-                await asyncio.sleep(0.05)
+        await eventually(lambda: kind in kinds(uuid), what=f"{kind} for {uuid}", timeout=60)
 
     await broker.start()
     await portal.start()

@@ -7,17 +7,17 @@ a buffer; an accepted-and-delivered, a rejected and a duplicate message pass thr
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from broker.logs import configure_logging
+from tests.polling import eventually
 from tests.world import running_world
 
 pytestmark = pytest.mark.rabbitmq
@@ -62,18 +62,14 @@ async def captured(
             )
             rejected = await world.portal.submit(invalid, sign=False)
             await world.portal.wait_final(rejected, TIMEOUT)
-            await wait_until(lambda: "message.duplicate" in buffer.getvalue())
+            await eventually(
+                lambda: "message.duplicate" in buffer.getvalue(), what="the duplicate logged"
+            )
     finally:
         root_logger.handlers[:], _ = saved
         root_logger.setLevel(saved[1])
     value = signed.split(b"SignatureValue>")[1].split(b"<")[0].decode().strip()
     yield Captured(buffer.getvalue().splitlines(), accepted, rejected, accepted, value[:40])
-
-
-async def wait_until(condition: Callable[[], bool]) -> None:
-    async with asyncio.timeout(TIMEOUT):
-        while not condition():
-            await asyncio.sleep(0.05)
 
 
 def test_every_log_line_is_one_json_object_with_time_level_and_event(captured: Captured) -> None:

@@ -29,6 +29,7 @@ from broker.sdk.agency import AgencyClient, Delivery
 from broker.sdk.portal import Portal
 from broker.settings import Settings, load_settings
 from signing import parse_untrusted
+from tests.polling import eventually
 from tests.world import EXAMPLES, SUBMISSIONS
 from xta_schemas.samples import with_fresh_header
 
@@ -112,7 +113,9 @@ async def fan_out_world(amqp_url: str, tmp: Path) -> AsyncIterator[Run]:
         agencies.append(client)
     run.start_worker()
     try:
-        await _eventually(lambda: _queues_declared(amqp_url), 60)
+        await eventually(
+            lambda: _queues_declared(amqp_url), what="the worker's queues declared", timeout=60
+        )
         for client in agencies:
             await client.start()
         await portal.start()
@@ -142,12 +145,6 @@ async def _queues_declared(amqp_url: str) -> bool:
         return False
     finally:
         await connection.close()
-
-
-async def _eventually(check: Callable[[], Awaitable[bool]], timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.2)
 
 
 def _signed_messages(run: Run, count: int) -> list[tuple[str, bytes]]:
@@ -182,10 +179,21 @@ async def _publish_all(run: Run, messages: list[tuple[str, bytes]]) -> None:
     await asyncio.gather(*(publisher() for _ in range(16)))
 
 
-async def _wait_until_all_final(run: Run, uuids: list[str], timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while not all(run.portal.state(u).final for u in uuids):
-            await asyncio.sleep(0.5)
+async def _a_quarter_handled(run: Run) -> None:
+    await eventually(
+        _at_least(run, MESSAGES * len(RECIPIENTS) // 4),
+        what="a quarter of the copies handled",
+        timeout=300,
+    )
+
+
+async def _all_final(run: Run, uuids: list[str]) -> None:
+    await eventually(
+        lambda: all(run.portal.state(u).final for u in uuids),
+        what="every message final at the portal",
+        timeout=600,
+        interval=0.5,
+    )
 
 
 def _assert_exactly_once(run: Run, uuids: list[str]) -> None:
@@ -212,14 +220,14 @@ async def test_worker_killed_mid_run_loses_and_duplicates_nothing(
         messages = await asyncio.to_thread(_signed_messages, run, MESSAGES)
         uuids = [u for u, _ in messages]
         publishing = asyncio.create_task(_publish_all(run, messages))
-        await _eventually(_at_least(run, MESSAGES * len(RECIPIENTS) // 4), 300)
+        await _a_quarter_handled(run)
 
         run.workers[-1].send_signal(signal.SIGKILL)
         run.workers[-1].wait(10)
         killed_at = run.delivered()
         run.start_worker()
         await publishing
-        await _wait_until_all_final(run, uuids, 600)
+        await _all_final(run, uuids)
 
         assert killed_at < MESSAGES * len(RECIPIENTS), "the kill came in the middle"
         _assert_exactly_once(run, uuids)
@@ -232,13 +240,13 @@ async def test_rabbitmq_restarted_mid_run_loses_and_duplicates_nothing(
         messages = await asyncio.to_thread(_signed_messages, run, MESSAGES)
         uuids = [u for u, _ in messages]
         publishing = asyncio.create_task(_publish_all(run, messages))
-        await _eventually(_at_least(run, MESSAGES * len(RECIPIENTS) // 4), 300)
+        await _a_quarter_handled(run)
 
         await asyncio.to_thread(devnode.stop_node, ROOT)
         stopped_at = run.delivered()
         await asyncio.to_thread(devnode.ensure_node, ROOT)
         await publishing
-        await _wait_until_all_final(run, uuids, 600)
+        await _all_final(run, uuids)
 
         assert run.workers[-1].poll() is None, "the worker reconnected by itself"
         assert len(run.workers) == 1

@@ -9,7 +9,6 @@ metric and no receipt.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import secrets
@@ -37,6 +36,7 @@ from broker.logs import configure_logging
 from broker.receipts.document import Receipt, build_receipt
 from broker.stores.status import StatusStore
 from monitoring.labels import ReceiptKind
+from tests.polling import eventually
 from tests.test_receipts import ReceiptTap, receipt_tap
 from tests.world import World, running_world
 from xta_schemas.report import redact
@@ -159,9 +159,9 @@ async def _dead_lettered_delivery_receipt(world: World, amqp_url: str) -> None:
         await publishing.publish_confirmed(
             exchange, publishing.message(forged, message_id="forged"), "delivered", 5.0
         )
-        async with asyncio.timeout(TIMEOUT):
-            while await _depth(channel, dead) <= before:
-                await asyncio.sleep(0.05)
+        await eventually(
+            lambda: _more_than(channel, dead, before), what=f"one more message in {dead}"
+        )
     finally:
         await connection.close()
 
@@ -169,6 +169,10 @@ async def _dead_lettered_delivery_receipt(world: World, amqp_url: str) -> None:
 async def _depth(channel: aio_pika.abc.AbstractChannel, name: str) -> int:
     queue = await channel.declare_queue(name, passive=True)
     return int(queue.declaration_result.message_count or 0)
+
+
+async def _more_than(channel: aio_pika.abc.AbstractChannel, name: str, count: int) -> bool:
+    return await _depth(channel, name) > count
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +185,7 @@ async def every_path(world: World, tap: ReceiptTap, amqp_url: str) -> list[str]:
         await _rejected_as_tampered(world),
     ]
     await _dead_lettered_delivery_receipt(world, amqp_url)
-    await asyncio.sleep(0.3)  # let the tap take the last receipts
+    await tap.caught_up()
     return uuids
 
 

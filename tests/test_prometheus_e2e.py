@@ -26,6 +26,7 @@ import monitoring
 from broker import devnode
 from monitoring.http import build_app, serve
 from tests.conftest import free_port
+from tests.polling import eventually
 from tests.world import World, running_world
 
 pytestmark = pytest.mark.rabbitmq
@@ -122,9 +123,7 @@ async def stack(
 
 
 async def accepted(world: World, uuid: str) -> None:
-    async with asyncio.timeout(TIMEOUT):
-        while not world.portal.state(uuid).recipients:
-            await asyncio.sleep(0.05)
+    await eventually(lambda: world.portal.state(uuid).recipients, what=f"{uuid} accepted")
 
 
 async def query(stack: Stack, promql: str) -> list[dict[str, Any]]:
@@ -137,32 +136,32 @@ async def query(stack: Stack, promql: str) -> list[dict[str, Any]]:
     return result
 
 
-async def eventually(stack: Stack, promql: str, expected: float) -> float | None:
-    """The value of a one-series query once it equals ``expected``, or the last seen."""
-    seen: float | None = None
-    async with asyncio.timeout(TIMEOUT):
-        while seen != expected:
-            try:
-                result = await query(stack, promql)
-            except httpx.TransportError:  # the server is still starting
-                result = []
-            seen = float(result[0]["value"][1]) if result else None
-            if seen != expected:
-                await asyncio.sleep(0.5)
-    return seen
+async def value_of(stack: Stack, promql: str) -> float | None:
+    """The value of a one-series query; None while it has no series."""
+    result = await query(stack, promql)
+    return float(result[0]["value"][1]) if result else None
+
+
+async def comes_to(stack: Stack, promql: str, expected: float) -> None:
+    """Wait until a one-series query returns ``expected`` (Prometheus scrapes each second)."""
+    await eventually(
+        lambda: value_of(stack, promql),
+        until=lambda value: value == expected,
+        what=f"{promql} = {expected:g}",
+        interval=0.5,
+        ignoring=(httpx.TransportError,),  # the server is still starting
+    )
 
 
 async def test_promql_counts_the_accepted_messages_that_were_sent(stack: Stack) -> None:
     sent = len(DELIVERED) + 1  # one more waits in the inbox nobody consumes
 
-    accepted = await eventually(stack, "sum(xbroker_messages_accepted_total)", sent)
-
-    assert accepted == sent
+    await comes_to(stack, "sum(xbroker_messages_accepted_total)", sent)
 
 
 async def test_prometheus_sees_the_broker_up_and_ready(stack: Stack) -> None:
-    assert await eventually(stack, 'up{job="xbroker"}', 1) == 1
-    assert await eventually(stack, "xbroker_ready", 1) == 1
+    await comes_to(stack, 'up{job="xbroker"}', 1)
+    await comes_to(stack, "xbroker_ready", 1)
 
 
 async def alert_rows(stack: Stack, expr: str) -> dict[str, float]:
@@ -177,11 +176,12 @@ async def alert_rows(stack: Stack, expr: str) -> dict[str, float]:
 async def test_the_consumer_count_the_alert_reads_shows_the_agency_client(stack: Stack) -> None:
     # The left operand of the alert: consumers per agency inbox.
     consumers = alert_expr().split(") == 0")[0] + ")"
-    mine: dict[str, float] = {}
-    async with asyncio.timeout(TIMEOUT):
-        while "psw:02000000" not in mine:
-            mine = await alert_rows(stack, consumers)
-            await asyncio.sleep(0.5)
+    mine = await eventually(
+        lambda: alert_rows(stack, consumers),
+        until=lambda rows: "psw:02000000" in rows,
+        what="psw:02000000 among the inboxes' consumer counts",
+        interval=0.5,
+    )
 
     assert mine["psw:02000000"] == 1
     assert mine[UNCONSUMED] == 0
@@ -190,10 +190,11 @@ async def test_the_consumer_count_the_alert_reads_shows_the_agency_client(stack:
 async def test_the_alert_expression_names_the_inbox_with_messages_and_no_consumer(
     stack: Stack,
 ) -> None:
-    firing: dict[str, float] = {}
-    async with asyncio.timeout(TIMEOUT):
-        while UNCONSUMED not in firing:
-            firing = await alert_rows(stack, alert_expr())
-            await asyncio.sleep(0.5)
+    firing = await eventually(
+        lambda: alert_rows(stack, alert_expr()),
+        until=lambda rows: UNCONSUMED in rows,
+        what=f"the alert expression naming {UNCONSUMED}",
+        interval=0.5,
+    )
 
     assert set(firing) == {UNCONSUMED}

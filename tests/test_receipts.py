@@ -1,12 +1,14 @@
 """Receipts on a real RabbitMQ: how many of which kind, that they verify, that they fit the XSD.
 
 A tap queue bound to the receipt exchange beside the portal's own queue sees the exact
-bytes of every receipt sent to the portal.
+bytes of every receipt sent to the portal. To know it holds every receipt sent so far,
+the tap sends itself a marker through the same exchange and waits for it: the queue
+delivers in the order it was filled.
 """
 
 from __future__ import annotations
 
-import asyncio
+import secrets
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,7 +18,7 @@ from uuid import uuid4
 
 import aio_pika
 import pytest
-from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from lxml import etree
 
 from broker.amqp import publishing, topology
@@ -32,6 +34,7 @@ from broker.receipts.document import (
 )
 from monitoring.labels import ReceiptKind
 from signing import Verifier, parse_untrusted
+from tests.polling import eventually
 from tests.world import World, running_world
 
 pytestmark = pytest.mark.rabbitmq
@@ -43,7 +46,18 @@ TIMEOUT = 30.0
 class ReceiptTap:
     """Raw receipt bodies routed to one author, in arrival order."""
 
+    channel: AbstractChannel
+    marker_key: str  # a routing key of the tap's own, for its markers
     bodies: list[bytes] = field(default_factory=list)
+    markers: set[str] = field(default_factory=set)
+
+    async def caught_up(self) -> None:
+        """Return once the tap holds every receipt RabbitMQ had routed to the author
+        when this was called."""
+        marker = secrets.token_hex(8)
+        exchange = await self.channel.get_exchange(topology.RECEIPT_EXCHANGE, ensure=False)
+        await exchange.publish(aio_pika.Message(b"", message_id=marker), self.marker_key)
+        await eventually(lambda: marker in self.markers, what="the tap's marker back")
 
     def for_uuid(self, verifier: Verifier, uuid: str) -> list[tuple[Receipt, bytes]]:
         found = []
@@ -57,14 +71,18 @@ class ReceiptTap:
 
 @asynccontextmanager
 async def receipt_tap(amqp_url: str, author: str) -> AsyncIterator[ReceiptTap]:
-    tap = ReceiptTap()
     connection = await aio_pika.connect(amqp_url)
     channel = await connection.channel()
+    tap = ReceiptTap(channel, f"tap.{secrets.token_hex(4)}")
     queue = await channel.declare_queue(exclusive=True, auto_delete=True)
     await queue.bind(topology.RECEIPT_EXCHANGE, routing_key=author)
+    await queue.bind(topology.RECEIPT_EXCHANGE, routing_key=tap.marker_key)
 
     async def keep(message: AbstractIncomingMessage) -> None:
-        tap.bodies.append(message.body)
+        if message.routing_key == tap.marker_key:
+            tap.markers.add(message.message_id or "")
+        else:
+            tap.bodies.append(message.body)
         await message.ack()
 
     await queue.consume(keep)
@@ -92,12 +110,12 @@ def schema() -> etree.XMLSchema:
 
 
 async def _settled(world: World, tap: ReceiptTap, uuid: str) -> list[tuple[Receipt, bytes]]:
+    """Every receipt sent for ``uuid``, once the portal holds a final set and the broker
+    has recorded the message as handled (after every publish of its handling was
+    confirmed): a second receipt of a kind would be in the tap by then."""
     await world.portal.wait_final(uuid, TIMEOUT)
-    expected = len(world.portal.state(uuid).receipts)
-    async with asyncio.timeout(TIMEOUT):
-        while len(tap.for_uuid(world.parts.verifier(), uuid)) < expected:
-            await asyncio.sleep(0.05)
-    await asyncio.sleep(0.3)  # a second receipt of a kind would arrive by now
+    await world.settled(uuid)
+    await tap.caught_up()
     return tap.for_uuid(world.parts.verifier(), uuid)
 
 

@@ -36,6 +36,7 @@ from monitoring.labels import ReceiptKind
 from routing import Directory
 from signing import parse_untrusted
 from tests.conftest import free_port
+from tests.polling import eventually
 from xta_schemas.samples import with_fresh_header
 
 pytestmark = pytest.mark.rabbitmq
@@ -90,17 +91,22 @@ async def start_worker(config: Path, log: Path, port: int) -> Worker:
             stderr=out,
         )
     worker = Worker(process, log, f"http://127.0.0.1:{port}")
-    async with asyncio.timeout(60), httpx.AsyncClient(timeout=2.0, trust_env=False) as http:
-        while True:
+    async with httpx.AsyncClient(timeout=2.0, trust_env=False) as http:
+
+        async def ready() -> bool:
             if process.returncode is not None:
                 output = await asyncio.to_thread(log.read_text)
                 raise AssertionError(f"worker exited at start:\n{output}")
-            try:
-                if (await http.get(f"{worker.metrics_url}/readyz")).status_code == 200:
-                    return worker
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.2)
+            return (await http.get(f"{worker.metrics_url}/readyz")).status_code == 200
+
+        await eventually(
+            ready,
+            what="the worker ready",
+            timeout=60,
+            interval=0.2,
+            ignoring=(httpx.TransportError,),  # not listening yet
+        )
+    return worker
 
 
 async def stop_worker(worker: Worker) -> tuple[int, float]:

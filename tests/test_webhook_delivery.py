@@ -13,7 +13,6 @@ import base64
 import ipaddress
 import secrets
 import socket
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -42,6 +41,7 @@ from broker.webhook.deliverer import WebhookDeliverer
 from broker.worker.service import BrokerService
 from monitoring.labels import ReceiptKind
 from signing import parse_untrusted
+from tests.polling import eventually
 from xta_schemas.samples import with_fresh_header
 
 pytestmark = pytest.mark.rabbitmq
@@ -92,6 +92,9 @@ class Receiver:
 
     def accepted_ids(self) -> Counter[str]:
         return Counter(p.headers["webhook-id"] for p in self.pushes if p.status == 200)
+
+    def attempts(self) -> Counter[str]:
+        return Counter(p.headers["webhook-id"] for p in self.pushes)
 
 
 def _name(cn: str) -> x509.Name:
@@ -170,8 +173,7 @@ async def https_endpoint(receiver: Receiver, cert: Path, key: Path) -> AsyncIter
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: server.started, what="the endpoint serving", interval=0.01)
     try:
         yield f"https://127.0.0.1:{port}/xbroker"
     finally:
@@ -206,19 +208,22 @@ class WebhookWorld:
         return [r for r in self.portal.state(uuid).receipts if r.kind is kind]
 
     async def wait_receipt(self, uuid: str, kind: ReceiptKind) -> Receipt:
-        deadline = time.monotonic() + TIMEOUT
-        while not self.receipts(uuid, kind):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no {kind} receipt for {uuid}")
-            await asyncio.sleep(0.05)
-        return self.receipts(uuid, kind)[0]
+        receipts = await eventually(
+            lambda: self.receipts(uuid, kind), what=f"a {kind} receipt for {uuid}"
+        )
+        return receipts[0]
 
-    async def queue_depth(self, name: str) -> int:
+    async def queue_state(self, name: str) -> tuple[int, int]:
+        """Messages ready in the queue, and its consumers."""
         connection = await aio_pika.connect(self.settings.amqp_url)
         async with connection:
             channel = await connection.channel()
             queue = await channel.declare_queue(name, passive=True)
-            return queue.declaration_result.message_count or 0
+            declared = queue.declaration_result
+            return declared.message_count or 0, declared.consumer_count or 0
+
+    async def queue_depth(self, name: str) -> int:
+        return (await self.queue_state(name))[0]
 
 
 def _directory(tmp: Path, url: str, secret_env: str) -> Path:
@@ -336,11 +341,10 @@ async def test_every_message_arrives_once_after_the_endpoint_was_down_for_a_whil
 ) -> None:
     receiver.status = 503
     uuids = [await world.submit() for _ in range(20)]
-    deadline = time.monotonic() + TIMEOUT
-    while {p.headers["webhook-id"] for p in receiver.pushes} < set(uuids):
-        assert time.monotonic() < deadline, "not every message was tried while down"
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.5)  # several retries fail too
+    await eventually(
+        lambda: all(receiver.attempts()[u] >= 2 for u in uuids),
+        what="every message pushed and retried while the endpoint is down",
+    )
 
     receiver.status = 200
     for uuid in uuids:
@@ -360,8 +364,7 @@ async def test_a_failing_endpoint_does_not_hold_up_messages_behind_it(
     first = await world.submit()
     receiver.status_of[first] = 503
     receiver.status = 200
-    while not any(p.headers["webhook-id"] == first for p in receiver.pushes):
-        await asyncio.sleep(0.02)
+    await eventually(lambda: receiver.attempts()[first], what="the first message pushed")
 
     behind = [await world.submit() for _ in range(3)]
 
@@ -395,25 +398,34 @@ async def test_a_message_is_failed_and_parked_when_the_schedule_is_exhausted(
 async def test_410_gone_disables_the_endpoint_and_keeps_its_messages_queued(
     world: WebhookWorld, receiver: Receiver
 ) -> None:
+    inbox = f"agency.{AGENCY}.inbox"
     receiver.status = 410
     uuids = [await world.submit() for _ in range(3)]
-    deadline = time.monotonic() + TIMEOUT
-    while AGENCY not in world.deliverer.disabled:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(1.0)  # no consumer: nothing more is pushed, nothing is lost
+    await eventually(lambda: AGENCY in world.deliverer.disabled, what="the endpoint disabled")
+    # Disabled, the inbox has no consumer and every copy waits in it: nothing is lost.
+    await eventually(
+        lambda: world.queue_state(inbox),
+        until=lambda state: state == (len(uuids), 0),
+        what=f"{len(uuids)} copies and no consumer on {inbox}",
+    )
     pushes_while_disabled = len(receiver.pushes)
-    await asyncio.sleep(0.5)
 
+    # A message accepted now reaches the inbox and stays there: nothing more is pushed.
+    later = await world.submit()
+    await world.wait_receipt(later, ReceiptKind.ACCEPTED)
+    await eventually(
+        lambda: world.queue_depth(inbox),
+        until=lambda depth: depth == len(uuids) + 1,
+        what=f"the later copy in {inbox}",
+    )
     assert len(receiver.pushes) == pushes_while_disabled
-    assert await world.queue_depth(f"agency.{AGENCY}.inbox") >= len(uuids)
     gauge = world.registry.get_sample_value("xbroker_webhook_endpoint_disabled", {"agency": AGENCY})
     assert gauge == 1.0
-    assert all(not world.receipts(u, ReceiptKind.FAILED) for u in uuids)
+    assert all(not world.receipts(u, ReceiptKind.FAILED) for u in [*uuids, later])
 
     receiver.status = 200
     await world.deliverer.enable(AGENCY)
-    for uuid in uuids:
+    for uuid in [*uuids, later]:
         await world.wait_receipt(uuid, ReceiptKind.DELIVERED)
     assert (
         world.registry.get_sample_value("xbroker_webhook_endpoint_disabled", {"agency": AGENCY})

@@ -26,6 +26,7 @@ from broker.stores.status import StatusStore
 from broker.worker.service import BrokerService
 from routing import AmqpEndpoint
 from signing import Signer, parse_untrusted
+from tests.polling import eventually
 from xta_schemas.samples import sample_root, with_fresh_header
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -65,11 +66,13 @@ class World:
         before the ingress ack. A receipt can arrive at the portal before that."""
         store = StatusStore(self.settings.status_path)
         try:
-            async with asyncio.timeout(timeout):
-                while not {"accepted", "rejected"} & {
-                    e.kind.value for e in store.timeline(uuid).events
-                }:
-                    await asyncio.sleep(0.02)
+            await eventually(
+                lambda: (
+                    {"accepted", "rejected"} & {e.kind.value for e in store.timeline(uuid).events}
+                ),
+                what=f"{uuid} accepted or rejected in the status store",
+                timeout=timeout,
+            )
         finally:
             store.close()
 
