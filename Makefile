@@ -65,7 +65,15 @@ endef
 RABBITMQ_DEP := $(RABBITMQ_BIN)/rabbitmq-server=rabbitmq-server
 TEST_DEPS := $(RABBITMQ_DEP) xmlsec1=xmlsec1 promtool=prometheus
 
-.PHONY: help run test lint node node-stop clean system-deps system-deps-rabbitmq .venv
+# The official AsyncAPI CLI validates docs/asyncapi.yaml in the tests. It lives under
+# .xbroker/node/ (tests/tools.py looks there), pinned: 4.1.1 is the last release that
+# runs on the Node.js 20 this machine has; 5.x and 6.x ask for Node.js 24. npm's cache
+# makes a second install (after `make clean`) work offline. Package scripts are not run.
+ASYNCAPI_CLI_VERSION := 4.1.1
+NODE_DIR := .xbroker/node
+ASYNCAPI_STAMP := $(NODE_DIR)/.asyncapi-cli-$(ASYNCAPI_CLI_VERSION)
+
+.PHONY: help run test lint node node-stop clean system-deps system-deps-rabbitmq .venv asyncapi-cli
 
 help:
 	@echo "make run          start RabbitMQ (local node) and the demo"
@@ -74,6 +82,7 @@ help:
 	@echo "make node         start or reuse the project-local RabbitMQ node"
 	@echo "make node-stop    stop it"
 	@echo "make system-deps  check/install rabbitmq-server, xmlsec1, prometheus (promtool)"
+	@echo "make asyncapi-cli install the AsyncAPI CLI under $(NODE_DIR) (needs npm)"
 	@echo "make clean        stop the node, remove .venv and .xbroker"
 
 .venv: $(VENV_STAMP)
@@ -108,6 +117,17 @@ system-deps:
 system-deps-rabbitmq:
 	@$(call require,$(RABBITMQ_DEP))
 
+asyncapi-cli: $(ASYNCAPI_STAMP)
+
+$(ASYNCAPI_STAMP):
+	@$(call require,npm=npm)
+	@echo "installing @asyncapi/cli $(ASYNCAPI_CLI_VERSION) under $(NODE_DIR)" >&2
+	@mkdir -p $(NODE_DIR)
+	npm install --prefix $(NODE_DIR) --prefer-offline --ignore-scripts --no-audit --no-fund \
+		--loglevel=error --save-exact @asyncapi/cli@$(ASYNCAPI_CLI_VERSION)
+	@rm -f $(NODE_DIR)/.asyncapi-cli-*
+	@touch $@
+
 node: .venv
 	@$(NODE) probe >/dev/null 2>&1 || $(MAKE) --no-print-directory system-deps-rabbitmq
 	@$(NODE) ensure
@@ -118,7 +138,7 @@ run: .venv
 	export XBROKER_AMQP_URL="$$url"; \
 	exec $(VENV)/bin/xbroker demo
 
-test: .venv system-deps
+test: .venv system-deps asyncapi-cli
 	@url="$$($(NODE) ensure --print-url)"; \
 	export XBROKER_AMQP_URL="$$url"; \
 	exec $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
