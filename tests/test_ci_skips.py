@@ -103,17 +103,6 @@ def test_ci_false_is_not_ci(tmp_path: Path) -> None:
     assert "1 skipped" in done.stdout
 
 
-def test_a_skipped_rabbitmq_test_fails_the_ci_session(tmp_path: Path) -> None:
-    done = _run_session(tmp_path, SKIPS_ITSELF, ci="true")
-    assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout
-    assert "fails the run: tests/test_case.py::test_skipped_on_purpose" in done.stdout
-
-
-def test_a_skipped_rabbitmq_test_passes_outside_ci(tmp_path: Path) -> None:
-    done = _run_session(tmp_path, SKIPS_ITSELF, ci=None)
-    assert done.returncode == 0, done.stdout
-
-
 def test_without_a_tool_its_tests_are_skipped_saying_what_to_install(tmp_path: Path) -> None:
     done = _run_session(tmp_path, NEEDS_XMLSEC1, ci=None)
     assert done.returncode == 0, done.stdout
@@ -134,16 +123,31 @@ def test_with_the_tool_on_path_its_test_runs(tmp_path: Path) -> None:
     assert "1 passed" in done.stdout
 
 
-def test_a_skipped_tool_test_fails_the_ci_session(tmp_path: Path) -> None:
-    tool_path = _fake_tool(tmp_path, "promtool")
-    done = _run_session(tmp_path, TOOL_TEST_SKIPS_ITSELF, ci="true", path=tool_path)
+# Tests that skip themselves although what they need is there: a rabbitmq-marked one,
+# and one taking a tool fixture (the tool on PATH, so only the test's own skip remains).
+SKIPPING = [
+    pytest.param(SKIPS_ITSELF, None, "test_skipped_on_purpose", id="rabbitmq"),
+    pytest.param(
+        TOOL_TEST_SKIPS_ITSELF, "promtool", "test_skipped_although_promtool_is_there", id="tool"
+    ),
+]
+
+
+@pytest.mark.parametrize(("source", "tool", "name"), SKIPPING)
+def test_a_skipped_guarded_test_fails_the_ci_session(
+    tmp_path: Path, source: str, tool: str | None, name: str
+) -> None:
+    path = _fake_tool(tmp_path, tool) if tool else ""
+    done = _run_session(tmp_path, source, ci="true", path=path)
     assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout
-    assert (
-        "fails the run: tests/test_case.py::test_skipped_although_promtool_is_there" in done.stdout
-    )
+    assert f"fails the run: tests/test_case.py::{name}" in done.stdout
 
 
-def test_a_skipped_tool_test_passes_outside_ci(tmp_path: Path) -> None:
-    tool_path = _fake_tool(tmp_path, "promtool")
-    done = _run_session(tmp_path, TOOL_TEST_SKIPS_ITSELF, ci=None, path=tool_path)
+@pytest.mark.parametrize(("source", "tool", "name"), SKIPPING)
+def test_a_skipped_guarded_test_passes_outside_ci(
+    tmp_path: Path, source: str, tool: str | None, name: str
+) -> None:
+    path = _fake_tool(tmp_path, tool) if tool else ""
+    done = _run_session(tmp_path, source, ci=None, path=path)
     assert done.returncode == 0, done.stdout
+    assert "1 skipped" in done.stdout
