@@ -33,7 +33,11 @@ from tests.polling import eventually
 from tests.world import EXAMPLES, SUBMISSIONS
 from xta_schemas.samples import with_fresh_header
 
-pytestmark = pytest.mark.rabbitmq
+# The tests' own deadlines (the worker's queues 60 s, a quarter of the copies 300 s, every
+# message final 600 s) outlast pytest-timeout's default of 300 s on a busy machine. Its
+# alarm would land in whatever callback runs, an agency's handler, and leave a copy
+# unacked for good; the bound here only guards against a hang.
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(1200)]
 
 ROOT = Path(__file__).resolve().parents[1]
 MESSAGES = 5000
