@@ -198,10 +198,18 @@ class _SkippedInCI:
     """Fails a CI session in which any ``rabbitmq`` or ``tool`` test was skipped."""
 
     def __init__(self) -> None:
+        self.guarded: set[str] = set()
         self.skipped: list[str] = []
 
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.guarded = {
+            item.nodeid
+            for item in session.items
+            if any(item.get_closest_marker(marker) for marker in GUARDED_MARKERS)
+        }
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        guarded = any(marker in report.keywords for marker in GUARDED_MARKERS)
+        guarded = report.nodeid in self.guarded
         if report.skipped and guarded and not hasattr(report, "wasxfail"):
             self.skipped.append(report.nodeid)
 
