@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from broker.amqp import publishing, topology
-from broker.errors import Reason
+from broker.errors import DeliveryFailure, Reason
 from broker.receipts.document import RECEIPT_XSD
 from broker.webhook.queues import declare_delay_queues
 from routing import Directory, WebhookEndpoint
@@ -311,10 +311,10 @@ def test_the_copy_headers_are_the_ones_the_broker_sets() -> None:
     assert set(schemas["DeliveredReceiptHeaders"]["properties"]) == {publishing.HEADER_PUBLISHED}
 
 
-def test_every_reason_a_receipt_can_carry_is_documented() -> None:
+def test_every_code_a_receipt_can_carry_is_documented() -> None:
     codes = set(_document()["components"]["schemas"]["Code"]["enum"])
 
-    assert {reason.value for reason in Reason} <= codes
+    assert {reason.value for reason in [*Reason, *DeliveryFailure]} == codes
 
 
 def test_the_embedded_receipt_schema_is_the_one_the_broker_validates_with() -> None:
