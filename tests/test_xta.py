@@ -34,6 +34,7 @@ from routing import Directory
 from signing import load_certificate, subject_kennung
 from signing.devpki import create_ca, issue
 from signing.keyfiles import party_paths
+from tests.polling import eventually
 from tests.world import EXAMPLES
 from tests.xta_support import (
     AGENCY,
@@ -56,7 +57,7 @@ from tests.xta_support import (
     write_message,
 )
 
-pytestmark = pytest.mark.rabbitmq
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.tool("xta-tool")]
 
 
 @pytest.fixture(scope="module")
@@ -122,9 +123,13 @@ async def test_150_waiting_with_max_list_items_100_are_all_reachable(
     sent = [xta.world.fresh_standard_sample("xbau/1.0", "bau.antrag.0200") for _ in range(150)]
     uuids = [await portal.submit(root) for root in sent]
     expected = {xta_message_id(uuid) for uuid in uuids}
-    async with asyncio.timeout(TIMEOUT * 2):
-        while not expected <= set(await listed_all(xta)):
-            await asyncio.sleep(0.2)
+    await eventually(
+        lambda: listed_all(xta),
+        until=lambda listed: expected <= set(listed),
+        what="all 150 messages listed",
+        timeout=TIMEOUT * 2,
+        interval=0.2,
+    )
 
     rounds = []
     while page := await listed(agency):
@@ -551,9 +556,11 @@ async def test_a_copy_whose_indexing_failed_is_indexed_again_not_skipped(
 
     monkeypatch.setattr(store, "index", index_failing_once)
     uuids = [await portal.submit(root) for root in roots]
-    async with asyncio.timeout(TIMEOUT):
-        while any(store.entry_of(AGENCY, uuid) is None for uuid in uuids):
-            await asyncio.sleep(0.1)
+    await eventually(
+        lambda: all(store.entry_of(AGENCY, uuid) is not None for uuid in uuids),
+        what="every message indexed",
+        interval=0.1,
+    )
     entries = [store.entry_of(AGENCY, uuid) for uuid in uuids]
     for entry in entries:
         assert entry is not None

@@ -9,8 +9,7 @@ way, for comparison.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aio_pika
@@ -23,6 +22,7 @@ from broker.worker.failures import not_fetched
 from broker.xta.metadata import xta_message_id
 from broker.xta.stream import FIRST, read_entry, stream_offset
 from monitoring.labels import ReceiptKind
+from tests.polling import eventually
 from tests.xta_support import (
     AGENCY,
     TIMEOUT,
@@ -33,7 +33,7 @@ from tests.xta_support import (
     running_xta_world,
 )
 
-pytestmark = pytest.mark.rabbitmq
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.tool("xta-tool")]
 
 NORDERSTEDT = "psw:01060063"
 EXPIRE_SECONDS = 6.0
@@ -58,15 +58,10 @@ async def xta(
         yield world
 
 
-async def _until(condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.1)
-
-
 async def _indexed(xta: XtaWorld, uuid: str) -> BoxEntry:
-    await _until(lambda: xta.xta.store.entry_of(AGENCY, uuid) is not None)
-    entry = xta.xta.store.entry_of(AGENCY, uuid)
+    entry = await eventually(
+        lambda: xta.xta.store.entry_of(AGENCY, uuid), what=f"{uuid} indexed", interval=0.1
+    )
     assert entry is not None
     return entry
 
@@ -83,11 +78,13 @@ async def test_an_unclosed_copy_expires_with_the_failed_receipt_an_amqp_copy_get
         # Let both endpoints go round twice more, then flush the receipt queue with a
         # message of their own: anything either published is consumed before its answer.
         rounds = (xta.xta.boxes.upkeep_rounds, second.xta.boxes.upkeep_rounds)
-        await _until(
+        await eventually(
             lambda: (
                 xta.xta.boxes.upkeep_rounds >= rounds[0] + 2
                 and second.xta.boxes.upkeep_rounds >= rounds[1] + 2
-            )
+            ),
+            what="two more upkeep rounds at both endpoints",
+            interval=0.1,
         )
     marker = await portal.submit(xta.world.fresh("anmeldung-hamburg.xml"))
     await portal.wait_final(marker, TIMEOUT)
@@ -145,11 +142,17 @@ async def test_a_closed_copy_leaves_rabbitmq_within_its_bound_in_a_quiet_box(
         # Nothing else arrives in the box from here on: only the upkeep's paddings can
         # make RabbitMQ 3.10 look at the stream's retention at all.
         bound = KEEP_SECONDS + 2 * ROLL_SECONDS
-        async with asyncio.timeout(bound + TIMEOUT):
-            while (first := stream_offset(await read_entry(connection, AGENCY, FIRST))) is not None:
-                if first > entry.offset:
-                    break
-                await asyncio.sleep(0.5)
+
+        async def first_offset() -> int | None:
+            return stream_offset(await read_entry(connection, AGENCY, FIRST))
+
+        first = await eventually(
+            first_offset,
+            until=lambda first: first is None or first > entry.offset,
+            what="the stream's first offset past the closed copy",
+            timeout=bound + TIMEOUT,
+            interval=0.5,
+        )
         at_offset = await read_entry(connection, AGENCY, entry.offset)
     finally:
         await connection.close()

@@ -11,8 +11,9 @@ case); `.ci/run` sets it. `in_ci` is the only place that reads it.
 To add a tool, add a `Tool` to `TOOLS`: conftest turns each into a session fixture of
 the same name (dashes become underscores) that returns the tool's path, and marks every
 test that uses it with ``tool``. A dependency that is more than a program to run (a
-server the tests start, as RabbitMQ) calls `unavailable` when it cannot be had, and gets
-the same rule.
+server the tests start, as RabbitMQ; xta-tool, installed into a virtualenv of its own by
+tests/xta_client.py) calls `unavailable` when it cannot be had, and gets the same rule;
+its tests carry ``pytest.mark.tool(name)`` themselves, so that the CI guard counts them.
 """
 
 from __future__ import annotations

@@ -21,8 +21,9 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
-import pytest
+from tests import tools
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".xbroker" / "xta-venv"
@@ -31,14 +32,8 @@ _DRIVER = Path(__file__).with_name("xta_driver.py")
 COMMAND_TIMEOUT = 120.0
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
-def _unavailable(reason: str) -> None:
-    if _in_ci():
-        pytest.fail(f"xta-tool is required in CI: {reason}", pytrace=False)
-    pytest.skip(f"no xta-tool: {reason}")
+def _unavailable(reason: str) -> NoReturn:
+    tools.unavailable("xta-tool", reason)
 
 
 def _python_312() -> str | None:
@@ -67,7 +62,6 @@ def xta_executable() -> Path:
             python = _python_312()
             if python is None:
                 _unavailable("no Python 3.12 or newer on this machine (xta-tool needs one)")
-                raise AssertionError("unreachable")
             shutil.rmtree(VENV, ignore_errors=True)
             steps = [
                 [python, "-m", "venv", str(VENV)],

@@ -3,7 +3,6 @@ what the XTA tests do with both: message folders, listing, fetching, faults."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import ssl
 from collections.abc import AsyncIterator
@@ -21,6 +20,7 @@ from broker.settings import Settings
 from broker.xta import RunningXta, start_xta
 from broker.xta.running import dev_tls_paths
 from signing.keyfiles import party_paths
+from tests.polling import eventually
 from tests.world import World, running_world
 from tests.xta_client import XtaClient, XtaResult, xta_executable
 
@@ -191,9 +191,12 @@ async def fetch(client: XtaClient, message_id: str, into: Path) -> Path:
 
 
 async def until_listed(client: XtaClient, message_id: str) -> None:
-    async with asyncio.timeout(TIMEOUT):
-        while message_id not in await listed(client):
-            await asyncio.sleep(0.2)
+    await eventually(
+        lambda: listed(client),
+        until=lambda ids: message_id in ids,
+        what=f"{message_id} listed",
+        interval=0.2,
+    )
 
 
 def fault_of(result: XtaResult) -> dict[str, str]:
@@ -221,14 +224,19 @@ async def listed_all(xta: XtaWorld) -> list[str]:
 
 async def rejected_in_report(xta: XtaWorld, message_id: str) -> dict[str, object]:
     portal = xta.client(PORTAL)
-    async with asyncio.timeout(TIMEOUT):
-        while True:
-            report: dict[str, object] = yaml.safe_load(
-                (await portal.run("inspect", message_id)).check().stdout
-            )
-            if report["status"] != "0":
-                return report
-            await asyncio.sleep(0.2)
+
+    async def report() -> dict[str, object]:
+        found: dict[str, object] = yaml.safe_load(
+            (await portal.run("inspect", message_id)).check().stdout
+        )
+        return found
+
+    return await eventually(
+        report,
+        until=lambda found: found["status"] != "0",
+        what=f"{message_id} rejected in the transport report",
+        interval=0.2,
+    )
 
 
 def https(xta: XtaWorld, kennung: str) -> httpx.AsyncClient:
