@@ -3,9 +3,9 @@
 Valid: the official AsyncAPI CLI (``asyncapi validate``) accepts it, and rejects it once
 broken. Complete: the topology is declared on a vhost of this module's own for a
 directory with every kind of party (an author, AMQP agencies with and without a test
-inbox, a webhook agency with its retry delay queues), and every exchange, queue, queue
-argument and binding RabbitMQ then lists is in the document, and nothing the document
-names is missing from RabbitMQ.
+inbox, a webhook agency with its retry delay queues, an XTA agency with its message
+box), and every exchange, queue, queue argument and binding RabbitMQ then lists is in
+the document, and nothing the document names is missing from RabbitMQ.
 """
 
 from __future__ import annotations
@@ -62,6 +62,12 @@ name = "Webhook agency"
 accepts = ["t.a"]
 endpoint = { kind = "webhook", url = "https://gew.example/x", secret_env = "X", \
     test_url = "https://gew.example/t" }
+
+[[agency]]
+kennung = "bau:01"
+name = "XTA agency"
+accepts = ["t.a"]
+endpoint = { kind = "xta" }
 """
 
 
@@ -212,15 +218,22 @@ def _channels() -> list[Channel]:
     return out
 
 
-def _queue_channel(name: str) -> tuple[Channel, dict[str, str]]:
-    """The one queue channel whose name matches ``name``, and the parameters' values."""
-    found = [
+def _queue_channel(name: str, arguments: dict[str, object]) -> tuple[Channel, dict[str, str]]:
+    """The one queue channel that documents ``name`` with exactly these ``arguments``
+    (an inbox is a quorum queue or, for an XTA agency, a stream), and the parameters'
+    values."""
+    named = [
         (channel, match.groupdict())
         for channel in _channels()
         if channel.amqp["is"] == "queue"
         and (match := channel.pattern(channel.amqp["queue"]["name"]).fullmatch(name))
     ]
-    assert len(found) == 1, (name, [c.key for c, _ in found])
+    found = [
+        (channel, values)
+        for channel, values in named
+        if {k: _fill(v, values) for k, v in channel.spec["x-queue-arguments"].items()} == arguments
+    ]
+    assert len(found) == 1, (name, arguments, [c.spec["x-queue-arguments"] for c, _ in named])
     return found[0]
 
 
@@ -247,13 +260,11 @@ def test_every_exchange_declared_is_in_the_document_with_its_type(declared: Topo
 
 def test_every_queue_declared_is_in_the_document_with_its_arguments(declared: Topology) -> None:
     for name, arguments in declared.queues.items():
-        channel, values = _queue_channel(name)
-        documented = {k: _fill(v, values) for k, v in channel.spec["x-queue-arguments"].items()}
-        assert documented == arguments, name
+        _queue_channel(name, arguments)
 
 
 def test_every_queue_channel_of_the_document_exists(declared: Topology) -> None:
-    matched = {_queue_channel(name)[0].key for name in declared.queues}
+    matched = {_queue_channel(name, args)[0].key for name, args in declared.queues.items()}
     documented = {c.key for c in _channels() if c.amqp["is"] == "queue"}
 
     assert documented == matched
@@ -276,7 +287,7 @@ def test_every_binding_declared_is_in_the_document_and_each_documented_one_exist
 ) -> None:
     used: set[tuple[str, int]] = set()
     for exchange, queue, key in declared.bindings:
-        channel, values = _queue_channel(queue)
+        channel, values = _queue_channel(queue, declared.queues[queue])
         documented = {
             (channel.key, index)
             for index, bound in enumerate(channel.spec["x-bound-to"])
