@@ -13,7 +13,6 @@ xdomea process test runs 0501, 0503 and 0505 of one process through one broker.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from lxml import etree
 from broker.errors import Reason
 from monitoring.labels import ReceiptKind
 from signing import SigningError, parse_untrusted
+from tests.polling import eventually
 from tests.releases_support import (
     ReleaseWorld,
     lxml_verdict,
@@ -180,9 +180,11 @@ async def test_an_xdomea_process_is_delivered_and_a_reused_identity_refused(
         assert erstellt is not None
         erstellt.text = "2018-07-24T17:25:40"
         reused = await portal.submit(changed, message_id=uuids[1])
-        async with asyncio.timeout(60):
-            while not any(r.kind is ReceiptKind.REJECTED for r in portal.state(reused).receipts):
-                await asyncio.sleep(0.05)
+        await eventually(
+            lambda: any(r.kind is ReceiptKind.REJECTED for r in portal.state(reused).receipts),
+            what="the changed 0503 rejected",
+            timeout=60,
+        )
         reused_state = portal.state(reused)
 
     assert kinds == [{ReceiptKind.ACCEPTED, ReceiptKind.DELIVERED}] * 3
