@@ -15,7 +15,7 @@ __all__ = ["DeliveryOutcome", "ReceiptKind", "Stage", "WebhookOutcome"]
 
 
 class Stage(StrEnum):
-    """A timed step of the path of one message (docs: DESIGN, "The path of one message")."""
+    """A timed step of the path of one message (docs/architecture.md, "The path of one message")."""
 
     PARSE = "parse"
     VERIFY = "verify"

@@ -1,6 +1,6 @@
 """The ingress handler: one message from the ingress queue, decided, delivered, answered.
 
-One message (DESIGN.md): decide (pure pipeline) → claim in the dedup store → publish a
+One message (docs/architecture.md): decide (pure pipeline) → claim in the dedup store → publish a
 copy to every recipient and the signed accepted receipt to the author, all at once,
 each confirmed → write the message's journal events (and the dedup completion) → ack.
 A claim that finds the author's identity used before for other bytes is rejected
