@@ -64,6 +64,14 @@ class Reason(StrEnum):
 
     # parsing
     MALFORMED_XML = "malformed-xml"
+    # limits on the work one message may cause (docs/security.md)
+    TOO_MANY_ELEMENTS = "too-many-elements"
+    TOO_MANY_ATTRIBUTES = "too-many-attributes"
+    TOO_MANY_NAMESPACES = "too-many-namespaces"
+    TEXT_TOO_LONG = "text-too-long"
+    TOO_MANY_CERTIFICATES = "too-many-certificates"
+    SIGNED_INFO_TOO_LARGE = "signed-info-too-large"
+    PROCESSING_LIMIT = "processing-limit"
     # signature and trust
     SIGNATURE_MISSING = "signature-missing"
     SIGNATURE_INVALID = "signature-invalid"

@@ -5,7 +5,7 @@ Knows nothing of AMQP or routing. See ``signing.errors`` for the error tree.
 
 from signing.certs import fingerprint, load_certificate, load_certificates, subject_kennung
 from signing.crl import RevocationStatus
-from signing.errors import PkiError, SignatureError, SigningError, XmlError
+from signing.errors import LimitError, PkiError, SignatureError, SigningError, XmlError
 from signing.parser import ParserLimits, parse_untrusted
 from signing.policy import CrlRule, VerificationPolicy
 from signing.signer import Signer
@@ -14,6 +14,7 @@ from signing.verifier import Verified, Verifier
 
 __all__ = [
     "CrlRule",
+    "LimitError",
     "ParserLimits",
     "PkiError",
     "RevocationStatus",

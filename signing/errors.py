@@ -4,6 +4,7 @@ Error tree::
 
     SigningError                  root of everything this package raises on purpose
     ├── XmlError                  input is not acceptable XML (Reason.MALFORMED_XML)
+    │   └── LimitError            it passes a limit of its shape; ``reason`` names the limit
     ├── SignatureError            signature or trust check failed; ``reason`` says why
     └── PkiError                  the development PKI cannot be created or changed
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 from broker.errors import Reason, Rejection, XBrokerError
 
 __all__ = [
+    "LimitError",
     "PkiError",
     "SignatureError",
     "SigningError",
@@ -32,6 +34,13 @@ class XmlError(SigningError, Rejection, ValueError):
 
     def __init__(self, detail: str) -> None:
         super().__init__(Reason.MALFORMED_XML, detail)
+
+
+class LimitError(XmlError):
+    """The input passes a limit on its shape, set before the work that shape would cost."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        Rejection.__init__(self, reason, detail)
 
 
 class SignatureError(SigningError, Rejection):
