@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Final
 
@@ -48,7 +48,9 @@ def _split_leaf(
     certs: list[x509.Certificate],
 ) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]]:
     # XML-DSig implies no order in X509Data: the leaf is the one that issued no other.
-    leaves = [c for c in certs if not any(o is not c and o.issuer == c.subject for o in certs)]
+    # One pass to count who issued whom, one to pick: linear, however many there are.
+    issued = Counter(c.issuer for c in certs)
+    leaves = [c for c in certs if issued[c.subject] == (1 if c.issuer == c.subject else 0)]
     leaf = leaves[0] if len(leaves) == 1 else certs[0]
     return leaf, tuple(c for c in certs if c is not leaf)
 

@@ -12,21 +12,25 @@ two checks, done here with lxml and cryptography and nothing else:
 The steps and their order are those of signxml (schema check of the Signature, then the
 signature, then the digest, references read from the canonical SignedInfo that was
 verified), so both give the same decision; ``tests/test_fastpath_differential.py``
-holds them to it. What they do not share is signxml's copying: it serialises and
-re-parses the tree for every step. Here the tree is copied once (the input stays
-untouched), the Signature is removed from the copy, and that copy is what was signed.
+holds them to it. Check 1 comes before any work on the content: SignedInfo is small
+(the structural check bounds it), so a forged signature costs one small c14n and one
+public-key operation, never a pass over the document.
 
-The copy is returned as the signed data only where it says exactly what the canonical
-bytes say. Exclusive c14n leaves out namespace declarations that no name uses, so such a
-declaration is not covered by the signature, yet it would decide how a prefix in content
-(an ``xsi:type`` value, say) resolves. When the document has any, the canonical bytes
-are parsed instead, as signxml does, and the unsigned declaration is gone.
+What they do not share is signxml's copying: it serialises and re-parses the tree for
+every step. Here the tree is not copied at all: the Signature is taken out of it for the
+canonicalization, as the enveloped-signature transform says, and put back. What was
+signed is then the tree parsed from the canonical bytes, as signxml returns it, because
+only that tree says exactly what the bytes say: exclusive c14n leaves out namespace
+declarations that no name uses, so such a declaration is not covered by the signature,
+yet in the received tree it would decide how a prefix in content (an ``xsi:type``
+value, say) resolves.
 """
 
 from __future__ import annotations
 
 import base64
-import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final
 
@@ -46,17 +50,14 @@ from signxml.processor import get_schema
 
 from broker.errors import Reason
 from signing.errors import SignatureError
-from signing.parser import ParserLimits, parse_untrusted
+from signing.parser import parse_canonical
 from signing.policy import VerificationPolicy
-from signing.structure import DS_NS
+from signing.structure import DS_NS, IMPLIED_REFERENCE_C14N
 
-__all__ = ["SignedContent", "canonicalize", "remove_enveloped", "verify_enveloped"]
+__all__ = ["SignedContent", "canonicalize", "enveloped_removed", "verify_enveloped"]
 
 _EXCLUSIVE_PREFIX: Final = "http://www.w3.org/2001/10/xml-exc-c14n#"
 _EC_NS: Final = "http://www.w3.org/2001/10/xml-exc-c14n#"
-# signxml canonicalizes a reference without a c14n transform with C14N 1.1, which lxml
-# renders as C14N 1.0; we follow it, so both implementations digest the same bytes.
-_DEFAULT_REFERENCE_C14N: Final = CanonicalizationMethod.CANONICAL_XML_1_1
 _DSIG_SCHEMA: Final = "xmldsig1-schema.xsd"
 _C14N_BY_URI: Final = {method.value: method for method in CanonicalizationMethod}
 
@@ -149,8 +150,10 @@ def _check_signature_value(
         raise _invalid("SignatureValue does not verify with the signer's key") from exc
 
 
-def remove_enveloped(signature: etree._Element) -> None:
-    """Remove ``signature`` as the enveloped-signature transform does: its text after stays.
+@contextmanager
+def enveloped_removed(signature: etree._Element) -> Iterator[etree._Element]:
+    """The document without ``signature``, as the enveloped-signature transform sees it,
+    for the duration of the block; afterwards the document is as it was.
 
     lxml's ``remove`` takes an element's tail (the text that follows it) along; that
     text belongs to the parent and is covered by the digest, so it is handed over first.
@@ -158,20 +161,31 @@ def remove_enveloped(signature: etree._Element) -> None:
     parent = signature.getparent()
     if parent is None:
         raise _invalid("an enveloped signature needs a parent element")
-    if signature.tail is not None:
-        previous = signature.getprevious()
+    index = parent.index(signature)
+    previous = signature.getprevious()
+    tail, before = signature.tail, (parent.text if previous is None else previous.tail)
+    if tail is not None:
         if previous is None:
-            parent.text = (parent.text or "") + signature.tail
+            parent.text = (before or "") + tail
         else:
-            previous.tail = (previous.tail or "") + signature.tail
+            previous.tail = (before or "") + tail
         signature.tail = None
     parent.remove(signature)
+    try:
+        yield parent
+    finally:
+        if previous is None:
+            parent.text = before
+        else:
+            previous.tail = before
+        parent.insert(index, signature)
+        signature.tail = tail
 
 
 def _reference(verified_signed_info: bytes) -> etree._Element:
     # Read the reference from the canonical SignedInfo that was verified, never from the
     # tree: only what the signature covers may steer the digest check.
-    signed_info = parse_untrusted(verified_signed_info, ParserLimits(len(verified_signed_info)))
+    signed_info = parse_canonical(verified_signed_info)
     references = signed_info.findall(_ds("Reference"))
     if len(references) != 1:
         raise _invalid(f"expected one reference, found {len(references)}")
@@ -184,7 +198,9 @@ def _reference_c14n(reference: etree._Element) -> tuple[CanonicalizationMethod, 
         method = _C14N_BY_URI.get(transform.get("Algorithm") or "")
         if method is not None:
             return method, _inclusive_prefixes(transform)
-    return _DEFAULT_REFERENCE_C14N, None
+    # signxml canonicalizes a reference without a c14n transform with C14N 1.1, which
+    # lxml renders as C14N 1.0; we follow it, so both implementations digest the same bytes.
+    return IMPLIED_REFERENCE_C14N, None
 
 
 def _digest_algorithm(reference: etree._Element, policy: VerificationPolicy) -> DigestAlgorithm:
@@ -198,20 +214,13 @@ def _digest_algorithm(reference: etree._Element, policy: VerificationPolicy) -> 
     return algorithm
 
 
-def _signed_tree(
-    content: etree._Element,
-    canonical: bytes,
-    method: CanonicalizationMethod,
-    prefixes: list[str] | None,
-) -> etree._Element:
-    inclusive = canonical
-    if method.value.startswith(_EXCLUSIVE_PREFIX) or prefixes is not None:
-        inclusive = canonicalize(content, CanonicalizationMethod.CANONICAL_XML_1_0)
-    if inclusive == canonical:
-        # Inclusive c14n renders every namespace in scope: equal bytes mean the copy
-        # holds no declaration the signature leaves out.
-        return content
-    return parse_untrusted(canonical, ParserLimits(len(canonical)))
+def _signed_tree(canonical: bytes, root: etree._Element) -> etree._Element:
+    # Blank lines in front of the root put its elements on the lines they have in the
+    # message (unless a start tag there spanned lines), so validation reports point
+    # at the sender's lines, not at those of the canonical form.
+    lines = root.sourceline
+    offset = b"\n" * (lines - 1) if isinstance(lines, int) and lines > 1 else b""
+    return parse_canonical(offset + canonical)
 
 
 def verify_enveloped(
@@ -225,7 +234,7 @@ def verify_enveloped(
 
     ``inspect_signature`` must have accepted the shape. Returns what the reference covers;
     raises ``SignatureError`` (``signature-invalid``, ``digest-mismatch``,
-    ``algorithm-not-allowed``). ``root`` is left unchanged.
+    ``algorithm-not-allowed``). ``root`` is as it was when this returns or raises.
     """
     _check_schema(signature)
     signed_info = _required(signature, "SignedInfo")
@@ -240,13 +249,12 @@ def verify_enveloped(
 
     reference = _reference(signed_info_c14n)
     expected = _decode(_required(reference, "DigestValue"), "DigestValue")
-    content = copy.deepcopy(root)
-    remove_enveloped(content[root.index(signature)])
-    ref_c14n, prefixes = _reference_c14n(reference)
-    canonical = canonicalize(content, ref_c14n, prefixes)
     algorithm = _digest_algorithm(reference, policy)
+    ref_c14n, prefixes = _reference_c14n(reference)
+    with enveloped_removed(signature) as content:
+        canonical = canonicalize(content, ref_c14n, prefixes)
     hasher = hashes.Hash(digest_algorithm_implementations[algorithm]())
     hasher.update(canonical)
     if hasher.finalize() != expected:
         raise SignatureError(Reason.DIGEST_MISMATCH, 'the reference digest (URI "") does not match')
-    return SignedContent(_signed_tree(content, canonical, ref_c14n, prefixes), canonical)
+    return SignedContent(_signed_tree(canonical, root), canonical)

@@ -4,6 +4,17 @@ The algorithm choices follow BSI TR-02102-1: RSA (PKCS#1 v1.5 or PSS) with at le
 2048 bits, ECDSA on P-256 or P-384, hashes of the SHA-2 family; SHA-1 and MD5 never.
 Only enveloped signatures over the whole document are accepted, because anything less
 lets unsigned content travel next to signed content (signature wrapping).
+
+Canonicalization is exclusive C14N 1.0, for SignedInfo and for the document, by default.
+Inclusive c14n renders every namespace in scope on every element, which libxml2 does in
+time growing with the square of those namespaces per element: a sender could make the
+check of any signature, even one that will fail, cost minutes (docs/security.md).
+Exclusive c14n renders only what an element uses and is what the signers we know of
+write. A policy may still allow inclusive methods; the parser's namespace limits then
+bound their cost.
+
+The limits on a signature's size (certificates in KeyInfo, bytes of SignedInfo) are
+checked before anything is decoded, parsed or canonicalized.
 """
 
 from __future__ import annotations
@@ -51,11 +62,7 @@ class VerificationPolicy:
     )
     c14n_methods: frozenset[CanonicalizationMethod] = field(
         default_factory=lambda: frozenset(
-            {
-                CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
-                CanonicalizationMethod.CANONICAL_XML_1_0,
-                CanonicalizationMethod.CANONICAL_XML_1_1,
-            }
+            {CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0}
         )
     )
     min_rsa_bits: int = 2048
@@ -65,6 +72,10 @@ class VerificationPolicy:
     allow_comments: bool = False
     missing_crl: CrlRule = CrlRule.REJECT
     stale_crl: CrlRule = CrlRule.REJECT
+    # The signer's certificate and its intermediates; real chains have two or three.
+    max_certificates: int = 8
+    # SignedInfo of one reference is under 2 KB; its size is estimated before c14n.
+    max_signed_info_bytes: int = 16 * 1024
 
     # The URIs as they appear in documents, computed once per policy: the structural
     # check looks them up for every message.

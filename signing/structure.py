@@ -7,6 +7,10 @@ URI is "" (the whole document), the enveloped-signature transform, and nothing i
 document the signature does not cover (comments, processing instructions outside the
 root, ds:Object payloads). Algorithms are checked here too, against the policy, so a
 forbidden algorithm is reported as such whatever else is wrong with the signature.
+
+The policy's size limits come first of all: SignedInfo's size is estimated (and the
+estimate stops at the limit) before anything in it is read, and the certificates in
+KeyInfo are counted before any is decoded.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Final
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
-from signxml.algorithms import SignatureConstructionMethod, SignatureMethod
+from signxml.algorithms import CanonicalizationMethod, SignatureConstructionMethod, SignatureMethod
 
 from broker.errors import Reason
 from signing.certcache import CertificateCache, SignerCertificates, read_certificates
@@ -29,6 +33,8 @@ __all__ = ["DS_NS", "SignatureShape", "inspect_signature"]
 DS_NS: Final = "http://www.w3.org/2000/09/xmldsig#"
 _SIGNATURE: Final = f"{{{DS_NS}}}Signature"
 _ENVELOPED: Final = SignatureConstructionMethod.enveloped.value
+# What signxml (and so ``enveloped``) canonicalizes a reference with that names no c14n.
+IMPLIED_REFERENCE_C14N: Final = CanonicalizationMethod.CANONICAL_XML_1_1
 
 
 def _ds(name: str) -> str:
@@ -97,7 +103,22 @@ def _find_signature(root: etree._Element) -> etree._Element:
     return signature
 
 
+def _check_signed_info_size(signed_info: etree._Element, limit: int) -> None:
+    # Names, texts and attributes as written, give or take markup: enough to tell a
+    # SignedInfo of one reference (under 2 KB) from one that would cost to canonicalize.
+    size = 0
+    for node in signed_info.iter():
+        size += len(node.tag) if isinstance(node.tag, str) else 0
+        size += len(node.text or "") + len(node.tail or "")
+        size += sum(len(k) + len(v) for k, v in node.attrib.items())
+        if size > limit:
+            raise SignatureError(
+                Reason.SIGNED_INFO_TOO_LARGE, f"ds:SignedInfo is larger than {limit} bytes"
+            )
+
+
 def _check_signed_info(signed_info: etree._Element, policy: VerificationPolicy) -> SignatureMethod:
+    _check_signed_info_size(signed_info, policy.max_signed_info_bytes)
     c14n_uri = _algorithm(_only_child(signed_info, "CanonicalizationMethod"))
     if c14n_uri not in policy.c14n_uris:
         raise SignatureError(Reason.ALGORITHM_NOT_ALLOWED, f"canonicalization {c14n_uri!r}")
@@ -129,18 +150,31 @@ def _check_transforms(reference: etree._Element, policy: VerificationPolicy) -> 
         raise SignatureError(
             Reason.SIGNATURE_INVALID, "the enveloped-signature transform is required"
         )
+    if len(uris) == 1 and IMPLIED_REFERENCE_C14N not in policy.c14n_methods:
+        raise SignatureError(
+            Reason.ALGORITHM_NOT_ALLOWED,
+            "the reference names no canonicalization, which means "
+            f"{IMPLIED_REFERENCE_C14N.value!r}",
+        )
     if len(uris) > 2:
         # The enveloped transform yields a node set and a canonicalization turns it into
         # octets; a second canonicalization has no node set left to work on.
         raise SignatureError(Reason.SIGNATURE_INVALID, "at most one canonicalization transform")
 
 
-def _certificate_texts(signature: etree._Element) -> tuple[str, ...]:
+def _certificate_texts(signature: etree._Element, limit: int) -> tuple[str, ...]:
     key_info = signature.find(_ds("KeyInfo"))
     if key_info is None:
         return ()
     path = f"{_ds('X509Data')}/{_ds('X509Certificate')}"
-    return tuple(element.text or "" for element in key_info.iterfind(path))
+    texts: list[str] = []
+    for element in key_info.iterfind(path):
+        if len(texts) == limit:
+            raise SignatureError(
+                Reason.TOO_MANY_CERTIFICATES, f"KeyInfo carries more than {limit} certificates"
+            )
+        texts.append(element.text or "")
+    return tuple(texts)
 
 
 def _check_key(method: SignatureMethod, cert: x509.Certificate, policy: VerificationPolicy) -> None:
@@ -166,7 +200,7 @@ def inspect_signature(
     signature = _find_signature(root)
     _check_unsigned_content(root, policy)
     method = _check_signed_info(_only_child(signature, "SignedInfo"), policy)
-    texts = _certificate_texts(signature)
+    texts = _certificate_texts(signature, policy.max_certificates)
     found = read_certificates(texts) if certificates is None else certificates.get(texts)
     _check_key(method, found.leaf, policy)
     return SignatureShape(signature, method, found)

@@ -24,7 +24,15 @@ from signxml.algorithms import CanonicalizationMethod, SignatureMethod
 from signxml.signer import XMLSigner
 
 import xta_schemas
-from signing import SignatureError, Signer, TrustStore, Verifier, XmlError, parse_untrusted
+from signing import (
+    SignatureError,
+    Signer,
+    TrustStore,
+    VerificationPolicy,
+    Verifier,
+    XmlError,
+    parse_untrusted,
+)
 from signing.devpki import init_dev_pki, issue
 from signing.keyfiles import party_paths
 from signing.reference import needs_reference, verify_with_signxml
@@ -83,7 +91,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         private = load_pem_private_key(key.read_bytes(), None)
         assert isinstance(private, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
         loaded[name] = private
-    verifier = Verifier(TrustStore.from_dirs(pki / "trust", pki / "crl"))
+    # Inclusive c14n is refused by default (docs/security.md); both implementations must
+    # still agree on it where a policy allows it.
+    policy = VerificationPolicy(c14n_methods=frozenset({EXC, INCL, INCL11}))
+    verifier = Verifier(TrustStore.from_dirs(pki / "trust", pki / "crl"), policy)
     return World(pki, verifier, signers, keys, loaded)
 
 

@@ -26,6 +26,7 @@ from signing import (
 )
 from signing.devpki import create_ca, init_dev_pki, issue, revoke
 from signing.keyfiles import party_paths
+from tests.attacks.generators import certificate_flood, inclusive_c14n, signed_info_flood
 from tests.raise_sites import reasons_raised
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
@@ -154,6 +155,26 @@ CASES: dict[str, tuple[Reason, Callable[[Parties], bytes]]] = {
     "certificate from a foreign CA": (Reason.CERTIFICATE_UNTRUSTED, lambda p: p.foreign.sign(DOC)),
     "revoked certificate": (Reason.CERTIFICATE_REVOKED, lambda p: p.revoked.sign(DOC)),
     "second signature": (Reason.SIGNATURE_WRAPPING, lambda p: _second_signature(p.ec.sign(DOC))),
+    "inclusive canonicalization": (
+        Reason.ALGORITHM_NOT_ALLOWED,
+        lambda p: inclusive_c14n(p.ec.sign(DOC)),
+    ),
+    "reference without a canonicalization (implies inclusive c14n)": (
+        Reason.ALGORITHM_NOT_ALLOWED,
+        lambda p: _tamper(
+            p.ec.sign(DOC),
+            b'<ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>',
+            b"",
+        ),
+    ),
+    "nine certificates in KeyInfo": (
+        Reason.TOO_MANY_CERTIFICATES,
+        lambda p: certificate_flood(p.ec.sign(DOC), 8),
+    ),
+    "SignedInfo of 20 KB": (
+        Reason.SIGNED_INFO_TOO_LARGE,
+        lambda p: signed_info_flood(p.ec.sign(DOC), 20_000),
+    ),
 }
 
 
