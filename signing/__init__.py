@@ -6,8 +6,9 @@ Knows nothing of AMQP or routing. See ``signing.errors`` for the error tree.
 from signing.certs import fingerprint, load_certificate, load_certificates, subject_kennung
 from signing.crl import RevocationStatus
 from signing.errors import LimitError, PkiError, SignatureError, SigningError, XmlError
-from signing.parser import ParserLimits, parse_untrusted
+from signing.parser import parse_untrusted
 from signing.policy import CrlRule, VerificationPolicy
+from signing.shape import ParserLimits
 from signing.signer import Signer
 from signing.trust import TrustedChain, TrustStore
 from signing.verifier import Verified, Verifier

@@ -129,3 +129,15 @@ def test_a_doctype_in_the_counted_path_is_refused() -> None:
 def test_every_limit_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_namespaces_in_scope"):
         ParserLimits(max_namespaces_in_scope=0)
+
+
+def test_a_text_past_libxml2s_own_bound_is_refused_by_libxml2() -> None:
+    # At the default, libxml2 refuses it while parsing, before the text is complete.
+    with pytest.raises(XmlError, match="Text node too long") as caught:
+        parse_untrusted(b"<r>" + b"t" * 10_000_001 + b"</r>")
+    assert caught.value.code == "malformed-xml"
+
+
+def test_a_text_limit_above_libxml2s_own_bound_is_a_configuration_error() -> None:
+    with pytest.raises(ValueError, match="max_text_length"):
+        ParserLimits(max_text_length=10_000_001)
