@@ -97,6 +97,16 @@ class Settings(BaseSettings):
     )
     ingress_queue_limit: int = Field(default=10_000, ge=0, description="HTTP answers 503 above")
     api_retry_after_seconds: int = Field(default=5, ge=1)
+    api_header_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="a request's headers must arrive within this"
+    )
+    api_body_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="and its body within this of its headers"
+    )
+    api_max_connections: int = Field(default=1024, ge=1, description="open at once, in all")
+    api_max_connections_per_client: int = Field(
+        default=64, ge=1, description="open at once from one address"
+    )
 
     # Webhook delivery (docs/webhooks.md). The default schedule spans about three days.
     webhook_retry_seconds: tuple[float, ...] = Field(

@@ -2,6 +2,7 @@
 
 from broker.http_api.app import ApiLimits, IngressQueue, build_api
 from broker.http_api.auth import Authenticator, TokenTable, good_standing, hash_token
+from broker.http_api.guard import ConnectionLimits
 from broker.http_api.ingress import IngressPublisher
 from broker.http_api.running import RunningApi, start_api
 from broker.http_api.server import ApiServer, ApiTlsFiles, serve_api
@@ -11,6 +12,7 @@ __all__ = [
     "ApiServer",
     "ApiTlsFiles",
     "Authenticator",
+    "ConnectionLimits",
     "IngressPublisher",
     "IngressQueue",
     "RunningApi",

@@ -9,6 +9,7 @@ from broker.app import Parts, Records
 from broker.errors import ConfigurationError
 from broker.http_api.app import ApiLimits, build_api
 from broker.http_api.auth import Authenticator, StandingCheck, TokenTable, good_standing
+from broker.http_api.guard import ConnectionLimits
 from broker.http_api.ingress import IngressPublisher
 from broker.http_api.server import ApiServer, ApiTlsFiles, serve_api
 from signing import SigningError, TrustStore
@@ -65,7 +66,18 @@ async def start_api(parts: Parts, records: Records) -> RunningApi:
         journal=records.journal(),
     )
     try:
-        server = await serve_api(app, settings.api_host, settings.api_port, tls)
+        server = await serve_api(
+            app,
+            settings.api_host,
+            settings.api_port,
+            tls,
+            ConnectionLimits(
+                header_timeout=settings.api_header_timeout_seconds,
+                body_timeout=settings.api_body_timeout_seconds,
+                max_connections=settings.api_max_connections,
+                max_per_client=settings.api_max_connections_per_client,
+            ),
+        )
     except BaseException:
         await ingress.close()
         raise
