@@ -20,13 +20,19 @@ from prometheus_client import CollectorRegistry
 from broker.amqp import topology
 from broker.app import build_broker, load_parts, party_signer
 from broker.commands.demo import ensure_dev_pki
-from broker.ops.tenancy.accounts import accounts_for, provision, read_credentials
+from broker.ops.tenancy.accounts import (
+    accounts_for,
+    amqp_url_for,
+    provision,
+    read_credentials,
+)
 from broker.ops.tenancy.backends import RabbitmqctlBackend
 from broker.sdk.agency import AgencyClient, Delivery
 from broker.sdk.portal import Portal
 from broker.settings import load_settings
 from monitoring.labels import ReceiptKind
 from signing import parse_untrusted
+from tests.conftest import RabbitMQ
 from xta_schemas import Catalog
 from xta_schemas.samples import with_fresh_header
 
@@ -160,3 +166,37 @@ async def test_with_its_own_user_an_agency_receives_and_confirms_end_to_end(
     assert [r.kind for r in state.receipts] == [ReceiptKind.ACCEPTED, ReceiptKind.DELIVERED]
     assert {r.issuer for r in state.receipts if r.kind is ReceiptKind.DELIVERED} == {A}
     assert [d.uuid for d in tenants.received] == [uuid]
+
+
+async def test_a_passive_declare_of_another_agencys_inbox_tells_its_counts_and_no_more(
+    tenants: Tenants,
+) -> None:
+    # What docs/tenancy.md says a tenant can learn: existence, ready messages, consumers.
+    connection, channel = await _channel_of(tenants.urls[A])
+    async with connection:
+        queue = await channel.declare_queue(topology.agency_queue(B), passive=True)
+        counts = queue.declaration_result
+
+        with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
+            await queue.get(timeout=10)
+    assert isinstance(counts.message_count, int)
+    assert isinstance(counts.consumer_count, int)
+
+
+async def test_no_permission_prevents_a_passive_declare(
+    tenants: Tenants, rabbitmq: RabbitMQ, rabbitmqctl: Callable[..., str]
+) -> None:
+    # RabbitMQ 3.10 checks no permission for a passive queue.declare: a user granted
+    # nothing at all ("^$" three times) still learns the counts of any queue by name.
+    user, password = f"nothing-{secrets.token_hex(3)}", secrets.token_urlsafe(12)
+    rabbitmqctl("add_user", user, password)
+    try:
+        rabbitmqctl("set_permissions", "-p", rabbitmq.vhost, user, "^$", "^$", "^$")
+        url = amqp_url_for(rabbitmq.amqp_url, user, password)
+        connection = await aio_pika.connect(url)
+        async with connection:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(topology.INGRESS_QUEUE, passive=True)
+            assert isinstance(queue.declaration_result.message_count, int)
+    finally:
+        rabbitmqctl("delete_user", user)
