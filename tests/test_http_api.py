@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import aio_pika
@@ -15,67 +14,33 @@ from broker.app import Parts, open_records
 from broker.errors import ConfigurationError, Reason
 from broker.http_api import (
     ApiLimits,
-    ApiServer,
-    Authenticator,
     IngressPublisher,
-    TokenTable,
     build_api,
     hash_token,
-    serve_api,
     start_api,
 )
 from broker.stores.journal import EventKind
 from broker.stores.status import StatusStore
 from monitoring.labels import ReceiptKind
-from tests.world import World, running_world
+from tests.http_api_support import (
+    LIMIT,
+    TOKENS,
+    Api,
+    as_caller,
+    authenticator,
+    serving_api,
+)
 
 pytestmark = pytest.mark.rabbitmq
 
 TIMEOUT = 30.0
-LIMIT = 64 * 1024
-TOKENS = {
-    "osi:hh-portal": secrets.token_urlsafe(16),
-    "psw:02000000": secrets.token_urlsafe(16),
-    "gew:02000000": secrets.token_urlsafe(16),
-}
-
-
-def _as(kennung: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {TOKENS[kennung]}", "content-type": "application/xml"}
-
-
-PORTAL = _as("osi:hh-portal")
-
-
-@dataclass
-class Api:
-    world: World
-    server: ApiServer
-    client: httpx.AsyncClient
-
-
-def _authenticator(world: World) -> Authenticator:
-    table = TokenTable({hash_token(token): kennung for kennung, token in TOKENS.items()})
-    return Authenticator(table, world.parts.directory.certificate_registered)
+PORTAL = as_caller("osi:hh-portal")
 
 
 @pytest.fixture(scope="module")
 async def api(amqp_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
-    async with running_world(amqp_url, tmp_path_factory.mktemp("http")) as world:
-        ingress = IngressPublisher(amqp_url, confirm_timeout=5.0)
-        await ingress.start()
-        app = build_api(
-            status=StatusStore(world.settings.status_path),
-            ingress=ingress,
-            catalog=world.parts.catalog,
-            authenticate=_authenticator(world),
-            limits=ApiLimits(max_body_bytes=LIMIT, queue_limit=1000),
-        )
-        server = await serve_api(app)
-        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
-            yield Api(world, server, client)
-        await server.stop()
-        await ingress.close()
+    async with serving_api(amqp_url, tmp_path_factory.mktemp("http")) as running:
+        yield running
 
 
 async def test_a_submission_is_answered_202_with_its_uuid_and_location(api: Api) -> None:
@@ -233,7 +198,7 @@ async def test_a_submission_over_http_is_received_once(api: Api) -> None:
 async def test_a_recipient_reads_the_laufzettel_of_its_copy(api: Api) -> None:
     uuid = await _delivered_over_http(api)
 
-    response = await api.client.get(f"/v1/messages/{uuid}", headers=_as("psw:02000000"))
+    response = await api.client.get(f"/v1/messages/{uuid}", headers=as_caller("psw:02000000"))
 
     assert response.status_code == 200
     assert {e.get("agency") for e in response.json()["events"]} <= {None, "psw:02000000"}
@@ -242,7 +207,7 @@ async def test_a_recipient_reads_the_laufzettel_of_its_copy(api: Api) -> None:
 async def test_an_agency_that_is_neither_author_nor_recipient_gets_404(api: Api) -> None:
     uuid = await _delivered_over_http(api)
 
-    response = await api.client.get(f"/v1/messages/{uuid}", headers=_as("gew:02000000"))
+    response = await api.client.get(f"/v1/messages/{uuid}", headers=as_caller("gew:02000000"))
 
     assert response.status_code == 404
 
@@ -277,7 +242,7 @@ async def _post_against_backlog(api: Api, amqp_url: str, queue: str, limit: int)
         status=StatusStore(api.world.settings.status_path),
         ingress=ingress,
         catalog=api.world.parts.catalog,
-        authenticate=_authenticator(api.world),
+        authenticate=authenticator(api.world),
         limits=ApiLimits(max_body_bytes=LIMIT, queue_limit=limit, retry_after_seconds=7),
     )
     transport = httpx.ASGITransport(app=app)
@@ -312,7 +277,7 @@ async def test_the_body_is_never_read_far_past_the_limit(api: Api, amqp_url: str
         status=StatusStore(api.world.settings.status_path),
         ingress=ingress,
         catalog=api.world.parts.catalog,
-        authenticate=_authenticator(api.world),
+        authenticate=authenticator(api.world),
         limits=ApiLimits(max_body_bytes=LIMIT, queue_limit=1000),
     )
     chunk = b"a" * 1024

@@ -74,10 +74,30 @@ def test_every_field_of_an_event_is_kept(store: StatusStore) -> None:
     assert store.timeline(UUID).events == (event,)
 
 
-def test_the_author_sees_every_event(store: StatusStore) -> None:
+def test_the_author_sees_every_event_of_its_message(store: StatusStore) -> None:
     _delivered_twice(store)
 
-    assert len(store.timeline(UUID).seen_by(PORTAL).events) == 5
+    seen = store.timeline(UUID).seen_by(PORTAL)
+
+    assert [e.kind for e in seen.events] == [
+        EventKind.ACCEPTED,
+        EventKind.QUEUED,
+        EventKind.QUEUED,
+        EventKind.DELIVERED,
+    ]
+    assert seen.recipients == (HAMBURG, NORDERSTEDT)
+
+
+def test_an_event_written_before_the_author_was_known_concerns_nobody(
+    store: StatusStore,
+) -> None:
+    # Under one UUID it may belong to another author's message.
+    _delivered_twice(store)
+
+    for kennung in (PORTAL, HAMBURG, NORDERSTEDT):
+        assert EventKind.RECEIVED not in {
+            e.kind for e in store.timeline(UUID).seen_by(kennung).events
+        }
 
 
 def test_a_recipient_sees_its_own_copy_but_not_another_recipients(store: StatusStore) -> None:
@@ -86,10 +106,18 @@ def test_a_recipient_sees_its_own_copy_but_not_another_recipients(store: StatusS
     seen = store.timeline(UUID).seen_by(NORDERSTEDT)
 
     assert [(e.kind, e.agency) for e in seen.events] == [
-        (EventKind.RECEIVED, None),
         (EventKind.ACCEPTED, None),
         (EventKind.QUEUED, NORDERSTEDT),
     ]
+
+
+def test_a_recipient_is_not_told_who_else_received_the_message(store: StatusStore) -> None:
+    _delivered_twice(store)
+
+    seen = store.timeline(UUID).seen_by(NORDERSTEDT)
+
+    assert seen.recipients == (NORDERSTEDT,)
+    assert [e.get("recipients") for e in seen.as_dict()["events"]] == [[NORDERSTEDT], None]
 
 
 def test_a_stranger_sees_nothing(store: StatusStore) -> None:
@@ -131,9 +159,45 @@ def test_other_bytes_under_a_used_uuid_conflict(store: StatusStore) -> None:
 
 def test_a_released_claim_is_new_again(store: StatusStore) -> None:
     store.claim_submission(UUID, PORTAL, "ab" * 32)
-    store.release_submission(UUID, "ab" * 32)
+    store.release_submission(UUID, PORTAL, "ab" * 32)
 
     assert store.claim_submission(UUID, PORTAL, "cd" * 32).match is SubmissionMatch.NEW
+
+
+def test_another_authors_uuid_is_a_new_submission_of_ones_own(store: StatusStore) -> None:
+    store.claim_submission(UUID, PORTAL, "ab" * 32)
+
+    claim = store.claim_submission(UUID, HAMBURG, "cd" * 32)
+
+    assert (claim.match, claim.author, claim.digest) == (SubmissionMatch.NEW, HAMBURG, "cd" * 32)
+
+
+def test_a_claim_taken_first_by_another_author_leaves_the_authors_own_claim_new(
+    store: StatusStore,
+) -> None:
+    store.claim_submission(UUID, HAMBURG, "cd" * 32)
+
+    assert store.claim_submission(UUID, PORTAL, "ab" * 32).match is SubmissionMatch.NEW
+    assert store.claim_submission(UUID, PORTAL, "ab" * 32).match is SubmissionMatch.SAME
+
+
+def test_claims_keyed_by_uuid_alone_move_over_keyed_by_author(tmp_path: Path) -> None:
+    path = tmp_path / "status.sqlite3"
+    with sqlite3.connect(path) as old:
+        old.execute(
+            "CREATE TABLE submissions (uuid TEXT PRIMARY KEY, author TEXT NOT NULL, "
+            "digest TEXT NOT NULL, at TEXT NOT NULL) WITHOUT ROWID"
+        )
+        old.execute(
+            "INSERT INTO submissions VALUES (?, ?, ?, ?)",
+            (UUID, PORTAL, "ab" * 32, "2026-11-30T10:00:00+00:00"),
+        )
+    old.close()
+
+    store = StatusStore(path)
+
+    assert store.claim_submission(UUID, PORTAL, "ab" * 32).match is SubmissionMatch.SAME
+    assert store.claim_submission(UUID, HAMBURG, "ab" * 32).match is SubmissionMatch.NEW
 
 
 def _config(tmp_path: Path) -> Path:

@@ -1,10 +1,14 @@
 """The HTTP API: submit signed messages, read their Laufzettel.
 
 ``POST /v1/messages``
-    The body is the signed XML message. 202 with the nachrichtenUUID and a Location;
-    the same UUID with the same bytes again: the same 202, nothing published twice;
-    the same UUID with other bytes: 409. 413 above the size limit (Content-Length is
-    checked first, and the body is counted as it streams, never read past the limit).
+    The body is the signed XML message (Content-Type ``application/xml``, ``text/xml``
+    or ``application/<type>+xml``, else 415). 202 with the nachrichtenUUID and a
+    Location; the same UUID with the same bytes again from the same caller: the same
+    202, nothing published twice; with other bytes: 409. A UUID is the caller's own: the
+    same UUID from another caller is that caller's message, answered as any fresh one.
+    413 above the size limit (Content-Length is checked first, and the body is counted
+    as it streams, never read past the limit). A client that goes away mid-body gets
+    no answer and leaves a log event, not a traceback.
     503 with Retry-After while the ingress queue holds more than its limit or RabbitMQ
     does not confirm. Receipts go where the portal SDK's go: the caller's receipt queue.
 ``GET /v1/messages/{uuid}``
@@ -26,8 +30,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from starlette.requests import ClientDisconnect
 
 from broker.errors import TransientError
 from broker.http_api.auth import Authenticator
@@ -98,6 +103,13 @@ class _TooLarge(Exception):
     pass
 
 
+def _is_xml(content_type: str | None) -> bool:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media in ("application/xml", "text/xml") or (
+        media.startswith("application/") and media.endswith("+xml")
+    )
+
+
 def build_api(
     *,
     status: StatusStore,
@@ -136,13 +148,16 @@ def build_api(
         responses={
             400: {"description": "not XML"},
             401: {"description": "no valid token or client certificate"},
-            409: {"description": "another message was submitted under this UUID"},
+            409: {"description": "the caller submitted another message under this UUID"},
             413: {"description": "larger than the size limit"},
+            415: {"description": "the Content-Type is not XML"},
             503: {"description": "the ingress is over its limit; retry after Retry-After"},
         },
     )
-    async def submit(request: Request) -> JSONResponse:
+    async def submit(request: Request) -> Response:
         author = caller(request)
+        if not _is_xml(request.headers.get("content-type")):
+            raise HTTPException(415, "the body must be the signed message as application/xml")
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
             raise HTTPException(413, f"larger than {limits.max_body_bytes} bytes")
@@ -155,11 +170,15 @@ def build_api(
             body = await _read_limited(request.stream(), limits.max_body_bytes)
         except _TooLarge:
             raise HTTPException(413, f"larger than {limits.max_body_bytes} bytes") from None
+        except ClientDisconnect:
+            # Nobody is left to answer; what arrived is dropped, nothing was claimed.
+            event(log, "http.client_gone", author=author)
+            return Response(status_code=400)
         uuid = _uuid_of(body, catalog, limits, request.headers.get("idempotency-key"))
         digest = hashlib.sha256(body).hexdigest()
         claim = status.claim_submission(uuid, author, digest)
         if claim.match is SubmissionMatch.CONFLICT:
-            raise HTTPException(409, f"another message was submitted as {uuid}")
+            raise HTTPException(409, f"you submitted another message as {uuid}")
         answer = Submitted(uuid=uuid, sha256=digest, location=f"/v1/messages/{uuid}")
         if claim.match is SubmissionMatch.NEW:
             # Received now; written once RabbitMQ has it (the worker does not write it
@@ -168,7 +187,7 @@ def build_api(
             try:
                 await ingress.publish(body, uuid, author)
             except TransientError as exc:
-                status.release_submission(uuid, digest)
+                status.release_submission(uuid, author, digest)
                 raise busy("RabbitMQ did not confirm the submission") from exc
             journal.record(received)
             event(log, "http.submitted", uuid=uuid, author=author, bytes=len(body))

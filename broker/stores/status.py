@@ -9,9 +9,15 @@ It is a `broker.stores.journal.BatchJournal`: `record_many` writes a batch of ev
 transaction, which is how the worker's `JournalBatch` writes (one commit per event
 cost more than all the checks of a message).
 
-It also remembers which bytes arrived over HTTP under which nachrichtenUUID
-(`claim_submission`), so that a repeated POST gets the same answer and a different
-message under a used UUID is refused (409).
+It also remembers which bytes arrived over HTTP from which author under which
+nachrichtenUUID (`claim_submission`), so that a repeated POST gets the same answer and a
+different message from the same author under a used UUID is refused (409). The claim is
+the author's own: another author's message under the same UUID is a message of its own,
+claimed and answered exactly as a fresh UUID is, so a POST tells nobody which UUIDs
+others have used, nor lets anybody take a UUID away from its author.
+
+Who sees what of a timeline is `Laufzettel.seen_by`: the author all events of its
+message, a recipient those of its own copy.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -53,13 +59,20 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_uuid ON events (uuid, id);
 CREATE INDEX IF NOT EXISTS events_at ON events (at);
-CREATE TABLE IF NOT EXISTS submissions (
-    uuid    TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS claims (
     author  TEXT NOT NULL,
+    uuid    TEXT NOT NULL,
     digest  TEXT NOT NULL,
-    at      TEXT NOT NULL
+    at      TEXT NOT NULL,
+    PRIMARY KEY (author, uuid)
 ) WITHOUT ROWID;
 """
+# Claims were once keyed by the UUID alone, in a table of that name; they move over.
+_OLD_CLAIMS = "SELECT 1 FROM sqlite_master WHERE type='table' AND name='submissions'"
+_MOVE_CLAIMS = (
+    "INSERT OR IGNORE INTO claims (author, uuid, digest, at) "
+    "SELECT author, uuid, digest, at FROM submissions"
+)
 
 _COLUMNS = "uuid, kind, at, author, agency, nachrichtentyp, standard, digest, reason, recipients"
 _INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -105,16 +118,21 @@ class Laufzettel:
         return self.events[-1].kind.value if self.events else "unknown"
 
     def seen_by(self, kennung: str) -> Laufzettel:
-        """Only the events that concern ``kennung``: an agency sees its own copy, not the
-        copies of other recipients. Unattributed events (taken from the queue, before the
-        header was read) are shown to anyone who sees at least one other event."""
-        own = [e for e in self.events if kennung in (e.author, e.agency, *e.recipients)]
-        if not own:
-            return Laufzettel(self.uuid, ())
-        return Laufzettel(
-            self.uuid,
-            tuple(e for e in self.events if e in own or (e.author is None and e.agency is None)),
-        )
+        """Only the events that concern ``kennung``.
+
+        The author sees every event of its message. A recipient sees those of its own
+        copy, and the acceptance naming itself as the only recipient: never who else
+        received the message. Events written before the author was known (a message
+        taken from the queue, not yet read) concern nobody: under one UUID they could
+        belong to another author's message.
+        """
+        seen: list[StatusEvent] = []
+        for e in self.events:
+            if e.author == kennung or e.agency == kennung:
+                seen.append(e)
+            elif kennung in e.recipients:
+                seen.append(replace(e, recipients=(kennung,)))
+        return Laufzettel(self.uuid, tuple(seen))
 
     def as_dict(self) -> dict[str, object]:
         """The JSON form served by the HTTP API and ``xbroker status --json``."""
@@ -159,6 +177,20 @@ class StatusStore:
         self.path = path
         self._db = open_shared(path)
         self._db.executescript(_SCHEMA)
+        if self._db.execute(_OLD_CLAIMS).fetchone():
+            self._move_old_claims()
+
+    def _move_old_claims(self) -> None:
+        # Checked again under the lock: another worker on this host may have moved them.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if self._db.execute(_OLD_CLAIMS).fetchone():
+                self._db.execute(_MOVE_CLAIMS)
+                self._db.execute("DROP TABLE submissions")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def record(self, event: StatusEvent) -> None:
         self._db.execute(_INSERT, _row(event))
@@ -208,37 +240,43 @@ class StatusStore:
         )
 
     def claim_submission(self, uuid: str, author: str, digest: str) -> SubmissionClaim:
-        """Register bytes arriving over HTTP under ``uuid``; say whether they are new."""
+        """Register bytes ``author`` sent over HTTP under ``uuid``; say whether they are new.
+
+        Only the author's own claims are looked at, so the work is the same whether
+        another author used ``uuid`` or nobody did.
+        """
         now = datetime.now(UTC)
         self._db.execute("BEGIN IMMEDIATE")
         try:
             row = self._db.execute(
-                "SELECT author, digest, at FROM submissions WHERE uuid=?", (uuid,)
+                "SELECT digest, at FROM claims WHERE author=? AND uuid=?", (author, uuid)
             ).fetchone()
             if row is None:
                 self._db.execute(
-                    "INSERT INTO submissions VALUES (?, ?, ?, ?)",
-                    (uuid, author, digest, now.isoformat()),
+                    "INSERT INTO claims VALUES (?, ?, ?, ?)",
+                    (author, uuid, digest, now.isoformat()),
                 )
                 claim = SubmissionClaim(SubmissionMatch.NEW, author, digest, now)
             else:
-                match = SubmissionMatch.SAME if row[1] == digest else SubmissionMatch.CONFLICT
-                claim = SubmissionClaim(match, row[0], row[1], datetime.fromisoformat(row[2]))
+                match = SubmissionMatch.SAME if row[0] == digest else SubmissionMatch.CONFLICT
+                claim = SubmissionClaim(match, author, row[0], datetime.fromisoformat(row[1]))
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
         return claim
 
-    def release_submission(self, uuid: str, digest: str) -> None:
+    def release_submission(self, uuid: str, author: str, digest: str) -> None:
         """Forget a claim whose publish failed, so the client's retry is new again."""
-        self._db.execute("DELETE FROM submissions WHERE uuid=? AND digest=?", (uuid, digest))
+        self._db.execute(
+            "DELETE FROM claims WHERE author=? AND uuid=? AND digest=?", (author, uuid, digest)
+        )
 
     def prune(self, before: datetime) -> int:
-        """Delete events and submissions older than ``before``; return how many events."""
+        """Delete events and claims older than ``before``; return how many events."""
         cutoff = before.astimezone(UTC).isoformat()
         deleted = self._db.execute("DELETE FROM events WHERE at < ?", (cutoff,)).rowcount
-        self._db.execute("DELETE FROM submissions WHERE at < ?", (cutoff,))
+        self._db.execute("DELETE FROM claims WHERE at < ?", (cutoff,))
         return deleted
 
     def close(self) -> None:
