@@ -71,7 +71,7 @@ def _parse_counting(data: bytes, counter: Counter) -> etree._Element | None:
 
 def _parse(data: bytes, limits: ParserLimits) -> etree._Element | None:
     bounds = Bounds.of(data, limits)
-    counts = bounds.counted(limits)
+    counts = bounds.counted(limits)  # or LimitError, where the bounds are exact
     if counts:
         root = _parse_counting(data, Counter(limits, counts))
     else:

@@ -11,8 +11,10 @@ Counting every node while parsing costs several times the parse itself, so it is
 only where it could matter. Counts of single bytes, taken first at a small share of a
 parse's cost, bound the shape from above (``Bounds``): every element, comment and
 processing instruction starts with ``<`` (and no element with ``</``), every attribute
-and namespace declaration holds one ``=``, every declaration the text ``xmlns``. A
-document within those bounds is parsed whole by libxml2 at full speed; for the rest,
+and namespace declaration holds one ``=``, every declaration the text ``xmlns``; without
+comments, CDATA and processing instructions the element count is exact, and a document
+past it is refused unparsed. A document within the bounds is parsed whole by libxml2 at
+full speed; for the rest,
 ``Counter`` counts exactly what the bounds could not rule out, from the parser's events,
 and the parse is abandoned at the first limit passed, so memory never grows past the
 limits. The two limits no byte count bounds (attributes of one element, the length of
@@ -86,40 +88,67 @@ class ParserLimits:
 
 
 class Count(Enum):
-    """What the parse must count exactly, with the parser events that count it."""
+    """What the parse must count exactly, with the parser events that count it.
+
+    Namespaces are followed by their declarations' start and end only (``end-ns`` comes
+    when the declaring element ends), not by an event for every element.
+    """
 
     NODES = ("start", "comment", "pi")
     ATTRIBUTES = ("start",)
-    NAMESPACES = ("start-ns", "start", "end")
+    NAMESPACES = ("start-ns", "end-ns")
 
 
 @dataclass(frozen=True, slots=True)
 class Bounds:
-    """Upper bounds of a document's shape, from counts of single bytes."""
+    """Upper bounds of a document's shape, from counts of single bytes.
+
+    ``exact_nodes``: the node bound is the count itself, because the document has no
+    comment, CDATA section or processing instruction (but the XML declaration), the only
+    places a ``<`` may stand in for nothing.
+    """
 
     nodes: int
     attributes: int
     declarations: int
+    exact_nodes: bool = False
 
     @classmethod
     def of(cls, data: bytes, limits: ParserLimits) -> Bounds:
         nodes = data.count(b"<")
+        exact = False
         if nodes > limits.max_elements:
             # End tags hold "</"; counting them costs more, so only where it helps.
             nodes -= data.count(b"</")
+            declared = data.startswith(b"<?xml")
+            nodes -= declared
+            exact = b"<!" not in data and data.count(b"<?") == declared
         attributes = data.count(b"=")
-        return cls(nodes, attributes, data.count(b"xmlns") if attributes else 0)
+        declarations = data.count(b"xmlns") if attributes else 0
+        return cls(nodes, attributes, declarations, exact)
 
     def counted(self, limits: ParserLimits) -> frozenset[Count]:
-        """What a document with these bounds could pass, and so must be counted."""
+        """What a document with these bounds could pass, and so must be counted.
+
+        Raises ``LimitError`` at once where the bounds are exact and past a limit.
+        """
         counts = set()
         if self.nodes > limits.max_elements:
+            if self.exact_nodes:
+                raise _too_many_elements(limits)
             counts.add(Count.NODES)
         if self.attributes > limits.max_attributes:
             counts.add(Count.ATTRIBUTES)
         if self.declarations > min(limits.max_namespaces, limits.max_namespaces_in_scope):
             counts.add(Count.NAMESPACES)
         return frozenset(counts)
+
+
+def _too_many_elements(limits: ParserLimits) -> LimitError:
+    return LimitError(
+        Reason.TOO_MANY_ELEMENTS,
+        f"more than {limits.max_elements} elements, comments and processing instructions",
+    )
 
 
 class Counter:
@@ -130,22 +159,20 @@ class Counter:
         self.events = tuple(sorted({event for count in counts for event in count.value}))
         self._nodes = Count.NODES in counts
         self._attributes = Count.ATTRIBUTES in counts
-        self._namespaces = Count.NAMESPACES in counts
         self.nodes = 0
         self.attributes = 0
         self.declarations = 0
-        self._pending = 0  # declarations of the element whose start comes next
-        self._scopes = [0]  # declarations in scope, per open element
+        self._in_scope = 0
 
     def feed(self, events: object) -> None:
         """Count the parser's ``read_events()``; raise ``LimitError`` at the first limit."""
         for kind, node in events:  # type: ignore[attr-defined]
             if kind == "start":
                 self._start(node)
-            elif kind == "end":
-                self._scopes.pop()
             elif kind == "start-ns":
                 self._declared()
+            elif kind == "end-ns":
+                self._in_scope -= 1
             else:
                 self._node()
 
@@ -158,34 +185,26 @@ class Counter:
                 raise LimitError(
                     Reason.TOO_MANY_ATTRIBUTES, f"more than {self.limits.max_attributes} attributes"
                 )
-        if self._namespaces:
-            scope = self._scopes[-1] + self._pending
-            self._pending = 0
-            self._scopes.append(scope)
-            if scope > self.limits.max_namespaces_in_scope:
-                raise LimitError(
-                    Reason.TOO_MANY_NAMESPACES,
-                    f"more than {self.limits.max_namespaces_in_scope} namespaces in scope "
-                    "at one element",
-                )
 
     def _declared(self) -> None:
         self.declarations += 1
-        self._pending += 1
+        self._in_scope += 1
         if self.declarations > self.limits.max_namespaces:
             raise LimitError(
                 Reason.TOO_MANY_NAMESPACES,
                 f"more than {self.limits.max_namespaces} namespace declarations",
             )
+        if self._in_scope > self.limits.max_namespaces_in_scope:
+            raise LimitError(
+                Reason.TOO_MANY_NAMESPACES,
+                f"more than {self.limits.max_namespaces_in_scope} namespaces in scope "
+                "at one element",
+            )
 
     def _node(self) -> None:
         self.nodes += 1
         if self.nodes > self.limits.max_elements:
-            raise LimitError(
-                Reason.TOO_MANY_ELEMENTS,
-                f"more than {self.limits.max_elements} elements, comments and processing "
-                "instructions",
-            )
+            raise _too_many_elements(self.limits)
 
 
 def check_tree(root: etree._Element, size: int, bounds: Bounds, limits: ParserLimits) -> None:
