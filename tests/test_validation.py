@@ -12,7 +12,12 @@ from lxml import etree
 from broker.commands.run import prepare_reports
 from broker.errors import Reason
 from xta_schemas import Catalog, MessageError, Standard
-from xta_schemas.report import MAX_ISSUES, DetailedReporter, issues_from_lxml
+from xta_schemas.report import (
+    MAX_ISSUES,
+    MAX_REPORT_ELEMENTS,
+    DetailedReporter,
+    issues_from_lxml,
+)
 from xta_schemas.samples import sample_root
 
 XMELD_10 = "http://www.xbroker.example/xmeld/1.0"
@@ -220,6 +225,25 @@ def test_lxml_error_log_is_the_report_when_xmlschema_cannot_build(
     issues = reporter.issues(root, schema.error_log)
     assert issues == issues_from_lxml(schema.error_log)
     assert "einzugsdatum" in issues[0].reason
+
+
+def test_a_message_of_more_elements_than_the_report_bound_gets_lxmls_report(
+    catalog: Catalog,
+) -> None:
+    # xmlschema would walk all of it in Python; lxml's log says where, in its words.
+    standard = catalog.get("xbau/1.0")
+    root = sample_root(standard, "bau.antrag.0200")
+    antrag, anlage = _one(root, "antrag"), _one(root, "antrag/anlage")
+    for _ in range(MAX_REPORT_ELEMENTS // len(list(anlage.iter())) + 1):
+        antrag.append(etree.fromstring(etree.tostring(anlage)))
+    _one(antrag[-1], "sha256").text = "not-a-hash"
+    assert sum(1 for _ in root.iter()) > MAX_REPORT_ELEMENTS
+
+    issues = _schema_error(standard, root).issues
+
+    schema = etree.XMLSchema(etree.parse(str(standard.folder / "xbau.xsd")))
+    assert not schema.validate(root)
+    assert issues == issues_from_lxml(schema.error_log)
 
 
 def test_a_report_schema_that_cannot_be_built_is_not_built_again(tmp_path: Path) -> None:
