@@ -32,7 +32,15 @@ from signing.keyfiles import party_paths
 from xta_schemas import Catalog, Standard
 from xta_schemas.samples import sample_root, with_fresh_header
 
-__all__ = ["SIZES", "MessageClass", "all_classes", "content", "sign_many", "signed_sizes"]
+__all__ = [
+    "SIZES",
+    "MessageClass",
+    "all_classes",
+    "content",
+    "grow",
+    "sign_many",
+    "signed_sizes",
+]
 
 SIZES: dict[str, int] = {"2kb": 2_000, "10kb": 10_000, "100kb": 100_000}
 _CHUNK = 500  # messages per signing task: big enough to amortise the task overhead
@@ -74,7 +82,7 @@ def _set_party(root: etree._Element, path: str, kennung: str) -> None:
     element.text = kennung
 
 
-def _grow(root: etree._Element, target: int) -> None:
+def grow(root: etree._Element, target: int) -> None:
     """Append ``anlage`` entries (distinct names and hashes) until ``target`` bytes."""
     template = root.find("antrag/anlage")
     if template is None:
@@ -100,7 +108,7 @@ def content(catalog: Catalog, cls: MessageClass) -> tuple[etree._Element, Standa
     _set_party(root, "autor", cls.author)
     _set_party(root, "leser", cls.agency)
     if cls.size != "2kb":
-        _grow(root, SIZES[cls.size])
+        grow(root, SIZES[cls.size])
     standard.validate(root)  # a benchmark of invalid messages would measure rejections
     return root, standard
 

@@ -36,7 +36,7 @@ from signing import Signer
 from signing.devpki import issue, setup_ca
 from signing.keyfiles import party_paths
 
-__all__ = ["BenchWorld", "bench_world", "resolve_amqp"]
+__all__ = ["BenchWorld", "bench_world", "offline_parts", "resolve_amqp", "write_world"]
 
 _DIRECTORY = f"""\
 [[agency]]
@@ -123,6 +123,18 @@ def _write_settings(root: Path, amqp_url: str, prefetch: int) -> Path:
     return path
 
 
+def write_world(root: Path, amqp_url: str, prefetch: int = 64) -> Path:
+    """The run's PKI, directory and settings under ``root``; returns the settings file."""
+    _write_pki(root / "pki")
+    (root / "directory.toml").write_text(_DIRECTORY, encoding="utf-8")
+    return _write_settings(root, amqp_url, prefetch)
+
+
+def offline_parts(root: Path) -> Parts:
+    """The parts of a world under ``root`` for measurements that need no RabbitMQ."""
+    return load_parts(load_settings(write_world(root, "amqp://unused.invalid/")))
+
+
 def resolve_amqp(explicit: str | None) -> tuple[str, devnode.NodeInfo | None]:
     """The URL to run against, and the local node if the run may make its own vhost there.
 
@@ -157,9 +169,7 @@ async def bench_world(
         url = node.url_for_vhost(vhost)
     root = Path(tempfile.mkdtemp(prefix="xbroker-bench-"))
     try:
-        _write_pki(root / "pki")
-        (root / "directory.toml").write_text(_DIRECTORY, encoding="utf-8")
-        settings_file = _write_settings(root, url, prefetch)
+        settings_file = write_world(root, url, prefetch)
         settings = load_settings(settings_file, amqp_url=url)
         world = BenchWorld(root, url, settings_file, settings, load_parts(settings), loop)
         yield world
