@@ -10,15 +10,22 @@ at, and what the pipeline holds, all loaded before the first message: the catalo
 verifier with its trust store and the CRL snapshot that store holds, and the directory.
 No I/O, no clock reads (the observer's stage timing uses ``perf_counter`` and decides
 nothing), no environment reads. The worker replaces the directory and the CRL snapshot
-whole, between two messages; reading the files behind them is the worker's job
-(`broker.worker.reload`). One exception to "no I/O": a standard whose detailed report
-was not prepared (``Standard.prepare_report``, which ``xbroker run`` does for all at
-start) builds it from its XSD files at its first invalid message.
+whole; reading the files behind them is the worker's job (`broker.worker.reload`). The
+pipeline runs in a thread of the worker's (`broker.worker.offloop`), so it reads each of
+them once per message: a swap while a message is decided cannot mix two versions. One
+exception to "no I/O": a standard whose detailed report was not prepared
+(``Standard.prepare_report``, which ``xbroker run`` does for all at start) builds it
+from its XSD files at its first invalid message.
 
 Everything after ``verify`` reads only what the signature covers (``Verified.signed``),
 so an unsigned wrapper can never smuggle content past a check. Every rejection of the
 lower packages is a `broker.errors.Rejection` carrying its `Reason`; the pipeline
 catches that one class.
+
+``budget`` is the CPU time one message may use (its thread's, ``time.thread_time``, the
+one clock the pipeline reads): past it, the message is rejected with
+``processing-limit`` at the end of the step that passed it. The parser's and verifier's
+limits bound every step, so the budget is a second line.
 """
 
 from __future__ import annotations
@@ -83,6 +90,7 @@ class Pipeline:
     directory: Directory
     limits: ParserLimits = field(default_factory=ParserLimits)
     observe: StageObserver = _ignore
+    budget: float | None = None  # CPU seconds per message
 
     def process(self, body: bytes, *, at: datetime, message_id: str | None = None) -> Decision:
         """Decide about ``body`` as of ``at`` (the time certificates and CRLs are judged at).
@@ -91,24 +99,26 @@ class Pipeline:
         Idempotency-Key), from which a standard without identities of its own gets one.
         """
         digest = hashlib.sha256(body).hexdigest()
+        directory = self.directory
+        started = time.thread_time()
         header: Header | None = None
         standard_key: str | None = None
         try:
-            with self._stage(Stage.PARSE):
+            with self._stage(Stage.PARSE, started):
                 root = parse_untrusted(body, self.limits)
-            with self._stage(Stage.VERIFY):
+            with self._stage(Stage.VERIFY, started):
                 verified = self.verifier.verify(root, at=at)
             signed = _root_of(verified.signed)
-            with self._stage(Stage.IDENTIFY):
+            with self._stage(Stage.IDENTIFY, started):
                 standard, _ = self.catalog.identify(signed)
                 standard_key = standard.key
                 header = standard.header(
                     signed,
                     transport_id=message_id,
                     signer=verified.subject_kennung,
-                    aliases=self.directory.kennung_named,
+                    aliases=directory.kennung_named,
                 )
-                if not self.directory.certificate_registered(
+                if not directory.certificate_registered(
                     header.author.kennung, verified.fingerprint
                 ):
                     return Rejected(
@@ -119,10 +129,10 @@ class Pipeline:
                         header=header,
                         standard=standard_key,
                     )
-            with self._stage(Stage.VALIDATE):
+            with self._stage(Stage.VALIDATE, started):
                 standard.validate(signed)
                 facts = standard.routing_facts(signed)
-            with self._stage(Stage.ROUTE):
+            with self._stage(Stage.ROUTE, started):
                 recipients = route(
                     RoutingInput(
                         author=header.author.kennung,
@@ -132,7 +142,7 @@ class Pipeline:
                         facts=facts,
                         test=header.test,
                     ),
-                    self.directory,
+                    directory,
                 )
         except Rejection as exc:
             return Rejected(
@@ -146,12 +156,19 @@ class Pipeline:
         return Accepted(digest, header, standard.key, recipients, verified.fingerprint)
 
     @contextmanager
-    def _stage(self, stage: Stage) -> Iterator[None]:
+    def _stage(self, stage: Stage, started: float) -> Iterator[None]:
         start = time.perf_counter()
         try:
             yield
         finally:
             self.observe(stage, time.perf_counter() - start)
+        spent = time.thread_time() - started
+        if self.budget is not None and spent > self.budget:
+            raise Rejection(
+                Reason.PROCESSING_LIMIT,
+                f"{spent:.1f} s of CPU by the end of {stage.value}, more than the "
+                f"{self.budget:g} s a message may use",
+            )
 
 
 def _root_of(signed: etree._Element | etree._ElementTree) -> etree._Element:

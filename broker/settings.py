@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     delivery_limit: int = Field(default=5, ge=1)
     max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_xml_depth: int = Field(default=256, ge=8, le=256)  # libxml2's own bound
+    processing_cpu_seconds: float = Field(
+        default=10.0, gt=0, description="CPU time one message may use to be decided"
+    )
+    processing_wall_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="wall time after which a message is given up on (docs/security.md)",
+    )
     dedup_window_days: float = Field(default=7.0, gt=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     queue_sample_seconds: float = Field(default=10.0, gt=0)

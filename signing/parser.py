@@ -20,7 +20,7 @@ from signing.shape import LIBXML2_MAX_DEPTH, Bounds, Counter, ParserLimits, chec
 
 __all__ = ["ParserLimits", "parse_canonical", "parse_untrusted"]
 
-_CHUNK: Final = 64 * 1024
+_CHUNK: Final = 16 * 1024
 
 
 class _Options(TypedDict):

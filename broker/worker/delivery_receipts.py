@@ -2,7 +2,8 @@
 
 A receipt counts only if it verifies against the trust store, says ``delivered``, and
 was signed with a certificate the directory registers for the agency that issues it.
-Anything else is dead-lettered for an operator, never forwarded.
+Anything else is dead-lettered for an operator, never forwarded. The verification is
+CPU work and runs off the loop, within the worker's budget (`broker.worker.offloop`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from lxml import etree
 
 from broker.amqp.acks import settle
 from broker.amqp.publishing import HEADER_PUBLISHED
-from broker.errors import PublishError, TransientError
+from broker.errors import PublishError, Rejection, TransientError
 from broker.logs import event
 from broker.receipts.document import Receipt, read_receipt
 from broker.receipts.outbox import ReceiptOutbox
 from broker.stores.journal import EventKind, JournalBatch, StatusEvent
+from broker.worker.offloop import OffLoop
 from monitoring.labels import ReceiptKind
 from monitoring.metrics import Metrics
 from routing import Directory
@@ -40,7 +42,9 @@ class DeliveryReceipts:
         outbox: ReceiptOutbox,
         metrics: Metrics,
         journal: JournalBatch,
+        offloop: OffLoop,
     ) -> None:
+        self._offloop = offloop
         self._verifier = verifier
         self._directory = directory
         self._outbox = outbox
@@ -48,9 +52,10 @@ class DeliveryReceipts:
         self._journal = journal
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
+        body = message.body
         try:
-            receipt = self._verified(message.body)
-        except (SigningError, ValueError) as exc:
+            receipt = await self._offloop.run(lambda: self._verified(body))
+        except (SigningError, ValueError, Rejection) as exc:
             event(log, "receipt.invalid", logging.WARNING, error=str(exc))
             await message.reject(requeue=False)  # dead-lettered for an operator to inspect
             return

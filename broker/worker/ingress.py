@@ -26,6 +26,7 @@ they belong to (the durability rule is in `broker.stores.journal`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -38,13 +39,14 @@ from broker.amqp import publishing, topology
 from broker.amqp.acks import settle
 from broker.amqp.bundle import BundleError, message_of
 from broker.amqp.publishing import HEADER_AUTHOR, HEADER_PUBLISHED, HEADER_RECEIVED, HEADER_TYPE
-from broker.errors import PublishError, Reason, TransientError
+from broker.errors import PublishError, Reason, Rejection, TransientError
 from broker.logs import event
-from broker.pipeline import Accepted, Pipeline, Rejected
+from broker.pipeline import Accepted, Decision, Pipeline, Rejected
 from broker.receipts.outbox import ReceiptOutbox
 from broker.settings import Settings
 from broker.stores.dedup import ClaimState, DedupStore
 from broker.stores.journal import EventKind, JournalBatch, StatusEvent
+from broker.worker.offloop import OffLoop
 from monitoring.labels import DeliveryOutcome, ReceiptKind, Stage
 from monitoring.metrics import Metrics
 from routing import Directory, Recipient
@@ -68,10 +70,12 @@ class IngressConsumer:
         outbox: ReceiptOutbox,
         metrics: Metrics,
         journal: JournalBatch,
+        offloop: OffLoop,
     ) -> None:
         self._settings = settings
         self._directory = directory
         self._pipeline = pipeline
+        self._offloop = offloop
         self._dedup = dedup
         self._outbox = outbox
         self._metrics = metrics
@@ -87,9 +91,7 @@ class IngressConsumer:
             if not _received_at_entry(message):
                 self._journal.add(StatusEvent(message.message_id or "unknown", EventKind.RECEIVED))
             try:
-                decision = self._pipeline.process(
-                    _message_part(message), at=datetime.now(UTC), message_id=message.message_id
-                )
+                decision = await self._decide(message, datetime.now(UTC))
                 if isinstance(decision, Rejected):
                     await self._reject(message, decision)
                 else:
@@ -111,6 +113,19 @@ class IngressConsumer:
                 await settle(message, requeue=True)
                 return
             await message.ack()
+
+    async def _decide(self, message: AbstractIncomingMessage, at: datetime) -> Decision:
+        """The pipeline's decision, worked out off the loop (`broker.worker.offloop`), on
+        the message (or a bundle's message part, which is read off the loop too)."""
+
+        def decide() -> Decision:
+            body = _message_part(message)
+            return self._pipeline.process(body, at=at, message_id=message.message_id)
+
+        try:
+            return await self._offloop.run(decide)
+        except Rejection as exc:  # given up on: the pipeline never got to say more
+            return Rejected(hashlib.sha256(message.body).hexdigest(), exc.reason, exc.detail)
 
     async def _accept(self, message: AbstractIncomingMessage, decision: Accepted) -> None:
         header = decision.header

@@ -38,6 +38,7 @@ from broker.webhook.deliverer import WebhookDeliverer, webhook_agencies
 from broker.worker.delivery_receipts import DeliveryReceipts
 from broker.worker.failures import Failures
 from broker.worker.ingress import IngressConsumer
+from broker.worker.offloop import OffLoop
 from broker.worker.reload import CrlWatcher
 from monitoring.labels import Stage
 from monitoring.metrics import CertificateExpiry, Metrics
@@ -108,8 +109,9 @@ class BrokerService:
             settings.confirm_timeout_seconds,
             lambda author: topology.reads_receipts(self.directory, author),
         )
+        self._offloop = OffLoop(settings.processing_wall_seconds)
         self._delivery_receipts = DeliveryReceipts(
-            verifier, lambda: self.directory, self._outbox, metrics, self._journal
+            verifier, lambda: self.directory, self._outbox, metrics, self._journal, self._offloop
         )
         self._failures = Failures(
             lambda: self.directory,
@@ -126,6 +128,7 @@ class BrokerService:
                 max_bytes=settings.max_message_bytes, max_depth=settings.max_xml_depth
             ),
             observe=self._observe_stage,
+            budget=settings.processing_cpu_seconds,
         )
         self._ingress = IngressConsumer(
             settings,
@@ -135,6 +138,7 @@ class BrokerService:
             self._outbox,
             metrics,
             self._journal,
+            self._offloop,
         )
         self._publish_certificates()
         self.state = Lifecycle.UNOPENED
@@ -241,6 +245,7 @@ class BrokerService:
             event(log, "broker.stopping", finished_in_time=not pending, returned=len(pending))
         if self.webhooks is not None:
             await self.webhooks.stop(grace)
+        self._offloop.close()
         if self._connection is not None:
             await self._connection.close()
         try:
@@ -252,10 +257,11 @@ class BrokerService:
         event(log, "broker.stopped")
 
     async def reload_directory(self, directory: Directory) -> None:
-        """Switch to a new directory between two messages.
+        """Switch to a new directory for the next messages.
 
-        The pipeline runs synchronously, so every message is decided under exactly one
-        directory version; copies already published stay in their queues, which are
+        The pipeline reads the directory once per message, so every message is decided
+        under exactly one directory version, even while one is being decided in the
+        worker's thread; copies already published stay in their queues, which are
         never deleted by a reload. Queues of new agencies are declared before the switch.
         """
         if self._channel is not None and self._exchanges is not None:
@@ -283,6 +289,8 @@ class BrokerService:
             "topology": self._exchanges is not None,
             "consuming": self.state is Lifecycle.RUNNING,
             "standards": len(self._pipeline.catalog.standards) > 0,
+            # No message given up on (broker.worker.offloop) is still being worked on.
+            "deciding": self._offloop.abandoned == 0,
         }
 
     # ingress

@@ -1,0 +1,116 @@
+"""The worker's CPU work off its event loop: one piece at a time in a thread of its own,
+given up on past the hard limit, and the next piece worked on in a fresh thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from broker.errors import Reason, Rejection
+from broker.worker.offloop import MAX_ABANDONED, OffLoop
+
+DEADLINE = 30.0  # far longer than anything here should take
+
+
+def _blocked(gate: threading.Event, started: threading.Event | None = None) -> Callable[[], str]:
+    """Work that runs until ``gate`` opens, standing in for C code nothing can stop."""
+
+    def work() -> str:
+        if started is not None:
+            started.set()
+        gate.wait(DEADLINE)
+        return "finished late"
+
+    return work
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(DEADLINE):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_work_runs_in_a_thread_other_than_the_loops() -> None:
+    offloop = OffLoop(hard_limit=DEADLINE)
+
+    ident = await offloop.run(threading.get_ident)
+
+    offloop.close()
+    assert ident != threading.get_ident()
+
+
+async def test_the_loop_goes_on_while_work_runs() -> None:
+    offloop = OffLoop(hard_limit=DEADLINE)
+    gate, started = threading.Event(), threading.Event()
+    work = asyncio.create_task(offloop.run(_blocked(gate, started)))
+    await _until(started.is_set)
+
+    ticks = 0
+    for _ in range(5):
+        await asyncio.sleep(0.01)
+        ticks += 1
+    gate.set()
+
+    assert (ticks, await work) == (5, "finished late")
+    offloop.close()
+
+
+async def test_an_error_of_the_work_reaches_the_caller() -> None:
+    offloop = OffLoop(hard_limit=DEADLINE)
+
+    def fails() -> None:
+        raise ValueError("broken input")
+
+    with pytest.raises(ValueError, match="broken input"):
+        await offloop.run(fails)
+    offloop.close()
+
+
+async def test_work_past_the_hard_limit_is_given_up_on_with_processing_limit() -> None:
+    offloop = OffLoop(hard_limit=0.2)
+    gate = threading.Event()
+
+    with pytest.raises(Rejection) as caught:
+        await offloop.run(_blocked(gate))
+
+    assert caught.value.reason is Reason.PROCESSING_LIMIT
+    assert offloop.abandoned == 1
+    gate.set()
+    await _until(lambda: offloop.abandoned == 0)
+    offloop.close()
+
+
+async def test_the_next_work_runs_in_a_fresh_thread_while_the_old_one_still_runs() -> None:
+    offloop = OffLoop(hard_limit=0.2)
+    gate = threading.Event()
+    with pytest.raises(Rejection):
+        await offloop.run(_blocked(gate))
+
+    answer = await offloop.run(lambda: "next")
+
+    assert (answer, offloop.abandoned) == ("next", 1)
+    gate.set()
+    await _until(lambda: offloop.abandoned == 0)
+    offloop.close()
+
+
+async def test_past_the_most_abandoned_threads_work_waits_for_one_to_end() -> None:
+    offloop = OffLoop(hard_limit=0.2)
+    gates = [threading.Event() for _ in range(MAX_ABANDONED)]
+    for gate in gates:
+        with pytest.raises(Rejection):
+            await offloop.run(_blocked(gate))
+    waiting = asyncio.create_task(offloop.run(lambda: "after"))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+
+    gates[0].set()
+
+    assert await asyncio.wait_for(waiting, DEADLINE) == "after"
+    for gate in gates:
+        gate.set()
+    await _until(lambda: offloop.abandoned == 0)
+    offloop.close()
