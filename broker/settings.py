@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from broker.errors import ConfigurationError
+from signing import ParserLimits
 
 __all__ = ["Settings", "load_settings"]
 
@@ -61,6 +62,13 @@ class Settings(BaseSettings):
     delivery_limit: int = Field(default=5, ge=1)
     max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_xml_depth: int = Field(default=256, ge=8, le=256)  # libxml2's own bound
+    # The parser's limits on a message's shape (signing.shape, docs/security.md).
+    max_xml_elements: int = Field(default=200_000, ge=1)
+    max_xml_attributes: int = Field(default=200_000, ge=1)
+    max_xml_attributes_per_element: int = Field(default=64, ge=1)
+    max_xml_namespaces: int = Field(default=1024, ge=1)
+    max_xml_namespaces_in_scope: int = Field(default=64, ge=1)
+    max_xml_text_length: int = Field(default=10_000_000, ge=1, le=10_000_000)
     processing_cpu_seconds: float = Field(
         default=10.0, gt=0, description="CPU time one message may use to be decided"
     )
@@ -188,6 +196,19 @@ class Settings(BaseSettings):
                 "box must keep a copy until its author has been told that it expired"
             )
         return chosen
+
+    def parser_limits(self) -> ParserLimits:
+        """The limits every message is parsed with."""
+        return ParserLimits(
+            max_bytes=self.max_message_bytes,
+            max_depth=self.max_xml_depth,
+            max_elements=self.max_xml_elements,
+            max_attributes=self.max_xml_attributes,
+            max_attributes_per_element=self.max_xml_attributes_per_element,
+            max_namespaces=self.max_xml_namespaces,
+            max_namespaces_in_scope=self.max_xml_namespaces_in_scope,
+            max_text_length=self.max_xml_text_length,
+        )
 
     @property
     def pki(self) -> Path:

@@ -82,7 +82,9 @@ async def test_a_client_certificate_identifies_the_author(tls_api: TlsApi) -> No
     signed = world.portal_signer.sign(world.fresh("anmeldung-hamburg.xml"))
 
     async with _client(tls_api.server, _identity(world, "osi:hh-portal")) as client:
-        submitted = await client.post("/v1/messages", content=signed)
+        submitted = await client.post(
+            "/v1/messages", content=signed, headers={"content-type": "application/xml"}
+        )
         uuid = submitted.json()["uuid"]
         await world.portal.wait_final(uuid, TIMEOUT)
         # The broker forwards the delivered receipt before it journals the delivery, so

@@ -103,7 +103,9 @@ async def _accepted_over_http(world: World, amqp_url: str) -> str:
             transport=httpx.ASGITransport(app=app), base_url="http://api"
         ) as client:
             response = await client.post(
-                "/v1/messages", content=body, headers={"authorization": f"Bearer {TOKEN}"}
+                "/v1/messages",
+                content=body,
+                headers={"authorization": f"Bearer {TOKEN}", "content-type": "application/xml"},
             )
     finally:
         await ingress.close()

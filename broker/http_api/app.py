@@ -27,6 +27,7 @@ import hashlib
 import logging
 import uuid as uuidlib
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 from fastapi import FastAPI, HTTPException, Request
@@ -68,7 +69,7 @@ class IngressQueue(Protocol):
 
 class ApiLimits(BaseModel):
     max_body_bytes: int
-    max_xml_depth: int = 256
+    xml: ParserLimits = ParserLimits()
     queue_limit: int
     retry_after_seconds: int = 5
 
@@ -226,9 +227,7 @@ def _uuid_of(body: bytes, catalog: Catalog, limits: ApiLimits, key: str | None) 
     A message whose header cannot be read is published all the same: the broker answers
     with a rejection receipt, which the caller finds under this id."""
     try:
-        root = parse_untrusted(
-            body, ParserLimits(max_bytes=limits.max_body_bytes, max_depth=limits.max_xml_depth)
-        )
+        root = parse_untrusted(body, replace(limits.xml, max_bytes=limits.max_body_bytes))
     except XmlError as exc:
         raise HTTPException(400, f"malformed-xml: {exc}") from None
     stated = catalog.stated_identity(root)

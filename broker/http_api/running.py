@@ -59,7 +59,7 @@ async def start_api(parts: Parts, records: Records) -> RunningApi:
         ),
         limits=ApiLimits(
             max_body_bytes=settings.max_message_bytes,
-            max_xml_depth=settings.max_xml_depth,
+            xml=settings.parser_limits(),
             queue_limit=settings.ingress_queue_limit,
             retry_after_seconds=settings.api_retry_after_seconds,
         ),

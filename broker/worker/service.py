@@ -43,7 +43,7 @@ from broker.worker.reload import CrlWatcher
 from monitoring.labels import Stage
 from monitoring.metrics import CertificateExpiry, Metrics
 from routing import Directory
-from signing import ParserLimits, Signer, Verifier
+from signing import Signer, Verifier
 from xta_schemas import Catalog
 
 __all__ = ["JOURNAL_DELAY", "BrokerService", "Lifecycle"]
@@ -124,9 +124,7 @@ class BrokerService:
             catalog=catalog,
             verifier=verifier,
             directory=directory,
-            limits=ParserLimits(
-                max_bytes=settings.max_message_bytes, max_depth=settings.max_xml_depth
-            ),
+            limits=settings.parser_limits(),
             observe=self._observe_stage,
             budget=settings.processing_cpu_seconds,
         )
