@@ -6,28 +6,25 @@ from datetime import UTC, datetime
 
 import pytest
 
-from broker.app import Parts, load_parts, party_signer
-from broker.commands.demo import ensure_dev_pki
+from broker.app import Parts
 from broker.errors import Reason
-from broker.pipeline import Accepted, Pipeline, Rejected
-from broker.settings import load_settings
-from signing import parse_untrusted
-from tests.world import EXAMPLES, SUBMISSIONS
-from xta_schemas.samples import with_fresh_header
+from broker.pipeline import Accepted, Decision, Pipeline, Rejected
+from tests.world import OfflineWorld, offline_world
 
 
 @pytest.fixture(scope="module")
-def parts(tmp_path_factory: pytest.TempPathFactory) -> Parts:
-    settings = load_settings(EXAMPLES / "xbroker.toml", state_dir=tmp_path_factory.mktemp("budget"))
-    ensure_dev_pki(settings)
-    return load_parts(settings)
+def world(tmp_path_factory: pytest.TempPathFactory) -> OfflineWorld:
+    return offline_world(tmp_path_factory.mktemp("budget"))
 
 
-def _signed(parts: Parts) -> bytes:
-    root = parse_untrusted((SUBMISSIONS / "anmeldung-hamburg.xml").read_bytes())
-    standard, _ = parts.catalog.identify(root)
-    signer = party_signer(parts.settings, parts.settings.portal_kennung)
-    return signer.sign(with_fresh_header(root, standard))
+@pytest.fixture(scope="module")
+def parts(world: OfflineWorld) -> Parts:
+    return world.parts
+
+
+@pytest.fixture
+def signed(world: OfflineWorld) -> bytes:
+    return world.signed("anmeldung-hamburg.xml")
 
 
 def _pipeline(parts: Parts, budget: float | None) -> Pipeline:
@@ -36,14 +33,18 @@ def _pipeline(parts: Parts, budget: float | None) -> Pipeline:
     )
 
 
-def test_a_message_within_its_budget_is_decided_as_ever(parts: Parts) -> None:
-    assert isinstance(
-        _pipeline(parts, 10.0).process(_signed(parts), at=datetime.now(UTC)), Accepted
-    )
+def _decide(pipeline: Pipeline, body: bytes) -> Decision:
+    return pipeline.process(body, at=datetime.now(UTC))
 
 
-def test_a_message_past_its_budget_is_rejected_with_processing_limit(parts: Parts) -> None:
-    decision = _pipeline(parts, 1e-9).process(_signed(parts), at=datetime.now(UTC))
+def test_a_message_within_its_budget_is_decided_as_ever(parts: Parts, signed: bytes) -> None:
+    assert isinstance(_decide(_pipeline(parts, 10.0), signed), Accepted)
+
+
+def test_a_message_past_its_budget_is_rejected_with_processing_limit(
+    parts: Parts, signed: bytes
+) -> None:
+    decision = _decide(_pipeline(parts, 1e-9), signed)
 
     assert isinstance(decision, Rejected)
     assert decision.reason is Reason.PROCESSING_LIMIT
@@ -51,18 +52,16 @@ def test_a_message_past_its_budget_is_rejected_with_processing_limit(parts: Part
 
 
 def test_the_budget_stops_the_pipeline_at_the_end_of_the_step_that_passed_it(
-    parts: Parts,
+    parts: Parts, signed: bytes
 ) -> None:
     stages: list[str] = []
     pipeline = _pipeline(parts, 1e-9)
     pipeline.observe = lambda stage, seconds: stages.append(stage.value)
 
-    pipeline.process(_signed(parts), at=datetime.now(UTC))
+    _decide(pipeline, signed)
 
     assert stages == ["parse"]
 
 
-def test_without_a_budget_nothing_is_timed_out(parts: Parts) -> None:
-    assert isinstance(
-        _pipeline(parts, None).process(_signed(parts), at=datetime.now(UTC)), Accepted
-    )
+def test_without_a_budget_nothing_is_timed_out(parts: Parts, signed: bytes) -> None:
+    assert isinstance(_decide(_pipeline(parts, None), signed), Accepted)

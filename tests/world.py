@@ -80,6 +80,26 @@ class World:
         return sorted(k for k, ds in self.received.items() for d in ds if d.uuid == uuid)
 
 
+@dataclass(frozen=True)
+class OfflineWorld:
+    """The example world's parts and the portal's signer, without RabbitMQ."""
+
+    parts: Parts
+    portal_signer: Signer
+
+    def signed(self, sample: str) -> bytes:
+        """An example submission with a fresh header, signed by the portal."""
+        root = parse_untrusted((SUBMISSIONS / sample).read_bytes())
+        standard, _ = self.parts.catalog.identify(root)
+        return self.portal_signer.sign(with_fresh_header(root, standard))
+
+
+def offline_world(state_dir: Path) -> OfflineWorld:
+    settings = load_settings(EXAMPLES / "xbroker.toml", state_dir=state_dir)
+    ensure_dev_pki(settings)
+    return OfflineWorld(load_parts(settings), party_signer(settings, settings.portal_kennung))
+
+
 def metrics_url_of(rabbitmq: Any) -> str | None:
     """The rabbitmq_prometheus endpoint of the test session's local node, if local."""
     node = getattr(rabbitmq, "node", None)
