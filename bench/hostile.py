@@ -24,13 +24,12 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Final
 
-from lxml import etree
-
-from bench.messages import MessageClass, content, grow
+from bench.messages import MessageClass, content, grow_to
 from bench.parties import AUTHORS
 from bench.world import offline_parts
 from broker.app import load_parts
@@ -135,9 +134,9 @@ def _decide(world: Path, body_file: Path) -> tuple[float, float, str]:
     pipeline = Pipeline(catalog=parts.catalog, verifier=parts.verifier(), directory=parts.directory)
     body = body_file.read_bytes()
     started = time.process_time()
-    decision = pipeline.process(body)
+    decision = pipeline.process(body, at=datetime.now(UTC))
     seconds = time.process_time() - started
-    outcome = "accepted" if isinstance(decision, Accepted) else decision.reason.value
+    outcome = "accepted" if isinstance(decision, Accepted) else str(decision.reason)
     return seconds, _peak_rss_mb(), outcome
 
 
@@ -168,24 +167,17 @@ class _Inputs:
         key = int(float(f"{size:.2g}"))
         if key not in self._valid:
             root, standard = content(self._catalog, LARGE)
-            _grow_to(root, key)
+            grow_to(root, key)
             standard.validate(root)
             self._valid[key] = self.write(self._signer.sign(root))
         return self._valid[key]
 
     def schema_invalid(self, size: int) -> Path:
         root, _ = content(self._catalog, LARGE)
-        _grow_to(root, size)
+        grow_to(root, size)
         last = root.findall("antrag/anlage")[-1]
         last[2].text = "not a sha-256"
         return self.write(self._signer.sign(root))
-
-
-def _grow_to(root: etree._Element, size: int) -> None:
-    # grow() overshoots by the share its entries are longer than it guesses; in two
-    # steps the second's overshoot is a tenth of that.
-    grow(root, size * 9 // 10)
-    grow(root, size)
 
 
 def _special(case: Case, inputs: _Inputs) -> Path:

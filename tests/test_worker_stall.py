@@ -6,7 +6,8 @@ invalid at its end are published (by a process of their own) to a running broker
 Meanwhile:
 
 * the loop's stalls are measured inside it, less the time the process waited for a CPU
-  (``LoopStalls``): what remains is the broker's own doing and must stay under 100 ms;
+  (``bench.stalls.LoopStalls``): what remains is the broker's own doing and must stay
+  under 100 ms;
 * a process of its own asks ``/readyz`` every 20 ms, as an operator's probe would; on a
   busy machine its answers also wait for CPUs, so the median must stay under 100 ms and
   no answer may take the seconds a decision on the loop used to hold it up;
@@ -20,7 +21,6 @@ import asyncio
 import json
 import statistics
 import sys
-import time
 import uuid as uuidlib
 from collections.abc import AsyncIterator, Callable
 from copy import deepcopy
@@ -28,7 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.messages import grow
+from bench.messages import grow_to
+from bench.stalls import LoopStalls
 from monitoring.http import build_app, serve
 from monitoring.labels import ReceiptKind
 from tests.attacks import generators as g
@@ -72,47 +73,6 @@ print(json.dumps(answers))
 """
 
 
-def _waiting_for_cpu() -> float:
-    """Seconds this process's threads have spent runnable but waiting for a CPU."""
-    total = 0
-    for task in Path("/proc/self/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[1])
-        except (OSError, IndexError, ValueError):
-            continue  # a thread that ended meanwhile
-    return total / 1e9
-
-
-class LoopStalls:
-    """The loop's longest stall that waiting for a CPU does not explain.
-
-    A task wakes every 2 ms. Between two wake-ups it takes the wall time passed, less the
-    time the process's threads spent runnable but waiting for a CPU (the kernel's
-    run_delay): what is left is time the loop could have run and did not, held up by
-    the process's own work (the GIL), not by other work on a busy machine.
-    """
-
-    def __init__(self) -> None:
-        self.worst = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    async def _watch(self) -> None:
-        wall, waited = time.perf_counter(), _waiting_for_cpu()
-        while True:
-            await asyncio.sleep(0.002)
-            now, now_waited = time.perf_counter(), _waiting_for_cpu()
-            self.worst = max(self.worst, (now - wall) - (now_waited - waited) - 0.002)
-            wall, waited = now, now_waited
-
-    async def __aenter__(self) -> LoopStalls:
-        self._task = asyncio.create_task(self._watch())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-
-
 @pytest.fixture(scope="module")
 async def world(amqp_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     separator = "&" if "?" in amqp_url else "?"
@@ -143,7 +103,7 @@ def _hostile(world: World) -> dict[str, bytes]:
 def _invalid_at_its_end(world: World) -> tuple[str, bytes]:
     standard = world.parts.catalog.get("xbau/1.0")
     root = deepcopy(sample_root(standard, "bau.antrag.0200"))
-    grow(root, 9_000_000)
+    grow_to(root, 9_500_000)
     sha = root.findall("antrag/anlage")[-1].find("sha256")
     assert sha is not None
     sha.text = "not a sha-256"
@@ -160,7 +120,7 @@ async def _run(*args: str) -> asyncio.subprocess.Process:
 async def test_readyz_answers_and_the_connection_holds_while_hostile_input_is_decided(
     world: World, amqp_url: str, tmp_path: Path
 ) -> None:
-    connection = world.broker._connection
+    connection = world.broker._connection  # the broker's own, watched for a reconnect
     assert connection is not None
     closed: list[object] = []
     connection.close_callbacks.add(lambda *args: closed.append(args))
