@@ -39,7 +39,7 @@ from signing import ParserLimits, Signer, parse_untrusted
 from signing.keyfiles import party_paths
 from tests.attacks import generators as g
 
-__all__ = ["CASES", "Case", "Figure", "run"]
+__all__ = ["CASES", "Case", "Figure", "measure", "render"]
 
 _MB: Final = 1024 * 1024
 SMALL: Final = MessageClass("2kb", "ec")
@@ -184,8 +184,14 @@ def _special(case: Case, inputs: _Inputs) -> Path:
     return inputs.schema_invalid(9_500_000)
 
 
-def measure(cases: Sequence[Case], say: Callable[[str], None] = lambda _: None) -> list[Figure]:
-    """Decide every case and its valid counterpart, each in a fresh process."""
+def measure(
+    cases: Sequence[Case],
+    say: Callable[[str], None] = lambda _: None,
+    *,
+    yardstick: bool = True,
+) -> list[Figure]:
+    """Decide every case and its valid counterpart, each in a fresh process, after the
+    valid 100 KB message (unless ``yardstick`` is false)."""
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="xbroker-hostile-") as tmp:
         world, folder = Path(tmp) / "world", Path(tmp) / "inputs"
@@ -198,12 +204,13 @@ def measure(cases: Sequence[Case], say: Callable[[str], None] = lambda _: None) 
             def decide(path: Path) -> tuple[float, float, str]:
                 return pool.submit(_decide, world, path).result()
 
-            yardstick = inputs.valid(100_000)
-            seconds, peak, outcome = decide(yardstick)
-            figures.append(
-                Figure("valid: 100 KB", yardstick.stat().st_size, seconds, peak, outcome)
-            )
-            say(f"valid 100 KB: {seconds * 1000:.1f} ms CPU, peak RSS {peak:.0f} MB")
+            if yardstick:
+                valid = inputs.valid(100_000)
+                seconds, peak, outcome = decide(valid)
+                figures.append(
+                    Figure("valid: 100 KB", valid.stat().st_size, seconds, peak, outcome)
+                )
+                say(f"valid 100 KB: {seconds * 1000:.1f} ms CPU, peak RSS {peak:.0f} MB")
             for case in cases:
                 path = (
                     inputs.write(case.make(inputs.small))
@@ -223,19 +230,6 @@ def measure(cases: Sequence[Case], say: Callable[[str], None] = lambda _: None) 
                     f"peak RSS {peak:.0f} MB"
                 )
     return figures
-
-
-def run(quick: bool) -> dict[str, float]:
-    """The figures as ``<case>/seconds``, ``/ratio`` and ``/peak_rss_mb``, for bench.micro."""
-    figures = measure([c for c in CASES if c.quick or not quick])
-    out: dict[str, float] = {}
-    for f in figures:
-        out[f"{f.name}/seconds"] = f.seconds
-        out[f"{f.name}/peak_rss_mb"] = f.peak_rss_mb
-        if f.valid_seconds:
-            out[f"{f.name}/ratio"] = f.ratio
-    print(render(figures))
-    return out
 
 
 def render(figures: Sequence[Figure]) -> str:

@@ -25,11 +25,14 @@ import random
 import sys
 import tempfile
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+from cryptography.utils import CryptographyDeprecationWarning
 
 from broker.pipeline import Accepted, Pipeline
 from signing import Verifier, parse_untrusted
@@ -204,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=100_000, help="cases (default 100,000)")
     parser.add_argument("--seed", type=int, default=20261130, help="of the random generator")
     args = parser.parse_args(argv)
+    # Mutated certificates parse with warnings (a serial number of zero, say): expected.
+    warnings.simplefilter("ignore", CryptographyDeprecationWarning)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="xbroker-fuzz-") as tmp:
         tally = fuzz(offline_world(Path(tmp)), args.count, args.seed)
