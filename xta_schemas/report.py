@@ -204,7 +204,7 @@ class DetailedReporter:
 
     def issues(self, root: etree._Element, log: etree._ListErrorLog) -> tuple[ValidationIssue, ...]:
         """At most MAX_ISSUES issues explaining why ``root`` is invalid."""
-        if self.prepare() is not None or _larger_than(root, MAX_REPORT_ELEMENTS):
+        if _larger_than(root, MAX_REPORT_ELEMENTS) or self.prepare() is not None:
             return issues_from_lxml(log)
         try:
             errors = islice(
