@@ -27,7 +27,13 @@ LOWER_PACKAGES = ("signing", "xta_schemas", "routing")
 
 # The rejections of the lower packages and the position of the Reason in their arguments;
 # XmlError always carries Reason.MALFORMED_XML and takes only a detail.
-REJECTIONS = {"SignatureError": 0, "MessageError": 0, "RouteError": 0, "XmlError": None}
+REJECTIONS = {
+    "SignatureError": 0,
+    "MessageError": 0,
+    "RouteError": 0,
+    "XmlError": None,
+    "LimitError": 0,
+}
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,9 +27,10 @@ from broker.commands.demo import ensure_dev_pki
 from broker.errors import Reason
 from broker.pipeline import Accepted, Pipeline, Rejected
 from broker.settings import load_settings
-from signing import Signer, parse_untrusted
+from signing import ParserLimits, Signer, parse_untrusted
 from signing.devpki import create_ca, issue, revoke
 from signing.keyfiles import party_paths
+from tests.attacks import generators as g
 from tests.raise_sites import LOWER_PACKAGES, reasons_raised, rejection_sites, string_codes
 from tests.standards_support import edit
 from tests.world import EXAMPLES, SUBMISSIONS
@@ -229,6 +230,8 @@ class Row:
     change: str
     make: Callable[[Kit], bytes]
     at: Callable[[Kit], datetime] = lambda kit: kit.now
+    budget: float | None = None  # the pipeline's CPU seconds per message
+    limits: ParserLimits = field(default_factory=ParserLimits)  # the pipeline's parser limits
 
 
 ROWS = (
@@ -305,6 +308,44 @@ ROWS = (
         "its reader named in free text the directory does not know",
         lambda k: k.edited(_named_in_free_text("empfaenger"), k.court),
     ),
+    # The limits on the work one message may cause (docs/security.md).
+    Row(
+        Reason.TOO_MANY_ELEMENTS,
+        "200,000 empty elements added",
+        lambda k: g.element_flood(k.signed(), 200_000),
+    ),
+    Row(
+        Reason.TOO_MANY_ATTRIBUTES,
+        "an element with 65 attributes added",
+        lambda k: g.attribute_flood(k.signed(), 65),
+    ),
+    Row(
+        Reason.TOO_MANY_NAMESPACES,
+        "1,025 namespace declarations added",
+        lambda k: g.namespace_spread(k.signed(), 1_025),
+    ),
+    Row(
+        Reason.TEXT_TOO_LONG,
+        "a first name of 2,001 characters, past a lower text limit",
+        lambda k: _replace(k.signed(), b"<vorname>Lena<", b"<vorname>" + b"L" * 2_001 + b"<"),
+        limits=ParserLimits(max_text_length=2_000),
+    ),
+    Row(
+        Reason.TOO_MANY_CERTIFICATES,
+        "8 certificates added to KeyInfo",
+        lambda k: g.certificate_flood(k.signed(), 8),
+    ),
+    Row(
+        Reason.SIGNED_INFO_TOO_LARGE,
+        "SignedInfo grown by 16 KiB",
+        lambda k: g.signed_info_flood(k.signed(), 16 * 1024),
+    ),
+    Row(
+        Reason.PROCESSING_LIMIT,
+        "decided with a CPU budget it cannot keep",
+        lambda k: k.signed(),
+        budget=1e-9,
+    ),
 )
 
 
@@ -313,8 +354,9 @@ def test_one_change_to_a_valid_message_yields_its_reason(
     kit: tuple[Kit, Pipeline], row: Row
 ) -> None:
     made, pipeline = kit
+    limited = replace(pipeline, budget=row.budget, limits=row.limits)
 
-    decision = pipeline.process(row.make(made), at=row.at(made))
+    decision = limited.process(row.make(made), at=row.at(made))
 
     assert isinstance(decision, Rejected), decision
     assert decision.reason is row.reason, decision.detail
@@ -365,7 +407,9 @@ def test_the_table_has_a_row_for_every_reason_the_pipeline_can_give() -> None:
 
 def test_every_reason_is_given_by_a_lower_package_the_pipeline_or_the_worker() -> None:
     raised = set().union(*(reasons_raised(package) for package in LOWER_PACKAGES))
-    assert raised | {Reason.SIGNER_NOT_AUTHOR} | set(NOT_PIPELINE_OUTCOMES) == set(Reason)
+    assert raised | {Reason.SIGNER_NOT_AUTHOR, Reason.PROCESSING_LIMIT} | set(
+        NOT_PIPELINE_OUTCOMES
+    ) == set(Reason)
 
 
 @pytest.mark.parametrize("reason", NOT_PIPELINE_OUTCOMES, ids=lambda reason: reason.value)
