@@ -9,6 +9,7 @@ at, and ``tests/test_worker_stall.py`` sends those to a running worker.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 
@@ -96,7 +97,7 @@ def test_just_past_its_limit_each_class_is_refused_with_its_reason(
 ) -> None:
     make, reason = PAST[name]
 
-    assert _reason(pipeline.process(make(signed))) == reason
+    assert _reason(pipeline.process(make(signed), at=datetime.now(UTC))) == reason
 
 
 WITHIN: dict[str, tuple[Callable[[bytes], bytes], str]] = {
@@ -122,4 +123,4 @@ def test_just_inside_its_limit_each_class_is_decided_as_ever(
 ) -> None:
     make, outcome = WITHIN[name]
 
-    assert _reason(pipeline.process(make(signed))) == outcome
+    assert _reason(pipeline.process(make(signed), at=datetime.now(UTC))) == outcome
