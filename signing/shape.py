@@ -13,8 +13,10 @@ parse's cost, bound the shape from above (``Bounds``): every element, comment an
 processing instruction starts with ``<`` (and no element with ``</``), every attribute
 and namespace declaration holds one ``=``, every declaration the text ``xmlns``; without
 comments, CDATA and processing instructions the element count is exact, and a document
-past it is refused unparsed. A document within the bounds is parsed whole by libxml2 at
-full speed; for the rest,
+past it is refused unparsed. That holds where each of those characters is one byte of
+its own (UTF-8, ASCII, the ISO 8859 and Windows code pages); a document in another
+encoding (UTF-16, say) is counted node by node. A document within the bounds is parsed
+whole by libxml2 at full speed; for the rest,
 ``Counter`` counts exactly what the bounds could not rule out, from the parser's events,
 and the parse is abandoned at the first limit passed, so memory never grows past the
 limits. The two limits no byte count bounds (attributes of one element, the length of
@@ -24,6 +26,8 @@ when the counts say they could be passed.
 
 from __future__ import annotations
 
+import re
+import sys
 from dataclasses import dataclass
 from enum import Enum
 from typing import Final
@@ -48,6 +52,13 @@ __all__ = [
 LIBXML2_MAX_DEPTH: Final = 256
 LIBXML2_MAX_TEXT: Final = 10_000_000
 _WINDOW: Final = 1024 * 1024
+_DECLARED_ENCODING: Final = re.compile(
+    rb"(?:\xef\xbb\xbf)?<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']"
+)
+# Encodings in which "<", "=" and the letters of "xmlns" are single bytes of their own.
+_ASCII_SUPERSETS: Final = re.compile(
+    r"utf-?8|(us-)?ascii|iso[-_]?8859[-_]?\d+|latin-?1|(windows|cp)-?125\d", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -116,6 +127,9 @@ class Bounds:
 
     @classmethod
     def of(cls, data: bytes, limits: ParserLimits) -> Bounds:
+        if not _ascii_compatible(data):
+            # Counts of bytes bound nothing where "<" is not a byte of its own.
+            return cls(sys.maxsize, sys.maxsize, sys.maxsize)
         nodes = _count(data, b"<")
         exact = False
         if nodes > limits.max_elements:
@@ -143,6 +157,15 @@ class Bounds:
         if self.declarations > min(limits.max_namespaces, limits.max_namespaces_in_scope):
             counts.add(Count.NAMESPACES)
         return frozenset(counts)
+
+
+def _ascii_compatible(data: bytes) -> bool:
+    """Whether the document is in an encoding whose markup characters are single bytes."""
+    head = data[:256]
+    if b"\x00" in head[:4] or head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return False  # UTF-16 or UTF-32
+    declared = _DECLARED_ENCODING.match(head)
+    return declared is None or _ASCII_SUPERSETS.fullmatch(declared.group(1).decode()) is not None
 
 
 def _count(data: bytes, pattern: bytes) -> int:

@@ -141,3 +141,19 @@ def test_a_text_past_libxml2s_own_bound_is_refused_by_libxml2() -> None:
 def test_a_text_limit_above_libxml2s_own_bound_is_a_configuration_error() -> None:
     with pytest.raises(ValueError, match="max_text_length"):
         ParserLimits(max_text_length=10_000_001)
+
+
+def test_in_utf16_a_character_holding_the_byte_of_lt_is_no_element() -> None:
+    # U+013C is 3C 01 in UTF-16LE: a byte count would take each for an element.
+    text = "\u013c" * 20
+    data = f'<?xml version="1.0" encoding="UTF-16"?><r>{text}</r>'.encode("utf-16")
+
+    assert parse_untrusted(data, LIMITS).text == text
+
+
+def test_in_utf16_the_limits_are_counted_node_by_node() -> None:
+    # "xmlns" is no run of bytes in UTF-16: the declarations are counted as they come.
+    declared = " ".join(f'xmlns:p{i}="urn:{i}"' for i in range(4))
+    data = f'<?xml version="1.0" encoding="UTF-16"?><r {declared}/>'.encode("utf-16")
+
+    _refused(data, "too-many-namespaces")
