@@ -31,6 +31,7 @@ The budget has two parts:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -98,7 +99,9 @@ class OffLoop:
         def finished(done: Future[T]) -> None:
             with self._abandoned_lock:
                 self._abandoned.discard(done)
-            loop.call_soon_threadsafe(lambda: loop.create_task(self._wake()))
+            # Runs in the old thread, which may outlive the loop (the worker stopped).
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(lambda: loop.create_task(self._wake()))
 
         future.add_done_callback(finished)
 
