@@ -23,6 +23,7 @@ The broker checks signature, header, schema and routing as for any other submiss
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import uuid as uuidlib
@@ -175,7 +176,10 @@ def build_api(
             # Nobody is left to answer; what arrived is dropped, nothing was claimed.
             event(log, "http.client_gone", author=author)
             return Response(status_code=400)
-        uuid = _uuid_of(body, catalog, limits, request.headers.get("idempotency-key"))
+        # Parsing is CPU work: off the loop, which the broker's worker shares.
+        uuid = await asyncio.to_thread(
+            _uuid_of, body, catalog, limits, request.headers.get("idempotency-key")
+        )
         digest = hashlib.sha256(body).hexdigest()
         claim = status.claim_submission(uuid, author, digest)
         if claim.match is SubmissionMatch.CONFLICT:
