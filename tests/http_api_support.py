@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from fastapi import FastAPI
 
 from broker.http_api import (
     ApiLimits,
@@ -49,22 +50,37 @@ def authenticator(world: World) -> Authenticator:
 
 
 @asynccontextmanager
-async def serving_api(amqp_url: str, state_dir: Path) -> AsyncIterator[Api]:
-    """The example world running, and the API in front of it with a client."""
-    async with running_world(amqp_url, state_dir) as world:
-        ingress = IngressPublisher(amqp_url, confirm_timeout=5.0)
-        await ingress.start()
-        app = build_api(
+async def api_app(
+    world: World,
+    amqp_url: str,
+    authenticate: Authenticator | None = None,
+    limits: ApiLimits | None = None,
+    depth_queue: str | None = None,
+) -> AsyncIterator[FastAPI]:
+    """The API's app for ``world``, publishing to its ingress (or reading the depth of
+    ``depth_queue``); by default with the tokens above and a body limit of ``LIMIT``."""
+    options = {} if depth_queue is None else {"depth_queue": depth_queue}
+    ingress = IngressPublisher(amqp_url, confirm_timeout=5.0, **options)
+    await ingress.start()
+    try:
+        yield build_api(
             status=StatusStore(world.settings.status_path),
             ingress=ingress,
             catalog=world.parts.catalog,
-            authenticate=authenticator(world),
-            limits=ApiLimits(max_body_bytes=LIMIT, queue_limit=1000),
+            authenticate=authenticate or authenticator(world),
+            limits=limits or ApiLimits(max_body_bytes=LIMIT, queue_limit=1000),
         )
+    finally:
+        await ingress.close()
+
+
+@asynccontextmanager
+async def serving_api(amqp_url: str, state_dir: Path) -> AsyncIterator[Api]:
+    """The example world running, and the API in front of it with a client."""
+    async with running_world(amqp_url, state_dir) as world, api_app(world, amqp_url) as app:
         server = await serve_api(app)
         try:
             async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
                 yield Api(world, server, client)
         finally:
             await server.stop()
-            await ingress.close()

@@ -12,24 +12,11 @@ import pytest
 
 from broker.app import Parts, open_records
 from broker.errors import ConfigurationError, Reason
-from broker.http_api import (
-    ApiLimits,
-    IngressPublisher,
-    build_api,
-    hash_token,
-    start_api,
-)
+from broker.http_api import ApiLimits, hash_token, start_api
 from broker.stores.journal import EventKind
 from broker.stores.status import StatusStore
 from monitoring.labels import ReceiptKind
-from tests.http_api_support import (
-    LIMIT,
-    TOKENS,
-    Api,
-    as_caller,
-    authenticator,
-    serving_api,
-)
+from tests.http_api_support import LIMIT, TOKENS, Api, api_app, as_caller, serving_api
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -236,21 +223,11 @@ async def full_queue(amqp_url: str) -> AsyncIterator[str]:
 
 
 async def _post_against_backlog(api: Api, amqp_url: str, queue: str, limit: int) -> httpx.Response:
-    ingress = IngressPublisher(amqp_url, confirm_timeout=5.0, depth_queue=queue)
-    await ingress.start()
-    app = build_api(
-        status=StatusStore(api.world.settings.status_path),
-        ingress=ingress,
-        catalog=api.world.parts.catalog,
-        authenticate=authenticator(api.world),
-        limits=ApiLimits(max_body_bytes=LIMIT, queue_limit=limit, retry_after_seconds=7),
-    )
-    transport = httpx.ASGITransport(app=app)
-    try:
+    limits = ApiLimits(max_body_bytes=LIMIT, queue_limit=limit, retry_after_seconds=7)
+    async with api_app(api.world, amqp_url, limits=limits, depth_queue=queue) as app:
+        transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
             return await client.post("/v1/messages", content=b"not xml", headers=PORTAL)
-    finally:
-        await ingress.close()
 
 
 async def test_a_backed_up_ingress_queue_is_answered_503_with_retry_after(
@@ -271,15 +248,6 @@ async def test_a_queue_within_its_limit_lets_submissions_through(
 
 
 async def test_the_body_is_never_read_far_past_the_limit(api: Api, amqp_url: str) -> None:
-    ingress = IngressPublisher(amqp_url, confirm_timeout=5.0)
-    await ingress.start()
-    app = build_api(
-        status=StatusStore(api.world.settings.status_path),
-        ingress=ingress,
-        catalog=api.world.parts.catalog,
-        authenticate=authenticator(api.world),
-        limits=ApiLimits(max_body_bytes=LIMIT, queue_limit=1000),
-    )
     chunk = b"a" * 1024
     read = 0
     sent: list[dict[str, object]] = []
@@ -306,10 +274,8 @@ async def test_the_body_is_never_read_far_past_the_limit(api: Api, amqp_url: str
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 80),
     }
-    try:
+    async with api_app(api.world, amqp_url) as app:
         await app(scope, receive, send)
-    finally:
-        await ingress.close()
 
     assert sent[0]["status"] == 413
     assert read <= LIMIT + len(chunk)

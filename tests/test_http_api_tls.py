@@ -12,22 +12,19 @@ import pytest
 
 from broker.app import Parts, open_records
 from broker.http_api import (
-    ApiLimits,
     ApiServer,
     ApiTlsFiles,
     Authenticator,
-    IngressPublisher,
     TokenTable,
-    build_api,
     good_standing,
     serve_api,
     start_api,
 )
-from broker.stores.status import StatusStore
 from signing import TrustStore
 from signing.crl import CrlFolder
 from signing.devpki import create_ca, issue, revoke
 from signing.keyfiles import party_paths
+from tests.http_api_support import api_app
 from tests.polling import eventually
 from tests.world import World, running_world
 
@@ -47,21 +44,11 @@ async def tls_api(amqp_url: str, tmp_path_factory: pytest.TempPathFactory) -> As
     async with running_world(amqp_url, tmp_path_factory.mktemp("tls")) as world:
         pki = world.settings.pki
         cert, key = party_paths(pki, world.settings.broker_kennung)
-        ingress = IngressPublisher(amqp_url, confirm_timeout=5.0)
-        await ingress.start()
-        app = build_api(
-            status=StatusStore(world.settings.status_path),
-            ingress=ingress,
-            catalog=world.parts.catalog,
-            authenticate=Authenticator(
-                TokenTable({}), world.parts.directory.certificate_registered
-            ),
-            limits=ApiLimits(max_body_bytes=1024 * 1024, queue_limit=1000),
-        )
-        server = await serve_api(app, tls=ApiTlsFiles(cert, key, pki / "ca" / "ca.crt"))
-        yield TlsApi(world, server)
-        await server.stop()
-        await ingress.close()
+        by_certificate = Authenticator(TokenTable({}), world.parts.directory.certificate_registered)
+        async with api_app(world, amqp_url, by_certificate) as app:
+            server = await serve_api(app, tls=ApiTlsFiles(cert, key, pki / "ca" / "ca.crt"))
+            yield TlsApi(world, server)
+            await server.stop()
 
 
 def _client(server: ApiServer, identity: tuple[Path, Path] | None) -> httpx.AsyncClient:
@@ -160,25 +147,16 @@ async def test_a_revoked_client_certificate_is_refused_from_its_next_request(
         # The broker re-reads the CRL folder at most once a second; here at every request.
         good_standing(TrustStore(world.parts.trust.anchors, CrlFolder(pki / "crl", 0.0))),
     )
-    ingress = IngressPublisher(amqp_url, confirm_timeout=5.0)
-    await ingress.start()
-    app = build_api(
-        status=StatusStore(tmp_path / "status.sqlite3"),
-        ingress=ingress,
-        catalog=world.parts.catalog,
-        authenticate=authenticate,
-        limits=ApiLimits(max_body_bytes=1024 * 1024, queue_limit=1000),
-    )
-    server = await serve_api(app, tls=ApiTlsFiles(cert, key, pki / "ca" / "ca.crt"))
     issued, issued_key = issue(pki / "ca", "osi:soon-revoked", "Portal, soon revoked", tmp_path)
-    try:
-        async with _client(server, (issued, issued_key)) as client:
-            before = await client.get("/v1/messages/unknown")
-            revoke(pki / "ca", pki / "crl", issued)
-            after = await client.get("/v1/messages/unknown")  # same TLS connection
-    finally:
-        await server.stop()
-        await ingress.close()
+    async with api_app(world, amqp_url, authenticate) as app:
+        server = await serve_api(app, tls=ApiTlsFiles(cert, key, pki / "ca" / "ca.crt"))
+        try:
+            async with _client(server, (issued, issued_key)) as client:
+                before = await client.get("/v1/messages/unknown")
+                revoke(pki / "ca", pki / "crl", issued)
+                after = await client.get("/v1/messages/unknown")  # same TLS connection
+        finally:
+            await server.stop()
 
     assert before.status_code == 404  # authenticated: the message is just not there
     assert after.status_code == 401

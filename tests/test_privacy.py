@@ -24,18 +24,11 @@ from prometheus_client import generate_latest
 from broker.amqp import publishing, topology
 from broker.app import party_signer
 from broker.errors import Reason
-from broker.http_api import (
-    ApiLimits,
-    Authenticator,
-    IngressPublisher,
-    TokenTable,
-    build_api,
-    hash_token,
-)
 from broker.logs import configure_logging
 from broker.receipts.document import Receipt, build_receipt
 from broker.stores.status import StatusStore
 from monitoring.labels import ReceiptKind
+from tests.http_api_support import api_app, as_caller
 from tests.polling import eventually
 from tests.test_receipts import ReceiptTap, receipt_tap
 from tests.world import World, running_world
@@ -43,7 +36,6 @@ from xta_schemas.report import redact
 
 TIMEOUT = 30.0
 MARKER = f"Privatmarke{secrets.token_hex(8)}"
-TOKEN = secrets.token_urlsafe(16)
 
 
 @pytest.fixture(scope="module")
@@ -88,27 +80,13 @@ async def _accepted_over_amqp(world: World) -> str:
 
 
 async def _accepted_over_http(world: World, amqp_url: str) -> str:
-    ingress = IngressPublisher(amqp_url, confirm_timeout=5.0)
-    await ingress.start()
-    app = build_api(
-        status=StatusStore(world.settings.status_path),
-        ingress=ingress,
-        catalog=world.parts.catalog,
-        authenticate=Authenticator(TokenTable({hash_token(TOKEN): world.settings.portal_kennung})),
-        limits=ApiLimits(max_body_bytes=1024 * 1024, queue_limit=1000),
-    )
     body = world.portal_signer.sign(_with_marker(world, "gewerbe-anmeldung.xml", "vorname"))
-    try:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://api"
-        ) as client:
+    async with api_app(world, amqp_url) as app:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
             response = await client.post(
-                "/v1/messages",
-                content=body,
-                headers={"authorization": f"Bearer {TOKEN}", "content-type": "application/xml"},
+                "/v1/messages", content=body, headers=as_caller(world.settings.portal_kennung)
             )
-    finally:
-        await ingress.close()
     uuid = str(response.json()["uuid"])
     await world.portal.wait_final(uuid, TIMEOUT)
     return uuid
