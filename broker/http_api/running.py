@@ -12,11 +12,12 @@ from broker.http_api.auth import Authenticator, StandingCheck, TokenTable, good_
 from broker.http_api.guard import ConnectionLimits
 from broker.http_api.ingress import IngressPublisher
 from broker.http_api.server import ApiServer, ApiTlsFiles, serve_api
+from broker.settings import Settings
 from signing import SigningError, TrustStore
 from signing.certs import load_certificates
 from signing.crl import CrlFolder
 
-__all__ = ["RunningApi", "client_standing", "start_api"]
+__all__ = ["RunningApi", "client_standing", "connection_limits", "start_api"]
 
 
 @dataclass(slots=True)
@@ -67,16 +68,7 @@ async def start_api(parts: Parts, records: Records) -> RunningApi:
     )
     try:
         server = await serve_api(
-            app,
-            settings.api_host,
-            settings.api_port,
-            tls,
-            ConnectionLimits(
-                header_timeout=settings.api_header_timeout_seconds,
-                body_timeout=settings.api_body_timeout_seconds,
-                max_connections=settings.api_max_connections,
-                max_per_client=settings.api_max_connections_per_client,
-            ),
+            app, settings.api_host, settings.api_port, tls, connection_limits(settings)
         )
     except BaseException:
         await ingress.close()
@@ -91,3 +83,14 @@ def client_standing(client_ca: Path, parts: Parts) -> StandingCheck:
     except (OSError, ValueError, SigningError) as exc:
         raise ConfigurationError(f"client CA {client_ca}: {exc}") from exc
     return good_standing(trust, parts.verifier().policy)
+
+
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    """How long a request may take to arrive and how many connections are held, for the
+    HTTP API and the XTA endpoint alike."""
+    return ConnectionLimits(
+        header_timeout=settings.api_header_timeout_seconds,
+        body_timeout=settings.api_body_timeout_seconds,
+        max_connections=settings.api_max_connections,
+        max_per_client=settings.api_max_connections_per_client,
+    )

@@ -19,7 +19,7 @@ from broker.amqp import topology
 from broker.app import Parts, Records, party_signer
 from broker.errors import ConfigurationError
 from broker.http_api import ApiServer, ApiTlsFiles, Authenticator, IngressPublisher, TokenTable
-from broker.http_api.running import client_standing
+from broker.http_api.running import client_standing, connection_limits
 from broker.http_api.server import serve_api
 from broker.receipts.outbox import ReceiptOutbox
 from broker.settings import Settings
@@ -133,9 +133,7 @@ async def start_xta(
                 store=store,
                 ingress=ingress,
                 limits=SendLimits(
-                    max_message_bytes=settings.max_message_bytes,
-                    max_xml_depth=settings.max_xml_depth,
-                    queue_limit=settings.ingress_queue_limit,
+                    xml=settings.parser_limits(), queue_limit=settings.ingress_queue_limit
                 ),
             ),
             msgbox_port=MsgBoxPort(boxes, settings.xta_max_list_items),
@@ -155,7 +153,9 @@ async def start_xta(
             ),
             metrics=metrics,
         )
-        server = await serve_api(app, settings.xta_host, settings.xta_port, tls)
+        server = await serve_api(
+            app, settings.xta_host, settings.xta_port, tls, connection_limits(settings)
+        )
     except BaseException:
         metrics.unregister()
         await boxes.stop()

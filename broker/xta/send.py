@@ -10,6 +10,7 @@ worker's, as for any submission, and their outcome is in the transport report.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -42,8 +43,7 @@ _X = f"{{{XTA}}}"
 
 @dataclass(frozen=True, slots=True)
 class SendLimits:
-    max_message_bytes: int
-    max_xml_depth: int
+    xml: ParserLimits  # what a message is parsed with, as every message is
     queue_limit: int
 
 
@@ -86,7 +86,8 @@ class SendPort:
             raise XtaFault(
                 Fault.SYNTAX_ERROR, f"MTOM part {next(iter(unused))} is not named in the container"
             )
-        header = self._header(message.content)
+        # Parsing is CPU work: off the loop, which the broker's worker shares.
+        header = await asyncio.to_thread(self._header, message.content)
         _agree(metadata, header, call.caller)
         bundle = Bundle(message, attachments)
         sent = SentMessage(
@@ -127,7 +128,7 @@ class SendPort:
                 raise TransientError("the ingress queue is over its limit")
             await self._ingress.publish(body, sent.uuid, sent.author, content_type)
         except TransientError as exc:
-            self._status.release_submission(sent.uuid, sent.digest)
+            self._status.release_submission(sent.uuid, sent.author, sent.digest)
             self._store.release_send(sent.message_id)
             raise XtaFault(
                 Fault.TECHNICAL_PROBLEM, "the broker cannot take the message now; send it again"
@@ -144,11 +145,8 @@ class SendPort:
 
     def _header(self, content: bytes) -> Header:
         """The message's header, as its standard's manifest places it (not yet verified)."""
-        limits = ParserLimits(
-            max_bytes=self._limits.max_message_bytes, max_depth=self._limits.max_xml_depth
-        )
         try:
-            root = parse_untrusted(content, limits)
+            root = parse_untrusted(content, self._limits.xml)
         except XmlError as exc:
             raise XtaFault(
                 Fault.SYNTAX_ERROR, f"the message is not well-formed XML: {exc.detail}"
