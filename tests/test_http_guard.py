@@ -15,6 +15,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from broker.http_api import ApiServer, ConnectionLimits, serve_api
+from tests.polling import eventually
 
 LIMITS = ConnectionLimits(header_timeout=0.5, body_timeout=0.5, max_connections=6, max_per_client=3)
 # Far more than any limit above: a connection still open this long was never closed.
@@ -142,17 +143,20 @@ async def test_a_closed_connection_makes_room_for_the_next(server: ApiServer) ->
     first.close()
     await first.wait_closed()
 
-    async with asyncio.timeout(DEADLINE):
-        while True:
-            reader, writer = await _connect(server)
-            try:
-                answer = await _answered(reader, writer)
-                break
-            except asyncio.IncompleteReadError:
-                writer.close()  # the server had not seen the close yet
-                await asyncio.sleep(0.05)
+    async def answer_on_a_new_connection() -> bytes:
+        reader, writer = await _connect(server)
+        try:
+            return await _answered(reader, writer)
+        finally:
+            writer.close()
 
-    writer.close()
+    answer = await eventually(
+        answer_on_a_new_connection,
+        what="a new connection answered",
+        ignoring=(asyncio.IncompleteReadError,),  # the server had not seen the close yet
+        timeout=DEADLINE,
+    )
+
     for _, w in held:
         w.close()
     assert answer.endswith(b"hello")

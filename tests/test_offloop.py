@@ -11,6 +11,7 @@ import pytest
 
 from broker.errors import Reason, Rejection
 from broker.worker.offloop import MAX_ABANDONED, OffLoop
+from tests.polling import eventually
 
 DEADLINE = 30.0  # far longer than anything here should take
 
@@ -27,12 +28,6 @@ def _blocked(gate: threading.Event, started: threading.Event | None = None) -> C
     return work
 
 
-async def _until(condition: Callable[[], bool]) -> None:
-    async with asyncio.timeout(DEADLINE):
-        while not condition():
-            await asyncio.sleep(0.01)
-
-
 async def test_work_runs_in_a_thread_other_than_the_loops() -> None:
     offloop = OffLoop(hard_limit=DEADLINE)
 
@@ -46,7 +41,7 @@ async def test_the_loop_goes_on_while_work_runs() -> None:
     offloop = OffLoop(hard_limit=DEADLINE)
     gate, started = threading.Event(), threading.Event()
     work = asyncio.create_task(offloop.run(_blocked(gate, started)))
-    await _until(started.is_set)
+    await eventually(started.is_set, what="the work started")
 
     ticks = 0
     for _ in range(5):
@@ -79,7 +74,7 @@ async def test_work_past_the_hard_limit_is_given_up_on_with_processing_limit() -
     assert caught.value.reason is Reason.PROCESSING_LIMIT
     assert offloop.abandoned == 1
     gate.set()
-    await _until(lambda: offloop.abandoned == 0)
+    await eventually(lambda: offloop.abandoned == 0, what="the abandoned threads ended")
     offloop.close()
 
 
@@ -93,7 +88,7 @@ async def test_the_next_work_runs_in_a_fresh_thread_while_the_old_one_still_runs
 
     assert (answer, offloop.abandoned) == ("next", 1)
     gate.set()
-    await _until(lambda: offloop.abandoned == 0)
+    await eventually(lambda: offloop.abandoned == 0, what="the abandoned threads ended")
     offloop.close()
 
 
@@ -112,5 +107,5 @@ async def test_past_the_most_abandoned_threads_work_waits_for_one_to_end() -> No
     assert await asyncio.wait_for(waiting, DEADLINE) == "after"
     for gate in gates:
         gate.set()
-    await _until(lambda: offloop.abandoned == 0)
+    await eventually(lambda: offloop.abandoned == 0, what="the abandoned threads ended")
     offloop.close()
