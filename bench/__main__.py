@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
         help="throughput for every message class also in a quick run",
     )
     parser.add_argument("--no-profile", action="store_true", help="do not run py-spy")
+    parser.add_argument("--no-scale", action="store_true", help="skip the growing world")
+    parser.add_argument("--no-large", action="store_true", help="skip the large messages")
+    parser.add_argument("--no-http", action="store_true", help="skip the HTTP ingress")
     parser.add_argument("--profile-out", type=Path, help="keep py-spy's collapsed stacks here")
     return parser
 
@@ -70,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         loop=args.loop,
         prefetch=args.prefetch,
         all_classes=True if args.all_classes else None,
+        scale=not args.no_scale,
+        large=not args.no_large,
+        http=not args.no_http,
     )
     figures = asyncio.run(measure(options))
     print(render(figures))

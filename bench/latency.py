@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import statistics
 import sys
 import time
@@ -37,6 +38,7 @@ from dataclasses import dataclass, replace
 import aio_pika
 from aio_pika.abc import AbstractChannel
 
+from bench.cpu import CpuClock, rabbitmq_pid
 from bench.messages import MessageClass
 from bench.throughput import uuid_of
 from bench.workers import WorkerPool, broker_command
@@ -54,14 +56,15 @@ class Percentiles:
     p50_ms: float
     p95_ms: float
     p99_ms: float
+    p999_ms: float  # of a quick run's few hundred messages, about its slowest
 
     @classmethod
     def of(cls, seconds: Sequence[float]) -> Percentiles:
         if len(seconds) < 2:
             value = seconds[0] * 1000 if seconds else float("nan")
-            return cls(value, value, value)
-        cuts = statistics.quantiles(seconds, n=100, method="inclusive")
-        return cls(cuts[49] * 1000, cuts[94] * 1000, cuts[98] * 1000)
+            return cls(value, value, value, value)
+        cuts = statistics.quantiles(seconds, n=1000, method="inclusive")
+        return cls(*(cuts[i] * 1000 for i in (499, 949, 989, 998)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +85,15 @@ class Latency:
     maximum_per_s: float  # the round trip's maximum: the base of the offered loads
     saturation: LoadResult  # how it was measured (a batch published unpaced)
     loads: list[LoadResult]
+    # CPU ms per delivered receipt of the unpaced batch, by process group (bench.cpu)
+    cpu_ms: dict[str, float]
 
 
 class _Clock:
     """The times one peer process reported, by message UUID."""
 
-    def __init__(self) -> None:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
         self.seen: dict[str, float] = {}
         self.arrived = asyncio.Event()
         self.ready = asyncio.Event()
@@ -113,7 +119,7 @@ async def _peer(world: BenchWorld, role: str, kennung: str, prefetch: int) -> As
         stdout=asyncio.subprocess.PIPE,
         stderr=log,
     )
-    clock = _Clock()
+    clock = _Clock(process.pid)
     assert process.stdout is not None
     reader = asyncio.create_task(clock.follow(process.stdout))
     try:
@@ -178,7 +184,18 @@ async def measure_loads(
                 await _settle(uuids, portal)
                 return _result(share, rate, span, uuids, published, agency.seen, portal.seen)
 
+            cpu = CpuClock(
+                {
+                    "workers": pool.pids,
+                    "agency": [agency.pid],
+                    "portal": [portal.pid],
+                    "publisher": [os.getpid()],
+                    "rabbitmq": [pid] if (pid := rabbitmq_pid()) is not None else [],
+                }
+            )
+            cpu.start()
             unpaced = await run(1.0, float("inf"), saturation)
+            cpu_ms = cpu.stop(unpaced.receipted)
             saturated = replace(unpaced, offered_per_s=unpaced.achieved_per_s)
             maximum = saturated.completed_per_s
             loads = []
@@ -186,7 +203,7 @@ async def measure_loads(
                 rate = max(1.0, share * maximum)
                 size = min(len(batch), max(20, int(rate * seconds)))
                 loads.append(await run(share, rate, batch[:size]))
-    return Latency(maximum, saturated, loads)
+    return Latency(maximum, saturated, loads, cpu_ms)
 
 
 async def _paced(

@@ -68,6 +68,7 @@ async def preload(
     bodies: Sequence[bytes],
     *,
     message_ids: Sequence[str] | None = None,
+    content_type: str = "application/xml",
 ) -> None:
     """Publish persistent messages with confirms, ``_IN_FLIGHT`` unconfirmed at a time."""
     window = asyncio.Semaphore(_IN_FLIGHT)
@@ -79,7 +80,7 @@ async def preload(
                     body,
                     message_id=message_ids[index] if message_ids else None,
                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    content_type="application/xml",
+                    content_type=content_type,
                     timestamp=time.time(),
                 ),
                 routing_key,

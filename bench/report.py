@@ -117,6 +117,16 @@ def render(figures: Mapping[str, Any]) -> str:
         f"load average before {run['load_before']}, after {run['load_after']}; "
         f"{run['seconds']:.0f} s; worker event loop {run['loop']}, prefetch {run['prefetch']}",
     ]
+    if figures.get("targets"):
+        lines += _table(
+            "Targets (figures of this run; latency on a loaded machine says nothing of a "
+            "quiet one)",
+            ["what", "figure", "target", "met"],
+            [
+                [t["what"], t["figure"], t["target"], {True: "yes", False: "NO"}.get(t["met"], "-")]
+                for t in figures["targets"]
+            ],
+        )
     lines += _table(
         "Messages (size of the content before signing, and signed)",
         ["class", "standard", "content B", "signed B"],
@@ -183,7 +193,7 @@ def render(figures: Mapping[str, Any]) -> str:
         "more than the round trip carries",
         [
             *("load", "offered/s", "achieved/s", "completed/s", "sent", "handled", "receipted"),
-            *("agency p50", "p95", "p99", "receipt p50", "p95", "p99"),
+            *("agency p50", "p95", "p99", "receipt p50", "p95", "p99", "p99.9"),
         ],
         [
             [
@@ -200,10 +210,18 @@ def render(figures: Mapping[str, Any]) -> str:
                 r["receipt"]["p50_ms"],
                 r["receipt"]["p95_ms"],
                 r["receipt"]["p99_ms"],
+                r["receipt"].get("p999_ms"),
             ]
             for r in lat["loads"]
         ],
     )
+    cpu = lat.get("cpu_ms_per_message")
+    if cpu:
+        lines += [
+            "",
+            "CPU per round trip at the maximum, ms per message (all on the same cores): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()),
+        ]
     mem = figures["memory"]
     note = "" if mem["backlog"] >= 100_000 else " (the full run drains 100,000)"
     lines += [
@@ -239,5 +257,90 @@ def render(figures: Mapping[str, Any]) -> str:
             ["function", "share"],
             [[k, f"{v:.1%}"] for k, v in profile["top_self"].items()],
         )
+    lines += _grown(figures) + _large(figures) + _http(figures)
     lines += _unmeasured(figures)
     return "\n".join(lines)
+
+
+def _grown(figures: Mapping[str, Any]) -> list[str]:
+    scale = figures.get("scale")
+    if not scale:
+        return []
+    lines = _table(
+        "A growing directory (bench.scale): load and reload wall (CPU) seconds, memory "
+        "kept, routing µs per message and its ratio to the smallest directory",
+        ["agencies", "load s", "CPU s", "reload s", "CPU s", "MB", "route µs", "ratio"],
+        [
+            [
+                f["agencies"],
+                f["load_s"],
+                f["load_cpu_s"],
+                f["reload_s"],
+                f["reload_cpu_s"],
+                f["retained_mb"],
+                f["route_us"],
+                f["route_ratio"],
+            ]
+            for f in scale["directories"].values()
+        ],
+    )
+    return lines + _table(
+        "A growing catalog (generated 75-file standards): load seconds, identify + "
+        "validate µs per message and its ratio to one standard",
+        ["standards", "load s", "validate µs", "ratio"],
+        [
+            [f["standards"], f["load_s"], f["validate_us"], f["validate_ratio"]]
+            for f in scale["catalogs"].values()
+        ],
+    )
+
+
+def _large(figures: Mapping[str, Any]) -> list[str]:
+    large = figures.get("large")
+    if not large:
+        return []
+    return _table(
+        "Large messages, one worker (bench.large): bundle = signed XML + attachments, "
+        "xml = the XML alone that size; RSS in MB, peak above idle also in message sizes",
+        ["message", "prefetch", "MB", "msg/s", "MB/s", "idle RSS", "peak RSS", "above", "×"],
+        [
+            [
+                name,
+                f["prefetch"],
+                f["message_mb"],
+                f["per_s"],
+                f["mb_per_s"],
+                f["idle_rss_mb"],
+                f["peak_rss_mb"],
+                f["peak_above_idle_mb"],
+                f["peak_above_idle_x"],
+            ]
+            for name, f in large.items()
+        ],
+    )
+
+
+def _http(figures: Mapping[str, Any]) -> list[str]:
+    http = figures.get("http")
+    if not http:
+        return []
+    n, many = http["processes"], http["many_clients"]
+    lines = _table(
+        "HTTP ingress (bench.http), no worker draining: answered 202 per second, and "
+        "the same messages published to the ingress over AMQP with confirms",
+        ["path", "msg/s"],
+        [["AMQP publish, 32 in flight", http["amqp_max"]]]
+        + [
+            [f"HTTP, {k} API process(es), 32 connections", http[f"http_max_{k}"]]
+            for k in sorted({1, n})
+        ],
+    )
+    return [
+        *lines,
+        "",
+        f"{many['connections']:,} keep-alive clients on {n} API process(es) (opened in "
+        f"{many['open_seconds']:.1f} s), {many['offered_per_s']:.0f} requests/s offered, "
+        f"{many['achieved_per_s']:.0f}/s sent, answers {many['statuses']}, reconnects "
+        f"{many['reconnects']}: p50 {many['p50_ms']:.1f} ms, p95 {many['p95_ms']:.1f}, "
+        f"p99 {many['p99_ms']:.1f}, p99.9 {many['p999_ms']:.1f}",
+    ]

@@ -1,14 +1,17 @@
 """One benchmark run: every figure, in one run, against one RabbitMQ node.
 
-Order: micro figures (no RabbitMQ), then the relay and the broker draining backlogs, the
-memory drain (one worker, the large backlog, profiled with py-spy), and latency at 25,
-50 and 80 % of the round trip's measured maximum (``bench.latency``). Progress goes to
+Order: micro figures and the costs of a growing world (``bench.scale``; no RabbitMQ),
+then the relay and the broker draining backlogs, the memory drain (one worker, the large
+backlog, profiled with py-spy), latency at 25, 50 and 80 % of the round trip's measured
+maximum (``bench.latency``), large messages (``bench.large``) and the HTTP ingress
+(``bench.http``). ``bench.targets`` sets each target beside its figure. Progress goes to
 stderr; the figures come back as one JSON-ready dict (see ``bench.report.render`` for its
 shape in words).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import sys
@@ -21,6 +24,9 @@ from typing import Any
 import aio_pika
 from lxml import etree
 
+from bench import scale
+from bench.http import measure_http
+from bench.large import measure_large
 from bench.latency import measure_loads
 from bench.launch import EventLoop
 from bench.messages import MessageClass, all_classes, content, sign_many, signed_sizes
@@ -28,6 +34,7 @@ from bench.micro import class_figures, module_figures
 from bench.profiling import read_profile
 from bench.queues import DrainTiming
 from bench.report import load_average, machine
+from bench.targets import targets
 from bench.throughput import BrokerDrain, broker_drain, declare_topology, relay_drain
 from bench.world import BenchWorld, bench_world
 
@@ -55,6 +62,9 @@ class Options:
     all_classes: bool | None = None  # throughput for every class, not only 2kb-ecdsa
     loop: EventLoop = "asyncio"  # the event loop of the worker processes (and relays)
     prefetch: int = 64  # of the broker workers and the relays alike
+    scale: bool = True  # directories of 10 to 20,000 agencies, 1 to 30 standards
+    large: bool = True  # 1 MB and 5 MB messages
+    http: bool = True  # the HTTP ingress, and 10,000 keep-alive clients
 
     def resolved(self) -> Options:
         quick = self.quick
@@ -70,6 +80,9 @@ class Options:
             loop=self.loop,
             prefetch=self.prefetch,
             all_classes=(not quick) if self.all_classes is None else self.all_classes,
+            scale=self.scale,
+            large=self.large,
+            http=self.http,
         )
 
 
@@ -89,6 +102,7 @@ async def measure(options: Options) -> dict[str, Any]:
         _say(f"run folder {world.root}, RabbitMQ {world.amqp_url.rsplit('@', 1)[-1]}")
         messages = _messages(world, classes)
         micro = _micro(world, classes, opts.quick)
+        grown = await _scale(opts.quick) if opts.scale else None
         connection = await aio_pika.connect(world.amqp_url)
         async with connection:
             channel = await connection.channel()
@@ -97,9 +111,11 @@ async def measure(options: Options) -> dict[str, Any]:
             throughput = await _throughput(world, channel, measured, opts)
             maximum = throughput[primary.name][f"broker_{opts.workers}"]
             latency = await _latency(world, channel, primary, opts, maximum)
+            large = await _large(world, channel, opts) if opts.large else None
+            http = await _http(world, channel, opts) if opts.http else None
         profile = _profile_figures(memory_drain, primary, opts.profile_out)
     samples = memory_drain.rss_samples or (0,)
-    return {
+    figures: dict[str, Any] = {
         "machine": machine(),
         "run": {
             "quick": opts.quick,
@@ -127,7 +143,40 @@ async def measure(options: Options) -> dict[str, Any]:
         },
         "micro": micro,
         "profile": profile,
+        "scale": grown,
+        "large": large,
+        "http": http,
     }
+    figures["targets"] = [t._asdict() for t in targets(figures)]
+    return figures
+
+
+async def _scale(quick: bool) -> dict[str, Any]:
+    _say("directories of growing size, catalogs of growing size")
+    # In a thread of its own: it runs the directory watcher's reload, on a loop of its own.
+    return await asyncio.to_thread(scale.run, quick)
+
+
+async def _large(
+    world: BenchWorld, channel: aio_pika.abc.AbstractChannel, opts: Options
+) -> dict[str, Any]:
+    _say("large messages, one worker")
+    figures = await measure_large(world, channel, opts.quick, opts.prefetch)
+    for name, f in figures.items():
+        _say(
+            f"  {name}: {f['mb_per_s'] or 0:.1f} MB/s, {f['peak_above_idle_mb']:.0f} MB above idle"
+        )
+    return figures
+
+
+async def _http(
+    world: BenchWorld, channel: aio_pika.abc.AbstractChannel, opts: Options
+) -> dict[str, Any]:
+    assert opts.workers
+    _say("HTTP ingress against AMQP ingress, then 10,000 keep-alive clients")
+    figures = await measure_http(world, channel, opts.quick, opts.workers)
+    _say(f"  HTTP x{opts.workers} / AMQP {figures['http_ratio']:.2f}")
+    return figures
 
 
 def _messages(world: BenchWorld, classes: Sequence[MessageClass]) -> dict[str, Any]:
@@ -266,6 +315,7 @@ async def _latency(
         "ingress_maximum_per_s": ingress_maximum,
         "maximum_per_s": latency.maximum_per_s,
         "saturation": asdict(latency.saturation),
+        "cpu_ms_per_message": latency.cpu_ms,
         "loads": [asdict(load) for load in latency.loads],
     }
 
