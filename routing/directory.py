@@ -13,7 +13,7 @@ import fnmatch
 import hashlib
 import re
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -192,7 +192,15 @@ class Agency:
 
 
 class Directory:
-    """The loaded directory. Immutable: a reload builds a new one."""
+    """The loaded directory. Immutable: a reload builds a new one.
+
+    Routing asks two questions of every message: who accepts this type for this region,
+    and who is notified of it. A country's directory has tens of thousands of agencies,
+    so both are answered from indexes built once here, not by a scan of every entry:
+    agencies by region entry and by exact message type, with the few whose types are
+    patterns (``meldung.*``) kept apart and checked one by one. Answers keep the order
+    of the directory file, as a scan would give them.
+    """
 
     def __init__(self, agencies: Sequence[Agency], source: Path | None = None) -> None:
         self._agencies: Mapping[str, Agency] = {a.kennung: a for a in agencies}
@@ -201,6 +209,37 @@ class Directory:
         for agency in agencies:
             for text in (agency.name, *agency.aliases):
                 self._aliases.setdefault(_alias_key(text), agency.kennung)
+        self._position = {kennung: index for index, kennung in enumerate(self._agencies)}
+        self._by_region = _Index()
+        self._everywhere: list[Agency] = []
+        self._notified = _Index()
+        for agency in self._agencies.values():
+            for region in agency.regions:
+                if region == ANY_REGION:
+                    self._everywhere.append(agency)
+                else:
+                    self._by_region.add(region, agency)
+            for subscription in agency.notify:
+                self._notified.add_type(subscription.type, agency)
+        self._longest_region = max((len(r) for r in self._by_region.exact), default=0)
+
+    def responsible(self, region: str | None, nachrichtentyp: str, version: str) -> list[Agency]:
+        """Agencies that accept the type and version and are responsible for ``region``
+        (None: a message naming none), in the directory's order."""
+        found = list(self._everywhere)
+        if region is not None:
+            for length in range(1, min(len(region), self._longest_region) + 1):
+                found += self._by_region.exact.get(region[:length], ())
+        return self._ordered(a for a in found if a.accepts_type(nachrichtentyp, version))
+
+    def notified(self, nachrichtentyp: str, version: str) -> list[Agency]:
+        """Agencies notified of the type and version, in the directory's order."""
+        found = [*self._notified.exact.get(nachrichtentyp, ()), *self._notified.patterns]
+        return self._ordered(a for a in found if a.notified_of(nachrichtentyp, version))
+
+    def _ordered(self, agencies: Iterable[Agency]) -> list[Agency]:
+        unique = {a.kennung: a for a in agencies}
+        return sorted(unique.values(), key=lambda a: self._position[a.kennung])
 
     def __iter__(self) -> Iterator[Agency]:
         return iter(self._agencies.values())
@@ -258,6 +297,24 @@ class Directory:
                 )
             )
         return cls(agencies, source=path)
+
+
+class _Index:
+    """Agencies by a key: exact keys in a dict, patterns (fnmatch) in a list."""
+
+    def __init__(self) -> None:
+        self.exact: dict[str, list[Agency]] = {}
+        self.patterns: list[Agency] = []
+
+    def add(self, key: str, agency: Agency) -> None:
+        self.exact.setdefault(key, []).append(agency)
+
+    def add_type(self, pattern: str, agency: Agency) -> None:
+        if any(c in pattern for c in "*?["):
+            if agency not in self.patterns:
+                self.patterns.append(agency)
+        else:
+            self.add(pattern, agency)
 
 
 def _alias_key(text: str) -> str:

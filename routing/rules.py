@@ -65,10 +65,8 @@ def route(message: RoutingInput, directory: Directory) -> tuple[Recipient, ...]:
     chosen = {r.kennung for r in primary}
     copies = tuple(
         Recipient(agency.kennung, Role.NOTIFIED)
-        for agency in directory
-        if agency.kennung not in chosen
-        and agency.kennung != message.author
-        and agency.notified_of(message.nachrichtentyp, message.version)
+        for agency in directory.notified(message.nachrichtentyp, message.version)
+        if agency.kennung not in chosen and agency.kennung != message.author
     )
     recipients = primary + copies
     if message.test:
@@ -100,9 +98,7 @@ def _responsible(message: RoutingInput, directory: Directory) -> tuple[Recipient
     region = (message.facts or {}).get("ags") or None
     return tuple(
         Recipient(agency.kennung, Role.RESPONSIBLE)
-        for agency in directory
-        if agency.responsible_for(region)
-        and agency.accepts_type(message.nachrichtentyp, message.version)
+        for agency in directory.responsible(region, message.nachrichtentyp, message.version)
     )
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
 
 from broker.errors import Reason
 from routing import Directory, DirectoryError, Role, RouteError, RoutingInput, route
+from routing.directory import Agency, AmqpEndpoint, Subscription
 
 DIRECTORY = """
 [[agency]]
@@ -196,3 +198,50 @@ def test_duplicate_agency_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(DirectoryError, match="listed twice"):
         Directory.load(path)
+
+
+def _scanned(directory: Directory, region: str | None, typ: str, version: str) -> list[str]:
+    """Who a scan of every entry finds, the rule as written: the indexes must agree."""
+    responsible = [
+        a.kennung for a in directory if a.responsible_for(region) and a.accepts_type(typ, version)
+    ]
+    notified = [a.kennung for a in directory if a.notified_of(typ, version)]
+    return [*responsible, "|", *notified]
+
+
+def test_the_indexes_find_exactly_what_a_scan_of_every_agency_finds() -> None:
+    rng = random.Random(7)
+    types = ["meldung.anmeldung.0200", "meldung.abmeldung.0200", "bau.antrag.0200"]
+    patterns = [*types, "meldung.*", "*.0200", "bau.antra?.0200", "[mb]*"]
+    regions = ["*", "01", "0106", "01060", "01060063", "02000000", "020000001234"]
+    agencies = [
+        Agency(
+            kennung=f"t:a{index}",
+            name=f"Agency {index}",
+            certificates=(),
+            accepts=tuple(
+                Subscription(type=rng.choice(patterns), versions=rng.choice([(), ("1.1",)]))
+                for _ in range(rng.randint(0, 2))
+            ),
+            regions=tuple(rng.sample(regions, rng.randint(0, 2))),
+            notify=tuple(Subscription(type=rng.choice(patterns)) for _ in range(rng.randint(0, 1))),
+            may_send=(),
+            endpoint=AmqpEndpoint(),
+        )
+        for index in range(300)
+    ]
+    directory = Directory(agencies)
+    asked = [None, "", "0", "01", "010600", "01060063", "02000000", "99", "0200000012345678"]
+    for region in asked:
+        for typ in [*types, "gewerbe.anmeldung.0100"]:
+            for version in ("1.1", "1.0"):
+                indexed = [
+                    *(a.kennung for a in directory.responsible(region or None, typ, version)),
+                    "|",
+                    *(a.kennung for a in directory.notified(typ, version)),
+                ]
+                assert indexed == _scanned(directory, region or None, typ, version), (
+                    region,
+                    typ,
+                    version,
+                )
