@@ -28,6 +28,7 @@ from routing.errors import DirectoryError
 __all__ = [
     "Agency",
     "AmqpEndpoint",
+    "CertificateFiles",
     "Directory",
     "RegisteredCertificate",
     "Subscription",
@@ -262,9 +263,17 @@ class Directory:
         return agency is not None and fingerprint.lower() in agency.fingerprints
 
     @classmethod
-    def load(cls, path: Path, certificate_dir: Path | None = None) -> Directory:
+    def load(
+        cls,
+        path: Path,
+        certificate_dir: Path | None = None,
+        *,
+        certificates: CertificateFiles | None = None,
+    ) -> Directory:
         """Load and check a directory file; certificate paths resolve against certificate_dir
-        (default: the file's folder)."""
+        (default: the file's folder). ``certificates``: the files read by earlier loads,
+        kept by whoever reloads (default: a fresh one for this load)."""
+        files = certificates if certificates is not None else CertificateFiles()
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -281,7 +290,8 @@ class Directory:
                 raise DirectoryError(f"{path}: agency[{index}] ({entry.kennung}): listed twice")
             seen.add(entry.kennung)
             certs = tuple(
-                _certificate(path, index, entry.kennung, ref, base) for ref in entry.certificates
+                _certificate(path, index, entry.kennung, ref, base, files)
+                for ref in entry.certificates
             )
             agencies.append(
                 Agency(
@@ -322,8 +332,34 @@ def _alias_key(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
+class CertificateFiles:
+    """Certificate files as read, by path, size and modification time.
+
+    Loading a directory of tens of thousands of agencies read and parsed one certificate
+    file per agency each time; a reload, with few files changed, now reads only those
+    (and a file several agencies share, once). A file that changed in place gets a new
+    size or time and is read again.
+    """
+
+    def __init__(self) -> None:
+        self._read: dict[Path, tuple[tuple[int, int], RegisteredCertificate]] = {}
+
+    def get(self, file: Path) -> RegisteredCertificate:
+        """The certificate in ``file``; OSError or ValueError if it cannot be read."""
+        stat = file.stat()
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        known = self._read.get(file)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        cert = x509.load_pem_x509_certificate(file.read_bytes())
+        digest = hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
+        registered = RegisteredCertificate(digest, cert, str(file))
+        self._read[file] = (stamp, registered)
+        return registered
+
+
 def _certificate(
-    path: Path, index: int, kennung: str, ref: str, base: Path
+    path: Path, index: int, kennung: str, ref: str, base: Path, files: CertificateFiles
 ) -> RegisteredCertificate:
     if ref.startswith("sha256:"):
         digest = ref.removeprefix("sha256:").replace(":", "").lower()
@@ -334,13 +370,11 @@ def _certificate(
         return RegisteredCertificate(digest, None, ref)
     file = Path(ref) if Path(ref).is_absolute() else base / ref
     try:
-        cert = x509.load_pem_x509_certificate(file.read_bytes())
+        return files.get(file)
     except (OSError, ValueError) as exc:
         raise DirectoryError(
             f"{path}: agency[{index}] ({kennung}).certificates: cannot load {file}: {exc}"
         ) from exc
-    digest = hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
-    return RegisteredCertificate(digest, cert, str(file))
 
 
 def _explain(path: Path, raw: Mapping[str, object], exc: ValidationError) -> str:

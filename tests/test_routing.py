@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 from pathlib import Path
 
 import pytest
 
 from broker.errors import Reason
 from routing import Directory, DirectoryError, Role, RouteError, RoutingInput, route
-from routing.directory import Agency, AmqpEndpoint, Subscription
+from routing.directory import Agency, AmqpEndpoint, CertificateFiles, Subscription
+from signing.devpki import issue, setup_ca
 
 DIRECTORY = """
 [[agency]]
@@ -245,3 +248,22 @@ def test_the_indexes_find_exactly_what_a_scan_of_every_agency_finds() -> None:
                     typ,
                     version,
                 )
+
+
+def test_certificate_files_are_read_again_only_when_they_change(tmp_path: Path) -> None:
+    setup_ca(tmp_path / "pki")
+    first, _ = issue(tmp_path / "pki" / "ca", "t:one", "One", tmp_path / "one", "ec")
+    second, _ = issue(tmp_path / "pki" / "ca", "t:two", "Two", tmp_path / "two", "ec")
+    file = tmp_path / "agency.crt"
+    shutil.copyfile(first, file)
+    files = CertificateFiles()
+
+    read = files.get(file)
+    assert files.get(file) is read  # unchanged: not read again
+    shutil.copyfile(second, file)
+    os.utime(file, ns=(1, 1))  # another time, whatever the clock's resolution
+    replaced = files.get(file)
+
+    assert replaced.fingerprint != read.fingerprint
+    assert replaced.certificate is not None
+    assert replaced.certificate.subject != read.certificate.subject  # type: ignore[union-attr]

@@ -4,7 +4,9 @@ The pipeline reads neither: it decides with the directory and the CRL snapshot i
 handed. These watchers do the reading, as tasks of the worker's loop off the path of
 messages, and hand over what they read whole, so a message is decided under one version.
 
-A directory file that does not load is reported and ignored: the broker keeps routing
+The directory is read in a thread (a country's directory takes seconds of CPU), with the
+certificate files of earlier reads kept, so only changed files are read again. A
+directory file that does not load is reported and ignored: the broker keeps routing
 with the directory it has, so a typo never takes the service down. It is also read again
 on SIGHUP. The CRL folder is looked at every second and read again when its listing
 changes; an unreadable CRL file counts as absent (`signing.crl`).
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from broker.logs import event
 from routing import Directory, DirectoryError
+from routing.directory import CertificateFiles
 from signing import TrustStore
 
 __all__ = ["CrlWatcher", "DirectoryWatcher"]
@@ -47,6 +50,7 @@ class DirectoryWatcher:
         self._stamp = self._current_stamp()
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._certificates = CertificateFiles()  # a reload reads only the changed files
         self.failures = 0
 
     def start(self, *, sighup: bool = True) -> None:
@@ -66,7 +70,14 @@ class DirectoryWatcher:
         """Load the file now and apply it; False (and the old directory kept) if invalid."""
         self._stamp = self._current_stamp()
         try:
-            directory = Directory.load(self._path, self._certificate_dir)
+            # Seconds of CPU for a country's directory: in a thread, so that the loop
+            # carrying every message in flight does not stop for it.
+            directory = await asyncio.to_thread(
+                Directory.load,
+                self._path,
+                self._certificate_dir,
+                certificates=self._certificates,
+            )
         except DirectoryError as exc:
             self.failures += 1
             event(log, "directory.invalid", logging.ERROR, error=str(exc))
