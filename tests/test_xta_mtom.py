@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import struct
 from collections.abc import AsyncIterator
 
 import pytest
@@ -124,3 +126,35 @@ def test_a_damaged_bundle_is_refused(cut: int) -> None:
 
     with pytest.raises(BundleError):
         Bundle.decode(damaged, BUNDLE_CONTENT_TYPE)
+
+
+def _with_table(body: bytes, change: dict[str, object]) -> bytes:
+    """``body`` with the first entry of its table changed (and the table's length)."""
+    (size,) = struct.unpack_from(">I", body)
+    table = json.loads(body[4 : 4 + size])
+    table["parts"][0] |= change
+    table["parts"][0] = {k: v for k, v in table["parts"][0].items() if v is not None}
+    encoded = json.dumps(table).encode()
+    return struct.pack(">I", len(encoded)) + encoded + body[4 + size :]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"length": -4}, {"length": 10**9}, {"sha256": "0" * 64}, {"filename": None}],
+    ids=["negative length", "past the end", "other hash", "no file name"],
+)
+def test_a_bundle_with_a_false_table_is_refused_by_both_readers(change: dict[str, object]) -> None:
+    body, content_type = Bundle(Part(b"<m/>", "m"), (Part(b"pdf", "a"),)).encode()
+    damaged = _with_table(body, change)
+
+    with pytest.raises(BundleError):
+        Bundle.decode(damaged, content_type)
+    with pytest.raises(BundleError):
+        message_of(damaged, content_type)
+
+
+def test_an_altered_attachment_fails_the_message_read_too() -> None:
+    body, content_type = Bundle(Part(b"<m/>", "m"), (Part(b"pdf", "a"),)).encode()
+
+    with pytest.raises(BundleError, match="'a' does not match"):
+        message_of(body[:-1] + b"X", content_type)
