@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "broker.commands.schemas",
     "broker.commands.sign",
     "broker.commands.devnode",
+    "broker.commands.devdb",
     "broker.commands.demo",
     "broker.commands.status",
     "broker.commands.audit",

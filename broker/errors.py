@@ -29,6 +29,9 @@ Error tree (the module that defines each class in brackets)::
     │   ├── RabbitMQNotInstalledError also FileNotFoundError
     │   ├── NodeStartError            also TimeoutError
     │   └── RabbitmqctlError
+    ├── DevDatabaseError              [broker.devdb] the local PostgreSQL cluster cannot be had
+    │   ├── PostgresNotInstalledError also FileNotFoundError
+    │   └── ClusterStartError         also TimeoutError
     └── TransientError                worth retrying later (RabbitMQ, webhook, store)
         └── PublishError              a confirmed publish was nacked, returned or timed out;
                                       also ConnectionError

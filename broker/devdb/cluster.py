@@ -1,0 +1,403 @@
+"""Start, reuse and stop this checkout's PostgreSQL cluster (see the package docstring)."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import pwd
+import secrets
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+from broker.devdb.errors import INSTALL_HINT, ClusterStartError, PostgresNotInstalledError
+from broker.devnode import project_root
+
+__all__ = ["ClusterInfo", "cluster_status", "ensure_cluster", "postgres_reachable", "stop_cluster"]
+
+START_TIMEOUT_SECONDS = 60.0
+DEBIAN_BIN_ROOT = Path("/usr/lib/postgresql")
+ROLE = "xbroker"
+DATABASE = "xbroker"
+# Three broker processes with their pools, the tests' own connections and a bench at once.
+MAX_CONNECTIONS = 300
+_SSL_REQUEST = struct.pack("!ii", 8, 80877103)
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """Where the local cluster listens and how to log in."""
+
+    url: str  # of the database ``xbroker``
+    port: int
+    pid: int
+    user: str
+    password: str
+    base: Path
+    data_dir: Path
+    log_file: Path
+    bin_dir: Path
+
+    def url_for(self, database: str) -> str:
+        """The URL of another database of this cluster."""
+        return (
+            f"postgresql://{self.user}:{quote(self.password, safe='')}@127.0.0.1:{self.port}/"
+            f"{quote(database, safe='')}"
+        )
+
+    def as_json(self) -> dict[str, object]:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """The files of one checkout's cluster, derived from the checkout path without I/O."""
+
+    base: Path
+    data: Path
+    socket_dir: Path
+    log_file: Path
+    state_file: Path
+
+    @classmethod
+    def of(cls, root: Path | None) -> _Layout:
+        base = (root or project_root()).resolve() / ".xbroker" / "postgres"
+        return cls(
+            base=base,
+            data=base / "data",
+            socket_dir=base / "run",
+            log_file=base / "log" / "postgres.log",
+            state_file=base / "cluster.json",
+        )
+
+
+@dataclass(frozen=True)
+class _State:
+    port: int
+    password: str
+    created: bool  # the database ``xbroker`` exists
+
+
+def ensure_cluster(
+    root: Path | None = None, *, timeout: float = START_TIMEOUT_SECONDS
+) -> ClusterInfo:
+    """Reuse this checkout's cluster if it answers, else create and start it, and wait."""
+    layout = _Layout.of(root)
+    bin_dir = _bin_dir()
+    with _locked(layout):
+        state = _read_state(layout)
+        pid = _running_pid(layout)
+        if state is not None and pid is not None:
+            if _wait_reachable(state.port, timeout):
+                return _info(layout, state, pid, bin_dir)
+            raise ClusterStartError(
+                f"PostgreSQL (pid {pid}) runs but does not answer on port {state.port}; "
+                f"stop it with `xbroker db stop`; see {layout.log_file}"
+            )
+        if not (layout.data / "PG_VERSION").is_file():
+            state = _init(layout, bin_dir)
+        elif state is None:
+            raise ClusterStartError(
+                f"{layout.data} exists but {layout.state_file} is unreadable: remove "
+                f"{layout.base} to start afresh"
+            )
+        state = _start(layout, state, bin_dir, timeout)
+        if not state.created:
+            _createdb(state, bin_dir)
+            state = _State(state.port, state.password, created=True)
+            _write_state(layout, state)
+        pid = _running_pid(layout)
+        if pid is None:
+            raise ClusterStartError(f"PostgreSQL answered but left no pid; see {layout.log_file}")
+        return _info(layout, state, pid, bin_dir)
+
+
+def cluster_status(root: Path | None = None) -> ClusterInfo | None:
+    """The local cluster if its server is alive and answers, else None. Starts nothing."""
+    layout = _Layout.of(root)
+    state = _read_state(layout)
+    pid = _running_pid(layout)
+    if state is None or pid is None or not postgres_reachable(f"//127.0.0.1:{state.port}"):
+        return None
+    with contextlib.suppress(PostgresNotInstalledError):
+        return _info(layout, state, pid, _bin_dir())
+    return None
+
+
+def stop_cluster(root: Path | None = None, *, timeout: float = 60.0) -> bool:
+    """Stop this checkout's cluster (fast shutdown); True if one was running. Data stays."""
+    layout = _Layout.of(root)
+    with _locked(layout):
+        if _running_pid(layout) is None:
+            return False
+        _as_owner(
+            [str(_executable("pg_ctl")), "stop", "-D", str(layout.data), "-m", "fast", "-w"],
+            layout,
+            timeout=timeout,
+        )
+    return True
+
+
+def postgres_reachable(url: str, timeout: float = 3.0) -> bool:
+    """Whether a PostgreSQL server answers at ``url`` (its SSL request; no login)."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or 5432), timeout=timeout
+        ) as sock:
+            sock.sendall(_SSL_REQUEST)
+            return sock.recv(1) in (b"S", b"N")
+    except OSError:
+        return False
+
+
+# creating and starting
+
+
+def _init(layout: _Layout, bin_dir: Path) -> _State:
+    """initdb with the role ``xbroker`` and a fresh password; a free port remembered."""
+    for folder in (layout.base, layout.data, layout.socket_dir, layout.log_file.parent):
+        folder.mkdir(parents=True, exist_ok=True)
+    for folder in (layout.data, layout.socket_dir, layout.log_file.parent):
+        _give_to_owner(folder)
+    layout.data.chmod(0o700)
+    password = secrets.token_urlsafe(18)
+    pwfile = layout.socket_dir / "initdb.pw"
+    pwfile.write_text(password + "\n")
+    _give_to_owner(pwfile)
+    try:
+        _as_owner(
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(layout.data),
+                "-U",
+                ROLE,
+                f"--pwfile={pwfile}",
+                "--auth-local=scram-sha-256",
+                "--auth-host=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+                "--no-instructions",
+            ],
+            layout,
+            timeout=120.0,
+        )
+    finally:
+        pwfile.unlink(missing_ok=True)
+    with (layout.data / "postgresql.conf").open("a") as conf:
+        conf.write("\ninclude_if_exists = 'xbroker.conf'  # written by broker.devdb\n")
+    state = _State(_free_port(), password, created=False)
+    _write_state(layout, state)
+    return state
+
+
+def _start(layout: _Layout, state: _State, bin_dir: Path, timeout: float) -> _State:
+    if not _port_is_free(state.port):
+        state = _State(_free_port(), state.password, state.created)
+        _write_state(layout, state)
+    settings = {
+        "listen_addresses": "'127.0.0.1'",
+        "port": str(state.port),
+        "unix_socket_directories": _quoted(layout.socket_dir),
+        "max_connections": str(MAX_CONNECTIONS),
+        "log_min_duration_statement": "-1",
+    }
+    conf = layout.data / "xbroker.conf"
+    conf.write_text("".join(f"{key} = {value}\n" for key, value in settings.items()))
+    _give_to_owner(conf)
+    try:
+        _as_owner(
+            [
+                str(bin_dir / "pg_ctl"),
+                "start",
+                "-D",
+                str(layout.data),
+                "-l",
+                str(layout.log_file),
+                "-w",
+                "-t",
+                str(int(timeout)),
+            ],
+            layout,
+            timeout=timeout + 15,
+        )
+    except ClusterStartError as exc:
+        raise ClusterStartError(f"{exc}; see {layout.log_file}") from exc
+    if not _wait_reachable(state.port, timeout):
+        raise ClusterStartError(
+            f"PostgreSQL not ready on port {state.port} within {timeout:.0f} s; "
+            f"see {layout.log_file}"
+        )
+    return state
+
+
+def _createdb(state: _State, bin_dir: Path) -> None:
+    env = {**os.environ, "PGPASSWORD": state.password}
+    done = subprocess.run(
+        [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(state.port), "-U", ROLE, DATABASE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode != 0 and "already exists" not in done.stderr:
+        raise ClusterStartError(f"createdb {DATABASE}: {done.stderr.strip()}")
+
+
+def _wait_reachable(port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if postgres_reachable(f"//127.0.0.1:{port}", timeout=1.0):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+# processes, owners and files
+
+
+def _owner() -> tuple[int, int] | None:
+    """(uid, gid) of the ``postgres`` OS user when we are root; None: run as ourselves."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam("postgres")
+    except KeyError as exc:
+        raise PostgresNotInstalledError(
+            f"running as root, but there is no `postgres` OS user to run the server as "
+            f"(PostgreSQL refuses root). {INSTALL_HINT}"
+        ) from exc
+    return entry.pw_uid, entry.pw_gid
+
+
+def _give_to_owner(path: Path) -> None:
+    owner = _owner()
+    if owner is not None:
+        os.chown(path, *owner)
+
+
+def _as_owner(args: Sequence[str], layout: _Layout, *, timeout: float) -> None:
+    """Run a server program as the cluster's owner, from a folder it may enter."""
+    owner = _owner()
+    try:
+        done = subprocess.run(
+            list(args),
+            cwd=layout.base,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            start_new_session=True,
+            user=owner[0] if owner else None,
+            group=owner[1] if owner else None,
+            extra_groups=[] if owner else None,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ClusterStartError(f"{Path(args[0]).name}: no answer in {timeout:.0f} s") from exc
+    if done.returncode != 0:
+        raise ClusterStartError(
+            f"{Path(args[0]).name} {args[1]} exited {done.returncode}: "
+            f"{(done.stderr or done.stdout).strip()}"
+        )
+
+
+@contextlib.contextmanager
+def _locked(layout: _Layout) -> Iterator[None]:
+    """Serialise ensure/stop across processes (make, pytest, a second terminal)."""
+    layout.base.mkdir(parents=True, exist_ok=True)
+    with (layout.base / "cluster.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_state(layout: _Layout) -> _State | None:
+    try:
+        raw = json.loads(layout.state_file.read_text())
+        return _State(int(raw["port"]), str(raw["password"]), bool(raw.get("created", False)))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_state(layout: _Layout, state: _State) -> None:
+    layout.state_file.write_text(json.dumps(asdict(state), indent=2))
+    layout.state_file.chmod(0o600)
+
+
+def _running_pid(layout: _Layout) -> int | None:
+    """The postmaster's pid if it is alive and serves this checkout's data directory."""
+    try:
+        pid = int((layout.data / "postmaster.pid").read_text().splitlines()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if str(layout.data).encode() in cmdline else None
+
+
+def _bin_dir() -> Path:
+    """``XBROKER_POSTGRES_BIN``, else the newest of Debian's installed servers."""
+    chosen = os.environ.get("XBROKER_POSTGRES_BIN")
+    if chosen:
+        candidates = [Path(chosen)]
+    else:
+        versions = [p for p in DEBIAN_BIN_ROOT.glob("*/bin") if p.parent.name.isdigit()]
+        candidates = sorted(versions, key=lambda p: int(p.parent.name), reverse=True)
+    for candidate in candidates:
+        if all(os.access(candidate / name, os.X_OK) for name in ("initdb", "pg_ctl", "postgres")):
+            return candidate
+    where = chosen or f"{DEBIAN_BIN_ROOT}/<version>/bin"
+    raise PostgresNotInstalledError(f"no PostgreSQL server in {where}. {INSTALL_HINT}")
+
+
+def _executable(name: str) -> Path:
+    return _bin_dir() / name
+
+
+def _info(layout: _Layout, state: _State, pid: int, bin_dir: Path) -> ClusterInfo:
+    return ClusterInfo(
+        url=(
+            f"postgresql://{ROLE}:{quote(state.password, safe='')}@127.0.0.1:{state.port}/"
+            f"{DATABASE}"
+        ),
+        port=state.port,
+        pid=pid,
+        user=ROLE,
+        password=state.password,
+        base=layout.base,
+        data_dir=layout.data,
+        log_file=layout.log_file,
+        bin_dir=bin_dir,
+    )
+
+
+def _quoted(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
