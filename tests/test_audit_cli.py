@@ -66,3 +66,22 @@ def test_prune_then_verify_passes(config: Path, capsys: pytest.CaptureFixture[st
     assert main(["--config", str(config), "audit", "prune", "--days", "-1"]) == 0
     assert main(["--config", str(config), "audit", "verify"]) == 0
     assert "pruned through entry 4" in capsys.readouterr().out
+
+
+def test_verify_takes_the_trails_of_several_hosts(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hosts = []
+    for host in ("host-a", "host-b"):
+        path = _write_trail(config, 3)
+        hosts.append(path.rename(tmp_path / f"{host}.jsonl"))
+
+    assert main(["--config", str(config), "audit", "verify", *map(str, hosts)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in out] == [["OK", f"{p}:"] for p in hosts]
+
+    hosts[1].write_bytes(hosts[1].read_bytes().replace(b"uuid-1", b"uuid-7"))
+    assert main(["--config", str(config), "audit", "verify", *map(str, hosts)]) == 1
+    out = capsys.readouterr().out
+    assert f"OK {hosts[0]}" in out
+    assert f"BROKEN {hosts[1]}: line 2 (entry 2): altered" in out

@@ -1,7 +1,9 @@
 """``xbroker audit verify|seal|prune``: check, seal and prune the audit trail.
 
 ``verify`` exits 0 when the chain, every seal and the checkpoint hold, else 1 and names
-the first broken line. ``prune`` drops entries older than ``audit_retention_days``
+the first broken line. It takes the trails of several hosts at once (each host keeps its
+own file, docs/scaling.md) and reports each: 0 only when every one holds, 2 when one is
+missing. ``prune`` drops entries older than ``audit_retention_days``
 behind a signed checkpoint (run it from cron or a systemd timer).
 """
 
@@ -9,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from broker.app import load_parts, party_signer
 from broker.commands._common import settings_from
 from broker.stores.audit import AuditTrail, verify_trail
+from signing import Verifier
 
 __all__ = ["register"]
 
@@ -21,7 +25,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("audit", help="verify, seal or prune the audit trail")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     verify = actions.add_parser("verify", help="check the chain, the seals and the checkpoint")
-    verify.add_argument("--file", default=None, help="default: the settings' audit file")
+    verify.add_argument(
+        "files", nargs="*", type=Path, metavar="FILE", help="trails (default: the settings')"
+    )
+    verify.add_argument("--file", type=Path, default=None, help="one trail (as FILE)")
     verify.set_defaults(func=_verify)
     seal = actions.add_parser("seal", help="seal the entries written since the last seal")
     seal.set_defaults(func=_seal)
@@ -32,12 +39,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _verify(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    path = settings.audit_path if args.file is None else type(settings.audit_path)(args.file)
+    paths = [*args.files, *([args.file] if args.file is not None else [])]
+    verifier = load_parts(settings).verifier()
+    codes = [
+        _verify_one(path, verifier, settings.broker_kennung)
+        for path in paths or [settings.audit_path]
+    ]
+    return 2 if 2 in codes else max(codes)
+
+
+def _verify_one(path: Path, verifier: Verifier, issuer: str) -> int:
     if not path.is_file():
         print(f"xbroker: no audit trail at {path}")
         return 2
-    verifier = load_parts(settings).verifier()
-    report = verify_trail(path, verifier, settings.broker_kennung)
+    report = verify_trail(path, verifier, issuer)
     if not report.ok:
         for problem in report.problems:
             print(f"BROKEN {path}: {problem}")
