@@ -33,7 +33,7 @@ async def _serve(settings_file: Path) -> None:
         await wait_for_signal()
     finally:
         await api.stop()
-        records.close()
+        await records.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

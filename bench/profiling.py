@@ -25,7 +25,7 @@ STAGES: dict[str, tuple[str, ...]] = {
     "identify + header": ("Catalog.identify", "Standard.header"),
     "validate (schema)": ("Standard.validate",),
     "route": ("route (routing/rules.py",),
-    "deduplicate (SQLite)": ("DedupStore.claim", "DedupStore.complete"),
+    "deduplicate (dedup store)": ("DedupStore.claim", "DedupStore.record_many"),
     "receipt: build + sign": ("build_receipt", "Signer.sign"),
     "publish + confirm (aio-pika)": ("publish_confirmed",),
     "AMQP client (aiormq: frames, socket writes)": ("aiormq/", "pamqp/"),

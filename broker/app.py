@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from broker.errors import ConfigurationError, Reason
 from broker.settings import Settings
 from broker.stores.audit import AuditTrail
-from broker.stores.dedup import DedupStore
+from broker.stores.backend import Stores
 from broker.stores.journal import Journals
 from broker.stores.status import StatusStore
 from broker.worker.service import BrokerService
@@ -77,23 +77,28 @@ def party_signer(settings: Settings, kennung: str) -> Signer:
 
 @dataclass(frozen=True, slots=True)
 class Records:
-    """Where the broker writes what happened: the Laufzettel and the audit trail."""
+    """Where the broker writes what happened: the Laufzettel and the audit trail, and
+    the stores of the process (`broker.stores.backend`)."""
 
-    status: StatusStore
+    stores: Stores
     audit: AuditTrail
+
+    @property
+    def status(self) -> StatusStore:
+        return self.stores.status()
 
     def journal(self) -> Journals:
         return Journals([self.status, self.audit])
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self.audit.close()
-        self.status.close()
+        await self.stores.close()
 
 
 def open_records(settings: Settings) -> Records:
     """The status store and the audit trail, sealed with the broker's key."""
     return Records(
-        status=StatusStore(settings.status_path),
+        stores=Stores(settings),
         audit=AuditTrail(
             settings.audit_path,
             issuer=settings.broker_kennung,
@@ -114,10 +119,7 @@ def build_broker(
     settings = parts.settings
     records = records or open_records(settings)
     metrics = Metrics(registry or CollectorRegistry(), reasons=Reason)
-    dedup = DedupStore(
-        dedup_path or settings.state_dir / "dedup.sqlite3",
-        window_seconds=settings.dedup_window_days * 86400,
-    )
+    dedup = records.stores.dedup(dedup_path)
     service = BrokerService(
         settings,
         catalog=parts.catalog,

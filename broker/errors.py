@@ -33,8 +33,11 @@ Error tree (the module that defines each class in brackets)::
     │   ├── PostgresNotInstalledError also FileNotFoundError
     │   └── ClusterStartError         also TimeoutError
     └── TransientError                worth retrying later (RabbitMQ, webhook, store)
-        └── PublishError              a confirmed publish was nacked, returned or timed out;
-                                      also ConnectionError
+        ├── PublishError              a confirmed publish was nacked, returned or timed out;
+        │                             also ConnectionError
+        └── StoreError                a store cannot be read or written now (I/O, full disk,
+                                      an unwritable file, a database that does not answer);
+                                      also OSError
 
 Every reason a sender can read in a rejection receipt is a member of `Reason`; a
 `Rejection` carries one. What becomes of a copy after it was accepted (it expired
@@ -56,6 +59,7 @@ __all__ = [
     "PublishError",
     "Reason",
     "Rejection",
+    "StoreError",
     "TransientError",
     "XBrokerError",
     "XtaFault",
@@ -170,3 +174,11 @@ class TransientError(XBrokerError):
 
 class PublishError(TransientError, ConnectionError):
     """A confirmed publish was nacked, returned as unroutable, or timed out."""
+
+
+class StoreError(TransientError, OSError):
+    """A store cannot be read or written now; the write is retried once it can.
+
+    Every store (SQLite here, a database server elsewhere) maps its own failures to this
+    error at its boundary, so the worker treats them alike without knowing the store.
+    """

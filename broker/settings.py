@@ -94,6 +94,26 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9464, ge=0, le=65535)
 
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql://... : the dedup claims and the Laufzettel in that database, "
+        "shared by every host (docs/scaling.md); unset: SQLite files under state_dir",
+    )
+    database_pool_size: int = Field(default=4, ge=1, le=100, description="connections per process")
+    database_statement_timeout_seconds: float = Field(default=5.0, gt=0)
+    database_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    database_synchronous_commit: bool = Field(
+        default=False,
+        description="wait for the server's WAL flush at each commit (off: survives a broker "
+        "crash, as the SQLite stores do; on: also the database server's)",
+    )
+    status_retention_days: float = Field(
+        default=365.0, gt=0, description="the Laufzettel keeps events this long"
+    )
+    retention_check_seconds: float = Field(
+        default=3600.0, gt=0, description="how often old claims and events are pruned"
+    )
+
     status_db: Path | None = Field(default=None, description="default: <state_dir>/status.sqlite3")
     audit_file: Path | None = Field(default=None, description="default: <state_dir>/audit.jsonl")
     audit_seal_every: int = Field(default=100, ge=1, description="entries between two seals")

@@ -29,8 +29,12 @@ the rest). When no RabbitMQ can be had they are skipped with the reason, except 
     The path of that external tool (`tests.tools.TOOLS`); a test using one gets the
     ``tool`` marker. Missing, it is skipped with what to install, except in CI.
 
-In CI a session in which any ``rabbitmq`` or ``tool`` test was skipped fails too, so CI
-can never pass without having exercised RabbitMQ and every tool.
+``postgres_server``, ``database_url``, ``backend`` (tests/postgres_fixtures.py)
+    A real PostgreSQL, and store tests run against both backends; ``postgres`` marker.
+
+In CI a session in which any ``rabbitmq``, ``postgres`` or ``tool`` test was skipped
+fails too, so CI can never pass without having exercised RabbitMQ, PostgreSQL and every
+tool.
 """
 
 from __future__ import annotations
@@ -53,6 +57,9 @@ import pytest
 
 from broker import devnode
 from tests import tools
+
+# PostgreSQL, and the fixture that runs the store tests on both backends.
+pytest_plugins = ["tests.postgres_fixtures"]
 
 RABBITMQ_FIXTURES = frozenset({"rabbitmq", "amqp_url", "rabbitmqctl", "local_node"})
 
@@ -191,11 +198,13 @@ def _tool_fixture(tool: tools.Tool) -> Callable[[pytest.FixtureRequest], str]:
 for _tool in tools.TOOLS:
     globals()[f"_{_tool.fixture}_fixture"] = _tool_fixture(_tool)
 TOOL_FIXTURES = {tool.fixture: tool for tool in tools.TOOLS}
-GUARDED_MARKERS = ("rabbitmq", "tool")  # a skip of such a test fails a CI session
+# A skip of such a test fails a CI session (``postgres``: tests/postgres_fixtures.py).
+GUARDED_MARKERS = ("rabbitmq", "postgres", "tool")
 
 
 class _SkippedInCI:
-    """Fails a CI session in which any ``rabbitmq`` or ``tool`` test was skipped."""
+    """Fails a CI session in which any ``rabbitmq``, ``postgres`` or ``tool`` test was
+    skipped."""
 
     def __init__(self) -> None:
         self.guarded: set[str] = set()
@@ -220,7 +229,7 @@ class _SkippedInCI:
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.skipped:
             terminalreporter.section(
-                "tests needing RabbitMQ or a tool skipped in CI", sep="!", red=True
+                "tests needing RabbitMQ, PostgreSQL or a tool skipped in CI", sep="!", red=True
             )
             for nodeid in dict.fromkeys(self.skipped):
                 terminalreporter.write_line(f"fails the run: {nodeid}")

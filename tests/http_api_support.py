@@ -21,7 +21,7 @@ from broker.http_api import (
     hash_token,
     serve_api,
 )
-from broker.stores.status import StatusStore
+from broker.stores.backend import Stores
 from tests.world import World, running_world
 
 LIMIT = 64 * 1024
@@ -58,13 +58,15 @@ async def api_app(
     depth_queue: str | None = None,
 ) -> AsyncIterator[FastAPI]:
     """The API's app for ``world``, publishing to its ingress (or reading the depth of
-    ``depth_queue``); by default with the tokens above and a body limit of ``LIMIT``."""
+    ``depth_queue``), on the world's stores; by default with the tokens above and a body
+    limit of ``LIMIT``."""
     options = {} if depth_queue is None else {"depth_queue": depth_queue}
     ingress = IngressPublisher(amqp_url, confirm_timeout=5.0, **options)
     await ingress.start()
+    stores = Stores(world.settings)  # the world's: SQLite files, or its database
     try:
         yield build_api(
-            status=StatusStore(world.settings.status_path),
+            status=stores.status(),
             ingress=ingress,
             catalog=world.parts.catalog,
             authenticate=authenticate or authenticator(world),
@@ -72,6 +74,7 @@ async def api_app(
         )
     finally:
         await ingress.close()
+        await stores.close()
 
 
 @asynccontextmanager

@@ -1,8 +1,8 @@
-"""Without RabbitMQ or a tool, the tests needing it skip locally but fail in CI.
+"""Without RabbitMQ, PostgreSQL or a tool, the tests needing it skip locally but fail in CI.
 
 Each case runs a small pytest session of its own with this suite's conftest and tools,
-in a scratch checkout where rabbitmq-server is "not installed" (XBROKER_RABBITMQ_BIN
-points nowhere) and no tool is on PATH.
+in a scratch checkout where rabbitmq-server and PostgreSQL are "not installed"
+(XBROKER_RABBITMQ_BIN and XBROKER_POSTGRES_BIN point nowhere) and no tool is on PATH.
 """
 
 from __future__ import annotations
@@ -28,6 +28,19 @@ def test_skipped_on_purpose():
     pytest.skip("not today")
 """
 
+NEEDS_POSTGRES = """
+def test_uses_the_database(database_url):
+    assert database_url
+"""
+
+POSTGRES_TEST_SKIPS_ITSELF = """
+import pytest
+
+@pytest.mark.postgres
+def test_skipped_although_postgres_may_be_there():
+    pytest.skip("not today")
+"""
+
 NEEDS_XMLSEC1 = """
 def test_runs_xmlsec1(xmlsec1):
     assert xmlsec1
@@ -45,6 +58,7 @@ PYTEST_INI = """
 pythonpath = .
 markers =
     rabbitmq: needs a real RabbitMQ node
+    postgres: needs a real PostgreSQL server
     tool(name): runs an external tool
 """
 
@@ -54,12 +68,14 @@ def _run_session(
 ) -> subprocess.CompletedProcess[str]:
     tests = tmp_path / "tests"
     tests.mkdir()
-    for name in ("conftest.py", "tools.py"):
+    for name in ("conftest.py", "tools.py", "postgres_fixtures.py"):
         shutil.copy(Path(__file__).with_name(name), tests / name)
     (tests / "test_case.py").write_text(test_source)
     (tmp_path / "pytest.ini").write_text(PYTEST_INI)
-    env = {k: v for k, v in os.environ.items() if k not in {"XBROKER_AMQP_URL", "CI"}}
+    unset = {"XBROKER_AMQP_URL", "XBROKER_DATABASE_URL", "CI"}
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env["XBROKER_RABBITMQ_BIN"] = str(tmp_path / "not-installed")
+    env["XBROKER_POSTGRES_BIN"] = str(tmp_path / "not-installed")
     env["PATH"] = path
     if ci is not None:
         env["CI"] = ci
@@ -97,6 +113,20 @@ def test_without_rabbitmq_tests_fail_in_ci(tmp_path: Path, ci: str) -> None:
     assert "RabbitMQ is required in CI" in done.stdout
 
 
+def test_without_postgres_its_tests_are_skipped_saying_what_to_install(tmp_path: Path) -> None:
+    done = _run_session(tmp_path, NEEDS_POSTGRES, ci=None)
+    assert done.returncode == 0, done.stdout
+    assert "1 skipped" in done.stdout
+    assert "no PostgreSQL: no PostgreSQL server in" in done.stdout
+    assert "apt-get install postgresql" in done.stdout
+
+
+def test_without_postgres_its_tests_fail_in_ci(tmp_path: Path) -> None:
+    done = _run_session(tmp_path, NEEDS_POSTGRES, ci="true")
+    assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout
+    assert "PostgreSQL is required in CI: no PostgreSQL server in" in done.stdout
+
+
 def test_ci_false_is_not_ci(tmp_path: Path) -> None:
     done = _run_session(tmp_path, NEEDS_RABBITMQ, ci="false")
     assert done.returncode == 0, done.stdout
@@ -127,6 +157,12 @@ def test_with_the_tool_on_path_its_test_runs(tmp_path: Path) -> None:
 # and one taking a tool fixture (the tool on PATH, so only the test's own skip remains).
 SKIPPING = [
     pytest.param(SKIPS_ITSELF, None, "test_skipped_on_purpose", id="rabbitmq"),
+    pytest.param(
+        POSTGRES_TEST_SKIPS_ITSELF,
+        None,
+        "test_skipped_although_postgres_may_be_there",
+        id="postgres",
+    ),
     pytest.param(
         TOOL_TEST_SKIPS_ITSELF, "promtool", "test_skipped_although_promtool_is_there", id="tool"
     ),

@@ -14,7 +14,7 @@ from broker.app import Parts, open_records
 from broker.errors import ConfigurationError, Reason
 from broker.http_api import ApiLimits, hash_token, start_api
 from broker.stores.journal import EventKind
-from broker.stores.status import StatusStore
+from broker.stores.sqlite import SqliteStatusStore
 from monitoring.labels import ReceiptKind
 from tests.http_api_support import LIMIT, TOKENS, Api, api_app, as_caller, serving_api
 
@@ -173,9 +173,9 @@ async def test_a_submission_over_http_is_received_once(api: Api) -> None:
     uuid = await _delivered_over_http(api)
     await api.world.settled(uuid)
 
-    store = StatusStore(api.world.settings.status_path)
-    events = store.timeline(uuid).events
-    store.close()
+    store = SqliteStatusStore(api.world.settings.status_path)
+    events = (await store.timeline(uuid)).events
+    await store.close()
 
     received = [e for e in events if e.kind is EventKind.RECEIVED]
     assert [(e.author, e.digest is not None) for e in received] == [("osi:hh-portal", True)]
@@ -301,7 +301,7 @@ async def test_the_api_as_xbroker_run_serves_it_answers_with_a_configured_token(
             response = await client.get("/v1/messages/unknown", headers=PORTAL)
     finally:
         await running.stop()
-        records.close()
+        await records.close()
 
     assert response.status_code == 404
 
@@ -312,4 +312,4 @@ async def test_the_api_refuses_to_start_when_nobody_could_log_in(api: Api) -> No
 
     with pytest.raises(ConfigurationError, match="nobody could log in"):
         await start_api(parts, records)
-    records.close()
+    await records.close()

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from broker.stores.journal import EventKind, StatusEvent
-from broker.stores.status import StatusStore
+from broker.stores.sqlite import SqliteStatusStore
 from monitoring.labels import ReceiptKind
 from tests.http_api_support import Api, as_caller, serving_api
 from tests.polling import TIMEOUT, eventually
@@ -100,9 +100,9 @@ async def test_a_recipient_of_a_fanned_out_message_sees_only_itself_as_recipient
     api: Api,
 ) -> None:
     uuid = str(uuidlib.uuid4())
-    store = StatusStore(api.world.settings.status_path)
+    store = SqliteStatusStore(api.world.settings.status_path)
     try:
-        store.record(
+        await store.record(
             StatusEvent(
                 uuid,
                 EventKind.ACCEPTED,
@@ -111,7 +111,7 @@ async def test_a_recipient_of_a_fanned_out_message_sees_only_itself_as_recipient
             )
         )
     finally:
-        store.close()
+        await store.close()
 
     seen = (await api.client.get(f"/v1/messages/{uuid}", headers=SQUATTER)).json()
 

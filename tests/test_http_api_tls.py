@@ -187,7 +187,7 @@ async def test_the_api_as_xbroker_run_serves_it_checks_client_certificates(
             refused = await client.get("/v1/messages/unknown")
     finally:
         await running.stop()
-        records.close()
+        await records.close()
 
     assert registered.status_code == 404  # in good standing and registered: let in
     assert refused.status_code == 401

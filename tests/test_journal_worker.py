@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,16 +10,17 @@ from prometheus_client import CollectorRegistry
 
 from broker.app import load_parts, party_signer
 from broker.commands.demo import ensure_dev_pki
+from broker.errors import StoreError
 from broker.sdk.agency import AgencyClient, Delivery
 from broker.sdk.portal import Portal
 from broker.settings import load_settings
-from broker.stores.dedup import DedupStore
 from broker.stores.journal import EventKind, StatusEvent
 from broker.stores.status import StatusStore
 from broker.worker.service import BrokerService
 from monitoring.metrics import Metrics
 from signing import parse_untrusted
 from tests.polling import eventually
+from tests.postgres_fixtures import Backend
 from xta_schemas.samples import with_fresh_header
 
 pytestmark = pytest.mark.rabbitmq
@@ -37,25 +37,30 @@ class FailsOnAccepted:
         self.store = store
         self.failed = False
 
-    def record(self, event: StatusEvent) -> None:
-        self.record_many((event,))
+    async def record(self, event: StatusEvent) -> None:
+        await self.record_many((event,))
 
-    def record_many(self, events: Sequence[StatusEvent]) -> None:
+    async def record_many(self, events: Sequence[StatusEvent]) -> None:
         if not self.failed and any(e.kind is EventKind.ACCEPTED for e in events):
             self.failed = True
-            raise sqlite3.OperationalError("disk I/O error")
-        self.store.record_many(events)
+            raise StoreError("disk I/O error")
+        await self.store.record_many(events)
 
 
 async def test_a_message_whose_events_cannot_be_written_is_not_acked_and_comes_back(
-    amqp_url: str, tmp_path: Path
+    amqp_url: str, tmp_path: Path, backend: Backend
 ) -> None:
     settings = load_settings(
-        EXAMPLES / "xbroker.toml", amqp_url=amqp_url, state_dir=tmp_path, metrics_port=0
+        EXAMPLES / "xbroker.toml",
+        amqp_url=amqp_url,
+        state_dir=tmp_path,
+        metrics_port=0,
+        database_url=backend.settings.database_url,
     )
     ensure_dev_pki(settings)
     parts = load_parts(settings)
-    store = StatusStore(settings.status_path)
+    stores = backend.stores()
+    store = stores.status()
     broker = BrokerService(
         settings,
         catalog=parts.catalog,
@@ -63,7 +68,7 @@ async def test_a_message_whose_events_cannot_be_written_is_not_acked_and_comes_b
         verifier=parts.verifier(),
         signer=party_signer(settings, settings.broker_kennung),
         metrics=Metrics(CollectorRegistry()),
-        dedup=DedupStore(tmp_path / "dedup.sqlite3", window_seconds=3600),
+        dedup=stores.dedup(),
         journal=FailsOnAccepted(store),
     )
     handled: list[str] = []
@@ -83,11 +88,16 @@ async def test_a_message_whose_events_cannot_be_written_is_not_acked_and_comes_b
     root = parse_untrusted(SAMPLE.read_bytes())
     standard, _ = parts.catalog.identify(root)
 
-    def kinds(uuid: str) -> list[EventKind]:
-        return [e.kind for e in store.timeline(uuid).events]
+    async def kinds(uuid: str) -> list[EventKind]:
+        return [e.kind for e in (await store.timeline(uuid)).events]
 
     async def until(kind: EventKind, uuid: str) -> None:
-        await eventually(lambda: kind in kinds(uuid), what=f"{kind} for {uuid}", timeout=60)
+        await eventually(
+            lambda: kinds(uuid),
+            until=lambda seen: kind in seen,
+            what=f"{kind} for {uuid}",
+            timeout=60,
+        )
 
     await broker.start()
     await portal.start()
@@ -105,6 +115,7 @@ async def test_a_message_whose_events_cannot_be_written_is_not_acked_and_comes_b
 
     # Taken twice from the ingress queue: the first delivery was not acked. The accepted
     # event of the first was written at the next write, and the copy reached the agency once.
-    assert kinds(uuid).count(EventKind.RECEIVED) == 2
-    assert kinds(uuid).count(EventKind.ACCEPTED) == 1
+    seen = await kinds(uuid)
+    assert seen.count(EventKind.RECEIVED) == 2
+    assert seen.count(EventKind.ACCEPTED) == 1
     assert handled == [uuid]

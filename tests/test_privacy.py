@@ -3,8 +3,9 @@
 Messages carrying a unique marker in their content go through every path: accepted
 (over AMQP and over HTTP), rejected as schema-invalid, rejected as tampered, and a
 forged delivery receipt that is dead-lettered. Afterwards the marker must appear in no
-log line, no file of the state folder (status store, audit trail, dedup store), no
-metric and no receipt.
+log line, no file of the state folder (status store, audit trail, dedup store), no row
+of the database (the stores on PostgreSQL, as ``pg_dump`` writes them), no metric and
+no receipt. The module runs twice: with the stores in SQLite files, and in PostgreSQL.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from broker.app import party_signer
 from broker.errors import Reason
 from broker.logs import configure_logging
 from broker.receipts.document import Receipt, build_receipt
-from broker.stores.status import StatusStore
+from broker.stores.backend import Stores
 from monitoring.labels import ReceiptKind
 from tests.http_api_support import api_app, as_caller
 from tests.polling import eventually
+from tests.postgres_fixtures import postgres_dump, private_schema
 from tests.test_receipts import ReceiptTap, receipt_tap
 from tests.world import World, running_world
 from xta_schemas.report import redact
@@ -50,11 +52,25 @@ def logs() -> Iterator[io.StringIO]:
     root.setLevel(level)
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """Where the stores are: None for SQLite files, else a database URL of the module's."""
+    if request.param == "sqlite":
+        yield None
+        return
+    with private_schema(request.getfixturevalue("postgres_server")) as url:
+        yield url
+
+
 @pytest.fixture(scope="module")
 async def world(
-    amqp_url: str, tmp_path_factory: pytest.TempPathFactory, logs: io.StringIO
+    amqp_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    logs: io.StringIO,
+    database: str | None,
 ) -> AsyncIterator[World]:
-    async with running_world(amqp_url, tmp_path_factory.mktemp("privacy")) as running:
+    folder = tmp_path_factory.mktemp("privacy")
+    async with running_world(amqp_url, folder, database_url=database) as running:
         yield running
 
 
@@ -192,20 +208,40 @@ def test_the_marker_is_in_no_file_of_the_state_folder(every_path: list[str], wor
     files = [p for p in world.settings.state_dir.rglob("*") if p.is_file() and pki not in p.parents]
     names = {p.name for p in files}
 
-    assert {"status.sqlite3", "audit.jsonl", "dedup.sqlite3"} <= names
+    kept = {"audit.jsonl"}
+    if world.settings.database_url is None:
+        kept |= {"status.sqlite3", "dedup.sqlite3"}
+    assert kept <= names
     for path in files:
         assert MARKER.encode() not in path.read_bytes(), path
 
 
-def test_the_status_store_and_audit_trail_know_every_message(
-    every_path: list[str], world: World
-) -> None:
-    store = StatusStore(world.settings.status_path)
-    trail = world.settings.audit_path.read_text()
+def test_the_marker_is_in_no_store(every_path: list[str], world: World) -> None:
+    # Every byte the dedup and status stores keep: their files, or the database's rows.
+    url = world.settings.database_url
+    if url is None:
+        files = sorted(world.settings.state_dir.glob("*.sqlite3*"))  # with their WAL files
+        kept = b"".join(path.read_bytes() for path in files)
+    else:
+        kept = postgres_dump(url)
 
     for uuid in every_path:
-        assert store.timeline(uuid).events, uuid
-        assert uuid in trail
+        assert uuid.encode() in kept, f"{uuid}: not in what was searched"
+    assert MARKER.encode() not in kept
+
+
+async def test_the_status_store_and_audit_trail_know_every_message(
+    every_path: list[str], world: World
+) -> None:
+    stores = Stores(world.settings)
+    trail = world.settings.audit_path.read_text()
+
+    try:
+        for uuid in every_path:
+            assert (await stores.status().timeline(uuid)).events, uuid
+            assert uuid in trail
+    finally:
+        await stores.close()
 
 
 def test_the_marker_is_in_no_metric(every_path: list[str], world: World) -> None:

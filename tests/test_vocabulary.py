@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
 import subprocess
 import sys
@@ -172,7 +173,7 @@ def test_the_broker_starts_every_rejection_counter_at_zero(tmp_path: Path) -> No
             for reason in Reason
         }
     finally:
-        records.close()
+        asyncio.run(records.close())
     assert counted == dict.fromkeys(Reason, 0.0)
 
 

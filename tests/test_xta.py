@@ -94,7 +94,7 @@ async def test_a_message_sent_over_xta_is_received_once(xta: XtaWorld, tmp_path:
     await until_listed(xta.client(AGENCY), message_id)
     await xta.xta.boxes.close(AGENCY, message_id)  # leave the box as it was
 
-    events = xta.records.status.timeline(uuid).events
+    events = (await xta.records.status.timeline(uuid)).events
     received = [e for e in events if e.kind is EventKind.RECEIVED]
     assert [e.author for e in received] == [PORTAL]
     assert events[0] is received[0]

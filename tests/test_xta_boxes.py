@@ -105,7 +105,7 @@ async def test_an_unclosed_copy_expires_with_the_failed_receipt_an_amqp_copy_get
         not_fetched(NORDERSTEDT, days),
     )
     assert (box_failed.issuer, box_failed.author) == (amqp_failed.issuer, amqp_failed.author)
-    events = xta.records.status.timeline(in_box).events
+    events = (await xta.records.status.timeline(in_box)).events
     assert [(e.kind, e.agency, e.reason) for e in events if e.kind is EventKind.FAILED] == [
         (EventKind.FAILED, AGENCY, DeliveryFailure.EXPIRED.value)
     ]

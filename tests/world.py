@@ -22,7 +22,7 @@ from broker.commands.demo import ensure_dev_pki
 from broker.sdk.agency import AgencyClient, Delivery
 from broker.sdk.portal import Portal
 from broker.settings import Settings, load_settings
-from broker.stores.status import StatusStore
+from broker.stores.backend import Stores
 from broker.worker.service import BrokerService
 from routing import AmqpEndpoint
 from signing import Signer, parse_untrusted
@@ -64,17 +64,19 @@ class World:
         """Wait until the broker has finished with ``uuid``: its accepted (or rejected)
         event is written, which happens in the same write as the dedup completion and
         before the ingress ack. A receipt can arrive at the portal before that."""
-        store = StatusStore(self.settings.status_path)
+        stores = Stores(self.settings)
+        store = stores.status()
+
+        async def ends() -> set[str]:
+            kinds = {e.kind.value for e in (await store.timeline(uuid)).events}
+            return {"accepted", "rejected"} & kinds
+
         try:
             await eventually(
-                lambda: (
-                    {"accepted", "rejected"} & {e.kind.value for e in store.timeline(uuid).events}
-                ),
-                what=f"{uuid} accepted or rejected in the status store",
-                timeout=timeout,
+                ends, what=f"{uuid} accepted or rejected in the status store", timeout=timeout
             )
         finally:
-            store.close()
+            await stores.close()
 
     def receivers_of(self, uuid: str) -> list[str]:
         return sorted(k for k, ds in self.received.items() for d in ds if d.uuid == uuid)

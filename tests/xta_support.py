@@ -75,7 +75,7 @@ class XtaWorld:
 
     async def stop(self) -> None:
         await self.xta.stop()
-        self.records.close()
+        await self.records.close()
 
     @asynccontextmanager
     async def second_endpoint(self) -> AsyncIterator[XtaWorld]:

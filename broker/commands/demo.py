@@ -169,7 +169,7 @@ def _demo(args: argparse.Namespace) -> int:
             await xta.stop()
             await broker.stop()
             await http.stop()
-            records.close()
+            await records.close()
         _say(f"stopped cleanly; Laufzettel: xbroker status <uuid>, audit: {settings.audit_path}")
         return 0
 

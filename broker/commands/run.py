@@ -15,6 +15,7 @@ from broker.commands._common import run_async, settings_from, wait_for_signal
 from broker.http_api import start_api
 from broker.logs import configure_logging, event
 from broker.worker.reload import DirectoryWatcher
+from broker.worker.retention import Retention
 from broker.worker.waiting import WaitingWatch
 from broker.xta import start_xta
 from monitoring.http import build_app, serve
@@ -94,6 +95,13 @@ def _run(args: argparse.Namespace) -> int:
             interval=settings.waiting_check_seconds,
         )
         waiting.start()
+        retention = Retention(
+            service.dedup,
+            records.status,
+            keep_events=timedelta(days=settings.status_retention_days),
+            interval=settings.retention_check_seconds,
+        )
+        retention.start()
         api = await start_api(parts, records) if settings.api_enabled else None
         xta = (
             await start_xta(parts, records, registry, service.metrics, lambda: service.directory)
@@ -117,9 +125,10 @@ def _run(args: argparse.Namespace) -> int:
                 await xta.stop()
             await watcher.stop()
             await waiting.stop()
+            await retention.stop()
             await service.stop()
             await http.stop()
-            records.close()
+            await records.close()
         return 0
 
     return run_async(main)

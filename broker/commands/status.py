@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import sys
 
 from broker.commands._common import settings_from
-from broker.stores.status import Laufzettel, StatusStore
+from broker.errors import StoreError
+from broker.stores.backend import Backend, Stores
+from broker.stores.status import Laufzettel
 
 __all__ = ["format_timeline", "register"]
 
@@ -43,16 +47,25 @@ def format_timeline(laufzettel: Laufzettel) -> str:
 
 def _status(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    if not settings.status_path.is_file():
+    stores = Stores(settings)
+    if stores.backend is Backend.SQLITE and not settings.status_path.is_file():
         print(f"xbroker: no status store at {settings.status_path}")
         return 2
-    store = StatusStore(settings.status_path)
     try:
-        laufzettel = store.timeline(args.uuid)
-    finally:
-        store.close()
+        laufzettel = asyncio.run(_timeline(stores, args.uuid))
+    except StoreError as exc:
+        print(f"xbroker: cannot read the status store at {stores.where()}: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(laufzettel.as_dict(), indent=2, ensure_ascii=False))
     else:
         print(format_timeline(laufzettel))
     return 0 if laufzettel.events else 1
+
+
+async def _timeline(stores: Stores, uuid: str) -> Laufzettel:
+    """The Laufzettel as the store holds it: with PostgreSQL, whichever host wrote it."""
+    try:
+        return await stores.status().timeline(uuid)
+    finally:
+        await stores.close()

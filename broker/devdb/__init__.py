@@ -30,6 +30,7 @@ from broker.devdb.cluster import (
     cluster_status,
     ensure_cluster,
     postgres_reachable,
+    postgres_tool,
     stop_cluster,
 )
 from broker.devdb.errors import ClusterStartError, DevDatabaseError, PostgresNotInstalledError
@@ -42,5 +43,6 @@ __all__ = [
     "cluster_status",
     "ensure_cluster",
     "postgres_reachable",
+    "postgres_tool",
     "stop_cluster",
 ]

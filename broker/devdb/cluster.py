@@ -20,7 +20,14 @@ from urllib.parse import quote, urlsplit
 from broker.devdb.errors import INSTALL_HINT, ClusterStartError, PostgresNotInstalledError
 from broker.devnode import project_root
 
-__all__ = ["ClusterInfo", "cluster_status", "ensure_cluster", "postgres_reachable", "stop_cluster"]
+__all__ = [
+    "ClusterInfo",
+    "cluster_status",
+    "ensure_cluster",
+    "postgres_reachable",
+    "postgres_tool",
+    "stop_cluster",
+]
 
 START_TIMEOUT_SECONDS = 60.0
 DEBIAN_BIN_ROOT = Path("/usr/lib/postgresql")
@@ -57,7 +64,7 @@ class ClusterInfo:
 
 
 @dataclass(frozen=True)
-class _Layout:
+class _ClusterLayout:
     """The files of one checkout's cluster, derived from the checkout path without I/O."""
 
     base: Path
@@ -67,7 +74,7 @@ class _Layout:
     state_file: Path
 
     @classmethod
-    def of(cls, root: Path | None) -> _Layout:
+    def of(cls, root: Path | None) -> _ClusterLayout:
         base = (root or project_root()).resolve() / ".xbroker" / "postgres"
         return cls(
             base=base,
@@ -89,7 +96,7 @@ def ensure_cluster(
     root: Path | None = None, *, timeout: float = START_TIMEOUT_SECONDS
 ) -> ClusterInfo:
     """Reuse this checkout's cluster if it answers, else create and start it, and wait."""
-    layout = _Layout.of(root)
+    layout = _ClusterLayout.of(root)
     bin_dir = _bin_dir()
     with _locked(layout):
         state = _read_state(layout)
@@ -121,7 +128,7 @@ def ensure_cluster(
 
 def cluster_status(root: Path | None = None) -> ClusterInfo | None:
     """The local cluster if its server is alive and answers, else None. Starts nothing."""
-    layout = _Layout.of(root)
+    layout = _ClusterLayout.of(root)
     state = _read_state(layout)
     pid = _running_pid(layout)
     if state is None or pid is None or not postgres_reachable(f"//127.0.0.1:{state.port}"):
@@ -133,12 +140,12 @@ def cluster_status(root: Path | None = None) -> ClusterInfo | None:
 
 def stop_cluster(root: Path | None = None, *, timeout: float = 60.0) -> bool:
     """Stop this checkout's cluster (fast shutdown); True if one was running. Data stays."""
-    layout = _Layout.of(root)
+    layout = _ClusterLayout.of(root)
     with _locked(layout):
         if _running_pid(layout) is None:
             return False
         _as_owner(
-            [str(_executable("pg_ctl")), "stop", "-D", str(layout.data), "-m", "fast", "-w"],
+            [str(postgres_tool("pg_ctl")), "stop", "-D", str(layout.data), "-m", "fast", "-w"],
             layout,
             timeout=timeout,
         )
@@ -161,7 +168,7 @@ def postgres_reachable(url: str, timeout: float = 3.0) -> bool:
 # creating and starting
 
 
-def _init(layout: _Layout, bin_dir: Path) -> _State:
+def _init(layout: _ClusterLayout, bin_dir: Path) -> _State:
     """initdb with the role ``xbroker`` and a fresh password; a free port remembered."""
     for folder in (layout.base, layout.data, layout.socket_dir, layout.log_file.parent):
         folder.mkdir(parents=True, exist_ok=True)
@@ -199,7 +206,7 @@ def _init(layout: _Layout, bin_dir: Path) -> _State:
     return state
 
 
-def _start(layout: _Layout, state: _State, bin_dir: Path, timeout: float) -> _State:
+def _start(layout: _ClusterLayout, state: _State, bin_dir: Path, timeout: float) -> _State:
     if not _port_is_free(state.port):
         state = _State(_free_port(), state.password, state.created)
         _write_state(layout, state)
@@ -285,7 +292,7 @@ def _give_to_owner(path: Path) -> None:
         os.chown(path, *owner)
 
 
-def _as_owner(args: Sequence[str], layout: _Layout, *, timeout: float) -> None:
+def _as_owner(args: Sequence[str], layout: _ClusterLayout, *, timeout: float) -> None:
     """Run a server program as the cluster's owner, from a folder it may enter."""
     owner = _owner()
     try:
@@ -312,7 +319,7 @@ def _as_owner(args: Sequence[str], layout: _Layout, *, timeout: float) -> None:
 
 
 @contextlib.contextmanager
-def _locked(layout: _Layout) -> Iterator[None]:
+def _locked(layout: _ClusterLayout) -> Iterator[None]:
     """Serialise ensure/stop across processes (make, pytest, a second terminal)."""
     layout.base.mkdir(parents=True, exist_ok=True)
     with (layout.base / "cluster.lock").open("w") as handle:
@@ -323,7 +330,7 @@ def _locked(layout: _Layout) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _read_state(layout: _Layout) -> _State | None:
+def _read_state(layout: _ClusterLayout) -> _State | None:
     try:
         raw = json.loads(layout.state_file.read_text())
         return _State(int(raw["port"]), str(raw["password"]), bool(raw.get("created", False)))
@@ -331,12 +338,12 @@ def _read_state(layout: _Layout) -> _State | None:
         return None
 
 
-def _write_state(layout: _Layout, state: _State) -> None:
+def _write_state(layout: _ClusterLayout, state: _State) -> None:
     layout.state_file.write_text(json.dumps(asdict(state), indent=2))
     layout.state_file.chmod(0o600)
 
 
-def _running_pid(layout: _Layout) -> int | None:
+def _running_pid(layout: _ClusterLayout) -> int | None:
     """The postmaster's pid if it is alive and serves this checkout's data directory."""
     try:
         pid = int((layout.data / "postmaster.pid").read_text().splitlines()[0])
@@ -361,11 +368,12 @@ def _bin_dir() -> Path:
     raise PostgresNotInstalledError(f"no PostgreSQL server in {where}. {INSTALL_HINT}")
 
 
-def _executable(name: str) -> Path:
+def postgres_tool(name: str) -> Path:
+    """A program of the PostgreSQL installation the cluster uses (``pg_dump``, ``psql``)."""
     return _bin_dir() / name
 
 
-def _info(layout: _Layout, state: _State, pid: int, bin_dir: Path) -> ClusterInfo:
+def _info(layout: _ClusterLayout, state: _State, pid: int, bin_dir: Path) -> ClusterInfo:
     return ClusterInfo(
         url=(
             f"postgresql://{ROLE}:{quote(state.password, safe='')}@127.0.0.1:{state.port}/"

@@ -39,7 +39,7 @@ from starlette.requests import ClientDisconnect
 from broker.errors import TransientError
 from broker.http_api.auth import Authenticator
 from broker.logs import event
-from broker.stores.journal import EventKind, Journal, StatusEvent
+from broker.stores.journal import EventKind, Recorder, StatusEvent
 from broker.stores.status import StatusStore, SubmissionMatch
 from signing import ParserLimits, XmlError, parse_untrusted
 from xta_schemas import Catalog
@@ -119,7 +119,7 @@ def build_api(
     catalog: Catalog,
     authenticate: Authenticator | Callable[[Request], str | None],
     limits: ApiLimits,
-    journal: Journal | None = None,
+    journal: Recorder | None = None,
 ) -> FastAPI:
     """The ASGI app. ``journal`` learns of each new submission (default: ``status``)."""
     journal = journal or status
@@ -181,7 +181,7 @@ def build_api(
             _uuid_of, body, catalog, limits, request.headers.get("idempotency-key")
         )
         digest = hashlib.sha256(body).hexdigest()
-        claim = status.claim_submission(uuid, author, digest)
+        claim = await status.claim_submission(uuid, author, digest)
         if claim.match is SubmissionMatch.CONFLICT:
             raise HTTPException(409, f"you submitted another message as {uuid}")
         answer = Submitted(uuid=uuid, sha256=digest, location=f"/v1/messages/{uuid}")
@@ -192,9 +192,9 @@ def build_api(
             try:
                 await ingress.publish(body, uuid, author)
             except TransientError as exc:
-                status.release_submission(uuid, author, digest)
+                await status.release_submission(uuid, author, digest)
                 raise busy("RabbitMQ did not confirm the submission") from exc
-            journal.record(received)
+            await journal.record(received)
             event(log, "http.submitted", uuid=uuid, author=author, bytes=len(body))
         return JSONResponse(
             answer.model_dump(), status_code=202, headers={"Location": answer.location}
@@ -207,7 +207,7 @@ def build_api(
     )
     async def laufzettel(uuid: str, request: Request) -> LaufzettelView:
         kennung = caller(request)
-        seen = status.timeline(uuid).seen_by(kennung)
+        seen = (await status.timeline(uuid)).seen_by(kennung)
         if not seen.events:
             raise HTTPException(404, "no such message for this caller")
         return LaufzettelView.model_validate(seen.as_dict())

@@ -4,57 +4,42 @@ Only the same bytes are the same message: a second message under an identity the
 used before, with other content, is not a duplicate but a reused identity (REUSED),
 which the broker rejects (``id-reused``) rather than swallow.
 
-SQLite in WAL mode, shared by the workers on one host; it keeps ids and digests only.
-A message is *claimed* before its copies are published and *completed* after; a claim
-found pending belongs to a worker that crashed or was stopped mid-delivery, so the
-message is delivered again (agencies deduplicate by message id) rather than lost.
+A message is *claimed* before its copies are published and *completed* after. The claim
+names its holder, the broker process delivering it. A claim found pending is one of two
+things: its holder is alive and delivering it right now (BUSY: the same message arrived
+twice at once, at two workers or twice at one; the later one waits until the first has
+finished and then gets DUPLICATE), or its holder is gone (RETRY: it crashed or was
+stopped mid-delivery, so the message is delivered again rather than lost; agencies
+deduplicate by message id). So two live workers never both publish a message's copies,
+on one host or on several, while a message whose worker died is delivered at least once.
 
-A claim is one statement (an upsert), so one short transaction per message. The store
-is also a journal (`broker.stores.journal.BatchJournal`): an ``accepted`` event completes the
-claim of its message. Attached to the worker's `JournalBatch`, completions are written
-with the events, many messages in one transaction, after the confirms and before the
-ack, which is exactly where a completion belongs: a crash before that write leaves the
-claim pending, and the redelivered message is delivered again (RETRY).
+The store is also a journal (`broker.stores.journal.BatchJournal`): an ``accepted`` event
+completes the claim of its message. Attached to the worker's `JournalBatch`, completions
+are written with the events, many messages in one transaction, after the confirms and
+before the ack, which is exactly where a completion belongs: a crash before that write
+leaves the claim pending, and the redelivered message is delivered again (RETRY).
+
+Two implementations: SQLite for one host (`broker.stores.sqlite.SqliteDedupStore`) and
+PostgreSQL for several (`broker.stores.postgres.PostgresDedupStore`); the settings choose
+(`broker.stores.backend`). Both keep ids and digests only.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
+from typing import Protocol
 
-from broker.stores.journal import EventKind, StatusEvent
-from broker.stores.status import open_shared
+from broker.stores.journal import StatusEvent
 
 __all__ = ["Claim", "ClaimState", "DedupStore"]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS seen (
-    author      TEXT NOT NULL,
-    uuid        TEXT NOT NULL,
-    digest      TEXT NOT NULL,
-    first_seen  REAL NOT NULL,
-    completed   INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (author, uuid)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS seen_first ON seen (first_seen);
-"""
-
-_CLAIM = """
-INSERT INTO seen (author, uuid, digest, first_seen, completed) VALUES (?, ?, ?, ?, 0)
-ON CONFLICT (author, uuid) DO UPDATE
-    SET digest = excluded.digest, first_seen = excluded.first_seen, completed = 0
-    WHERE seen.first_seen < ?
-RETURNING 1
-"""
 
 
 class ClaimState(StrEnum):
     NEW = "new"  # first time: deliver
-    RETRY = "retry"  # claimed before but never completed: deliver again
+    RETRY = "retry"  # claimed before, its holder is gone: deliver again
+    BUSY = "busy"  # claimed by a live holder that is delivering it now: wait, claim again
     DUPLICATE = "duplicate"  # delivered before: answer with a duplicate receipt
     REUSED = "reused"  # the identity was used before for other bytes: reject
 
@@ -65,68 +50,37 @@ class Claim:
     first_digest: str
     first_seen: float
 
+    @property
+    def held(self) -> bool:
+        """Whether this claim makes its caller the holder (it must deliver the message)."""
+        return self.state in (ClaimState.NEW, ClaimState.RETRY)
 
-class DedupStore:
-    """Claims and completions of nachrichtenUUIDs per author, within ``window_seconds``."""
 
-    def __init__(self, path: Path, window_seconds: float) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = open_shared(path)
-        self._db.executescript(_SCHEMA)
-        self._window = window_seconds
+class DedupStore(Protocol):
+    """Claims and completions of nachrichtenUUIDs per author, within a window.
 
-    def claim(self, author: str, uuid: str, digest: str) -> Claim:
-        now = time.time()
-        for _ in range(3):  # a row pruned between the two statements: claim again
-            # New, or seen so long ago that the window forgot it: (re)claimed in one
-            # statement. Otherwise the upsert changes nothing and returns no row.
-            if self._db.execute(_CLAIM, (author, uuid, digest, now, now - self._window)).fetchall():
-                return Claim(ClaimState.NEW, digest, now)
-            row = self._db.execute(
-                "SELECT digest, first_seen, completed FROM seen WHERE author=? AND uuid=?",
-                (author, uuid),
-            ).fetchone()
-            if row is None:
-                continue
-            if row[0] != digest:
-                return Claim(ClaimState.REUSED, row[0], row[1])
-            if row[2]:
-                return Claim(ClaimState.DUPLICATE, row[0], row[1])
-            return Claim(ClaimState.RETRY, row[0], row[1])
-        raise sqlite3.OperationalError(f"claim of {uuid} did not settle")
+    Every method raises `broker.errors.StoreError` when the store cannot be read or
+    written now (a fault of the surroundings, never of the message).
+    """
 
-    def complete(self, author: str, uuid: str) -> None:
-        self._db.execute("UPDATE seen SET completed=1 WHERE author=? AND uuid=?", (author, uuid))
+    async def claim(self, author: str, uuid: str, digest: str) -> Claim: ...
 
-    def record(self, event: StatusEvent) -> None:
+    async def complete(self, author: str, uuid: str) -> None: ...
+
+    async def record(self, event: StatusEvent) -> None:
         """As a journal: an accepted message is complete."""
-        self.record_many((event,))
 
-    def record_many(self, events: Sequence[StatusEvent]) -> None:
-        """As a journal: complete the claims of the accepted messages, in one transaction."""
-        done = [(e.author, e.uuid) for e in events if e.kind is EventKind.ACCEPTED and e.author]
-        if not done:
-            return
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.executemany("UPDATE seen SET completed=1 WHERE author=? AND uuid=?", done)
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
+    async def record_many(self, events: Sequence[StatusEvent]) -> None:
+        """As a journal: complete the claims of the accepted messages, in one write."""
 
-    def release(self, author: str, uuid: str) -> None:
+    async def release(self, author: str, uuid: str) -> None:
         """Forget an uncompleted claim (its delivery failed before anything was published)."""
-        self._db.execute(
-            "DELETE FROM seen WHERE author=? AND uuid=? AND completed=0", (author, uuid)
-        )
 
-    def prune(self) -> int:
-        cur = self._db.execute(
-            "DELETE FROM seen WHERE first_seen < ?", (time.time() - self._window,)
-        )
-        return cur.rowcount
+    async def abandon(self, author: str, uuid: str) -> None:
+        """Stop holding a claim without completing it (the message was given up, and
+        comes back): the next delivery is a RETRY, not BUSY."""
 
-    def close(self) -> None:
-        self._db.close()
+    async def prune(self) -> int:
+        """Delete claims older than the window; return how many."""
+
+    async def close(self) -> None: ...

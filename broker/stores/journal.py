@@ -34,13 +34,19 @@ journals that succeeded are not written twice. Whoever awaited that write gets a
 
 `JournalBatch.record` stays what `Journal.record` always meant: written when it returns
 (it writes whatever is pending along with it), for callers that ack right after.
+
+Journals may write synchronously (the audit trail appends to a file) or asynchronously
+(the stores, whose PostgreSQL implementation talks to a server); a batch awaits what
+needs awaiting. What the service's handlers hold is a `Recorder`: ``await record(event)``.
+Batches are written one after the other, in the order their events were added.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -54,6 +60,7 @@ __all__ = [
     "Journal",
     "JournalBatch",
     "Journals",
+    "Recorder",
     "StatusEvent",
 ]
 
@@ -85,16 +92,24 @@ class StatusEvent:
 
 
 class Journal(Protocol):
-    def record(self, event: StatusEvent) -> None: ...
+    """Where events are written; synchronously or not (then awaited)."""
+
+    def record(self, event: StatusEvent) -> Awaitable[None] | None: ...
 
 
 @runtime_checkable
 class BatchJournal(Protocol):
     """A journal that writes many events at the cost of one (one transaction, one append)."""
 
-    def record(self, event: StatusEvent) -> None: ...
+    def record(self, event: StatusEvent) -> Awaitable[None] | None: ...
 
-    def record_many(self, events: Sequence[StatusEvent]) -> None: ...
+    def record_many(self, events: Sequence[StatusEvent]) -> Awaitable[None] | None: ...
+
+
+class Recorder(Protocol):
+    """What a handler records its events with: written when ``record`` returns."""
+
+    async def record(self, event: StatusEvent) -> None: ...
 
 
 class Journals:
@@ -103,13 +118,13 @@ class Journals:
     def __init__(self, journals: Sequence[Journal] = ()) -> None:
         self.journals: tuple[Journal, ...] = tuple(journals)
 
-    def record(self, event: StatusEvent) -> None:
+    async def record(self, event: StatusEvent) -> None:
         for journal in self.journals:
-            journal.record(event)
+            await _done(journal.record(event))
 
-    def record_many(self, events: Sequence[StatusEvent]) -> None:
+    async def record_many(self, events: Sequence[StatusEvent]) -> None:
         for journal in self.journals:
-            _write(journal, events)
+            await _write(journal, events)
 
 
 class JournalBatch:
@@ -129,6 +144,8 @@ class JournalBatch:
         self._max_events = max_events
         self._scheduled: asyncio.Handle | None = None
         self._waiters: list[asyncio.Future[None]] = []
+        self._writing = asyncio.Lock()  # one batch at a time, in order
+        self._writes: set[asyncio.Task[None]] = set()
 
     @property
     def pending(self) -> int:
@@ -136,15 +153,10 @@ class JournalBatch:
         return max((len(sink.backlog) for sink in self._sinks), default=0)
 
     def add(self, event: StatusEvent) -> None:
-        """Queue ``event`` for the next batch (written at once without a running loop)."""
+        """Queue ``event`` for the next batch."""
         for sink in self._sinks:
             sink.backlog.append(event)
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.flush()
-            return
-        self._schedule(loop)
+        self._schedule(asyncio.get_running_loop())
 
     async def flushed(self) -> None:
         """Return once every event added so far is written; raise `TransientError` if a
@@ -157,22 +169,23 @@ class JournalBatch:
         self._schedule(loop)
         await waiter
 
-    def record(self, event: StatusEvent) -> None:
+    async def record(self, event: StatusEvent) -> None:
         """Write ``event`` now, with whatever is pending: written when this returns."""
         for sink in self._sinks:
             sink.backlog.append(event)
-        self.flush()
+        await self.flush()
 
-    def flush(self) -> None:
+    async def flush(self) -> None:
         """Write everything pending now; raise `TransientError` if a journal failed."""
-        failure: Exception | None = None
-        for sink in self._sinks:
-            try:
-                sink.write()
-            except Exception as exc:  # each journal fails alone; the others still write
-                failure = failure or exc
-        if failure is not None:
-            raise TransientError(f"journal write failed: {failure}") from failure
+        async with self._writing:
+            failure: Exception | None = None
+            for sink in self._sinks:
+                try:
+                    await sink.write()
+                except Exception as exc:  # each journal fails alone; the others still write
+                    failure = failure or exc
+            if failure is not None:
+                raise TransientError(f"journal write failed: {failure}") from failure
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         waiting = self._scheduled
@@ -190,8 +203,13 @@ class JournalBatch:
     def _flush_now(self) -> None:
         self._scheduled = None
         waiters, self._waiters = self._waiters, []
+        task = asyncio.get_running_loop().create_task(self._write_batch(waiters))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _write_batch(self, waiters: list[asyncio.Future[None]]) -> None:
         try:
-            self.flush()
+            await self.flush()
         except TransientError as exc:
             log.warning("journal.write_failed", exc_info=True)
             for waiter in waiters:
@@ -213,31 +231,37 @@ class _Sink:
         self.many = journal if isinstance(journal, BatchJournal) else None
         self.backlog: list[StatusEvent] = []
 
-    def write(self) -> None:
+    async def write(self) -> None:
         if not self.backlog:
             return
         events, self.backlog = self.backlog, []
         if self.many is not None:
             try:
-                self.many.record_many(events)
+                await _done(self.many.record_many(events))
             except BaseException:
                 self.backlog[:0] = events
                 raise
             return
         for index, event in enumerate(events):
             try:
-                self.journal.record(event)
+                await _done(self.journal.record(event))
             except BaseException:
                 self.backlog[:0] = events[index:]
                 raise
 
 
-def _write(journal: Journal, events: Sequence[StatusEvent]) -> None:
+async def _write(journal: Journal, events: Sequence[StatusEvent]) -> None:
     if isinstance(journal, BatchJournal):
-        journal.record_many(events)
+        await _done(journal.record_many(events))
     else:
         for event in events:
-            journal.record(event)
+            await _done(journal.record(event))
+
+
+async def _done(result: Awaitable[None] | None) -> None:
+    """Await what an asynchronous journal returned; a synchronous one has written."""
+    if inspect.isawaitable(result):
+        await result
 
 
 def _flatten(journals: Sequence[Journal]) -> list[Journal]:

@@ -1,13 +1,10 @@
 """The status store: every state change of every message, as metadata (the Laufzettel).
 
-A `Journal` the broker reports to. SQLite in WAL mode, so the HTTP API and
-``xbroker status`` read while workers write, and workers on one host share one file.
-It holds ids, codes, agencies, times and the SHA-256 of the bytes received; a
-`StatusEvent` has no field for payload, and this store adds none.
-
-It is a `broker.stores.journal.BatchJournal`: `record_many` writes a batch of events in one
-transaction, which is how the worker's `JournalBatch` writes (one commit per event
-cost more than all the checks of a message).
+A journal the broker reports to (`broker.stores.journal.BatchJournal`: `record_many`
+writes a batch of events in one transaction, which is how the worker's `JournalBatch`
+writes). ``xbroker status``, the HTTP API and the waiting watch read it while workers
+write. It holds ids, codes, agencies, times and the SHA-256 of the bytes received; a
+`StatusEvent` has no field for payload, and no store adds one.
 
 It also remembers which bytes arrived over HTTP from which author under which
 nachrichtenUUID (`claim_submission`), so that a repeated POST gets the same answer and a
@@ -18,18 +15,20 @@ others have used, nor lets anybody take a UUID away from its author.
 
 Who sees what of a timeline is `Laufzettel.seen_by`: the author all events of its
 message, a recipient those of its own copy.
+
+Two implementations: SQLite for one host (`broker.stores.sqlite.SqliteStatusStore`,
+where the workers of the host share a file) and PostgreSQL for several
+(`broker.stores.postgres.PostgresStatusStore`, where every host reads what any host
+wrote); the settings choose (`broker.stores.backend`).
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
+from typing import Protocol
 
 from broker.stores.journal import EventKind, StatusEvent
 
@@ -40,42 +39,7 @@ __all__ = [
     "SubmissionMatch",
     "WaitingCopy",
     "event_dict",
-    "open_shared",
 ]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    uuid            TEXT NOT NULL,
-    kind            TEXT NOT NULL,
-    at              TEXT NOT NULL,
-    author          TEXT,
-    agency          TEXT,
-    nachrichtentyp  TEXT,
-    standard        TEXT,
-    digest          TEXT,
-    reason          TEXT,
-    recipients      TEXT NOT NULL DEFAULT '[]'
-);
-CREATE INDEX IF NOT EXISTS events_uuid ON events (uuid, id);
-CREATE INDEX IF NOT EXISTS events_at ON events (at);
-CREATE TABLE IF NOT EXISTS claims (
-    author  TEXT NOT NULL,
-    uuid    TEXT NOT NULL,
-    digest  TEXT NOT NULL,
-    at      TEXT NOT NULL,
-    PRIMARY KEY (author, uuid)
-) WITHOUT ROWID;
-"""
-# Claims were once keyed by the UUID alone, in a table of that name; they move over.
-_OLD_CLAIMS = "SELECT 1 FROM sqlite_master WHERE type='table' AND name='submissions'"
-_MOVE_CLAIMS = (
-    "INSERT OR IGNORE INTO claims (author, uuid, digest, at) "
-    "SELECT author, uuid, digest, at FROM submissions"
-)
-
-_COLUMNS = "uuid, kind, at, author, agency, nachrichtentyp, standard, digest, reason, recipients"
-_INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 class SubmissionMatch(StrEnum):
@@ -169,174 +133,35 @@ class WaitingCopy:
     queued: datetime
 
 
-class StatusStore:
-    """The Laufzettel of every message. Attach it to the broker as a journal."""
+class StatusStore(Protocol):
+    """The Laufzettel of every message. Attach it to the broker as a journal.
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._db = open_shared(path)
-        self._db.executescript(_SCHEMA)
-        if self._db.execute(_OLD_CLAIMS).fetchone():
-            self._move_old_claims()
+    Every method raises `broker.errors.StoreError` when the store cannot be read or
+    written now; a failed write leaves nothing half-written behind (one transaction).
+    """
 
-    def _move_old_claims(self) -> None:
-        # Checked again under the lock: another worker on this host may have moved them.
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            if self._db.execute(_OLD_CLAIMS).fetchone():
-                self._db.execute(_MOVE_CLAIMS)
-                self._db.execute("DROP TABLE submissions")
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+    async def record(self, event: StatusEvent) -> None: ...
 
-    def record(self, event: StatusEvent) -> None:
-        self._db.execute(_INSERT, _row(event))
-
-    def record_many(self, events: Sequence[StatusEvent]) -> None:
+    async def record_many(self, events: Sequence[StatusEvent]) -> None:
         """Write ``events`` in one transaction: all of them or none."""
-        rows = [_row(event) for event in events]
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.executemany(_INSERT, rows)
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
 
-    def timeline(self, uuid: str) -> Laufzettel:
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM events WHERE uuid=? ORDER BY at, id", (uuid,)
-        ).fetchall()
-        return Laufzettel(uuid, tuple(_event(row) for row in rows))
+    async def timeline(self, uuid: str) -> Laufzettel: ...
 
-    def uuids(self, limit: int = 100) -> tuple[str, ...]:
+    async def uuids(self, limit: int = 100) -> tuple[str, ...]:
         """The most recently active nachrichtenUUIDs, newest first."""
-        rows = self._db.execute(
-            "SELECT uuid FROM events GROUP BY uuid ORDER BY MAX(id) DESC LIMIT ?", (limit,)
-        ).fetchall()
-        return tuple(row[0] for row in rows)
 
-    def waiting(self, queued_before: datetime) -> tuple[WaitingCopy, ...]:
+    async def waiting(self, queued_before: datetime) -> tuple[WaitingCopy, ...]:
         """Copies queued for an agency before ``queued_before`` that it has neither
         confirmed (delivered) nor lost (failed): mail that waits unfetched."""
-        rows = self._db.execute(
-            """
-            SELECT q.uuid, q.agency, q.author, MIN(q.at) FROM events q
-            WHERE q.kind = 'queued' AND q.at < ?
-              AND NOT EXISTS (
-                SELECT 1 FROM events d
-                WHERE d.uuid = q.uuid AND d.agency = q.agency
-                  AND d.kind IN ('delivered', 'failed'))
-            GROUP BY q.uuid, q.agency
-            """,
-            (queued_before.astimezone(UTC).isoformat(),),
-        ).fetchall()
-        return tuple(
-            WaitingCopy(row[0], row[1], row[2], datetime.fromisoformat(row[3])) for row in rows
-        )
 
-    def claim_submission(self, uuid: str, author: str, digest: str) -> SubmissionClaim:
-        """Register bytes ``author`` sent over HTTP under ``uuid``; say whether they are new.
+    async def claim_submission(self, uuid: str, author: str, digest: str) -> SubmissionClaim:
+        """Register bytes ``author`` sent over HTTP under ``uuid``; say whether they are
+        new. Only the author's own claims are looked at."""
 
-        Only the author's own claims are looked at, so the work is the same whether
-        another author used ``uuid`` or nobody did.
-        """
-        now = datetime.now(UTC)
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            row = self._db.execute(
-                "SELECT digest, at FROM claims WHERE author=? AND uuid=?", (author, uuid)
-            ).fetchone()
-            if row is None:
-                self._db.execute(
-                    "INSERT INTO claims VALUES (?, ?, ?, ?)",
-                    (author, uuid, digest, now.isoformat()),
-                )
-                claim = SubmissionClaim(SubmissionMatch.NEW, author, digest, now)
-            else:
-                match = SubmissionMatch.SAME if row[0] == digest else SubmissionMatch.CONFLICT
-                claim = SubmissionClaim(match, author, row[0], datetime.fromisoformat(row[1]))
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        return claim
-
-    def release_submission(self, uuid: str, author: str, digest: str) -> None:
+    async def release_submission(self, uuid: str, author: str, digest: str) -> None:
         """Forget a claim whose publish failed, so the client's retry is new again."""
-        self._db.execute(
-            "DELETE FROM claims WHERE author=? AND uuid=? AND digest=?", (author, uuid, digest)
-        )
 
-    def prune(self, before: datetime) -> int:
+    async def prune(self, before: datetime) -> int:
         """Delete events and claims older than ``before``; return how many events."""
-        cutoff = before.astimezone(UTC).isoformat()
-        deleted = self._db.execute("DELETE FROM events WHERE at < ?", (cutoff,)).rowcount
-        self._db.execute("DELETE FROM claims WHERE at < ?", (cutoff,))
-        return deleted
 
-    def close(self) -> None:
-        self._db.close()
-
-
-def open_shared(path: Path, *, timeout: float = 5.0) -> sqlite3.Connection:
-    """A connection to an SQLite file that the workers of one host share (WAL mode).
-
-    Switching to WAL, or opening a WAL file another process is just checkpointing as it
-    closes, can fail with "database is locked" without SQLite's busy handler being asked;
-    workers starting together, or one starting as another stops, then failed at start.
-    So the switch is retried here, at start only, for up to ``timeout`` seconds.
-    """
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            break
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                db.close()
-                raise
-            time.sleep(0.02)
-    db.execute("PRAGMA synchronous=NORMAL")
-    return db
-
-
-def _row(event: StatusEvent) -> tuple[str | None, ...]:
-    return (
-        event.uuid,
-        event.kind.value,
-        event.at.astimezone(UTC).isoformat(),
-        event.author,
-        event.agency,
-        event.nachrichtentyp,
-        event.standard,
-        event.digest,
-        event.reason,
-        json.dumps(list(event.recipients)) if event.recipients else "[]",
-    )
-
-
-def _event(row: Iterable[object]) -> StatusEvent:
-    uuid, kind, at, author, agency, typ, standard, digest, reason, recipients = tuple(row)
-    return StatusEvent(
-        uuid=str(uuid),
-        kind=EventKind(str(kind)),
-        author=_opt(author),
-        agency=_opt(agency),
-        nachrichtentyp=_opt(typ),
-        standard=_opt(standard),
-        digest=_opt(digest),
-        reason=_opt(reason),
-        recipients=tuple(json.loads(str(recipients))),
-        at=datetime.fromisoformat(str(at)),
-    )
-
-
-def _opt(value: object) -> str | None:
-    return None if value is None else str(value)
+    async def close(self) -> None: ...

@@ -48,7 +48,7 @@ from broker.errors import TransientError
 from broker.logs import event
 from broker.receipts.outbox import ReceiptOutbox
 from broker.settings import Settings
-from broker.stores.journal import Journal, Journals
+from broker.stores.journal import Journals, Recorder
 from broker.webhook.outcomes import Outcomes
 from broker.webhook.push import Pusher, PushResult
 from broker.webhook.queues import RetrySchedule, declare_delay_queues
@@ -76,13 +76,13 @@ class WebhookDeliverer:
         metrics: Metrics,
         *,
         outbox: ReceiptOutbox,
-        journal: Journal | None = None,
+        journal: Recorder | None = None,
         secrets: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.schedule = RetrySchedule(tuple(settings.webhook_retry_seconds))
-        self._journal: Journal = journal or Journals()
+        self._journal: Recorder = journal or Journals()
         self._targets = webhook_targets(directory, os.environ if secrets is None else secrets)
         self._disabled: set[str] = set()
         self._channel: AbstractChannel | None = None

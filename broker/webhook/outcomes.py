@@ -23,7 +23,7 @@ from broker.errors import DeliveryFailure
 from broker.logs import event
 from broker.receipts.outbox import ReceiptOutbox
 from broker.settings import Settings
-from broker.stores.journal import EventKind, Journal, StatusEvent
+from broker.stores.journal import EventKind, Recorder, StatusEvent
 from broker.webhook.push import PushResult
 from broker.webhook.queues import HEADER_ATTEMPT, HEADER_LAST_ERROR, RetrySchedule, delay_queue
 from broker.webhook.targets import WebhookTarget, message_headers
@@ -57,7 +57,7 @@ class Outcomes:
     metrics: Metrics
     schedule: RetrySchedule
     outbox: ReceiptOutbox
-    journal: Journal
+    journal: Recorder
     republish: Republish
 
     async def delivered(self, target: WebhookTarget, message: AbstractIncomingMessage) -> None:
@@ -79,7 +79,7 @@ class Outcomes:
                     recipients=(target.kennung,),
                 ),
             )
-        self.journal.record(
+        await self.journal.record(
             StatusEvent(
                 uuid,
                 EventKind.DELIVERED,
@@ -167,7 +167,7 @@ class Outcomes:
                     detail=detail,
                 ),
             )
-        self.journal.record(
+        await self.journal.record(
             StatusEvent(
                 uuid,
                 EventKind.FAILED,

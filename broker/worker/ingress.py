@@ -44,7 +44,7 @@ from broker.logs import event
 from broker.pipeline import Accepted, Decision, Pipeline, Rejected
 from broker.receipts.outbox import ReceiptOutbox
 from broker.settings import Settings
-from broker.stores.dedup import ClaimState, DedupStore
+from broker.stores.dedup import Claim, ClaimState, DedupStore
 from broker.stores.journal import EventKind, JournalBatch, StatusEvent
 from broker.worker.offloop import OffLoop
 from monitoring.labels import DeliveryOutcome, ReceiptKind, Stage
@@ -90,26 +90,33 @@ class IngressConsumer:
         with self._metrics.track_message():
             if not _received_at_entry(message):
                 self._journal.add(StatusEvent(message.message_id or "unknown", EventKind.RECEIVED))
+            held: list[tuple[str, str]] = []  # the claim this delivery holds, if any
             try:
                 decision = await self._decide(message, datetime.now(UTC))
                 if isinstance(decision, Rejected):
                     await self._reject(message, decision)
                 else:
-                    await self._accept(message, decision)
+                    await self._accept(message, decision, held)
                 # No ack before the message's events are written (broker.stores.journal).
                 await self._journal.flushed()
             except TransientError as exc:
                 event(
                     log, "message.retry", logging.WARNING, uuid=message.message_id, error=str(exc)
                 )
+                await self._abandon(held)
                 await settle(message, requeue=True)
                 return
-            except Exception:
+            except BaseException as exc:
                 # A bug, not the sender's fault: requeue; the delivery limit dead-letters
                 # a message that fails every time, so it is kept, not lost or looped.
+                # (Cancelled at a stop: RabbitMQ returns the unacked message.)
+                if not isinstance(exc, Exception):
+                    await self._abandon(held)
+                    raise
                 log.exception(
                     "message.error", extra={"xbroker_facts": {"uuid": message.message_id}}
                 )
+                await self._abandon(held)
                 await settle(message, requeue=True)
                 return
             await message.ack()
@@ -127,10 +134,35 @@ class IngressConsumer:
         except Rejection as exc:  # given up on: the pipeline never got to say more
             return Rejected(hashlib.sha256(message.body).hexdigest(), exc.reason, exc.detail)
 
-    async def _accept(self, message: AbstractIncomingMessage, decision: Accepted) -> None:
+    async def _claim(self, author: str, uuid: str, digest: str) -> Claim:
+        """Claim the message; while another live worker delivers it (BUSY), wait for it
+        to finish (then DUPLICATE) or to be gone (then RETRY)."""
+        wait = 0.02
+        while True:
+            claim = await self._dedup.claim(author, uuid, digest)
+            if claim.state is not ClaimState.BUSY:
+                return claim
+            event(log, "message.busy", uuid=uuid, author=author, wait=wait)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 1.0)
+
+    async def _abandon(self, held: list[tuple[str, str]]) -> None:
+        """A delivery that ends without its ack gives up its claim: the message comes back
+        and its next delivery, here or at another worker, is a RETRY rather than BUSY."""
+        for author, uuid in held:
+            try:
+                await self._dedup.abandon(author, uuid)
+            except TransientError:
+                log.warning("dedup.abandon_failed", exc_info=True)
+
+    async def _accept(
+        self, message: AbstractIncomingMessage, decision: Accepted, held: list[tuple[str, str]]
+    ) -> None:
         header = decision.header
         author = header.author.kennung
-        claim = self._dedup.claim(author, header.uuid, decision.digest)
+        claim = await self._claim(author, header.uuid, decision.digest)
+        if claim.held:
+            held.append((author, header.uuid))
         if claim.state is ClaimState.REUSED:
             await self._reject(
                 message,

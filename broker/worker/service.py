@@ -33,7 +33,7 @@ from broker.pipeline import Pipeline
 from broker.receipts.outbox import ReceiptOutbox
 from broker.settings import Settings
 from broker.stores.dedup import DedupStore
-from broker.stores.journal import Journal, JournalBatch, Journals
+from broker.stores.journal import Journal, JournalBatch, Journals, Recorder
 from broker.webhook.deliverer import WebhookDeliverer, webhook_agencies
 from broker.worker.delivery_receipts import DeliveryReceipts
 from broker.worker.failures import Failures
@@ -98,10 +98,10 @@ class BrokerService:
         # in the same write as its events, after the confirms and before the ack.
         self._journal = JournalBatch([journal or Journals(), dedup], delay=JOURNAL_DELAY)
         # Handlers that ack right after recording use the batch's write-through record().
-        self.journal: Journal = self._journal
+        self.journal: Recorder = self._journal
         self.directory = directory
         self.metrics = metrics
-        self._dedup = dedup
+        self.dedup = self._dedup = dedup
         self._outbox = ReceiptOutbox(
             settings.broker_kennung,
             signer,
@@ -247,10 +247,10 @@ class BrokerService:
         if self._connection is not None:
             await self._connection.close()
         try:
-            self._journal.flush()  # what unfinished messages recorded; they come back
+            await self._journal.flush()  # what unfinished messages recorded; they come back
         except TransientError:
             log.warning("journal.unwritten", exc_info=True)
-        self._dedup.close()
+        await self._dedup.close()
         self.state = Lifecycle.CLOSED
         event(log, "broker.stopped")
 

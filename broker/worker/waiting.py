@@ -39,10 +39,10 @@ class WaitingWatch:
         self._warned: set[tuple[str, str]] = set()
         self._task: asyncio.Task[None] | None = None
 
-    def check(self, now: datetime | None = None) -> Counter[str]:
+    async def check(self, now: datetime | None = None) -> Counter[str]:
         """One look: update the gauge, warn once per newly late copy; counts per agency."""
         now = now or datetime.now(UTC)
-        waiting = self._status.waiting(now - self._warn_after)
+        waiting = await self._status.waiting(now - self._warn_after)
         counts = Counter(copy.agency for copy in waiting)
         self._metrics.set_waiting(counts)
         current = {(copy.uuid, copy.agency) for copy in waiting}
@@ -72,7 +72,7 @@ class WaitingWatch:
     async def _run(self) -> None:
         while True:
             try:
-                self.check()
+                await self.check()
             except Exception as exc:  # a watch must never take the worker down
                 event(log, "waiting.check_failed", logging.WARNING, error=str(exc))
             await asyncio.sleep(self._interval)

@@ -33,7 +33,7 @@ from broker.amqp.bundle import Bundle, BundleError
 from broker.errors import Fault, PublishError, XtaFault
 from broker.logs import event
 from broker.receipts.outbox import ReceiptOutbox
-from broker.stores.journal import EventKind, Journal, StatusEvent
+from broker.stores.journal import EventKind, Recorder, StatusEvent
 from broker.stores.xta import BoxEntry, CloseResult, XtaStore
 from broker.xta.index import BoxIndex
 from broker.xta.metrics import XtaMetrics
@@ -63,7 +63,7 @@ class MessageBoxes:
         directory: Callable[[], Directory],
         verifier: Verifier,
         outbox: ReceiptOutbox,
-        journal: Journal,
+        journal: Recorder,
         metrics: XtaMetrics,
         broker_metrics: Metrics,
         policy: UpkeepPolicy,
@@ -208,7 +208,7 @@ class MessageBoxes:
             raise XtaFault(
                 Fault.TECHNICAL_PROBLEM, "the close could not be recorded; close it again"
             ) from exc
-        self._journal.record(
+        await self._journal.record(
             StatusEvent(
                 entry.uuid,
                 EventKind.DELIVERED,

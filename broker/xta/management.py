@@ -62,11 +62,11 @@ class ManagementPort:
         message_id.text = f"{MESSAGE_ID_PREFIX}{uuidlib.uuid4()}"
         return Answer(f"{CREATE_MESSAGE_ID}Response", body=[message_id])
 
-    def transport_report(self, call: Call) -> Answer:
+    async def transport_report(self, call: Call) -> Answer:
         caller = call.own_box()
         message_id = text_of(call.payload(WSA, "MessageID"))
-        metadata, uuid, awaited = self._visible(caller, message_id)
-        laufzettel = self._status.timeline(uuid).seen_by(caller)
+        metadata, uuid, awaited = await self._visible(caller, message_id)
+        laufzettel = (await self._status.timeline(uuid)).seen_by(caller)
         if not laufzettel.events:
             raise XtaFault(Fault.INVALID_MESSAGE_ID, f"no message {message_id} concerns you")
         if awaited is None:
@@ -74,7 +74,7 @@ class ManagementPort:
         report = transport_report(metadata, laufzettel, awaited, self._server)
         return Answer(f"{TRANSPORT_REPORT}Response", body=[report])
 
-    def _visible(
+    async def _visible(
         self, caller: str, message_id: str
     ) -> tuple[MessageMetaData, str, tuple[str, ...] | None]:
         """The metadata and nachrichtenUUID of a message the caller may see, and the
@@ -87,7 +87,7 @@ class ManagementPort:
             return MessageMetaData.from_json(entry.metadata), entry.uuid, (caller,)
         if message_id.startswith(RESERVED_PREFIX):
             uuid = message_id.removeprefix(RESERVED_PREFIX)
-            laufzettel = self._status.timeline(uuid)
+            laufzettel = await self._status.timeline(uuid)
             if laufzettel.author == caller:
                 metadata = MessageMetaData(
                     message_id,

@@ -23,7 +23,7 @@ from broker.amqp.bundle import Bundle, Part
 from broker.errors import Fault, TransientError, XtaFault
 from broker.http_api.app import IngressQueue
 from broker.logs import event
-from broker.stores.journal import EventKind, Journal, StatusEvent
+from broker.stores.journal import EventKind, Recorder, StatusEvent
 from broker.stores.status import StatusStore, SubmissionMatch
 from broker.stores.xta import SendClaim, SentMessage, XtaStore
 from broker.xta.call import Answer, Call
@@ -53,7 +53,7 @@ class SendPort:
         *,
         catalog: Catalog,
         status: StatusStore,
-        journal: Journal,
+        journal: Recorder,
         store: XtaStore,
         ingress: IngressQueue,
         limits: SendLimits,
@@ -109,7 +109,7 @@ class SendPort:
         return Answer(f"{SEND_MESSAGE}Response")
 
     async def _publish(self, sent: SentMessage, bundle: Bundle) -> None:
-        submission = self._status.claim_submission(sent.uuid, sent.author, sent.digest)
+        submission = await self._status.claim_submission(sent.uuid, sent.author, sent.digest)
         if submission.match is SubmissionMatch.CONFLICT:
             self._store.release_send(sent.message_id)
             raise XtaFault(
@@ -128,12 +128,12 @@ class SendPort:
                 raise TransientError("the ingress queue is over its limit")
             await self._ingress.publish(body, sent.uuid, sent.author, content_type)
         except TransientError as exc:
-            self._status.release_submission(sent.uuid, sent.author, sent.digest)
+            await self._status.release_submission(sent.uuid, sent.author, sent.digest)
             self._store.release_send(sent.message_id)
             raise XtaFault(
                 Fault.TECHNICAL_PROBLEM, "the broker cannot take the message now; send it again"
             ) from exc
-        self._journal.record(received)  # the worker does not record it again
+        await self._journal.record(received)  # the worker does not record it again
         event(
             log,
             "xta.sent",

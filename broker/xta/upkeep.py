@@ -35,7 +35,7 @@ from broker.amqp.publishing import HEADER_PADDING
 from broker.errors import DeliveryFailure, TransientError
 from broker.logs import event
 from broker.receipts.outbox import ReceiptOutbox
-from broker.stores.journal import Journal
+from broker.stores.journal import Recorder
 from broker.stores.xta import BoxEntry, XtaStore
 from broker.worker.failures import failed_event, failed_receipt, not_fetched
 from broker.xta.index import xta_agencies
@@ -67,7 +67,7 @@ class BoxUpkeep:
         store: XtaStore,
         directory: Callable[[], Directory],
         outbox: ReceiptOutbox,
-        journal: Journal,
+        journal: Recorder,
         metrics: XtaMetrics,
         policy: UpkeepPolicy,
     ) -> None:
@@ -124,7 +124,7 @@ class BoxUpkeep:
                 detail=not_fetched(entry.kennung, days),
             )
             await self._outbox.send(author, receipt)
-        self._journal.record(
+        await self._journal.record(
             failed_event(
                 entry.uuid,
                 author=author,

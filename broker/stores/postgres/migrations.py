@@ -47,16 +47,20 @@ MIGRATIONS = _load()
 
 
 async def migrate(conn: asyncpg.Connection) -> list[int]:
-    """Apply the migrations ``conn``'s database lacks; return the versions applied."""
-    await conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " version integer PRIMARY KEY, name text NOT NULL,"
-        " applied_at timestamptz NOT NULL DEFAULT now())"
-    )
+    """Apply the migrations ``conn``'s database lacks; return the versions applied.
+
+    Even ``schema_migrations`` is made under the lock: two sessions creating a table of
+    the same name at once are not both told it exists; one fails (a unique violation in
+    the catalog), which hosts starting together on a new database did."""
     applied: list[int] = []
     for migration in MIGRATIONS:
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
             done = await conn.fetchval(
                 "SELECT 1 FROM schema_migrations WHERE version = $1", migration.version
             )

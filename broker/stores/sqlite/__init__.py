@@ -1,0 +1,15 @@
+"""The stores in SQLite files under the state dir: one host, the embedded default.
+
+Modules::
+
+    files   opening a file the host's workers share (WAL); who holds a claim
+    dedup   the deduplication claim (`broker.stores.dedup`)
+    status  the status store, the Laufzettel (`broker.stores.status`)
+"""
+
+from __future__ import annotations
+
+from broker.stores.sqlite.dedup import SqliteDedupStore
+from broker.stores.sqlite.status import SqliteStatusStore
+
+__all__ = ["SqliteDedupStore", "SqliteStatusStore"]

@@ -1,0 +1,79 @@
+"""SQLite files shared by the workers of one host, and who holds a claim in them."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import time
+from pathlib import Path
+from typing import ClassVar
+
+__all__ = ["Holder", "open_shared"]
+
+
+def open_shared(path: Path, *, timeout: float = 5.0) -> sqlite3.Connection:
+    """A connection to an SQLite file that the workers of one host share (WAL mode).
+
+    Switching to WAL, or opening a WAL file another process is just checkpointing as it
+    closes, can fail with "database is locked" without SQLite's busy handler being asked;
+    workers starting together, or one starting as another stops, then failed at start.
+    So the switch is retried here, at start only, for up to ``timeout`` seconds.
+    """
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                db.close()
+                raise
+            time.sleep(0.02)
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
+
+
+class Holder:
+    """One open store of one process on this host, as it names itself in a claim.
+
+    ``<pid>:<process start time>:<token>``: the start time tells a live process from a
+    later one that got the same pid, the token one open store from another in the same
+    process (tests run two "workers" in one process). A holder is alive while its process
+    runs and, within this process, while its store is open.
+    """
+
+    _open: ClassVar[set[str]] = set()  # tokens of this process's open stores
+
+    def __init__(self) -> None:
+        self.token = secrets.token_hex(8)
+        self.name = f"{os.getpid()}:{_started(os.getpid())}:{self.token}"
+        Holder._open.add(self.token)
+
+    def close(self) -> None:
+        Holder._open.discard(self.token)
+
+    @staticmethod
+    def alive(name: str | None) -> bool:
+        if not name:
+            return False
+        try:
+            pid_text, started, token = name.split(":")
+            pid = int(pid_text)
+        except ValueError:
+            return False
+        if pid == os.getpid():
+            return started == _started(pid) and token in Holder._open
+        return started == _started(pid)
+
+
+def _started(pid: int) -> str:
+    """The process's start time in clock ticks since boot ("" when it does not exist)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    # The command name (field 2) may hold spaces and parentheses: count from its end.
+    return stat.rsplit(")", 1)[1].split()[19]
