@@ -31,9 +31,9 @@ from typing import Any
 import asyncpg
 import psycopg_pool
 
-from broker.stores.postgres.migrations import MIGRATIONS
+from broker.stores.postgres.migrations import migrate
 
-__all__ = ["main"]
+__all__ = ["fresh_database", "local_database_url", "main"]
 
 _CLAIM_ASYNCPG = """
 WITH claimed AS (
@@ -200,15 +200,14 @@ def _percentiles(latencies: Sequence[float]) -> tuple[float, float]:
     )
 
 
-async def _fresh_database(url: str) -> tuple[str, Callable[[], Awaitable[None]]]:
+async def fresh_database(url: str) -> tuple[str, Callable[[], Awaitable[None]]]:
     name = f"xbroker_bench_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(url)
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
     target = url.rsplit("/", 1)[0] + "/" + name
     conn = await asyncpg.connect(target)
-    for migration in MIGRATIONS:
-        await conn.execute(migration.sql)
+    await migrate(conn)
     await conn.close()
 
     async def drop() -> None:
@@ -228,7 +227,7 @@ async def measure(url: str, messages: int, repeats: int) -> dict[str, dict[str, 
     for repeat in range(repeats):
         order = ["asyncpg", "psycopg"] if repeat % 2 == 0 else ["psycopg", "asyncpg"]
         for name in order:
-            target, drop = await _fresh_database(url)
+            target, drop = await fresh_database(url)
             try:
                 runs[name].append(await drivers[name](target, messages))
             finally:
@@ -271,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     global SYNC
     SYNC = args.synchronous_commit
-    url = args.url or _local_url()
+    url = args.url or local_database_url()
     figures = asyncio.run(measure(url, args.messages, args.repeats))
     print(render(figures))
     if args.json:
@@ -280,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _local_url() -> str:
+def local_database_url() -> str:
     import os
 
     from broker import devdb

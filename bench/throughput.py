@@ -99,12 +99,15 @@ async def broker_drain(
     processes: int,
     *,
     profile_seconds: float = 0.0,
+    database_url: str | None = None,
 ) -> BrokerDrain:
     """Messages/s of ``processes`` broker workers draining ``bodies`` of one class.
 
     Every message is routed to ``cls.agency``; its inbox filling up is the clock. Each
     drain gets a fresh state folder (deduplication store): a backlog signed once may be
-    drained by several configurations without the second one seeing duplicates.
+    drained by several configurations without the second one seeing duplicates. With
+    ``database_url`` the workers keep their claims and Laufzettel in that database
+    instead (give each drain a fresh one, for the same reason).
     """
     inbox = topology.agency_queue(cls.agency)
     await purge(channel, [inbox, topology.receipt_queue(AUTHORS[cls.key])])
@@ -118,6 +121,8 @@ async def broker_drain(
     drain_id = f"{cls.name}-{processes}-{secrets.token_hex(3)}"
     log_dir = world.root / "logs" / drain_id
     env = world.worker_env(world.root / "state" / drain_id)
+    if database_url is not None:
+        env["XBROKER_DATABASE_URL"] = database_url
     clock = ArrivalClock(channel, inbox)
     await clock.sample()
     async with (

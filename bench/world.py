@@ -91,7 +91,11 @@ class BenchWorld:
         ``XBROKER_*`` variables beat the settings file, so one inherited from the shell
         (``make test`` exports ``XBROKER_AMQP_URL``) must not point a worker elsewhere.
         """
-        return {"XBROKER_AMQP_URL": self.amqp_url, "XBROKER_STATE_DIR": str(state_dir)}
+        return {
+            "XBROKER_AMQP_URL": self.amqp_url,
+            "XBROKER_STATE_DIR": str(state_dir),
+            "XBROKER_DATABASE_URL": "",  # SQLite files under state_dir, unless a drain says
+        }
 
 
 def _write_pki(pki: Path) -> None:
