@@ -30,8 +30,16 @@ Error tree (the module that defines each class in brackets)::
     │   ├── NodeStartError            also TimeoutError
     │   └── RabbitmqctlError
     └── TransientError                worth retrying later (RabbitMQ, webhook, store)
-        └── PublishError              a confirmed publish was nacked, returned or timed out;
-                                      also ConnectionError
+        ├── PublishError              a confirmed publish was nacked, returned or timed out;
+        │   │                         also ConnectionError
+        │   └── UnroutableError       returned: no queue is bound for it (a topology fault)
+        └── StoreError                a store cannot be read or written now (I/O, full disk,
+                                      an unwritable file, a database that does not answer);
+                                      also OSError
+
+A `TransientError` is a fault of the worker's surroundings, not of the message: the worker
+holds the message, stops taking others and retries once the fault has cleared
+(`broker.worker.faults`); it never counts against a queue's delivery limit.
 
 Every reason a sender can read in a rejection receipt is a member of `Reason`; a
 `Rejection` carries one. What becomes of a copy after it was accepted (it expired
@@ -53,7 +61,9 @@ __all__ = [
     "PublishError",
     "Reason",
     "Rejection",
+    "StoreError",
     "TransientError",
+    "UnroutableError",
     "XBrokerError",
     "XtaFault",
 ]
@@ -162,8 +172,20 @@ class XtaFault(XBrokerError):
 
 
 class TransientError(XBrokerError):
-    """A failure worth retrying: the message goes back to its queue."""
+    """A failure worth retrying once the fault has cleared; never the message's own."""
 
 
 class PublishError(TransientError, ConnectionError):
     """A confirmed publish was nacked, returned as unroutable, or timed out."""
+
+
+class UnroutableError(PublishError):
+    """RabbitMQ returned a mandatory publish: no queue is bound to its routing key."""
+
+
+class StoreError(TransientError, OSError):
+    """A store cannot be read or written now; the write is retried once it can.
+
+    Every store (SQLite here, a database server elsewhere) maps its own failures to this
+    error at its boundary, so the worker treats them alike without knowing the store.
+    """

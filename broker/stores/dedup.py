@@ -8,6 +8,8 @@ SQLite in WAL mode, shared by the workers on one host; it keeps ids and digests 
 A message is *claimed* before its copies are published and *completed* after; a claim
 found pending belongs to a worker that crashed or was stopped mid-delivery, so the
 message is delivered again (agencies deduplicate by message id) rather than lost.
+Every method raises `StoreError` when the file cannot be read or written
+(`broker.stores.sqlite`).
 
 A claim is one statement (an upsert), so one short transaction per message. The store
 is also a journal (`broker.stores.journal.BatchJournal`): an ``accepted`` event completes the
@@ -19,15 +21,15 @@ claim pending, and the redelivered message is delivered again (RETRY).
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from broker.errors import StoreError
 from broker.stores.journal import EventKind, StatusEvent
-from broker.stores.status import open_shared
+from broker.stores.sqlite import StoreGuard, open_shared, rollback
 
 __all__ = ["Claim", "ClaimState", "DedupStore"]
 
@@ -71,32 +73,39 @@ class DedupStore:
 
     def __init__(self, path: Path, window_seconds: float) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._guard = StoreGuard(path)
         self._db = open_shared(path)
-        self._db.executescript(_SCHEMA)
+        with self._guard:
+            self._db.executescript(_SCHEMA)
         self._window = window_seconds
 
     def claim(self, author: str, uuid: str, digest: str) -> Claim:
         now = time.time()
-        for _ in range(3):  # a row pruned between the two statements: claim again
-            # New, or seen so long ago that the window forgot it: (re)claimed in one
-            # statement. Otherwise the upsert changes nothing and returns no row.
-            if self._db.execute(_CLAIM, (author, uuid, digest, now, now - self._window)).fetchall():
-                return Claim(ClaimState.NEW, digest, now)
-            row = self._db.execute(
-                "SELECT digest, first_seen, completed FROM seen WHERE author=? AND uuid=?",
-                (author, uuid),
-            ).fetchone()
-            if row is None:
-                continue
-            if row[0] != digest:
-                return Claim(ClaimState.REUSED, row[0], row[1])
-            if row[2]:
-                return Claim(ClaimState.DUPLICATE, row[0], row[1])
-            return Claim(ClaimState.RETRY, row[0], row[1])
-        raise sqlite3.OperationalError(f"claim of {uuid} did not settle")
+        with self._guard:
+            for _ in range(3):  # a row pruned between the two statements: claim again
+                # New, or seen so long ago that the window forgot it: (re)claimed in one
+                # statement. Otherwise the upsert changes nothing and returns no row.
+                new = self._db.execute(_CLAIM, (author, uuid, digest, now, now - self._window))
+                if new.fetchall():
+                    return Claim(ClaimState.NEW, digest, now)
+                row = self._db.execute(
+                    "SELECT digest, first_seen, completed FROM seen WHERE author=? AND uuid=?",
+                    (author, uuid),
+                ).fetchone()
+                if row is None:
+                    continue
+                if row[0] != digest:
+                    return Claim(ClaimState.REUSED, row[0], row[1])
+                if row[2]:
+                    return Claim(ClaimState.DUPLICATE, row[0], row[1])
+                return Claim(ClaimState.RETRY, row[0], row[1])
+        raise StoreError(f"claim of {uuid} did not settle")
 
     def complete(self, author: str, uuid: str) -> None:
-        self._db.execute("UPDATE seen SET completed=1 WHERE author=? AND uuid=?", (author, uuid))
+        with self._guard:
+            self._db.execute(
+                "UPDATE seen SET completed=1 WHERE author=? AND uuid=?", (author, uuid)
+            )
 
     def record(self, event: StatusEvent) -> None:
         """As a journal: an accepted message is complete."""
@@ -107,26 +116,28 @@ class DedupStore:
         done = [(e.author, e.uuid) for e in events if e.kind is EventKind.ACCEPTED and e.author]
         if not done:
             return
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.executemany("UPDATE seen SET completed=1 WHERE author=? AND uuid=?", done)
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
+        with self._guard:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("UPDATE seen SET completed=1 WHERE author=? AND uuid=?", done)
+                self._db.execute("COMMIT")
+            except BaseException:
+                rollback(self._db)
+                raise
 
     def release(self, author: str, uuid: str) -> None:
         """Forget an uncompleted claim (its delivery failed before anything was published)."""
-        self._db.execute(
-            "DELETE FROM seen WHERE author=? AND uuid=? AND completed=0", (author, uuid)
-        )
+        with self._guard:
+            self._db.execute(
+                "DELETE FROM seen WHERE author=? AND uuid=? AND completed=0", (author, uuid)
+            )
 
     def prune(self) -> int:
-        cur = self._db.execute(
-            "DELETE FROM seen WHERE first_seen < ?", (time.time() - self._window,)
-        )
-        return cur.rowcount
+        with self._guard:
+            cur = self._db.execute(
+                "DELETE FROM seen WHERE first_seen < ?", (time.time() - self._window,)
+            )
+        return int(cur.rowcount)
 
     def close(self) -> None:
-        self._db.close()
+        self._guard.close(self._db)

@@ -30,7 +30,8 @@ operating system: it survives the death of the process, as each single write did
 
 A journal that fails keeps its unwritten events and gets them again at the next write;
 journals that succeeded are not written twice. Whoever awaited that write gets a
-`TransientError` (the message is requeued, not acked without its record).
+`StoreError` (the message is held, not acked without its record, and the write is
+tried again when the worker retries it: `broker.worker.faults`).
 
 `JournalBatch.record` stays what `Journal.record` always meant: written when it returns
 (it writes whatever is pending along with it), for callers that ack right after.
@@ -46,7 +47,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-from broker.errors import TransientError
+from broker.errors import StoreError
 
 __all__ = [
     "BatchJournal",
@@ -147,7 +148,7 @@ class JournalBatch:
         self._schedule(loop)
 
     async def flushed(self) -> None:
-        """Return once every event added so far is written; raise `TransientError` if a
+        """Return once every event added so far is written; raise `StoreError` if a
         journal failed to write them (they stay pending)."""
         if not self.pending:
             return
@@ -164,7 +165,7 @@ class JournalBatch:
         self.flush()
 
     def flush(self) -> None:
-        """Write everything pending now; raise `TransientError` if a journal failed."""
+        """Write everything pending now; raise `StoreError` if a journal failed."""
         failure: Exception | None = None
         for sink in self._sinks:
             try:
@@ -172,7 +173,7 @@ class JournalBatch:
             except Exception as exc:  # each journal fails alone; the others still write
                 failure = failure or exc
         if failure is not None:
-            raise TransientError(f"journal write failed: {failure}") from failure
+            raise StoreError(f"journal write failed: {failure}") from failure
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         waiting = self._scheduled
@@ -192,7 +193,7 @@ class JournalBatch:
         waiters, self._waiters = self._waiters, []
         try:
             self.flush()
-        except TransientError as exc:
+        except StoreError as exc:
             log.warning("journal.write_failed", exc_info=True)
             for waiter in waiters:
                 if not waiter.done():

@@ -7,7 +7,9 @@ It holds ids, codes, agencies, times and the SHA-256 of the bytes received; a
 
 It is a `broker.stores.journal.BatchJournal`: `record_many` writes a batch of events in one
 transaction, which is how the worker's `JournalBatch` writes (one commit per event
-cost more than all the checks of a message).
+cost more than all the checks of a message). Every method raises `StoreError` when the
+file cannot be read or written (`broker.stores.sqlite`); a failed write leaves nothing
+half-written behind (one transaction).
 
 It also remembers which bytes arrived over HTTP from which author under which
 nachrichtenUUID (`claim_submission`), so that a repeated POST gets the same answer and a
@@ -23,8 +25,6 @@ message, a recipient those of its own copy.
 from __future__ import annotations
 
 import json
-import sqlite3
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -32,6 +32,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from broker.stores.journal import EventKind, StatusEvent
+from broker.stores.sqlite import StoreGuard, open_shared, rollback
 
 __all__ = [
     "Laufzettel",
@@ -40,7 +41,6 @@ __all__ = [
     "SubmissionMatch",
     "WaitingCopy",
     "event_dict",
-    "open_shared",
 ]
 
 _SCHEMA = """
@@ -175,10 +175,12 @@ class StatusStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._guard = StoreGuard(path)
         self._db = open_shared(path)
-        self._db.executescript(_SCHEMA)
-        if self._db.execute(_OLD_CLAIMS).fetchone():
-            self._move_old_claims()
+        with self._guard:
+            self._db.executescript(_SCHEMA)
+            if self._db.execute(_OLD_CLAIMS).fetchone():
+                self._move_old_claims()
 
     def _move_old_claims(self) -> None:
         # Checked again under the lock: another worker on this host may have moved them.
@@ -189,52 +191,55 @@ class StatusStore:
                 self._db.execute("DROP TABLE submissions")
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            rollback(self._db)
             raise
 
     def record(self, event: StatusEvent) -> None:
-        self._db.execute(_INSERT, _row(event))
+        self.record_many((event,))
 
     def record_many(self, events: Sequence[StatusEvent]) -> None:
         """Write ``events`` in one transaction: all of them or none."""
         rows = [_row(event) for event in events]
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.executemany(_INSERT, rows)
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
+        with self._guard:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(_INSERT, rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                rollback(self._db)
+                raise
 
     def timeline(self, uuid: str) -> Laufzettel:
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM events WHERE uuid=? ORDER BY at, id", (uuid,)
-        ).fetchall()
+        with self._guard:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE uuid=? ORDER BY at, id", (uuid,)
+            ).fetchall()
         return Laufzettel(uuid, tuple(_event(row) for row in rows))
 
     def uuids(self, limit: int = 100) -> tuple[str, ...]:
         """The most recently active nachrichtenUUIDs, newest first."""
-        rows = self._db.execute(
-            "SELECT uuid FROM events GROUP BY uuid ORDER BY MAX(id) DESC LIMIT ?", (limit,)
-        ).fetchall()
+        with self._guard:
+            rows = self._db.execute(
+                "SELECT uuid FROM events GROUP BY uuid ORDER BY MAX(id) DESC LIMIT ?", (limit,)
+            ).fetchall()
         return tuple(row[0] for row in rows)
 
     def waiting(self, queued_before: datetime) -> tuple[WaitingCopy, ...]:
         """Copies queued for an agency before ``queued_before`` that it has neither
         confirmed (delivered) nor lost (failed): mail that waits unfetched."""
-        rows = self._db.execute(
-            """
-            SELECT q.uuid, q.agency, q.author, MIN(q.at) FROM events q
-            WHERE q.kind = 'queued' AND q.at < ?
-              AND NOT EXISTS (
-                SELECT 1 FROM events d
-                WHERE d.uuid = q.uuid AND d.agency = q.agency
-                  AND d.kind IN ('delivered', 'failed'))
-            GROUP BY q.uuid, q.agency
-            """,
-            (queued_before.astimezone(UTC).isoformat(),),
-        ).fetchall()
+        with self._guard:
+            rows = self._db.execute(
+                """
+                SELECT q.uuid, q.agency, q.author, MIN(q.at) FROM events q
+                WHERE q.kind = 'queued' AND q.at < ?
+                  AND NOT EXISTS (
+                    SELECT 1 FROM events d
+                    WHERE d.uuid = q.uuid AND d.agency = q.agency
+                      AND d.kind IN ('delivered', 'failed'))
+                GROUP BY q.uuid, q.agency
+                """,
+                (queued_before.astimezone(UTC).isoformat(),),
+            ).fetchall()
         return tuple(
             WaitingCopy(row[0], row[1], row[2], datetime.fromisoformat(row[3])) for row in rows
         )
@@ -246,65 +251,44 @@ class StatusStore:
         another author used ``uuid`` or nobody did.
         """
         now = datetime.now(UTC)
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            row = self._db.execute(
-                "SELECT digest, at FROM claims WHERE author=? AND uuid=?", (author, uuid)
-            ).fetchone()
-            if row is None:
-                self._db.execute(
-                    "INSERT INTO claims VALUES (?, ?, ?, ?)",
-                    (author, uuid, digest, now.isoformat()),
-                )
-                claim = SubmissionClaim(SubmissionMatch.NEW, author, digest, now)
-            else:
-                match = SubmissionMatch.SAME if row[0] == digest else SubmissionMatch.CONFLICT
-                claim = SubmissionClaim(match, author, row[0], datetime.fromisoformat(row[1]))
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+        with self._guard:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    "SELECT digest, at FROM claims WHERE author=? AND uuid=?", (author, uuid)
+                ).fetchone()
+                if row is None:
+                    self._db.execute(
+                        "INSERT INTO claims VALUES (?, ?, ?, ?)",
+                        (author, uuid, digest, now.isoformat()),
+                    )
+                    claim = SubmissionClaim(SubmissionMatch.NEW, author, digest, now)
+                else:
+                    match = SubmissionMatch.SAME if row[0] == digest else SubmissionMatch.CONFLICT
+                    claim = SubmissionClaim(match, author, row[0], datetime.fromisoformat(row[1]))
+                self._db.execute("COMMIT")
+            except BaseException:
+                rollback(self._db)
+                raise
         return claim
 
     def release_submission(self, uuid: str, author: str, digest: str) -> None:
         """Forget a claim whose publish failed, so the client's retry is new again."""
-        self._db.execute(
-            "DELETE FROM claims WHERE author=? AND uuid=? AND digest=?", (author, uuid, digest)
-        )
+        with self._guard:
+            self._db.execute(
+                "DELETE FROM claims WHERE author=? AND uuid=? AND digest=?", (author, uuid, digest)
+            )
 
     def prune(self, before: datetime) -> int:
         """Delete events and claims older than ``before``; return how many events."""
         cutoff = before.astimezone(UTC).isoformat()
-        deleted = self._db.execute("DELETE FROM events WHERE at < ?", (cutoff,)).rowcount
-        self._db.execute("DELETE FROM claims WHERE at < ?", (cutoff,))
-        return deleted
+        with self._guard:
+            deleted = self._db.execute("DELETE FROM events WHERE at < ?", (cutoff,)).rowcount
+            self._db.execute("DELETE FROM claims WHERE at < ?", (cutoff,))
+        return int(deleted)
 
     def close(self) -> None:
-        self._db.close()
-
-
-def open_shared(path: Path, *, timeout: float = 5.0) -> sqlite3.Connection:
-    """A connection to an SQLite file that the workers of one host share (WAL mode).
-
-    Switching to WAL, or opening a WAL file another process is just checkpointing as it
-    closes, can fail with "database is locked" without SQLite's busy handler being asked;
-    workers starting together, or one starting as another stops, then failed at start.
-    So the switch is retried here, at start only, for up to ``timeout`` seconds.
-    """
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            break
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                db.close()
-                raise
-            time.sleep(0.02)
-    db.execute("PRAGMA synchronous=NORMAL")
-    return db
+        self._guard.close(self._db)
 
 
 def _row(event: StatusEvent) -> tuple[str | None, ...]:

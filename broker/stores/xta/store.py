@@ -27,7 +27,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from broker.stores.status import open_shared
+from broker.stores.sqlite import open_shared
 from broker.stores.xta.rows import (
     BoxEntry,
     CloseResult,
