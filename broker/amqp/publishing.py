@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import aio_pika
 import aiormq
@@ -21,7 +21,8 @@ from aio_pika.abc import (
     HeadersType,
 )
 
-from broker.errors import PublishError
+from broker.amqp.connection import connect_first
+from broker.errors import PublishError, UnroutableError
 
 __all__ = [
     "HEADER_AUTHOR",
@@ -56,13 +57,13 @@ def header_text(value: object) -> str | None:
 
 
 async def connect(
-    amqp_url: str, name: str
+    amqp_urls: str | Sequence[str], name: str
 ) -> tuple[AbstractRobustConnection, AbstractRobustChannel]:
-    """A robust connection (it reconnects by itself) and a channel whose publishes are
-    confirmed and whose unroutable publishes raise, as every publish here needs."""
-    connection = await aio_pika.connect_robust(
-        amqp_url, client_properties={"connection_name": name}
-    )
+    """A robust connection to the first of ``amqp_urls`` that answers (it reconnects by
+    itself, to the next URL, see `broker.amqp.connection`) and a channel whose publishes
+    are confirmed and whose unroutable publishes raise, as every publish here needs."""
+    urls = [amqp_urls] if isinstance(amqp_urls, str) else list(amqp_urls)
+    connection = await connect_first(urls, name)
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
     assert isinstance(channel, AbstractRobustChannel)
     return connection, channel
@@ -98,7 +99,7 @@ async def publish_confirmed(
     try:
         await exchange.publish(msg, routing_key, mandatory=True, timeout=timeout)
     except aiormq.exceptions.PublishError as exc:
-        raise PublishError(f"unroutable: {exchange.name!r} {routing_key!r}") from exc
+        raise UnroutableError(f"unroutable: {exchange.name!r} {routing_key!r}") from exc
     except aiormq.exceptions.DeliveryError as exc:
         raise PublishError(f"nacked by RabbitMQ: {exchange.name!r} {routing_key!r}") from exc
     except TimeoutError as exc:
