@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 from broker.app import Parts, build_broker, load_parts, party_signer
 from broker.commands.demo import ensure_dev_pki
 from broker.receipts.document import Receipt
-from broker.sdk.agency import AgencyClient, Delivery
+from broker.sdk.agency import AgencyClient, Delivery, default_seen_path
 from broker.sdk.portal import Portal
 from broker.settings import Settings, load_settings
 from tests import tools
@@ -183,6 +183,7 @@ async def release_world(
             parts.verifier(),
             record,
             test=test,
+            seen_path=default_seen_path(agency.kennung, state_dir),
         )
         await client.start()
         clients.append(client)
