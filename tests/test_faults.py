@@ -142,6 +142,26 @@ async def test_a_held_message_whose_channel_is_gone_is_given_up_unsettled() -> N
     assert await faults.attempt(message, work) == (False, None)  # type: ignore[arg-type]
 
 
+async def test_a_fault_with_every_held_message_given_up_clears_once_connected_again() -> None:
+    changes: list[bool] = []
+    faults, _ = gate(changes)
+    message = Message()
+
+    async def work() -> None:
+        message.open = False  # the node went away in the middle of the publish
+        faults.report(WorkerFault.RABBITMQ, "connection lost")
+        raise PublishError("connection lost while publishing")
+
+    assert await faults.attempt(message, work) == (False, None)  # type: ignore[arg-type]
+    await eventually(lambda: faults.held == 0, what="the message given up")
+    assert set(faults.active) == {WorkerFault.PUBLISH, WorkerFault.RABBITMQ}
+
+    faults.clear(WorkerFault.RABBITMQ)  # connected to another node
+
+    await eventually(lambda: faults.healthy, what="the publish fault cleared")
+    await eventually(lambda: changes == [False, True], what="paused, then resumed")
+
+
 async def test_held_messages_are_given_up_when_the_worker_stops() -> None:
     faults, _ = gate()
     attempt = asyncio.ensure_future(

@@ -23,7 +23,11 @@ has already put it back, and it will be delivered again) or when the worker stop
 
 Faults that the worker watches rather than meets (low disk space, a lost connection)
 are reported and cleared by their watchers (`report`, `clear`); faults met by messages
-clear when a held message gets through (`succeeded`).
+clear when a held message gets through (`succeeded`). When every held message has been
+given up (their channel was lost with the connection), none is left to try: once the
+watched faults have cleared and the next try is due, the faults met by messages clear
+too, and the next message taken tries for them. Without that, a worker whose node was
+lost in the middle of a publish stayed paused for good.
 """
 
 from __future__ import annotations
@@ -96,6 +100,7 @@ class Faults:
         self._trying: AbstractIncomingMessage | None = None  # the held message trying now
         self._stopping = False
         self._held = 0
+        self._untested: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # state
@@ -245,10 +250,28 @@ class Faults:
                 wait = self._next_try - now if self._trying is None else 1.0
                 await self._wait(min(wait, 1.0))
             event(log, "message.given_up", uuid=message.message_id, stopping=self._stopping)
+            if not self._stopping and self._untested is None:
+                self._untested = loop.create_task(self._clear_untested())
             return False
         finally:
             self._held -= 1
             self.metrics.held.set(self._held)
+
+    async def _clear_untested(self) -> None:
+        """Clear the faults met by messages once no held message is left to try for
+        them, the watched faults are gone and the next try is due."""
+        loop = asyncio.get_running_loop()
+        try:
+            while not self._stopping and not self._held and self._active.keys() - WATCHED:
+                waiting = self._trying is not None or loop.time() < self._next_try
+                if waiting or self._active.keys() & WATCHED:
+                    await self._wait(min(max(self._next_try - loop.time(), 0.05), 1.0))
+                    continue
+                event(log, "fault.untested", faults=",".join(sorted(f.value for f in self._active)))
+                for fault in [f for f in self._active if f not in WATCHED]:
+                    self.clear(fault)
+        finally:
+            self._untested = None
 
     # plumbing
 
