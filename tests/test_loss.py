@@ -79,11 +79,16 @@ async def fan_out_world(amqp_url: str, tmp: Path) -> AsyncIterator[Run]:
     settings = load_settings(config, amqp_url=amqp_url)
     ensure_dev_pki(settings)
     parts = load_parts(settings)
+    # This process runs the portal and three agencies on one event loop, verifying every
+    # copy and receipt; on a loaded machine a confirm waits behind that work for longer
+    # than the SDK's default of 5 s, and every publish repeated then adds a duplicate
+    # receipt to verify, which slows the confirms further.
     portal = Portal(
         amqp_url,
         settings.portal_kennung,
         party_signer(settings, settings.portal_kennung),
         parts.verifier(),
+        confirm_timeout=30.0,
     )
     run = Run(settings, config, amqp_url, portal)
     agencies = []

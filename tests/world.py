@@ -142,6 +142,7 @@ async def publish_all(
 
     async def publish(body: bytes) -> None:
         nonlocal progress, last_error
+        pause = 0.5
         while True:
             try:
                 async with asyncio.timeout(stall):  # a publish hung past its own deadline
@@ -158,7 +159,10 @@ async def publish_all(
                     f"{left} or more of {total} messages not published; "
                     f"last error: {last_error!r}"
                 )
-            await asyncio.sleep(0.5)
+            # Every repeat the broker takes is one more duplicate receipt for the portal
+            # to verify: repeating fast under load feeds the load that made it fail.
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 8.0)
 
     async def publisher() -> None:
         while not queue.empty():
