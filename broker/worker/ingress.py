@@ -37,7 +37,7 @@ from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
 from broker.amqp import publishing, topology
 from broker.amqp.acks import settle
-from broker.amqp.bundle import BundleError, message_of
+from broker.amqp.bundle import BundleError, message_of, with_message
 from broker.amqp.publishing import HEADER_AUTHOR, HEADER_PUBLISHED, HEADER_RECEIVED, HEADER_TYPE
 from broker.errors import PublishError, Reason, Rejection, TransientError
 from broker.logs import event
@@ -187,13 +187,21 @@ class IngressConsumer:
             standard=decision.standard,
             author=author,
             recipients=recipients,
-            **_assumptions(header),
+            **_assumptions(header, decision.uncovered.notes()),
+        )
+        body = (
+            message.body
+            if decision.covered is None
+            else with_message(message.body, message.content_type, decision.covered)
         )
 
         async def copies() -> None:
             with self._metrics.time_stage(Stage.DELIVER):
                 await _all_confirmed(
-                    *(self._deliver(r, message, decision, published) for r in decision.recipients)
+                    *(
+                        self._deliver(r, message, body, decision, published)
+                        for r in decision.recipients
+                    )
                 )
 
         async def accepted_receipt() -> None:
@@ -227,6 +235,7 @@ class IngressConsumer:
         self,
         recipient: Recipient,
         message: AbstractIncomingMessage,
+        body: bytes,
         decision: Accepted,
         published: float,
     ) -> None:
@@ -236,7 +245,7 @@ class IngressConsumer:
             raise PublishError(f"{recipient.kennung} is not in the directory")
         # A webhook agency's copy goes into its inbox too; the webhook deliverer pushes it.
         msg = publishing.message(
-            message.body,  # a bundle stays a bundle: its attachments travel with it
+            body,  # a bundle stays a bundle: its attachments travel with it
             message_id=decision.header.uuid,
             content_type=message.content_type or "application/xml",
             headers={
@@ -350,12 +359,13 @@ def _message_part(message: AbstractIncomingMessage) -> bytes:
         return message.body
 
 
-def _assumptions(header: Header) -> dict[str, Any]:
-    """What a receipt says the broker assigned or assumed in reading ``header``."""
+def _assumptions(header: Header, removed: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What a receipt says the broker assigned or assumed in reading ``header``, and
+    what it ``removed`` from the message before delivering it."""
     assigned = header.identity is not IdentitySource.MESSAGE
     return {
         "identity_assigned": header.identity.value if assigned else None,
-        "notes": header.notes(),
+        "notes": header.notes() + removed,
     }
 
 
