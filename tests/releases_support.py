@@ -142,6 +142,15 @@ class ReleaseWorld:
     def receivers_of(self, uuid: str) -> list[str]:
         return sorted(k for k, got in self.received.items() for d in got if d.uuid == uuid)
 
+    def bodies_of(self, uuid: str, author: str) -> list[bytes]:
+        """The bytes each reader of ``author``'s ``uuid`` received."""
+        return [
+            d.body
+            for got in self.received.values()
+            for d in got
+            if d.uuid == uuid and d.author == author
+        ]
+
 
 def _write_directory(state_dir: Path, directory: str) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
