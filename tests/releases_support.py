@@ -121,6 +121,7 @@ class ReleaseWorld:
 
     settings: Settings
     parts: Parts
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     portals: dict[str, Portal] = field(default_factory=dict)
     received: dict[str, list[Delivery]] = field(default_factory=lambda: defaultdict(list))
     receipts: list[Receipt] = field(default_factory=list)
@@ -174,9 +175,9 @@ async def release_world(
     )
     ensure_dev_pki(settings)
     parts = load_parts(settings)
-    broker = build_broker(parts, CollectorRegistry())
-    await broker.start()
     world = ReleaseWorld(settings, parts)
+    broker = build_broker(parts, world.registry)
+    await broker.start()
     clients = []
     for agency in parts.directory:
         if not agency.accepts:
