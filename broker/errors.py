@@ -11,6 +11,7 @@ Error tree (the module that defines each class in brackets)::
     ├── Rejection                     a message that can never succeed; .reason, .detail
     │   ├── XmlError                  [signing] not acceptable XML (malformed-xml); ValueError
     │   ├── SignatureError            [signing] signature or trust check failed
+    │   │   └── RevocationUnknown     [signing] no current CRL for the issuer
     │   ├── MessageError              [xta_schemas] does not fit the standards; .issues
     │   └── RouteError                [routing] no valid route
     ├── SigningError                  [signing] root of that package

@@ -74,6 +74,27 @@ async def test_a_rejected_http_submission_gets_its_rejection_receipt(api: Api) -
     ]
 
 
+async def test_a_nachrichten_uuid_too_long_for_amqp_is_rejected_under_an_assigned_one(
+    api: Api,
+) -> None:
+    world = api.world
+    root = world.fresh("anmeldung-hamburg.xml")
+    for element in root.iter("{*}nachrichtenUUID"):
+        element.text = "x" * 300
+
+    response = await api.client.post(
+        "/v1/messages", content=world.portal_signer.sign(root), headers=PORTAL
+    )
+    assert response.status_code == 202, response.text
+    uuid = response.json()["uuid"]
+    state = await world.portal.wait_final(uuid, TIMEOUT)
+
+    assert len(uuid) == 36
+    assert [(r.kind, r.reason) for r in state.receipts] == [
+        (ReceiptKind.REJECTED, Reason.HEADER_INVALID)
+    ]
+
+
 async def test_the_same_bytes_again_get_the_same_answer_and_are_delivered_once(api: Api) -> None:
     world = api.world
     signed = world.portal_signer.sign(world.fresh("gewerbe-anmeldung.xml"))

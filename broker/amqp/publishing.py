@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid as uuidlib
 from collections.abc import Mapping, Sequence
 
 import aio_pika
@@ -23,6 +24,7 @@ from aio_pika.abc import (
 
 from broker.amqp.connection import connect_first
 from broker.errors import PublishError, UnroutableError
+from xta_schemas.header import assigned_identity
 
 __all__ = [
     "HEADER_AUTHOR",
@@ -30,11 +32,27 @@ __all__ = [
     "HEADER_PUBLISHED",
     "HEADER_RECEIVED",
     "HEADER_TYPE",
+    "MAX_MESSAGE_ID_BYTES",
     "connect",
     "header_text",
     "message",
     "publish_confirmed",
+    "travelling_identity",
 ]
+
+# AMQP 0-9-1 carries message_id as a short string: at most 255 bytes of UTF-8.
+MAX_MESSAGE_ID_BYTES = 255
+
+
+def travelling_identity(stated: str | None, transport_id: str | None) -> str:
+    """The identity a submission travels under: the one the message ``stated``, unless it
+    states none or one too long for an AMQP message id; then the one the broker assigns
+    from ``transport_id`` (a new one if None). A message whose header cannot be read
+    goes so too, and the broker's rejection comes back under that identity."""
+    if stated is not None and len(stated.encode()) <= MAX_MESSAGE_ID_BYTES:
+        return stated
+    return assigned_identity(transport_id or str(uuidlib.uuid4()))
+
 
 # Headers the broker adds to an agency's copy: metadata the agency SDK and the webhook
 # deliverer use, and that the agency echoes back with its delivery receipt.

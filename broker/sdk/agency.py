@@ -59,7 +59,7 @@ log = logging.getLogger("xbroker.agency")
 @dataclass(frozen=True, slots=True)
 class Delivery:
     uuid: str
-    body: bytes  # exactly as signed by the author, signature included
+    body: bytes  # as signed by the author, signature included (less what it does not cover)
     signed: etree._Element  # what the signature covers
     author: str
     nachrichtentyp: str

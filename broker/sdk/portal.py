@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid as uuidlib
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,6 @@ from monitoring.labels import ReceiptKind
 from signing import Signer, SigningError, Verifier, parse_untrusted
 from xta_schemas import Catalog
 from xta_schemas.catalog import any_nachrichten_uuid
-from xta_schemas.header import assigned_identity
 
 __all__ = ["Portal", "SubmissionState"]
 
@@ -144,8 +142,10 @@ class Portal:
         The identity is the one the message states (its nachrichtenUUID). Where its
         standard has none (xdomea), the message travels under ``message_id`` (default: a
         new UUID), from which the broker assigns it one: publishing again with the same
-        ``message_id`` is the same message. A message whose header cannot be read is
-        published all the same; the broker answers with a signed rejection that says why.
+        ``message_id`` is the same message. A message whose header cannot be read, or
+        states an identity longer than an AMQP message id may be (255 bytes), is
+        published all the same, under an identity assigned so; the broker answers with a
+        signed rejection that says why.
         """
         body = self._signer.sign(document) if sign else _bytes(document)
         uuid = self._identity_of(body, message_id)
@@ -203,9 +203,7 @@ class Portal:
             stated = self._catalog.stated_identity(root)
         else:
             stated = any_nachrichten_uuid(root)
-        if stated is not None:
-            return stated
-        return assigned_identity(message_id or str(uuidlib.uuid4()))
+        return publishing.travelling_identity(stated, message_id)
 
 
 def _bytes(document: bytes | etree._Element) -> bytes:

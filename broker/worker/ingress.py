@@ -48,7 +48,7 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 
 from broker.amqp import publishing, topology
-from broker.amqp.bundle import BundleError, message_of
+from broker.amqp.bundle import BundleError, message_of, with_message
 from broker.amqp.copies import CopyExchanges
 from broker.amqp.publishing import HEADER_AUTHOR, HEADER_PUBLISHED, HEADER_RECEIVED, HEADER_TYPE
 from broker.errors import PublishError, Reason, Rejection, UnroutableError
@@ -228,16 +228,21 @@ class IngressConsumer:
                 standard=decision.standard,
                 author=author,
                 recipients=recipients,
-                **_assumptions(header),
+                **_assumptions(header, decision.uncovered.notes()),
             )
         receipt = attempt.receipt
+        body = (
+            message.body
+            if decision.covered is None
+            else with_message(message.body, message.content_type, decision.covered)
+        )
 
         async def copies() -> None:
             # Copy n goes out on channel n (broker.amqp.copies); confirmed ones not again.
             with self._metrics.time_stage(Stage.DELIVER):
                 await _all_confirmed(
                     *(
-                        self._deliver(r, n, message, decision, published, attempt)
+                        self._deliver(r, n, message, body, decision, published, attempt)
                         for n, r in enumerate(decision.recipients)
                         if r.kennung not in attempt.confirmed
                     )
@@ -290,6 +295,7 @@ class IngressConsumer:
         recipient: Recipient,
         copy: int,
         message: AbstractIncomingMessage,
+        body: bytes,
         decision: Accepted,
         published: float,
         attempt: _Attempt,
@@ -301,7 +307,7 @@ class IngressConsumer:
             raise PublishError(f"{recipient.kennung} is not in the directory")
         # A webhook agency's copy goes into its inbox too; the webhook deliverer pushes it.
         msg = publishing.message(
-            message.body,  # a bundle stays a bundle: its attachments travel with it
+            body,  # a bundle stays a bundle: its attachments travel with it
             message_id=decision.header.uuid,
             content_type=message.content_type or "application/xml",
             headers={
@@ -436,12 +442,13 @@ def _message_part(message: AbstractIncomingMessage) -> bytes:
         return message.body
 
 
-def _assumptions(header: Header) -> dict[str, Any]:
-    """What a receipt says the broker assigned or assumed in reading ``header``."""
+def _assumptions(header: Header, removed: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What a receipt says the broker assigned or assumed in reading ``header``, and
+    what it ``removed`` from the message before delivering it."""
     assigned = header.identity is not IdentitySource.MESSAGE
     return {
         "identity_assigned": header.identity.value if assigned else None,
-        "notes": header.notes(),
+        "notes": header.notes() + removed,
     }
 
 
