@@ -17,6 +17,7 @@ from broker.stores.journal import EventKind
 from broker.stores.status import StatusStore
 from monitoring.labels import ReceiptKind
 from tests.http_api_support import LIMIT, TOKENS, Api, api_app, as_caller, serving_api
+from tests.polling import eventually
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -177,7 +178,19 @@ async def _delivered_over_http(api: Api) -> str:
 async def test_the_author_reads_the_whole_laufzettel(api: Api) -> None:
     uuid = await _delivered_over_http(api)
 
-    response = await api.client.get(f"/v1/messages/{uuid}", headers=PORTAL)
+    # The worker forwards the agency's delivered receipt before it records the event
+    # (the receipt is confirmed first, then journalled): the Laufzettel follows shortly.
+    async def read() -> httpx.Response:
+        return await api.client.get(f"/v1/messages/{uuid}", headers=PORTAL)
+
+    def delivered(r: httpx.Response) -> bool:
+        return r.status_code == 200 and r.json()["state"] == "delivered"
+
+    response = await eventually(
+        read,
+        what="the Laufzettel to show the copy delivered",
+        until=delivered,
+    )
 
     body = response.json()
     kinds = [e["kind"] for e in body["events"]]
