@@ -27,7 +27,7 @@ from pathlib import Path
 from broker.app import load_parts
 from broker.commands.run import freeze_startup_heap
 from broker.receipts.document import Receipt
-from broker.sdk.agency import AgencyClient, Delivery
+from broker.sdk.agency import IN_MEMORY, AgencyClient, Delivery
 from broker.sdk.portal import Portal
 from broker.settings import load_settings
 from monitoring.labels import ReceiptKind
@@ -59,7 +59,9 @@ async def _run(role: str, settings_file: Path, amqp_url: str, kennung: str, pref
 
     peer: AgencyClient | Portal
     if role == "agency":
-        peer = AgencyClient(amqp_url, kennung, signer, verifier, on_delivery, prefetch=prefetch)
+        peer = AgencyClient(
+            amqp_url, kennung, signer, verifier, on_delivery, prefetch=prefetch, seen_path=IN_MEMORY
+        )
     else:
         peer = Portal(amqp_url, kennung, signer, verifier, on_receipt=on_receipt)
     freeze_startup_heap()  # what an agency application does at start, as the broker does

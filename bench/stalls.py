@@ -15,23 +15,31 @@ import time
 from pathlib import Path
 from typing import Final
 
-__all__ = ["LoopStalls", "waiting_for_cpu"]
+__all__ = ["LoopStalls"]
 
 _TICK: Final = 0.002
 _TASKS: Final = Path("/proc/self/task")
 
 
-def waiting_for_cpu() -> float:
-    """Seconds this process's threads have spent runnable but waiting for a CPU."""
-    total = 0
+def _waits() -> dict[str, int]:
+    """Nanoseconds each of this process's threads has spent runnable but waiting for a
+    CPU, by thread id."""
+    waits: dict[str, int] = {}
     if not _TASKS.is_dir():
-        return 0.0
+        return waits
     for task in _TASKS.iterdir():
         try:
-            total += int((task / "schedstat").read_text().split()[1])
+            waits[task.name] = int((task / "schedstat").read_text().split()[1])
         except (OSError, IndexError, ValueError):
             continue  # a thread that ended meanwhile
-    return total / 1e9
+    return waits
+
+
+def _waited_between(before: dict[str, int], after: dict[str, int]) -> float:
+    """Seconds waited for a CPU between two readings, thread by thread: a thread that
+    ended meanwhile takes nothing away (its total would otherwise vanish from a sum and
+    read as a stall), a thread that started meanwhile counts whole."""
+    return sum(total - before.get(tid, 0) for tid, total in after.items()) / 1e9
 
 
 class LoopStalls:
@@ -40,13 +48,13 @@ class LoopStalls:
     def __init__(self) -> None:
         self.worst = 0.0
         self._task: asyncio.Task[None] | None = None
-        self._last = (time.perf_counter(), waiting_for_cpu())
+        self._last = (time.perf_counter(), _waits())
 
     def _tick(self) -> None:
-        wall, waited = self._last
-        now, now_waited = time.perf_counter(), waiting_for_cpu()
-        self.worst = max(self.worst, (now - wall) - (now_waited - waited) - _TICK)
-        self._last = (now, now_waited)
+        wall, waits = self._last
+        now, now_waits = time.perf_counter(), _waits()
+        self.worst = max(self.worst, (now - wall) - _waited_between(waits, now_waits) - _TICK)
+        self._last = (now, now_waits)
 
     async def _watch(self) -> None:
         while True:
@@ -54,7 +62,7 @@ class LoopStalls:
             self._tick()
 
     async def __aenter__(self) -> LoopStalls:
-        self._last = (time.perf_counter(), waiting_for_cpu())
+        self._last = (time.perf_counter(), _waits())
         self._task = asyncio.create_task(self._watch())
         return self
 

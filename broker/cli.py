@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if _command(argv) == "run":
+        # Before the command modules load (a second or two): a SIGTERM from then on stops
+        # the worker cleanly instead of killing it (broker.commands.signals).
+        from broker.commands.signals import StopSignal
+
+        StopSignal.install()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -53,6 +59,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return code
+
+
+def _command(argv: Sequence[str] | None) -> str | None:
+    """The subcommand named in ``argv``, read without loading the command modules."""
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--config")
+    early.add_argument("command", nargs="?")
+    known, _ = early.parse_known_args(argv)
+    return known.command if isinstance(known.command, str) else None
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Error tree (the module that defines each class in brackets)::
     ├── Rejection                     a message that can never succeed; .reason, .detail
     │   ├── XmlError                  [signing] not acceptable XML (malformed-xml); ValueError
     │   ├── SignatureError            [signing] signature or trust check failed
+    │   │   └── RevocationUnknown     [signing] no current CRL for the issuer
     │   ├── MessageError              [xta_schemas] does not fit the standards; .issues
     │   └── RouteError                [routing] no valid route
     ├── SigningError                  [signing] root of that package
@@ -34,10 +35,15 @@ Error tree (the module that defines each class in brackets)::
     │   └── ClusterStartError         also TimeoutError
     └── TransientError                worth retrying later (RabbitMQ, webhook, store)
         ├── PublishError              a confirmed publish was nacked, returned or timed out;
-        │                             also ConnectionError
+        │   │                         also ConnectionError
+        │   └── UnroutableError       returned: no queue is bound for it (a topology fault)
         └── StoreError                a store cannot be read or written now (I/O, full disk,
                                       an unwritable file, a database that does not answer);
                                       also OSError
+
+A `TransientError` is a fault of the worker's surroundings, not of the message: the worker
+holds the message, stops taking others and retries once the fault has cleared
+(`broker.worker.faults`); it never counts against a queue's delivery limit.
 
 Every reason a sender can read in a rejection receipt is a member of `Reason`; a
 `Rejection` carries one. What becomes of a copy after it was accepted (it expired
@@ -61,6 +67,7 @@ __all__ = [
     "Rejection",
     "StoreError",
     "TransientError",
+    "UnroutableError",
     "XBrokerError",
     "XtaFault",
 ]
@@ -169,11 +176,15 @@ class XtaFault(XBrokerError):
 
 
 class TransientError(XBrokerError):
-    """A failure worth retrying: the message goes back to its queue."""
+    """A failure worth retrying once the fault has cleared; never the message's own."""
 
 
 class PublishError(TransientError, ConnectionError):
     """A confirmed publish was nacked, returned as unroutable, or timed out."""
+
+
+class UnroutableError(PublishError):
+    """RabbitMQ returned a mandatory publish: no queue is bound to its routing key."""
 
 
 class StoreError(TransientError, OSError):

@@ -18,7 +18,10 @@ exception to "no I/O": a standard whose detailed report was not prepared
 from its XSD files at its first invalid message.
 
 Everything after ``verify`` reads only what the signature covers (``Verified.signed``),
-so an unsigned wrapper can never smuggle content past a check. Every rejection of the
+so an unsigned wrapper can never smuggle content past a check. What the signature does
+not cover (comments, processing instructions outside the root) is never delivered: for
+a message that carries any, ``Accepted.covered`` holds the bytes to deliver instead,
+the message without them (`signing.uncovered`). Every rejection of the
 lower packages is a `broker.errors.Rejection` carrying its `Reason`; the pipeline
 catches that one class.
 
@@ -43,6 +46,7 @@ from broker.errors import Reason, Rejection
 from monitoring.labels import Stage
 from routing import Directory, Recipient, RoutingInput, route
 from signing import ParserLimits, Verifier, parse_untrusted
+from signing.uncovered import NOTHING_UNCOVERED, Uncovered, covered_only
 from xta_schemas import Catalog, Header, MessageError, ValidationIssue
 
 __all__ = ["Accepted", "Decision", "Pipeline", "Rejected", "StageObserver"]
@@ -60,6 +64,10 @@ class Accepted:
     standard: str  # "name/version"
     recipients: tuple[Recipient, ...]
     signer_fingerprint: str
+    # The message to deliver where the received one carries what its signature does not
+    # cover; None: the received bytes, unchanged.
+    covered: bytes | None = None
+    uncovered: Uncovered = NOTHING_UNCOVERED
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +116,7 @@ class Pipeline:
                 root = parse_untrusted(body, self.limits)
             with self._stage(Stage.VERIFY, started):
                 verified = self.verifier.verify(root, at=at)
+                covered = covered_only(root) if verified.uncovered else None
             signed = _root_of(verified.signed)
             with self._stage(Stage.IDENTIFY, started):
                 standard, _ = self.catalog.identify(signed)
@@ -153,7 +162,15 @@ class Pipeline:
                 header=header,
                 standard=standard_key,
             )
-        return Accepted(digest, header, standard.key, recipients, verified.fingerprint)
+        return Accepted(
+            digest,
+            header,
+            standard.key,
+            recipients,
+            verified.fingerprint,
+            covered=covered,
+            uncovered=verified.uncovered,
+        )
 
     @contextmanager
     def _stage(self, stage: Stage, started: float) -> Iterator[None]:

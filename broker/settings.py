@@ -8,13 +8,19 @@ from anywhere.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from broker.errors import ConfigurationError
 from signing import ParserLimits
@@ -46,6 +52,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="XBROKER_", extra="forbid", frozen=True)
 
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    amqp_urls: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="every node of a RabbitMQ cluster, tried in order and again after "
+        "every lost connection (XBROKER_AMQP_URLS: comma-separated); empty: amqp_url",
+    )
     broker_kennung: str = "xbr:broker"
     broker_name: str = "xbroker"
     portal_kennung: str = Field(
@@ -60,6 +71,21 @@ class Settings(BaseSettings):
     prefetch: int = Field(default=32, ge=1, le=10_000)
     confirm_timeout_seconds: float = Field(default=5.0, gt=0)
     delivery_limit: int = Field(default=5, ge=1)
+    retry_delay_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="a message that fails by itself waits this long before its 2nd "
+        "attempt, twice as long before each further one (up to retry_delay_max_seconds)",
+    )
+    retry_delay_max_seconds: float = Field(default=30.0, gt=0)
+    disk_reserve_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description="below this much free space for its state the worker stops taking "
+        "messages until space returns",
+    )
+    disk_reserve_inodes: int = Field(default=1000, ge=0)
+    disk_check_seconds: float = Field(default=5.0, gt=0)
     max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_xml_depth: int = Field(default=256, ge=8, le=256)  # libxml2's own bound
     # The parser's limits on a message's shape (signing.shape, docs/security.md).
@@ -216,6 +242,22 @@ class Settings(BaseSettings):
                 "box must keep a copy until its author has been told that it expired"
             )
         return chosen
+
+    @field_validator("amqp_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        """``a,b,c`` (or a JSON list) from the environment; a list from the file."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return tuple(json.loads(text))
+            return tuple(part.strip() for part in text.split(",") if part.strip())
+        return value
+
+    @property
+    def rabbitmq_urls(self) -> tuple[str, ...]:
+        """The URLs to connect to, in order: ``amqp_urls``, or ``amqp_url`` alone."""
+        return self.amqp_urls or (self.amqp_url,)
 
     def parser_limits(self) -> ParserLimits:
         """The limits every message is parsed with."""

@@ -4,7 +4,7 @@ Knows nothing of the business logic: the broker reports what happened through `M
 and tells the HTTP endpoint how to check readiness.
 """
 
-from monitoring.labels import DeliveryOutcome, ReceiptKind, Stage, WebhookOutcome
+from monitoring.labels import DeliveryOutcome, ReceiptKind, Stage, WebhookOutcome, WorkerFault
 from monitoring.metrics import CertificateExpiry, Metrics
 
 __all__ = [
@@ -14,4 +14,5 @@ __all__ = [
     "ReceiptKind",
     "Stage",
     "WebhookOutcome",
+    "WorkerFault",
 ]

@@ -7,7 +7,8 @@ because the broker owns SIGTERM and its shutdown order.
 
 ``/livez`` answers 200 whenever the loop runs. ``/readyz`` answers 200 only when every
 readiness check is true, else 503; both bodies list the checks, so an operator sees which
-one fails.
+one fails, and ``reasons`` says why, in words, where the process knows (a fault that
+holds it: "status.sqlite3: disk I/O error").
 """
 
 from __future__ import annotations
@@ -26,16 +27,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-__all__ = ["EmbeddedServer", "Readiness", "ServerHandle", "build_app", "serve"]
+__all__ = ["EmbeddedServer", "Readiness", "Reasons", "ServerHandle", "build_app", "serve"]
 
 Readiness = Callable[[], Mapping[str, bool]]
 """Returns each readiness check by name (e.g. ``{"amqp": True, "standards": True}``)."""
+
+Reasons = Callable[[], Mapping[str, str]]
+"""Returns why the process is not ready, in words, by concern (empty when it is)."""
 
 _STARTUP_TIMEOUT = 10.0
 _STARTUP_POLL = 0.01
 
 
-def build_app(registry: CollectorRegistry, readiness: Readiness) -> Starlette:
+def build_app(
+    registry: CollectorRegistry, readiness: Readiness, reasons: Reasons | None = None
+) -> Starlette:
     """The ASGI app serving ``registry`` and the health of the process."""
 
     async def metrics(request: Request) -> Response:
@@ -54,7 +60,10 @@ def build_app(registry: CollectorRegistry, readiness: Readiness) -> Starlette:
                 status_code=503,
             )
         ready = all(checks.values())
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+        body: dict[str, object] = {"ready": ready, "checks": checks}
+        if reasons is not None and (why := dict(reasons())):
+            body["reasons"] = why
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     return Starlette(
         routes=[

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["DeliveryOutcome", "ReceiptKind", "Stage", "WebhookOutcome"]
+__all__ = ["DeliveryOutcome", "ReceiptKind", "Stage", "WebhookOutcome", "WorkerFault"]
 
 
 class Stage(StrEnum):
@@ -57,3 +57,13 @@ class WebhookOutcome(StrEnum):
     HTTP_ERROR = "http_error"
     TIMEOUT = "timeout"
     CONNECTION_ERROR = "connection_error"
+
+
+class WorkerFault(StrEnum):
+    """A fault of a worker's surroundings that makes it hold its messages and pause."""
+
+    STORE = "store"  # a store cannot be written or read (I/O error, unwritable file)
+    DISK = "disk"  # the state dir's file system has less free space than the reserve
+    RABBITMQ = "rabbitmq"  # the connection to RabbitMQ is lost
+    PUBLISH = "publish"  # RabbitMQ did not confirm a publish in time, or refused it
+    TOPOLOGY = "topology"  # a queue is missing and could not be declared again

@@ -29,6 +29,7 @@ from importlib import metadata
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from monitoring.faults import FaultMetrics
 from monitoring.labels import DeliveryOutcome, ReceiptKind, Stage, WebhookOutcome
 
 __all__ = [
@@ -222,6 +223,7 @@ class Metrics:
             "1 when every readiness check passes, else 0.",
             registry=registry,
         )
+        self.faults = FaultMetrics(registry)
         self.build_info.info(
             {"version": version or _version(), "python": platform.python_version()}
         )

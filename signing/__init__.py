@@ -5,7 +5,14 @@ Knows nothing of AMQP or routing. See ``signing.errors`` for the error tree.
 
 from signing.certs import fingerprint, load_certificate, load_certificates, subject_kennung
 from signing.crl import RevocationStatus
-from signing.errors import LimitError, PkiError, SignatureError, SigningError, XmlError
+from signing.errors import (
+    LimitError,
+    PkiError,
+    RevocationUnknown,
+    SignatureError,
+    SigningError,
+    XmlError,
+)
 from signing.parser import parse_untrusted
 from signing.policy import CrlRule, VerificationPolicy
 from signing.shape import ParserLimits
@@ -19,6 +26,7 @@ __all__ = [
     "ParserLimits",
     "PkiError",
     "RevocationStatus",
+    "RevocationUnknown",
     "SignatureError",
     "Signer",
     "SigningError",

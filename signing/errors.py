@@ -6,6 +6,7 @@ Error tree::
     ├── XmlError                  input is not acceptable XML (Reason.MALFORMED_XML)
     │   └── LimitError            it passes a limit of its shape; ``reason`` names the limit
     ├── SignatureError            signature or trust check failed; ``reason`` says why
+    │   └── RevocationUnknown     no CRL, or none current, for the issuer: revocation unknown
     └── PkiError                  the development PKI cannot be created or changed
 
 ``XmlError`` and ``SignatureError`` are also `broker.errors.Rejection`: they carry the
@@ -19,6 +20,7 @@ from broker.errors import Reason, Rejection, XBrokerError
 __all__ = [
     "LimitError",
     "PkiError",
+    "RevocationUnknown",
     "SignatureError",
     "SigningError",
     "XmlError",
@@ -45,6 +47,14 @@ class LimitError(XmlError):
 
 class SignatureError(SigningError, Rejection):
     """The signature or the signer's certificate is not acceptable; ``reason`` says why."""
+
+
+class RevocationUnknown(SignatureError):
+    """The issuer's CRL is missing or out of date, so whether the certificate is revoked
+    is unknown (``certificate-untrusted``)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(Reason.CERTIFICATE_UNTRUSTED, detail)
 
 
 class PkiError(SigningError):

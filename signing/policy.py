@@ -67,9 +67,6 @@ class VerificationPolicy:
     )
     min_rsa_bits: int = 2048
     ec_curves: frozenset[str] = frozenset({"secp256r1", "secp384r1"})
-    # Comments are never covered by the allowed canonicalizations, so any comment in a
-    # signed document is unsigned content; refuse it rather than guess its meaning.
-    allow_comments: bool = False
     missing_crl: CrlRule = CrlRule.REJECT
     stale_crl: CrlRule = CrlRule.REJECT
     # The signer's certificate and its intermediates; real chains have two or three.

@@ -4,9 +4,10 @@
 of the tree. signxml stays as the yardstick it is held to (the differential tests) and
 as the path for the few inputs the direct check leaves alone, each of which signxml
 already handles and none of which a conforming sender needs: a KeyValue next to the
-certificate (signxml checks that both name the same key), comments in a document when
-the policy allows them (signxml drops them from what it returns), and an element that is
-not the root of its document.
+certificate (signxml checks that both name the same key) and an element that is not the
+root of its document. signxml verifies the first ds:Signature among the root's children,
+so it is given only documents with one there: with more, it would not check the one
+``structure`` chose.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from signing.structure import DS_NS
 
 __all__ = ["needs_reference", "verify_with_signxml"]
 
+_SIGNATURE = f"{{{DS_NS}}}Signature"
 _KEY_VALUES = (f"{{{DS_NS}}}KeyValue", "{http://www.w3.org/2009/xmldsig11#}DEREncodedKeyValue")
 
 
@@ -41,9 +43,7 @@ def needs_reference(root: etree._Element, signature: etree._Element) -> bool:
     if root.getparent() is not None or root.getroottree().getroot() is not root:
         return True
     key_info = signature.find(f"{{{DS_NS}}}KeyInfo")
-    if key_info is not None and any(key_info.find(tag) is not None for tag in _KEY_VALUES):
-        return True
-    return next(root.iter(etree.Comment), None) is not None
+    return key_info is not None and any(key_info.find(tag) is not None for tag in _KEY_VALUES)
 
 
 def _map_signxml_error(exc: Exception) -> SignatureError:
@@ -74,6 +74,12 @@ def verify_with_signxml(
 
     Raises ``SignatureError`` with the same codes as ``verify_enveloped``.
     """
+    if len(root.findall(_SIGNATURE)) > 1:
+        raise SignatureError(
+            Reason.SIGNATURE_INVALID,
+            "a signature with a KeyValue in KeyInfo is accepted only as the one "
+            "ds:Signature among the root element's children",
+        )
     try:
         # One XMLVerifier per call: it keeps per-call state on itself.
         result = XMLVerifier().verify(root, x509_cert=leaf, expect_config=_config(policy, at))

@@ -3,7 +3,10 @@
 The signature covers the whole document (one reference, URI ""), uses exclusive
 canonicalization and SHA-256, and carries the signer's certificate (and any
 intermediates) in KeyInfo, so a receiver needs nothing but its trust store. It is
-appended as the last child of the root element, where ``Verifier`` expects it.
+appended as the last child of the root element, where ``Verifier`` expects it: the last
+ds:Signature among the root's children. A ds:Signature the document already carries
+(a standard's own document signature) stays where it is, as content the new signature
+covers.
 
 Every signature we make has this one shape, so it is built from a template rather than
 by a generic XML-DSig library: the document is canonicalized once for the digest, the
@@ -139,9 +142,10 @@ class Signer:
     def sign(self, doc: bytes | etree._Element) -> bytes:
         """Return ``doc`` with an enveloped signature appended to its root, as UTF-8 bytes."""
         root = _document(doc)
-        if root.tag == _DS_SIGNATURE or root.find(f".//{_DS_SIGNATURE}") is not None:
-            raise SigningError("document already contains a ds:Signature")
-        canonical = etree.tostring(root, method="c14n", exclusive=True)
+        if root.tag == _DS_SIGNATURE:
+            raise SigningError("the document is a ds:Signature, not a message")
+        # Without comments: a reference with URI "" never covers them (signing.uncovered).
+        canonical = etree.tostring(root, method="c14n", exclusive=True, with_comments=False)
         digest = base64.b64encode(hashlib.sha256(canonical).digest()).decode("ascii")
         fields = {"method": self._method.value, "digest": digest}
         signed_info = _SIGNED_INFO.format(xmlns=_XMLNS_DS, **fields)

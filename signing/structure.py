@@ -1,12 +1,17 @@
 """The shape a signature must have before any cryptography is spent on it.
 
 Signature wrapping attacks move, duplicate or re-point signatures so that a valid
-signature over one part of a document vouches for another. We refuse every shape but
-one: a single ds:Signature, a direct child of the root, with a single reference whose
-URI is "" (the whole document), the enveloped-signature transform, and nothing in the
-document the signature does not cover (comments, processing instructions outside the
-root, ds:Object payloads). Algorithms are checked here too, against the policy, so a
-forbidden algorithm is reported as such whatever else is wrong with the signature.
+signature over one part of a document vouches for another. We verify one signature,
+chosen by its position alone: the last ds:Signature among the root element's children,
+where ``Signer`` appends it. It must have a single reference whose URI is "" (the whole
+document), the enveloped-signature transform and no ds:Object payload. Every other
+ds:Signature in the document (a standard's own document signature, say) is content:
+the enveloped-signature transform takes out only the chosen one, so its digest covers
+the others like any other element, and they are never verified or followed here.
+What no such signature covers (comments, processing instructions outside the root) is
+counted (``uncovered``) and left out of what is delivered. Algorithms are checked here
+too, against the policy, so a forbidden algorithm is reported as such whatever else is
+wrong with the signature.
 
 The policy's size limits come first of all: SignedInfo's size is estimated (and the
 estimate stops at the limit) before anything in it is read, and the certificates in
@@ -77,27 +82,18 @@ def _algorithm(element: etree._Element) -> str:
     return element.get("Algorithm") or ""
 
 
-def _check_unsigned_content(root: etree._Element, policy: VerificationPolicy) -> None:
-    outside = [*root.itersiblings(preceding=True), *root.itersiblings()]
-    if any(isinstance(node, etree._ProcessingInstruction) for node in outside):
-        raise _wrapping("processing instruction outside the signed root element")
-    if policy.allow_comments:
-        return
-    if outside or next(root.iter(etree.Comment), None) is not None:
-        raise _wrapping("comments are not covered by the signature")
-
-
 def _find_signature(root: etree._Element) -> etree._Element:
     if root.tag == _SIGNATURE:
         raise _wrapping("enveloping signatures are not accepted; the root must be the message")
-    signatures = list(root.iter(_SIGNATURE))
-    if not signatures:
-        raise SignatureError(Reason.SIGNATURE_MISSING, "the document has no ds:Signature")
-    if len(signatures) > 1:
-        raise _wrapping(f"{len(signatures)} ds:Signature elements; exactly one is allowed")
-    signature = signatures[0]
-    if signature.getparent() is not root:
-        raise _wrapping("ds:Signature must be a direct child of the root element")
+    at_root = root.findall(_SIGNATURE)
+    if not at_root:
+        if next(root.iter(_SIGNATURE), None) is None:
+            raise SignatureError(Reason.SIGNATURE_MISSING, "the document has no ds:Signature")
+        raise _wrapping(
+            "no ds:Signature among the root element's children; one inside the content "
+            "is content, never the message's signature"
+        )
+    signature = at_root[-1]
     if signature.find(_ds("Object")) is not None:
         raise _wrapping("ds:Object content is not covered by an enveloped signature")
     return signature
@@ -198,7 +194,6 @@ def inspect_signature(
 ) -> SignatureShape:
     """Check the signature's shape and algorithms; raise ``SignatureError`` if unacceptable."""
     signature = _find_signature(root)
-    _check_unsigned_content(root, policy)
     method = _check_signed_info(_only_child(signature, "SignedInfo"), policy)
     texts = _certificate_texts(signature, policy.max_certificates)
     found = read_certificates(texts) if certificates is None else certificates.get(texts)

@@ -43,7 +43,7 @@ from cryptography.x509.verification import (
 from broker.errors import Reason
 from signing.certs import load_certificates
 from signing.crl import CrlFolder, CrlIndex, RevocationStatus
-from signing.errors import SignatureError, SigningError
+from signing.errors import RevocationUnknown, SignatureError, SigningError
 from signing.policy import CrlRule
 
 __all__ = ["TrustStore", "TrustedChain", "utc_time"]
@@ -260,7 +260,8 @@ class TrustStore:
         """Validate ``leaf`` up to a trust anchor at time ``at``, by the CRL snapshot held.
 
         Raises ``SignatureError`` with ``certificate-untrusted``, ``certificate-expired``
-        or ``certificate-revoked``.
+        or ``certificate-revoked``; ``RevocationUnknown`` (``certificate-untrusted``) where
+        the issuer's CRL is missing or out of date and the rule says reject.
         """
         when = utc_time(at)
         key: _CacheKey = (leaf, *intermediates)
@@ -277,9 +278,9 @@ class TrustStore:
                 Reason.CERTIFICATE_REVOKED, f"certificate serial {leaf.serial_number:x} is revoked"
             )
         if status is RevocationStatus.NO_CRL and missing_crl is CrlRule.REJECT:
-            raise SignatureError(Reason.CERTIFICATE_UNTRUSTED, "no valid CRL for the issuer")
+            raise RevocationUnknown("no valid CRL for the issuer")
         if status is RevocationStatus.STALE and stale_crl is CrlRule.REJECT:
-            raise SignatureError(Reason.CERTIFICATE_UNTRUSTED, "the issuer's CRL is out of date")
+            raise RevocationUnknown("the issuer's CRL is out of date")
         return TrustedChain(chain=chain, revocation=status)
 
     @property

@@ -32,6 +32,7 @@ from signing.policy import VerificationPolicy
 from signing.reference import needs_reference, verify_with_signxml
 from signing.structure import inspect_signature
 from signing.trust import TrustStore, utc_time
+from signing.uncovered import NOTHING_UNCOVERED, Uncovered, uncovered
 
 __all__ = ["Verified", "Verifier"]
 
@@ -41,7 +42,9 @@ class Verified:
     """A verified document: what was signed, and by whom.
 
     ``signed`` is the document without its signature; ``signed_data`` the canonical bytes
-    of it that the reference digest covers.
+    of it that the reference digest covers. ``uncovered`` counts what the document holds
+    beyond them (comments, processing instructions outside the root), which is never
+    to be delivered (``signing.uncovered.covered_only``).
     """
 
     signed: etree._Element
@@ -49,6 +52,7 @@ class Verified:
     fingerprint: str
     subject_kennung: str | None
     signed_data: bytes = b""
+    uncovered: Uncovered = NOTHING_UNCOVERED
 
 
 class Verifier:
@@ -92,6 +96,7 @@ class Verifier:
             fingerprint=signer.fingerprint,
             subject_kennung=signer.subject_kennung,
             signed_data=content.canonical,
+            uncovered=uncovered(root),
         )
 
     def verify_now(self, root: etree._Element) -> Verified:

@@ -34,6 +34,7 @@ async def eventually(
     timeout: float = TIMEOUT,
     interval: float = 0.05,
     ignoring: tuple[type[BaseException], ...] = (),
+    progressing: bool = False,
 ) -> T:
     """Call ``check`` (plain or async) until ``until`` holds for its value (by default:
     until the value is true), and return that value.
@@ -42,6 +43,11 @@ async def eventually(
     last value seen. Exceptions of the ``ignoring`` types count as "not yet" (a server
     still starting); any other propagates at once. Raises AssertionError when
     ``timeout`` seconds pass.
+
+    With ``progressing``, ``timeout`` counts from the last time the value changed: a
+    count that moves slowly (a long run on a busy machine) is waited for as long as it
+    moves, and one that stops moving fails after ``timeout`` seconds, as a lost message
+    would make it.
     """
     deadline = time.monotonic() + timeout
     last: object = None
@@ -54,7 +60,10 @@ async def eventually(
         else:
             if until(value):
                 return value
+            if progressing and value != last:
+                deadline = time.monotonic() + timeout
             last = value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"not {what} within {timeout:g} s; last seen: {last!r}")
+            within = f"{timeout:g} s without progress" if progressing else f"{timeout:g} s"
+            raise AssertionError(f"not {what} within {within}; last seen: {last!r}")
         await asyncio.sleep(interval)

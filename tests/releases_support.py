@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 from broker.app import Parts, build_broker, load_parts, party_signer
 from broker.commands.demo import ensure_dev_pki
 from broker.receipts.document import Receipt
-from broker.sdk.agency import AgencyClient, Delivery
+from broker.sdk.agency import AgencyClient, Delivery, default_seen_path
 from broker.sdk.portal import Portal
 from broker.settings import Settings, load_settings
 from tests import tools
@@ -121,6 +121,7 @@ class ReleaseWorld:
 
     settings: Settings
     parts: Parts
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     portals: dict[str, Portal] = field(default_factory=dict)
     received: dict[str, list[Delivery]] = field(default_factory=lambda: defaultdict(list))
     receipts: list[Receipt] = field(default_factory=list)
@@ -141,6 +142,15 @@ class ReleaseWorld:
 
     def receivers_of(self, uuid: str) -> list[str]:
         return sorted(k for k, got in self.received.items() for d in got if d.uuid == uuid)
+
+    def bodies_of(self, uuid: str, author: str) -> list[bytes]:
+        """The bytes each reader of ``author``'s ``uuid`` received."""
+        return [
+            d.body
+            for got in self.received.values()
+            for d in got
+            if d.uuid == uuid and d.author == author
+        ]
 
 
 def _write_directory(state_dir: Path, directory: str) -> None:
@@ -165,9 +175,9 @@ async def release_world(
     )
     ensure_dev_pki(settings)
     parts = load_parts(settings)
-    broker = build_broker(parts, CollectorRegistry())
-    await broker.start()
     world = ReleaseWorld(settings, parts)
+    broker = build_broker(parts, world.registry)
+    await broker.start()
     clients = []
     for agency in parts.directory:
         if not agency.accepts:
@@ -183,6 +193,7 @@ async def release_world(
             parts.verifier(),
             record,
             test=test,
+            seen_path=default_seen_path(agency.kennung, state_dir),
         )
         await client.start()
         clients.append(client)

@@ -121,3 +121,22 @@ async def test_serve_on_a_port_in_use_raises_oserror(
         port = taken.getsockname()[1]
         with pytest.raises(OSError):
             await serve(build_app(registry, checks), "127.0.0.1", port)
+
+
+async def test_readyz_says_why_in_words_when_the_process_knows(
+    registry: CollectorRegistry, checks: Checks
+) -> None:
+    checks.state = {"amqp": True, "disk": False}
+
+    def reasons() -> dict[str, str]:
+        return {"disk": "0 bytes free, reserve 67108864"}
+
+    handle = await serve(build_app(registry, checks, reasons), "127.0.0.1", 0)
+    try:
+        async with httpx.AsyncClient(timeout=5.0, trust_env=False) as http:
+            answer = await http.get(f"{handle.url}/readyz")
+    finally:
+        await handle.stop()
+
+    assert answer.status_code == 503
+    assert answer.json()["reasons"] == {"disk": "0 bytes free, reserve 67108864"}

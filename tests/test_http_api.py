@@ -17,6 +17,7 @@ from broker.stores.journal import EventKind
 from broker.stores.sqlite import SqliteStatusStore
 from monitoring.labels import ReceiptKind
 from tests.http_api_support import LIMIT, TOKENS, Api, api_app, as_caller, serving_api
+from tests.polling import eventually
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -71,6 +72,27 @@ async def test_a_rejected_http_submission_gets_its_rejection_receipt(api: Api) -
 
     assert [(r.kind, r.reason) for r in state.receipts] == [
         (ReceiptKind.REJECTED, Reason.SCHEMA_INVALID)
+    ]
+
+
+async def test_a_nachrichten_uuid_too_long_for_amqp_is_rejected_under_an_assigned_one(
+    api: Api,
+) -> None:
+    world = api.world
+    root = world.fresh("anmeldung-hamburg.xml")
+    for element in root.iter("{*}nachrichtenUUID"):
+        element.text = "x" * 300
+
+    response = await api.client.post(
+        "/v1/messages", content=world.portal_signer.sign(root), headers=PORTAL
+    )
+    assert response.status_code == 202, response.text
+    uuid = response.json()["uuid"]
+    state = await world.portal.wait_final(uuid, TIMEOUT)
+
+    assert len(uuid) == 36
+    assert [(r.kind, r.reason) for r in state.receipts] == [
+        (ReceiptKind.REJECTED, Reason.HEADER_INVALID)
     ]
 
 
@@ -156,7 +178,19 @@ async def _delivered_over_http(api: Api) -> str:
 async def test_the_author_reads_the_whole_laufzettel(api: Api) -> None:
     uuid = await _delivered_over_http(api)
 
-    response = await api.client.get(f"/v1/messages/{uuid}", headers=PORTAL)
+    # The worker forwards the agency's delivered receipt before it records the event
+    # (the receipt is confirmed first, then journalled): the Laufzettel follows shortly.
+    async def read() -> httpx.Response:
+        return await api.client.get(f"/v1/messages/{uuid}", headers=PORTAL)
+
+    def delivered(r: httpx.Response) -> bool:
+        return r.status_code == 200 and r.json()["state"] == "delivered"
+
+    response = await eventually(
+        read,
+        what="the Laufzettel to show the copy delivered",
+        until=delivered,
+    )
 
     body = response.json()
     kinds = [e["kind"] for e in body["events"]]

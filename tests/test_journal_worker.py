@@ -1,4 +1,9 @@
-"""The worker acks an ingress message only once the message's journal events are written."""
+"""The worker acks an ingress message only once the message's journal events are written.
+
+A write that fails is a fault of the store, not of the message: the worker holds the
+message (it never goes back to the queue, so its delivery limit is untouched), retries,
+and acks it once its events are written.
+"""
 
 from __future__ import annotations
 
@@ -47,7 +52,7 @@ class FailsOnAccepted:
         await self.store.record_many(events)
 
 
-async def test_a_message_whose_events_cannot_be_written_is_not_acked_and_comes_back(
+async def test_a_message_whose_events_cannot_be_written_is_held_and_acked_once_written(
     amqp_url: str, tmp_path: Path, backend: Backend
 ) -> None:
     settings = load_settings(
@@ -61,13 +66,14 @@ async def test_a_message_whose_events_cannot_be_written_is_not_acked_and_comes_b
     parts = load_parts(settings)
     stores = backend.stores()
     store = stores.status()
+    registry = CollectorRegistry()
     broker = BrokerService(
         settings,
         catalog=parts.catalog,
         directory=parts.directory,
         verifier=parts.verifier(),
         signer=party_signer(settings, settings.broker_kennung),
-        metrics=Metrics(CollectorRegistry()),
+        metrics=Metrics(registry),
         dedup=stores.dedup(),
         journal=FailsOnAccepted(store),
     )
@@ -77,7 +83,12 @@ async def test_a_message_whose_events_cannot_be_written_is_not_acked_and_comes_b
         handled.append(delivery.uuid)
 
     agency = AgencyClient(
-        amqp_url, AGENCY, party_signer(settings, AGENCY), parts.verifier(), handle
+        amqp_url,
+        AGENCY,
+        party_signer(settings, AGENCY),
+        parts.verifier(),
+        handle,
+        seen_path=tmp_path / "seen.sqlite3",
     )
     portal = Portal(
         amqp_url,
@@ -103,7 +114,7 @@ async def test_a_message_whose_events_cannot_be_written_is_not_acked_and_comes_b
     await portal.start()
     try:
         uuid = await portal.submit(with_fresh_header(root, standard))
-        await until(EventKind.DUPLICATE, uuid)
+        await until(EventKind.ACCEPTED, uuid)
         # The agency starts late, so that its delivered receipt cannot be the write that
         # meets the failure: the failure must reach the ingress message's own write.
         await agency.start()
@@ -113,9 +124,11 @@ async def test_a_message_whose_events_cannot_be_written_is_not_acked_and_comes_b
         await agency.close()
         await broker.stop()
 
-    # Taken twice from the ingress queue: the first delivery was not acked. The accepted
-    # event of the first was written at the next write, and the copy reached the agency once.
+    # Taken once from the ingress queue: held through the failed write, not returned.
+    # Its events were written at the retry, and the copy reached the agency once.
     seen = await kinds(uuid)
-    assert seen.count(EventKind.RECEIVED) == 2
+    assert seen.count(EventKind.RECEIVED) == 1
     assert seen.count(EventKind.ACCEPTED) == 1
     assert handled == [uuid]
+    assert registry.get_sample_value("xbroker_faults_total", {"fault": "store"}) == 1
+    assert registry.get_sample_value("xbroker_fault_active", {"fault": "store"}) == 0

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,37 +24,21 @@ import pytest
 from broker import devnode
 from broker.app import load_parts, party_signer
 from broker.commands.demo import ensure_dev_pki
-from broker.errors import PublishError
-from broker.sdk.agency import AgencyClient, Delivery
+from broker.sdk.agency import AgencyClient, Delivery, default_seen_path
 from broker.sdk.portal import Portal
 from broker.settings import Settings, load_settings
-from signing import parse_untrusted
 from tests.polling import eventually
-from tests.world import EXAMPLES, SUBMISSIONS
-from xta_schemas.samples import with_fresh_header
+from tests.world import fan_out_directory, publish_all, signed_messages
 
-# The tests' own deadlines (the worker's queues 60 s, a quarter of the copies 300 s, every
-# message final 600 s) outlast pytest-timeout's default of 300 s on a busy machine. Its
-# alarm would land in whatever callback runs, an agency's handler, and leave a copy
-# unacked for good; the bound here only guards against a hang.
+# The tests wait for as long as the run makes progress (`STALL`), so on a busy machine
+# a run may outlast pytest-timeout's default of 300 s. Its alarm would land in whatever
+# callback runs, an agency's handler, and leave a copy unacked for good; the bound here
+# only guards against a hang.
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(1200)]
 
 ROOT = Path(__file__).resolve().parents[1]
 MESSAGES = 5000
 RECIPIENTS = ("gew:02000000", "fa:02000000", "ihk:02000000")
-NOTIFIED = """
-[[agency]]
-kennung = "fa:02000000"
-name = "Finanzamt Hamburg"
-certificates = ["fa_02000000.crt"]
-notify = ["gewerbe.anmeldung.*"]
-
-[[agency]]
-kennung = "ihk:02000000"
-name = "Handelskammer Hamburg"
-certificates = ["ihk_02000000.crt"]
-notify = ["gewerbe.anmeldung.0100"]
-"""
 
 
 @dataclass
@@ -84,10 +68,7 @@ class Run:
 
 @asynccontextmanager
 async def fan_out_world(amqp_url: str, tmp: Path) -> AsyncIterator[Run]:
-    directory = tmp / "directory.toml"
-    directory.write_text(
-        (EXAMPLES / "directory.toml").read_text(encoding="utf-8") + NOTIFIED, encoding="utf-8"
-    )
+    directory = fan_out_directory(tmp)
     config = tmp / "xbroker.toml"
     config.write_text(
         f'state_dir = "{tmp / "state"}"\n'
@@ -98,11 +79,16 @@ async def fan_out_world(amqp_url: str, tmp: Path) -> AsyncIterator[Run]:
     settings = load_settings(config, amqp_url=amqp_url)
     ensure_dev_pki(settings)
     parts = load_parts(settings)
+    # This process runs the portal and three agencies on one event loop, verifying every
+    # copy and receipt; on a loaded machine a confirm waits behind that work for longer
+    # than the SDK's default of 5 s, and every publish repeated then adds a duplicate
+    # receipt to verify, which slows the confirms further.
     portal = Portal(
         amqp_url,
         settings.portal_kennung,
         party_signer(settings, settings.portal_kennung),
         parts.verifier(),
+        confirm_timeout=30.0,
     )
     run = Run(settings, config, amqp_url, portal)
     agencies = []
@@ -112,7 +98,12 @@ async def fan_out_world(amqp_url: str, tmp: Path) -> AsyncIterator[Run]:
             run.handled[(kennung, delivery.uuid)] += 1
 
         client = AgencyClient(
-            amqp_url, kennung, party_signer(settings, kennung), parts.verifier(), handle
+            amqp_url,
+            kennung,
+            party_signer(settings, kennung),
+            parts.verifier(),
+            handle,
+            seen_path=default_seen_path(kennung, tmp),
         )
         agencies.append(client)
     run.start_worker()
@@ -151,52 +142,60 @@ async def _queues_declared(amqp_url: str) -> bool:
         await connection.close()
 
 
-def _signed_messages(run: Run, count: int) -> list[tuple[str, bytes]]:
-    parts = load_parts(run.settings)
-    root = parse_untrusted((SUBMISSIONS / "gewerbe-anmeldung.xml").read_bytes())
-    standard, _ = parts.catalog.identify(root)
-    signer = party_signer(run.settings, run.settings.portal_kennung)
-    out = []
-    for _ in range(count):
-        fresh = with_fresh_header(root, standard)
-        out.append((standard.header(fresh).uuid, signer.sign(fresh)))
-    return out
-
-
-async def _publish_all(run: Run, messages: list[tuple[str, bytes]]) -> None:
-    """Publish every message; a publish that fails or times out is repeated (the broker
-    deduplicates), as a portal must."""
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for _, body in messages:
-        queue.put_nowait(body)
-
-    async def publisher() -> None:
-        while not queue.empty():
-            body = queue.get_nowait()
-            while True:
-                try:
-                    await run.portal.submit(body, sign=False)
-                    break
-                except (PublishError, ConnectionError, RuntimeError):
-                    await asyncio.sleep(0.5)
-
-    await asyncio.gather(*(publisher() for _ in range(16)))
+STALL = 120.0
+"""Seconds without progress after which a wait fails: on a busy machine the run is slow,
+and waited for as long as it moves; a copy that is lost stops it for good."""
 
 
 async def _a_quarter_handled(run: Run) -> None:
-    await eventually(
-        _at_least(run, MESSAGES * len(RECIPIENTS) // 4),
-        what="a quarter of the copies handled",
-        timeout=300,
+    await _unless_stalled(
+        run,
+        eventually(
+            run.delivered,
+            until=lambda n: n >= MESSAGES * len(RECIPIENTS) // 4,
+            what="a quarter of the copies handled",
+            timeout=STALL,
+            interval=0.2,
+            progressing=True,
+        ),
     )
 
 
 async def _all_final(run: Run, uuids: list[str]) -> None:
-    await eventually(
-        lambda: all(run.portal.state(u).final for u in uuids),
-        what="every message final at the portal",
-        timeout=600,
-        interval=0.5,
+    def final() -> tuple[int, int]:
+        return run.delivered(), sum(run.portal.state(u).final for u in uuids)
+
+    await _unless_stalled(
+        run,
+        eventually(
+            final,
+            until=lambda seen: seen[1] == len(uuids),
+            what="every message final at the portal (copies handled, messages final)",
+            timeout=STALL,
+            interval=0.5,
+            progressing=True,
+        ),
+    )
+
+
+async def _unless_stalled(run: Run, wait: Awaitable[object]) -> None:
+    """Wait; when the run stalls, fail with what the agencies and the workers saw."""
+    try:
+        await wait
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{_what_was_seen(run)}") from None
+
+
+def _what_was_seen(run: Run) -> str:
+    per_agency = Counter(kennung for kennung, _ in run.handled)
+    twice = sum(1 for n in run.handled.values() if n > 1)
+    workers = ", ".join(
+        f"worker-{i}: {'running' if w.poll() is None else f'exited {w.returncode}'}"
+        for i, w in enumerate(run.workers)
+    )
+    return (
+        f"copies handled per agency: {dict(per_agency)} of {MESSAGES} each; "
+        f"handled more than once: {twice}; {workers}; logs in {run.settings.state_dir}"
     )
 
 
@@ -221,9 +220,10 @@ async def test_worker_killed_mid_run_loses_and_duplicates_nothing(
     amqp_url: str, tmp_path: Path
 ) -> None:
     async with fan_out_world(amqp_url, tmp_path) as run:
-        messages = await asyncio.to_thread(_signed_messages, run, MESSAGES)
+        messages = await asyncio.to_thread(signed_messages, run.settings, MESSAGES)
         uuids = [u for u, _ in messages]
-        publishing = asyncio.create_task(_publish_all(run, messages))
+        bodies = [body for _, body in messages]
+        publishing = asyncio.create_task(publish_all(run.portal, bodies))
         await _a_quarter_handled(run)
 
         run.workers[-1].send_signal(signal.SIGKILL)
@@ -241,9 +241,10 @@ async def test_rabbitmq_restarted_mid_run_loses_and_duplicates_nothing(
     amqp_url: str, local_node: object, tmp_path: Path
 ) -> None:
     async with fan_out_world(amqp_url, tmp_path) as run:
-        messages = await asyncio.to_thread(_signed_messages, run, MESSAGES)
+        messages = await asyncio.to_thread(signed_messages, run.settings, MESSAGES)
         uuids = [u for u, _ in messages]
-        publishing = asyncio.create_task(_publish_all(run, messages))
+        bodies = [body for _, body in messages]
+        publishing = asyncio.create_task(publish_all(run.portal, bodies))
         await _a_quarter_handled(run)
 
         await asyncio.to_thread(devnode.stop_node, ROOT)
@@ -256,10 +257,3 @@ async def test_rabbitmq_restarted_mid_run_loses_and_duplicates_nothing(
         assert len(run.workers) == 1
         assert stopped_at < MESSAGES * len(RECIPIENTS), "the restart came in the middle"
         _assert_exactly_once(run, uuids)
-
-
-def _at_least(run: Run, copies: int) -> Callable[[], Awaitable[bool]]:
-    async def check() -> bool:
-        return run.delivered() >= copies
-
-    return check

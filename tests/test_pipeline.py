@@ -224,6 +224,12 @@ def _second_signature(kit: Kit) -> bytes:
     return etree.tostring(root)
 
 
+def _signature_in_content(kit: Kit) -> bytes:
+    root = parse_untrusted(kit.signed())
+    root[0].append(root[-1])
+    return etree.tostring(root)
+
+
 @dataclass(frozen=True)
 class Row:
     reason: Reason
@@ -265,7 +271,9 @@ ROWS = (
         "signed by a trusted agency while the header names the portal",
         lambda k: k.signed(k.meldebehoerde),
     ),
-    Row(Reason.SIGNATURE_WRAPPING, "a second signature appended", _second_signature),
+    # The copy is the signature verified (the last at the root); its digest covers the first.
+    Row(Reason.DIGEST_MISMATCH, "a second signature appended", _second_signature),
+    Row(Reason.SIGNATURE_WRAPPING, "the signature moved into content", _signature_in_content),
     Row(
         Reason.UNKNOWN_MESSAGE_TYPE,
         "a root element its standard does not know",
@@ -370,6 +378,43 @@ def test_the_valid_message_is_accepted_for_its_reader(kit: tuple[Kit, Pipeline])
     assert isinstance(decision, Accepted), decision
     assert decision.header.author.kennung == PORTAL
     assert [r.kennung for r in decision.recipients] == [MELDEBEHOERDE]
+
+
+def test_a_message_without_uncovered_nodes_is_delivered_as_received(
+    kit: tuple[Kit, Pipeline],
+) -> None:
+    made, pipeline = kit
+
+    decision = pipeline.process(made.signed(), at=made.now)
+
+    assert isinstance(decision, Accepted), decision
+    assert decision.covered is None
+    assert decision.uncovered.notes() == ()
+
+
+def test_comments_and_outer_instructions_are_left_out_of_what_is_delivered(
+    kit: tuple[Kit, Pipeline],
+) -> None:
+    made, pipeline = kit
+    signed = made.signed()
+    body = signed.replace(b"?>", b"?><?app x?><!-- secret-a -->", 1).replace(
+        b"<ds:Signature", b"<!-- secret-b --><ds:Signature", 1
+    )
+    assert body.count(b"secret-") == 2
+
+    decision = pipeline.process(body, at=made.now)
+
+    assert isinstance(decision, Accepted), decision
+    assert decision.covered is not None and b"secret" not in decision.covered
+    assert b"<?app" not in decision.covered
+    assert decision.uncovered.notes() == (
+        "delivered without 2 XML comments and 1 processing instruction outside the root "
+        "element: the signature does not cover them; what was signed is delivered, and "
+        "its signature stays valid",
+    )
+    again = pipeline.process(decision.covered, at=made.now)
+    assert isinstance(again, Accepted) and again.covered is None
+    assert again.header == decision.header
 
 
 def test_the_valid_message_without_a_reader_is_accepted_for_its_region(

@@ -71,3 +71,32 @@ async def test_any_other_exception_ends_the_wait_at_once() -> None:
     with pytest.raises(ValueError, match="broken"):
         await eventually(check, what="never", ignoring=(ConnectionError,))
     assert next(calls) == 1
+
+
+async def test_progressing_waits_past_the_timeout_while_the_value_moves() -> None:
+    counter = itertools.count()
+
+    value = await eventually(
+        lambda: next(counter),
+        until=lambda n: n >= 40,
+        what="40 counted",
+        timeout=0.1,
+        interval=0.01,  # 40 polls take 0.4 s, four times the timeout
+        progressing=True,
+    )
+
+    assert value == 40
+
+
+async def test_progressing_fails_once_the_value_stops_moving() -> None:
+    counter = itertools.count()
+
+    with pytest.raises(AssertionError, match=r"within 0.05 s without progress; last seen: 3"):
+        await eventually(
+            lambda: min(next(counter), 3),
+            until=lambda n: n >= 10,
+            what="10 counted",
+            timeout=0.05,
+            interval=0.01,
+            progressing=True,
+        )

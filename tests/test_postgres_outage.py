@@ -1,6 +1,7 @@
 """A database that stops answering is a fault of the surroundings: the stores raise
 StoreError (a TransientError, as the SQLite stores do for theirs) and resume by
-themselves once it answers again.
+themselves once it answers again; the worker holds its message meanwhile, pauses (not
+ready) and resumes by itself, and the message is delivered once, never dead-lettered.
 
 The outage is real: the stores reach the server through a TCP relay on loopback that
 the test cuts (every connection dropped, new ones refused) and restores.
@@ -15,16 +16,27 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from broker.app import load_parts, party_signer
+from broker.commands.demo import ensure_dev_pki
 from broker.errors import StoreError, TransientError
+from broker.sdk.agency import AgencyClient, Delivery
+from broker.sdk.portal import Portal
 from broker.settings import load_settings
 from broker.stores.backend import Stores
 from broker.stores.journal import EventKind, StatusEvent
+from broker.worker.service import BrokerService
+from monitoring.metrics import Metrics
+from signing import parse_untrusted
 from tests.polling import eventually
+from xta_schemas.samples import with_fresh_header
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SAMPLE = EXAMPLES / "submissions" / "anmeldung-hamburg.xml"
 UUID = "6f1c2d3e-4a5b-4c6d-8e7f-001122334455"
 PORTAL = "osi:hh-portal"
+AGENCY = "psw:02000000"
 
 
 class Relay:
@@ -119,3 +131,111 @@ async def test_an_outage_raises_store_errors_and_the_stores_resume_by_themselves
 
     assert kinds == [EventKind.RECEIVED, EventKind.ACCEPTED]
     assert claim.held
+
+
+@pytest.mark.rabbitmq
+async def test_an_outage_pauses_the_worker_which_holds_its_message_and_resumes_by_itself(
+    relay: tuple[Relay, str], amqp_url: str, tmp_path: Path
+) -> None:
+    cut, url = relay
+    settings = load_settings(
+        EXAMPLES / "xbroker.toml",
+        amqp_url=amqp_url,
+        state_dir=tmp_path,
+        metrics_port=0,
+        database_url=url,
+        database_statement_timeout_seconds=2.0,
+        database_connect_timeout_seconds=2.0,
+    )
+    ensure_dev_pki(settings)
+    parts = load_parts(settings)
+    stores = Stores(settings)
+    status = stores.status()
+    registry = CollectorRegistry()
+    broker = BrokerService(
+        settings,
+        catalog=parts.catalog,
+        directory=parts.directory,
+        verifier=parts.verifier(),
+        signer=party_signer(settings, settings.broker_kennung),
+        metrics=Metrics(registry),
+        dedup=stores.dedup(),
+        journal=status,
+    )
+    handled: list[str] = []
+
+    async def handle(delivery: Delivery) -> None:
+        handled.append(delivery.uuid)
+
+    agency = AgencyClient(
+        amqp_url,
+        AGENCY,
+        party_signer(settings, AGENCY),
+        parts.verifier(),
+        handle,
+        seen_path=tmp_path / "seen.sqlite3",
+    )
+    portal = Portal(
+        amqp_url,
+        settings.portal_kennung,
+        party_signer(settings, settings.portal_kennung),
+        parts.verifier(),
+    )
+    root = parse_untrusted(SAMPLE.read_bytes())
+    standard, _ = parts.catalog.identify(root)
+
+    async def kinds(uuid: str) -> list[EventKind]:
+        return [e.kind for e in (await status.timeline(uuid)).events]
+
+    await broker.start()
+    await portal.start()
+    await agency.start()
+    try:
+        await cut.cut()
+        uuid = await portal.submit(with_fresh_header(root, standard))
+        await eventually(
+            lambda: (broker.faults.held, broker.readiness()),
+            until=lambda state: (
+                state[0] >= 1 and not state[1]["store"] and not state[1]["consuming"]
+            ),
+            what="the message held and the worker paused, not ready",
+            timeout=60,
+        )
+        assert "store" in broker.not_ready_because()
+        assert handled == []
+
+        await cut.start()  # the server answers again
+        await eventually(
+            lambda: handled,
+            until=lambda got: got == [uuid],
+            what="the copy delivered after the outage",
+            timeout=60,
+        )
+        await eventually(
+            lambda: broker.readiness(),
+            until=lambda checks: checks["store"] and checks["consuming"],
+            what="the worker ready again",
+            timeout=60,
+        )
+        await eventually(
+            lambda: kinds(uuid),
+            until=lambda seen: EventKind.ACCEPTED in seen,
+            ignoring=(StoreError,),
+            what="the accepted event",
+            timeout=60,
+        )
+        seen = await kinds(uuid)
+    finally:
+        await portal.close()
+        await agency.close()
+        await broker.stop()
+        await stores.close()
+
+    # Taken once from the ingress queue: held through the outage, not returned to it.
+    assert seen.count(EventKind.RECEIVED) == 1
+    assert seen.count(EventKind.ACCEPTED) == 1
+    assert EventKind.FAILED not in seen
+    assert handled == [uuid]
+    began = registry.get_sample_value("xbroker_faults_total", {"fault": "store"})
+    assert began is not None and began >= 1
+    assert registry.get_sample_value("xbroker_fault_active", {"fault": "store"}) == 0

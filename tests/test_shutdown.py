@@ -29,7 +29,7 @@ from broker.amqp import topology
 from broker.app import load_parts, party_signer
 from broker.commands.demo import ensure_dev_pki
 from broker.receipts.document import Receipt
-from broker.sdk.agency import AgencyClient, Delivery
+from broker.sdk.agency import IN_MEMORY, AgencyClient, Delivery
 from broker.sdk.portal import Portal
 from broker.settings import Settings, load_settings
 from monitoring.labels import ReceiptKind
@@ -166,7 +166,12 @@ async def run(vhost_url: str, tmp_path_factory: pytest.TempPathFactory) -> Async
 
     await declare_topology(settings, parts.directory)
     agency = AgencyClient(
-        vhost_url, AGENCY, party_signer(settings, AGENCY), parts.verifier(), handle
+        vhost_url,
+        AGENCY,
+        party_signer(settings, AGENCY),
+        parts.verifier(),
+        handle,
+        seen_path=IN_MEMORY,
     )
     portal = Portal(
         vhost_url,

@@ -109,9 +109,32 @@ def test_signing_leaves_the_given_element_unchanged(ec_signer: Signer) -> None:
     assert etree.tostring(root) == DOC
 
 
-def test_an_already_signed_document_is_not_signed_again(ec_signer: Signer) -> None:
-    with pytest.raises(SigningError, match="already contains"):
-        ec_signer.sign(ec_signer.sign(DOC))
+def test_a_signature_the_document_carries_stays_as_content_the_new_one_covers(
+    ec_signer: Signer, rsa_signer: Signer, pki: Path
+) -> None:
+    twice = ec_signer.sign(rsa_signer.sign(DOC))
+    root = parse_untrusted(twice)
+    assert [s.getparent() is root for s in root.iter(f"{DS}Signature")] == [True, True]
+    verifier = Verifier(TrustStore.from_dirs(pki / "trust", pki / "crl"))
+    verified = verifier.verify(root, at=datetime.now(UTC))
+    assert verified.fingerprint == ec_signer.fingerprint
+    assert len(verified.signed.findall(f"{DS}Signature")) == 1  # the inner one, as content
+
+
+def test_a_signature_is_not_signed_as_a_message(ec_signer: Signer) -> None:
+    signature = etree.tostring(_signature(ec_signer.sign(DOC)))
+    with pytest.raises(SigningError, match="is a ds:Signature"):
+        ec_signer.sign(signature)
+
+
+def test_the_digest_leaves_comments_out_as_a_whole_document_reference_does(
+    ec_signer: Signer, pki: Path
+) -> None:
+    signed = ec_signer.sign(b'<m:msg xmlns:m="urn:test"><a>1<!-- note -->0</a><!--x--></m:msg>')
+    verifier = Verifier(TrustStore.from_dirs(pki / "trust", pki / "crl"))
+    verified = verifier.verify(parse_untrusted(signed), at=datetime.now(UTC))
+    assert verified.signed.findtext("a") == "10"
+    assert verified.uncovered.comments == 2
 
 
 def test_key_and_certificate_must_belong_together(pki: Path) -> None:

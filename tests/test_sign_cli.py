@@ -111,3 +111,17 @@ def test_verify_with_trust_alone_names_crl_when_the_issuers_crl_is_missing(
     out = capsys.readouterr().out
     assert "certificate-untrusted" in out
     assert "--crl DIR" in out and "--no-crl" in out
+
+
+def test_verify_with_trust_alone_names_crl_only_for_a_crl_problem(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The parser's message quotes the tag "CRL": no CRL problem, so no word of --crl.
+    (workdir / "broken.xml").write_bytes(b"<CRL></x>")
+    trust = str(workdir / ".xbroker/pki/trust")
+
+    assert main(["verify", "broken.xml", "--trust", trust]) == 1
+
+    out = capsys.readouterr().out
+    assert "malformed-xml" in out and "CRL" in out
+    assert "--crl DIR" not in out

@@ -16,7 +16,7 @@ from broker.errors import Reason
 from xta_schemas import MessageError
 from xta_schemas.header import HeaderReader
 from xta_schemas.manifest import MANIFEST_NAME, Manifest, read_manifest
-from xta_schemas.model import Header, MessageType
+from xta_schemas.model import Header, MessageType, NamedBy
 from xta_schemas.samples import read_sample
 from xta_schemas.standard import HeaderXPaths
 
@@ -91,7 +91,7 @@ def test_example_header_rules_read_the_samples(folder: Path) -> None:
         root = read_sample(path)
         header = _header(manifest, root, dict([KANZLEI]))
         assert header.uuid and header.created.tzinfo is not None
-        assert header.author.named_by in {"kennung", "free-text"}, path.name
+        assert header.author.named_by in {NamedBy.KENNUNG, NamedBy.FREE_TEXT}, path.name
         assert header.readers, path.name
         if manifest.standard.version_in_message:
             stated = etree.XPath(
@@ -108,7 +108,7 @@ def test_xjustiz_reads_a_court_code_as_the_courts_kennung(folder: Path) -> None:
 
     header = _header(manifest, read_sample(path), {})
 
-    assert (header.author.kennung, header.author.named_by) == ("jus:K1101", "kennung")
+    assert (header.author.kennung, header.author.named_by) == ("jus:K1101", NamedBy.KENNUNG)
     assert [reader.kennung for reader in header.readers] == ["jus:K1201"]
 
 
@@ -122,7 +122,7 @@ def test_xjustiz_reads_a_free_text_sender_as_the_participant_the_directory_names
     header = _header(manifest, read_sample(path), dict([KANZLEI]))
 
     assert header.author.kennung == KANZLEI[1]
-    assert (header.author.name, header.author.named_by) == (KANZLEI[0], "free-text")
+    assert (header.author.name, header.author.named_by) == (KANZLEI[0], NamedBy.FREE_TEXT)
     assert f"{KANZLEI[0]!r} is {KANZLEI[1]} by the directory" in header.notes()
 
 

@@ -27,7 +27,7 @@ from broker.ops.tenancy.accounts import (
     read_credentials,
 )
 from broker.ops.tenancy.backends import RabbitmqctlBackend
-from broker.sdk.agency import AgencyClient, Delivery
+from broker.sdk.agency import IN_MEMORY, AgencyClient, Delivery
 from broker.sdk.portal import Portal
 from broker.settings import load_settings
 from monitoring.labels import ReceiptKind
@@ -79,7 +79,9 @@ async def tenants(
     async def record(delivery: Delivery) -> None:
         received.append(delivery)
 
-    agency = AgencyClient(urls[A], A, party_signer(settings, A), parts.verifier(), record)
+    agency = AgencyClient(
+        urls[A], A, party_signer(settings, A), parts.verifier(), record, seen_path=IN_MEMORY
+    )
     portal = Portal(
         urls[settings.portal_kennung],
         settings.portal_kennung,

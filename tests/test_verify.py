@@ -133,6 +133,12 @@ def _second_signature(signed: bytes) -> bytes:
     return etree.tostring(root)
 
 
+def _signature_in_content(signed: bytes) -> bytes:
+    root = parse_untrusted(signed)
+    root[0].append(root[-1])
+    return etree.tostring(root)
+
+
 CASES: dict[str, tuple[Reason, Callable[[Parties], bytes]]] = {
     "unsigned document": (Reason.SIGNATURE_MISSING, lambda p: DOC),
     "signature value altered": (
@@ -154,7 +160,12 @@ CASES: dict[str, tuple[Reason, Callable[[Parties], bytes]]] = {
     "SHA-224 digest": (Reason.ALGORITHM_NOT_ALLOWED, _sign_with_sha224_digest),
     "certificate from a foreign CA": (Reason.CERTIFICATE_UNTRUSTED, lambda p: p.foreign.sign(DOC)),
     "revoked certificate": (Reason.CERTIFICATE_REVOKED, lambda p: p.revoked.sign(DOC)),
-    "second signature": (Reason.SIGNATURE_WRAPPING, lambda p: _second_signature(p.ec.sign(DOC))),
+    # The copy, last at the root, is the one verified; its digest covers the first.
+    "second signature": (Reason.DIGEST_MISMATCH, lambda p: _second_signature(p.ec.sign(DOC))),
+    "signature moved into content": (
+        Reason.SIGNATURE_WRAPPING,
+        lambda p: _signature_in_content(p.ec.sign(DOC)),
+    ),
     "inclusive canonicalization": (
         Reason.ALGORITHM_NOT_ALLOWED,
         lambda p: inclusive_c14n(p.ec.sign(DOC)),

@@ -6,8 +6,11 @@ invalid at its end are published (by a process of their own) to a running broker
 Meanwhile:
 
 * the loop's stalls are measured inside it, less the time the process waited for a CPU
-  (``bench.stalls.LoopStalls``): what remains is the broker's own doing and must stay
-  under 100 ms;
+  (``bench.stalls.LoopStalls``): what remains is the broker's own doing. It must stay
+  under 200 ms: decided on the loop, the 9.5 MB message alone holds it for more than
+  300 ms of CPU and the floods for seconds, while a loop that only hands work on
+  measures 15-45 ms on an idle machine and up to about 125 ms under a load of 16 on two
+  cores;
 * a process of its own asks ``/readyz`` every 20 ms, as an operator's probe would; on a
   busy machine its answers also wait for CPUs, so the median must stay under 100 ms and
   no answer may take the seconds a decision on the loop used to hold it up;
@@ -167,7 +170,7 @@ async def test_readyz_answers_and_the_connection_holds_while_hostile_input_is_de
         f"p95 {p95:.1f} ms, max {max(answers):.1f} ms"
     )
     # The loop held up by the broker's own work: the property the design must keep.
-    assert stalls.worst < 0.1
+    assert stalls.worst < 0.2
     # /readyz as a prober sees it, which a busy machine delays too (each process waits
     # its turn for a CPU): answered throughout, never held for the seconds a decision
     # on the loop took (21.9 s for one message before).

@@ -1,18 +1,21 @@
 """Real messages of published releases, unmodified, end to end on the real RabbitMQ node.
 
-Every instance that lxml calls valid is signed as its author (but an XWasser instance
-that carries a ds:Signature of its own and an xdomea one with XML comments, which the
-signature rules refuse) (a message naming no author
+Every instance that lxml calls valid is signed as its author (a message naming no author
 is signed by a participant, who becomes its author), published with the portal SDK and
-delivered to its reader, with accepted and delivered receipts; every invalid one is
-rejected with a report naming line and path. XWasser's instances are test fixtures that
-reuse identities across files, so each round serves a broker that has seen none of the
-identities in it: the count is per instance, as a new broker would receive it. The
-xdomea process test runs 0501, 0503 and 0505 of one process through one broker.
+delivered to its reader, with accepted and delivered receipts, byte for byte as
+published; every invalid one is rejected with a report naming line and path. An XWasser
+instance carries a ds:Signature of its own, which is content like any other element. An
+xdomea instance carries XML comments, which no signature covers: it is delivered
+without them, and the accepted receipt counts them. XWasser's instances are test
+fixtures that reuse identities across files, so each round serves a broker that has seen
+none of the identities in it: the count is per instance, as a new broker would receive
+it. The xdomea process test runs 0501, 0503 and 0505 of one process through one broker.
+XBau 2.6 is published without instances, so it has no test here.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -121,8 +124,17 @@ async def _deliver_all(world: ReleaseWorld, files: list[Path], signer: str) -> d
             if receipt.kind is ReceiptKind.REJECTED:
                 assert receipt.issues, f"{path.name}: rejected without a report"
                 assert all(i.line and i.path.startswith("/") for i in receipt.issues)
+            if receipt.kind is ReceiptKind.ACCEPTED:
+                # What was published (its SHA-256 in the receipt) is what each reader got.
+                bodies = world.bodies_of(uuid, portal.kennung)
+                assert bodies, path.name
+                assert {_sha256(b) for b in bodies} == {receipt.digest}, path.name
         outcome[path.name] = kinds + [f"to:{k}" for k in world.receivers_of(uuid)]
     return outcome
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 async def test_every_valid_xwasser_instance_is_delivered_unmodified(
@@ -143,13 +155,16 @@ async def test_every_valid_xwasser_instance_is_delivered_unmodified(
 
     delivered = {name for name, kinds in outcome.items() if {"accepted", "delivered"} <= set(kinds)}
     rejected = {name for name, kinds in outcome.items() if "rejected" in kinds}
-    # XWasser's own document signature (olb_bericht's ds:Signature over the vorgang) is
-    # content the broker's signature rules refuse: one ds:Signature per document.
-    inner_signature = "olb_report_signature_builder_test_result.xml"
-    assert outcome[inner_signature] == ["unsigned: document already contains a ds:Signature"]
-    assert delivered == valid - {inner_signature}
+    assert delivered == valid
     assert rejected == {path.name for path in files} - valid
-    assert len(delivered) == 12 and len(rejected) == 2
+    assert len(delivered) == 13 and len(rejected) == 2
+    # XWasser's own document signature (a ds:Signature over the vorgang, at the root
+    # before the broker's) travels as content.
+    assert outcome["olb_report_signature_builder_test_result.xml"] == [
+        "accepted",
+        "delivered",
+        "to:gha:090",
+    ]
     assert outcome["quality_report_minimal.xml"][-1] == "to:psw:11113110"
     assert outcome["monitoring_plan_builder_test_result.xml"][-1] == "to:gha:090"
 
@@ -187,6 +202,9 @@ async def test_an_xdomea_process_is_delivered_and_a_reused_identity_refused(
         )
         reused_state = portal.state(reused)
 
+    # Every instance lxml calls valid (all four; the release has no invalid one) delivered.
+    valid = {p.name for p in instances.glob("*.xml") if lxml_verdict(folder, p)}
+    assert valid == {p.name for p in [*process, nrw]}
     assert kinds == [{ReceiptKind.ACCEPTED, ReceiptKind.DELIVERED}] * 3
     for state in states:
         accepted = next(r for r in state.receipts if r.kind is ReceiptKind.ACCEPTED)
@@ -194,11 +212,19 @@ async def test_an_xdomea_process_is_delivered_and_a_reused_identity_refused(
         assert any("read in Europe/Berlin" in note for note in accepted.notes)
     assert len(set(uuids)) == 3
     assert [world.receivers_of(u) for u in uuids] == [["xdo:LATh"]] * 3
-    # lavnrw's 0503 carries XML comments, which an enveloped signature does not cover:
-    # the signature rules refuse it whole rather than deliver unsigned text.
-    assert [(r.kind, r.reason) for r in nrw_state.receipts] == [
-        (ReceiptKind.REJECTED, Reason.SIGNATURE_WRAPPING)
-    ]
+    # lavnrw's 0503 carries six XML comments, which no signature covers: delivered
+    # without them, as the accepted receipt says (a count, never their text).
+    assert {r.kind for r in nrw_state.receipts} == {ReceiptKind.ACCEPTED, ReceiptKind.DELIVERED}
+    nrw_accepted = next(r for r in nrw_state.receipts if r.kind is ReceiptKind.ACCEPTED)
+    assert any(note.startswith("delivered without 6 XML comments") for note in nrw_accepted.notes)
+    assert not any("<!--" in note or "-->" in note for note in nrw_accepted.notes)
+    [nrw_copy] = world.bodies_of(nrw_state.uuid, "xdo:abgebend")
+    assert b"<!--" in nrw.read_bytes() and b"<!--" not in nrw_copy
+    assert _sha256(nrw_copy) != nrw_accepted.digest
+    assert world.receivers_of(nrw_state.uuid) == ["xdo:lavnrw"]
+    for uuid, state in zip(uuids, states, strict=True):
+        accepted = next(r for r in state.receipts if r.kind is ReceiptKind.ACCEPTED)
+        assert [_sha256(b) for b in world.bodies_of(uuid, "xdo:abgebend")] == [accepted.digest]
     assert reused == uuids[1]
     [rejection] = [r for r in reused_state.receipts if r.kind is ReceiptKind.REJECTED]
     assert rejection.reason is Reason.ID_REUSED

@@ -8,7 +8,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from broker.amqp.bundle import BUNDLE_CONTENT_TYPE, Bundle, BundleError, Part, message_of
+from broker.amqp.bundle import (
+    BUNDLE_CONTENT_TYPE,
+    Bundle,
+    BundleError,
+    Part,
+    message_of,
+    with_message,
+)
 from broker.errors import Fault, XtaFault
 from broker.xta.mtom import Limits, MimePart, read_soap, write_mtom
 
@@ -117,6 +124,17 @@ def test_a_bundle_round_trips_and_a_lone_message_stays_plain() -> None:
     assert Bundle.decode(body, content_type) == bundle
     assert message_of(body, content_type) == b"<m/>"
     assert Bundle(Part(b"<m/>", "m")).encode() == (b"<m/>", "application/xml")
+
+
+def test_a_message_replaced_in_a_bundle_keeps_its_attachments_and_its_name() -> None:
+    bundle = Bundle(Part(b"<m><!--x--></m>", "m", "application/xml", "m.xml"), (Part(b"pdf", "a"),))
+    body, content_type = bundle.encode()
+
+    replaced = Bundle.decode(with_message(body, content_type, b"<m/>"), content_type)
+
+    assert replaced.message == Part(b"<m/>", "m", "application/xml", "m.xml")
+    assert replaced.attachments == bundle.attachments
+    assert with_message(b"<m><!--x--></m>", "application/xml", b"<m/>") == b"<m/>"
 
 
 @pytest.mark.parametrize("cut", [1, 10, -1])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +19,8 @@ from prometheus_client import CollectorRegistry
 
 from broker.app import Parts, build_broker, load_parts, party_signer
 from broker.commands.demo import ensure_dev_pki
-from broker.sdk.agency import AgencyClient, Delivery
+from broker.errors import PublishError
+from broker.sdk.agency import AgencyClient, Delivery, default_seen_path
 from broker.sdk.portal import Portal
 from broker.settings import Settings, load_settings
 from broker.stores.backend import Stores
@@ -31,6 +32,30 @@ from xta_schemas.samples import sample_root, with_fresh_header
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SUBMISSIONS = EXAMPLES / "submissions"
+
+# Two more agencies that receive a copy of every trade registration and send nothing:
+# a trade registration then fans out to three agencies, two of them without receipt queue.
+NOTIFIED = """
+[[agency]]
+kennung = "fa:02000000"
+name = "Finanzamt Hamburg"
+certificates = ["fa_02000000.crt"]
+notify = ["gewerbe.anmeldung.*"]
+
+[[agency]]
+kennung = "ihk:02000000"
+name = "Handelskammer Hamburg"
+certificates = ["ihk_02000000.crt"]
+notify = ["gewerbe.anmeldung.0100"]
+"""
+
+
+def fan_out_directory(folder: Path) -> Path:
+    """The example directory with the two notified agencies, written to ``folder``."""
+    directory = folder / "directory.toml"
+    example = (EXAMPLES / "directory.toml").read_text(encoding="utf-8")
+    directory.write_text(example + NOTIFIED, encoding="utf-8")
+    return directory
 
 
 @dataclass
@@ -80,6 +105,77 @@ class World:
 
     def receivers_of(self, uuid: str) -> list[str]:
         return sorted(k for k, ds in self.received.items() for d in ds if d.uuid == uuid)
+
+
+def signed_messages(
+    settings: Settings, count: int, sample: str = "gewerbe-anmeldung.xml"
+) -> list[tuple[str, bytes]]:
+    """``count`` copies of a sample submission, each with a fresh header, signed by the
+    portal: (nachrichtenUUID, bytes)."""
+    parts = load_parts(settings)
+    root = parse_untrusted((SUBMISSIONS / sample).read_bytes())
+    standard, _ = parts.catalog.identify(root)
+    signer = party_signer(settings, settings.portal_kennung)
+    out = []
+    for _ in range(count):
+        fresh = with_fresh_header(root, standard)
+        out.append((standard.header(fresh).uuid, signer.sign(fresh)))
+    return out
+
+
+async def publish_all(
+    portal: Portal, bodies: Iterable[bytes], publishers: int = 16, stall: float = 120.0
+) -> None:
+    """Publish every body; a publish that fails or times out is repeated (the broker
+    deduplicates), as a portal must.
+
+    On a busy machine publishing is slow, and a node being restarted refuses it for a
+    while: that is waited for as long as some publish still succeeds now and then. When
+    none has for ``stall`` seconds (the node never came back, the portal never
+    reconnected), it fails saying how many are left and the last error.
+    """
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    total = queue.qsize()
+    loop = asyncio.get_running_loop()
+    progress = loop.time()
+    last_error: BaseException | None = None
+
+    async def publish(body: bytes) -> None:
+        nonlocal progress, last_error
+        pause = 0.5
+        while True:
+            try:
+                async with asyncio.timeout(stall):  # a publish hung past its own deadline
+                    await portal.submit(body, sign=False)
+            except (PublishError, ConnectionError, RuntimeError, TimeoutError) as exc:
+                last_error = exc
+            else:
+                progress = loop.time()
+                return
+            if loop.time() - progress > stall:
+                left = queue.qsize() + 1
+                raise AssertionError(
+                    f"publishing stalled: no publish succeeded for {stall:g} s, "
+                    f"{left} or more of {total} messages not published; "
+                    f"last error: {last_error!r}"
+                )
+            # Every repeat the broker takes is one more duplicate receipt for the portal
+            # to verify: repeating fast under load feeds the load that made it fail.
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 8.0)
+
+    async def publisher() -> None:
+        while not queue.empty():
+            await publish(queue.get_nowait())
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(publishers):
+                group.create_task(publisher())
+    except* AssertionError as stalled:
+        raise stalled.exceptions[0] from None
 
 
 @dataclass(frozen=True)
@@ -152,6 +248,7 @@ async def running_world(
             party_signer(settings, agency.kennung),
             parts.verifier(),
             record,
+            seen_path=default_seen_path(agency.kennung, state_dir),
         )
         await client.start()
         world.agencies[agency.kennung] = client

@@ -23,7 +23,7 @@ from broker.errors import Reason
 
 from .errors import MessageError, ValidationIssue
 from .manifest import HeaderPaths, Manifest
-from .model import AliasLookup, Header, IdentitySource, MessageType, Party
+from .model import AliasLookup, Header, IdentitySource, MessageType, NamedBy, Party
 
 __all__ = ["HeaderReader", "HeaderXPaths", "assigned_identity", "element_path", "texts"]
 
@@ -155,7 +155,9 @@ class HeaderReader:
         if author is None:
             if rules.missing_author == "refuse" or signer is None:
                 self._invalid(authors[0], "author", "names no author (no kennung, no free text)")
-            author = Party(kennung=signer, name=None, verzeichnisdienst=None, named_by="signer")
+            author = Party(
+                kennung=signer, name=None, verzeichnisdienst=None, named_by=NamedBy.SIGNER
+            )
         found = xp.readers(root)
         readers = tuple(
             party
@@ -265,7 +267,7 @@ class HeaderReader:
             if field == "author":
                 raise MessageError(Reason.AUTHOR_UNKNOWN, detail, issues)
             raise MessageError(Reason.NO_ROUTE, detail, issues)
-        return Party(mapped, text, verzeichnisdienst, named_by="free-text")
+        return Party(mapped, text, verzeichnisdienst, named_by=NamedBy.FREE_TEXT)
 
     def _test_flag(self, root: etree._Element) -> bool:
         xpath = self.xpaths.test

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-__all__ = ["AliasLookup", "Header", "IdentitySource", "MessageType", "Party"]
+__all__ = ["AliasLookup", "Header", "IdentitySource", "MessageType", "NamedBy", "Party"]
 
 # Free text naming a party (xdomea ``Institution/Name``) -> its Behördenkennung, if the
 # directory knows the text; the broker passes its directory's lookup.
@@ -22,18 +22,22 @@ class IdentitySource(StrEnum):
     DIGEST = "digest"  # assigned: derived from the SHA-256 of what was signed
 
 
+class NamedBy(StrEnum):
+    """How a message named a party (``Party.named_by``)."""
+
+    KENNUNG = "kennung"  # by its Behördenkennung (or a code the manifest prefixes)
+    FREE_TEXT = "free-text"  # by free text, which the directory maps to a kennung
+    SIGNER = "signer"  # not at all: the message names no author, so its signer is
+
+
 @dataclass(frozen=True, slots=True)
 class Party:
-    """An author or reader of a message, named by its Behördenkennung.
-
-    ``named_by`` says how the message named it: "kennung", "free-text" (mapped by the
-    directory) or "signer" (the message named no author; its signer is).
-    """
+    """An author or reader of a message, named by its Behördenkennung."""
 
     kennung: str
     name: str | None
     verzeichnisdienst: str | None
-    named_by: str = "kennung"
+    named_by: NamedBy = NamedBy.KENNUNG
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +70,10 @@ class Header:
             )
         if self.assumed_zone is not None:
             notes.append(f"creation time without time zone, read in {self.assumed_zone}")
-        if self.author.named_by == "signer":
+        if self.author.named_by is NamedBy.SIGNER:
             notes.append(f"the message names no author: its signer {self.author.kennung} is")
         for party in (self.author, *self.readers):
-            if party.named_by == "free-text":
+            if party.named_by is NamedBy.FREE_TEXT:
                 notes.append(f"{party.name!r} is {party.kennung} by the directory")
         return tuple(notes)
 

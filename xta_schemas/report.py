@@ -14,7 +14,10 @@ multiple of its validation.
 
 Reports go to the sender in a receipt and into logs, so they must not carry the
 message's content: values the validators quote ("'abc' is not a valid value") are
-replaced by ``'[value]'``. What stays is where (line, path) and which rule failed.
+replaced by ``'[value]'``, and so is any quoted text in an xmlschema reason that is a
+value somewhere in the document, since some reasons quote a value from elsewhere (an
+IDREF whose ID is missing is reported at the root). What stays is where (line, path)
+and which rule failed.
 
 They are read by the sender's people, in the words of XML Schema: what the validators
 say in Python's (``<class 'elementpath.datatypes.datetime.DateTime10'>``, a facet bound
@@ -25,7 +28,7 @@ XSD type (``xs:dateTime``) and the lexical value of the standard (``'2000-01-01T
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from decimal import Decimal
 from itertools import islice
 from pathlib import Path
@@ -43,6 +46,7 @@ __all__ = [
     "MAX_REPORT_ELEMENTS",
     "REDACTED",
     "DetailedReporter",
+    "document_values",
     "in_schema_words",
     "issues_from_lxml",
     "redact",
@@ -53,18 +57,49 @@ MAX_REPORT_ELEMENTS = 20_000
 REDACTED = "'[value]'"
 
 # How libxml2 quotes an offending value: "Element 'x': 'VALUE' is not a valid value of
-# ...", "[facet 'pattern'] The value 'VALUE' is not accepted by ...".
-_LXML_VALUE = re.compile(
-    r"(: |The value )'.*?'(?= is not (?:a valid value|accepted|an element))", re.DOTALL
-)
+# ...", "[facet 'pattern'] The value 'VALUE' is not accepted by ...", "The value 'VALUE'
+# is less than ...", "… has more digits …", "The actual value 'VALUE' does not match the
+# fixed value constraint …", and an identity constraint's values as a key-sequence
+# ("Duplicate key-sequence ['VALUE'] in …", "No match found for key-sequence ['VALUE']
+# of keyref …").
+_LXML_VALUE = re.compile(r"(: |[Vv]alue )'.*?'(?= (?:is|has|does) )", re.DOTALL)
+_LXML_KEYS = re.compile(r"(key-sequence )\[.*?\](?= (?:in|of) )", re.DOTALL)
+# A quoted text in a reason, either quote.
+_QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
 
 
-def redact(reason: str, values: Iterable[str] = ()) -> str:
-    """``reason`` without the quoted ``values`` nor any value libxml2 quoted."""
+def redact(reason: str, values: Iterable[str] = (), document: Collection[str] = frozenset()) -> str:
+    """``reason`` without the quoted ``values``, any value libxml2 quoted, nor any quoted
+    text that is one of the ``document``'s values (``document_values``)."""
     for value in sorted({v for raw in values for v in _forms(raw)}, key=len, reverse=True):
         for quoted in (repr(value), f"'{value}'", f'"{value}"'):
             reason = reason.replace(quoted, REDACTED)
-    return _LXML_VALUE.sub(lambda m: f"{m.group(1)}{REDACTED}", reason)
+    reason = _LXML_VALUE.sub(lambda m: f"{m.group(1)}{REDACTED}", reason)
+    reason = _LXML_KEYS.sub(lambda m: f"{m.group(1)}[{REDACTED}]", reason)
+    if not document:
+        return reason
+
+    def scrub(match: re.Match[str]) -> str:
+        quoted = match.group(1) if match.group(1) is not None else match.group(2)
+        return REDACTED if quoted in document else match.group(0)
+
+    return _QUOTED.sub(scrub, reason)
+
+
+def document_values(root: etree._Element) -> frozenset[str]:
+    """Every text and attribute value of ``root``'s document, in each form a validator may
+    quote it: as written, stripped, whitespace-collapsed, and each of its whitespace-
+    separated tokens (an IDREFS, a list type). A reason about a value found elsewhere in
+    the document (an IDREF without its ID, a keyref without its key) quotes it where the
+    element's own values do not hold it."""
+    values: set[str] = set()
+    found = root.xpath("//text() | //@*")
+    assert isinstance(found, list)  # a node-set
+    for node in found:
+        raw = str(node)
+        values.update(_forms(raw))
+        values.update(raw.split())
+    return frozenset(values)
 
 
 _TYPED = elementpath.datatypes.AnyAtomicType
@@ -98,12 +133,20 @@ _PYTHON_WORDS = (
 )
 
 
+# An object's default repr (xmlschema's "for <…FieldValueSelector object at 0x…>") says
+# nothing to a sender; an identity constraint is named as the schema names it.
+_OBJECT = re.compile(r"(?: for)? <(?:\w+\.)*\w+ object at 0x[0-9a-fA-F]+>")
+_IDENTITY = re.compile(r"Xsd(Key|Keyref|Unique)\(name=('[^']*')\)")
+
+
 def in_schema_words(reason: str) -> str:
     """``reason`` with no Python class or value repr left: XSD type names instead.
 
     A value repr that is still there is the message's content, which the caller did not
     know as such: it becomes "a value of" its XSD type, never its text.
     """
+    reason = _OBJECT.sub("", reason)
+    reason = _IDENTITY.sub(lambda m: f"xs:{m.group(1).lower()} {m.group(2)}", reason)
     for pattern, words in _PYTHON_WORDS:
         reason = pattern.sub(words, reason)
     reason = _VALUE_REPR.sub(lambda m: f"a value of {_TYPED_VALUES[m.group(1)]}", reason)
@@ -127,7 +170,7 @@ def issues_from_lxml(log: etree._ListErrorLog) -> tuple[ValidationIssue, ...]:
     )
 
 
-def _reason(error: xmlschema.XMLSchemaValidationError) -> str:
+def _reason(error: xmlschema.XMLSchemaValidationError, document: Collection[str]) -> str:
     """xmlschema's reason, saying that the value was at fault, without the value, in the
     words of XML Schema."""
     reason = error.reason or str(error.message)
@@ -138,7 +181,7 @@ def _reason(error: xmlschema.XMLSchemaValidationError) -> str:
         reason = f"value {value!r}: {reason}"
     # A typed value of the message's (DateTime10(…)) still in the reason becomes "a value
     # of xs:dateTime" there: never its text.
-    return in_schema_words(redact(reason, _values(error)))
+    return in_schema_words(redact(reason, _values(error), document))
 
 
 def _standard_values(validator: object) -> list[object]:
@@ -210,11 +253,13 @@ class DetailedReporter:
             errors = islice(
                 self._compiled().iter_errors(root, namespaces=self._namespaces), MAX_ISSUES
             )
+            # Within MAX_REPORT_ELEMENTS, collecting them costs less than xmlschema's walk.
+            document = document_values(root)
             issues = tuple(
                 ValidationIssue(
                     line=error.sourceline if isinstance(error.sourceline, int) else None,
                     path=error.path or "",
-                    reason=_reason(error),
+                    reason=_reason(error, document),
                 )
                 for error in errors
             )

@@ -12,8 +12,10 @@ attachments, and a copy never reaches an agency without them::
                   then     the parts' bytes, in the table's order
 
 The worker checks the message (the first part) as it checks any message; the copy it
-delivers is the bundle unchanged. Only the message is signed by its author; each
-attachment is bound to it by the SHA-256 the table records, which every reader checks.
+delivers is the bundle unchanged, but for a message carrying what its signature does
+not cover, which is delivered without it (``with_message``). Only the message is signed
+by its author; each attachment is bound to it by the SHA-256 the table records, which
+every reader checks.
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from broker.errors import XBrokerError
 
-__all__ = ["BUNDLE_CONTENT_TYPE", "Bundle", "BundleError", "Part", "message_of"]
+__all__ = ["BUNDLE_CONTENT_TYPE", "Bundle", "BundleError", "Part", "message_of", "with_message"]
 
 BUNDLE_CONTENT_TYPE = "application/vnd.xbroker.bundle"
 _LENGTH = struct.Struct(">I")
@@ -145,3 +147,14 @@ def message_of(body: bytes, content_type: str | None) -> bytes:
         return body
     _, start, end = _checked_parts(body)[0]
     return body[start:end]
+
+
+def with_message(body: bytes, content_type: str | None, message: bytes) -> bytes:
+    """The AMQP body ``body`` with its message replaced by ``message``: ``message``
+    itself, or the bundle with ``message`` as its first part (the table records its new
+    length and SHA-256)."""
+    if content_type != BUNDLE_CONTENT_TYPE:
+        return message
+    bundle = Bundle.decode(body, content_type)
+    replaced = Bundle(replace(bundle.message, content=message), bundle.attachments)
+    return replaced.encode(plain_if_alone=False)[0]

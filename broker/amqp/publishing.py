@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+import uuid as uuidlib
+from collections.abc import Mapping, Sequence
 
 import aio_pika
 import aiormq
@@ -21,7 +22,9 @@ from aio_pika.abc import (
     HeadersType,
 )
 
-from broker.errors import PublishError
+from broker.amqp.connection import connect_first
+from broker.errors import PublishError, UnroutableError
+from xta_schemas.header import assigned_identity
 
 __all__ = [
     "HEADER_AUTHOR",
@@ -29,11 +32,27 @@ __all__ = [
     "HEADER_PUBLISHED",
     "HEADER_RECEIVED",
     "HEADER_TYPE",
+    "MAX_MESSAGE_ID_BYTES",
     "connect",
     "header_text",
     "message",
     "publish_confirmed",
+    "travelling_identity",
 ]
+
+# AMQP 0-9-1 carries message_id as a short string: at most 255 bytes of UTF-8.
+MAX_MESSAGE_ID_BYTES = 255
+
+
+def travelling_identity(stated: str | None, transport_id: str | None) -> str:
+    """The identity a submission travels under: the one the message ``stated``, unless it
+    states none or one too long for an AMQP message id; then the one the broker assigns
+    from ``transport_id`` (a new one if None). A message whose header cannot be read
+    goes so too, and the broker's rejection comes back under that identity."""
+    if stated is not None and len(stated.encode()) <= MAX_MESSAGE_ID_BYTES:
+        return stated
+    return assigned_identity(transport_id or str(uuidlib.uuid4()))
+
 
 # Headers the broker adds to an agency's copy: metadata the agency SDK and the webhook
 # deliverer use, and that the agency echoes back with its delivery receipt.
@@ -56,13 +75,13 @@ def header_text(value: object) -> str | None:
 
 
 async def connect(
-    amqp_url: str, name: str
+    amqp_urls: str | Sequence[str], name: str
 ) -> tuple[AbstractRobustConnection, AbstractRobustChannel]:
-    """A robust connection (it reconnects by itself) and a channel whose publishes are
-    confirmed and whose unroutable publishes raise, as every publish here needs."""
-    connection = await aio_pika.connect_robust(
-        amqp_url, client_properties={"connection_name": name}
-    )
+    """A robust connection to the first of ``amqp_urls`` that answers (it reconnects by
+    itself, to the next URL, see `broker.amqp.connection`) and a channel whose publishes
+    are confirmed and whose unroutable publishes raise, as every publish here needs."""
+    urls = [amqp_urls] if isinstance(amqp_urls, str) else list(amqp_urls)
+    connection = await connect_first(urls, name)
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
     assert isinstance(channel, AbstractRobustChannel)
     return connection, channel
@@ -98,7 +117,7 @@ async def publish_confirmed(
     try:
         await exchange.publish(msg, routing_key, mandatory=True, timeout=timeout)
     except aiormq.exceptions.PublishError as exc:
-        raise PublishError(f"unroutable: {exchange.name!r} {routing_key!r}") from exc
+        raise UnroutableError(f"unroutable: {exchange.name!r} {routing_key!r}") from exc
     except aiormq.exceptions.DeliveryError as exc:
         raise PublishError(f"nacked by RabbitMQ: {exchange.name!r} {routing_key!r}") from exc
     except TimeoutError as exc:

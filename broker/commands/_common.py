@@ -9,7 +9,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from broker.errors import ConfigurationError
+from broker.commands.signals import StopSignal
+from broker.errors import ConfigurationError, TransientError
 from broker.settings import Settings, load_settings
 
 __all__ = ["run_async", "settings_from", "wait_for_signal"]
@@ -22,12 +23,16 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def run_async(main: Callable[[], Awaitable[int]]) -> int:
-    """Run a coroutine; configuration errors become a message and exit code 2."""
+    """Run a coroutine; configuration errors become a message and exit code 2, a fault
+    that stops it from starting (an unwritable store, RabbitMQ unreachable) exit code 1."""
     try:
         return asyncio.run(_guard(main))
     except ConfigurationError as exc:
         print(f"xbroker: {exc}", file=sys.stderr)
         return 2
+    except (TransientError, ConnectionError) as exc:
+        print(f"xbroker: cannot start: {exc}", file=sys.stderr)
+        return 1
 
 
 async def _guard(main: Callable[[], Awaitable[int]]) -> int:
@@ -35,18 +40,8 @@ async def _guard(main: Callable[[], Awaitable[int]]) -> int:
 
 
 async def wait_for_signal() -> signal.Signals:
-    """Block until SIGINT or SIGTERM arrives; return which."""
-    loop = asyncio.get_running_loop()
-    received: asyncio.Future[signal.Signals] = loop.create_future()
-
-    def on_signal(sig: signal.Signals) -> None:
-        if not received.done():
-            received.set_result(sig)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
-    try:
-        return await received
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    """Block until SIGINT or SIGTERM arrives; return which. Later signals, during the
+    stop that follows, are ignored (see `broker.commands.signals`)."""
+    stop = StopSignal.install()
+    stop.attach()
+    return await stop.wait()

@@ -26,7 +26,7 @@ from broker.commands._receipts import describe_receipt
 from broker.commands.subscribe import write_to_folder
 from broker.logs import configure_logging
 from broker.receipts.document import Receipt
-from broker.sdk.agency import AgencyClient
+from broker.sdk.agency import AgencyClient, default_seen_path
 from broker.sdk.portal import Portal
 from broker.settings import Settings
 from broker.worker.service import BrokerService
@@ -105,12 +105,13 @@ def _demo(args: argparse.Namespace) -> int:
             if isinstance(agency.endpoint, AmqpEndpoint) and agency.accepts:
                 folder = settings.inbox / agency.kennung.replace(":", "_")
                 client = AgencyClient(
-                    settings.amqp_url,
+                    settings.rabbitmq_urls,
                     agency.kennung,
                     party_signer(settings, agency.kennung),
                     parts.verifier(),
                     write_to_folder(folder),
                     confirm_timeout=settings.confirm_timeout_seconds,
+                    seen_path=default_seen_path(agency.kennung, settings.state_dir),
                 )
                 await client.start()
                 agencies.append(client)
@@ -127,7 +128,7 @@ def _demo(args: argparse.Namespace) -> int:
 
         portal_signer = party_signer(settings, settings.portal_kennung)
         portal = Portal(
-            settings.amqp_url,
+            settings.rabbitmq_urls,
             settings.portal_kennung,
             portal_signer,
             parts.verifier(),

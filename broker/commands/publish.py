@@ -87,7 +87,7 @@ def _publish(args: argparse.Namespace) -> int:
             print(describe_receipt(receipt, parts.directory), flush=True)
 
         portal = Portal(
-            settings.amqp_url,
+            settings.rabbitmq_urls,
             author,
             party_signer(settings, author),
             parts.verifier(),

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import gc
 import logging
+import os
+import signal
 import time
 from datetime import timedelta
 
 from prometheus_client import CollectorRegistry
 
-from broker.app import build_broker, load_parts, open_records
-from broker.commands._common import run_async, settings_from, wait_for_signal
+from broker.app import Parts, Records, build_broker, load_parts, open_records
+from broker.commands._common import run_async, settings_from
+from broker.commands.signals import SIGNALS, StopSignal
 from broker.http_api import start_api
 from broker.logs import configure_logging, event
+from broker.settings import Settings
+from broker.stores.sqlite.guard import left_open
 from broker.worker.reload import DirectoryWatcher
 from broker.worker.retention import Retention
+from broker.worker.service import BrokerService
 from broker.worker.waiting import WaitingWatch
 from broker.xta import start_xta
 from monitoring.http import build_app, serve
@@ -70,65 +77,122 @@ def freeze_startup_heap() -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # Signals first: a SIGTERM at any later moment of the start asks for a clean stop.
+    stop = StopSignal.install()
     configure_logging(args.log_level)
+    # A crash that Python cannot catch (SIGSEGV, SIGBUS, SIGABRT) still leaves a trace.
+    faulthandler.enable()
+    event(log, "broker.starting", pid=os.getpid())
     settings = settings_from(args)
+    code = run_async(lambda: _serve(settings, stop))
+    # Stopped: what is left is the interpreter's teardown, which puts the default
+    # handlers back; a late SIGTERM must not turn a clean stop into exit -15.
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    if left_open():
+        # A store whose files turned unwritable could not be closed; closing it at the
+        # interpreter's teardown would checkpoint through a dead mapping (SIGBUS).
+        logging.shutdown()
+        os._exit(code)
+    return code
 
-    async def main() -> int:
-        parts = load_parts(settings)
+
+async def _serve(settings: Settings, stop: StopSignal) -> int:
+    # Until the first await, the loop does not run: a signal is seen by the plain
+    # handler at once, and the steps below check for it between them.
+    parts = load_parts(settings)
+    if not stop.requested:
         prepare_reports(parts.catalog)
-        registry = CollectorRegistry()
-        records = open_records(settings)
-        service = build_broker(parts, registry, records=records)
-        freeze_startup_heap()
-        http = await serve(
-            build_app(registry, service.readiness), settings.metrics_host, settings.metrics_port
-        )
-        await service.start()
-        watcher = DirectoryWatcher(
-            settings.directory, settings.party_certificate_dir, service.reload_directory
-        )
-        watcher.start()
-        waiting = WaitingWatch(
-            records.status,
-            service.metrics,
-            warn_after=timedelta(days=settings.warn_after_days),
-            interval=settings.waiting_check_seconds,
-        )
-        waiting.start()
-        retention = Retention(
-            service.dedup,
-            records.status,
-            keep_events=timedelta(days=settings.status_retention_days),
-            interval=settings.retention_check_seconds,
-        )
-        retention.start()
-        api = await start_api(parts, records) if settings.api_enabled else None
-        xta = (
-            await start_xta(parts, records, registry, service.metrics, lambda: service.directory)
-            if settings.xta_enabled
-            else None
-        )
-        event(
-            log,
-            "broker.serving",
-            metrics=f"{http.url}/metrics",
-            api=api.url if api is not None else None,
-            xta=xta.url if xta is not None else None,
-        )
-        try:
-            signal_received = await wait_for_signal()
-            event(log, "broker.signal", signal=signal_received.name)
-        finally:
-            if api is not None:  # stop taking submissions before the worker stops
-                await api.stop()
-            if xta is not None:
-                await xta.stop()
-            await watcher.stop()
-            await waiting.stop()
-            await retention.stop()
-            await service.stop()
-            await http.stop()
-            await records.close()
+    if stop.requested:
+        _log_signal(stop)
         return 0
+    registry = CollectorRegistry()
+    records = open_records(settings)
+    try:
+        service = build_broker(parts, registry, records=records)
+    except BaseException:
+        await records.close()
+        raise
+    freeze_startup_heap()
+    stop.attach()
+    try:
+        await _run_service(settings, parts, records, service, registry, stop)
+    finally:
+        stop.detach()
+        await records.close()
+    return 0
 
-    return run_async(main)
+
+async def _run_service(
+    settings: Settings,
+    parts: Parts,
+    records: Records,
+    service: BrokerService,
+    registry: CollectorRegistry,
+    stop: StopSignal,
+) -> None:
+    served, http = await stop.until(
+        serve(
+            build_app(registry, service.readiness, service.not_ready_because),
+            settings.metrics_host,
+            settings.metrics_port,
+        )
+    )
+    if not served or http is None:
+        _log_signal(stop)
+        return
+    watcher = DirectoryWatcher(
+        settings.directory, settings.party_certificate_dir, service.reload_directory
+    )
+    waiting = WaitingWatch(
+        records.status,
+        service.metrics,
+        warn_after=timedelta(days=settings.warn_after_days),
+        interval=settings.waiting_check_seconds,
+    )
+    retention = Retention(
+        service.dedup,
+        records.status,
+        keep_events=timedelta(days=settings.status_retention_days),
+        interval=settings.retention_check_seconds,
+    )
+    api = None
+    xta = None
+    try:
+        started, _ = await stop.until(service.start())
+        if not started:
+            return
+        watcher.start()
+        waiting.start()
+        retention.start()
+        if settings.api_enabled:
+            _, api = await stop.until(start_api(parts, records))
+        if settings.xta_enabled and not stop.requested:
+            _, xta = await stop.until(
+                start_xta(parts, records, registry, service.metrics, lambda: service.directory)
+            )
+        if not stop.requested:
+            event(
+                log,
+                "broker.serving",
+                metrics=f"{http.url}/metrics",
+                api=api.url if api is not None else None,
+                xta=xta.url if xta is not None else None,
+            )
+            await stop.wait()
+    finally:
+        _log_signal(stop)
+        if api is not None:  # stop taking submissions before the worker stops
+            await api.stop()
+        if xta is not None:
+            await xta.stop()
+        await watcher.stop()
+        await waiting.stop()
+        await retention.stop()
+        await service.stop()
+        await http.stop()
+
+
+def _log_signal(stop: StopSignal) -> None:
+    if stop.received is not None:
+        event(log, "broker.signal", signal=stop.received.name)

@@ -3,8 +3,9 @@ draft the manifest of a published release (``init``).
 
 ``check`` answers what the broker would answer about a message's content: which
 standard and message type it is, whether its header is usable and whether it is valid.
-It does not verify signatures; a top-level ds:Signature is removed first, as the broker
-validates only what the signature covers. Nor does it know the directory: a message that
+It does not verify signatures; the last ds:Signature among the root's children (where a
+signature is verified) is removed first, as the broker validates only what the
+signature covers. Nor does it know the directory: a message that
 names no author shows "(its signer)", and a party named in free text shows that text in
 parentheses, where the broker puts the kennung the directory maps it to.
 """
@@ -68,8 +69,9 @@ def check_message(catalog: Catalog, data: bytes, name: str) -> CheckResult:
     except XmlError as exc:
         result.code, result.detail = exc.reason.value, str(exc)
         return result
-    for signature in root.findall(_DSIG_SIGNATURE):
-        root.remove(signature)
+    signatures = root.findall(_DSIG_SIGNATURE)
+    if signatures:  # the message's own: the last at the root; any other is content
+        root.remove(signatures[-1])
         result.signature_removed = True
     try:
         standard, message_type = catalog.identify(root)

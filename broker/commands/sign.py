@@ -22,7 +22,7 @@ from signing import (
     XmlError,
     parse_untrusted,
 )
-from signing.errors import SignatureError
+from signing.errors import RevocationUnknown, SignatureError
 
 __all__ = ["register"]
 
@@ -79,7 +79,8 @@ def _verify(args: argparse.Namespace) -> int:
         result = Verifier(trust).verify(parse_untrusted(data), at=at)
     except (XmlError, SignatureError) as exc:
         detail = exc.detail
-        if args.trust is not None and args.crl is None and not args.no_crl and "CRL" in detail:
+        crl_unknown = isinstance(exc, RevocationUnknown)
+        if args.trust is not None and args.crl is None and not args.no_crl and crl_unknown:
             detail += (
                 "; give the issuer's CRL folder with --crl DIR, or --no-crl to skip revocation"
             )

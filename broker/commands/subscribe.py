@@ -9,7 +9,7 @@ from pathlib import Path
 from broker.app import load_parts, party_signer
 from broker.commands._common import run_async, settings_from, wait_for_signal
 from broker.logs import configure_logging, event
-from broker.sdk.agency import AgencyClient, Delivery, Handler
+from broker.sdk.agency import AgencyClient, Delivery, Handler, default_seen_path
 
 __all__ = ["register", "write_to_folder"]
 
@@ -45,14 +45,14 @@ def _subscribe(args: argparse.Namespace) -> int:
         parts = load_parts(settings)
         folder = args.out or settings.inbox / args.agency.replace(":", "_")
         client = AgencyClient(
-            settings.amqp_url,
+            settings.rabbitmq_urls,
             args.agency,
             party_signer(settings, args.agency),
             parts.verifier(),
             write_to_folder(folder),
             test=args.test,
             confirm_timeout=settings.confirm_timeout_seconds,
-            seen_path=settings.state_dir / "agencies" / f"{args.agency.replace(':', '_')}.sqlite3",
+            seen_path=default_seen_path(args.agency, settings.state_dir),
         )
         await client.start()
         print(f"receiving mail of {args.agency} into {folder} (Ctrl-C to stop)", flush=True)

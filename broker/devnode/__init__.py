@@ -27,7 +27,14 @@ Error tree::
 
 from __future__ import annotations
 
-from broker.devnode.ctl import add_user, add_vhost, delete_vhost, rabbitmqctl, set_permissions
+from broker.devnode.ctl import (
+    add_user,
+    add_vhost,
+    delete_vhost,
+    node_eval,
+    rabbitmqctl,
+    set_permissions,
+)
 from broker.devnode.errors import (
     DevNodeError,
     NodeStartError,
@@ -52,6 +59,7 @@ __all__ = [
     "distrust_client_ca",
     "ensure_node",
     "issue_client_certificate",
+    "node_eval",
     "node_status",
     "nodename_for",
     "project_root",

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from broker.devnode.errors import DevNodeError, RabbitmqctlError
 from broker.devnode.layout import _environment, _executable, _Layout, _Ports, _read_state
+from broker.devnode.remote import erl_eval
 
-__all__ = ["add_user", "add_vhost", "delete_vhost", "rabbitmqctl", "set_permissions"]
+__all__ = ["add_user", "add_vhost", "delete_vhost", "node_eval", "rabbitmqctl", "set_permissions"]
 
 
 def _ctl(layout: _Layout, ports: _Ports, *args: str, timeout: float = 60.0) -> str:
+    return run_ctl(layout.nodename, _environment(layout, ports), *args, timeout=timeout)
+
+
+def run_ctl(
+    nodename: str, environment: Mapping[str, str], *args: str, timeout: float = 60.0
+) -> str:
+    """``rabbitmqctl -n NODENAME -s ARGS`` in ``environment`` (its HOME holds the cookie)."""
     ctl = _executable("rabbitmqctl")
     try:
         done = subprocess.run(
-            [str(ctl), "-n", layout.nodename, "-s", *args],
-            env=_environment(layout, ports),
+            [str(ctl), "-n", nodename, "-s", *args],
+            env=dict(environment),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -33,6 +41,22 @@ def _ctl(layout: _Layout, ports: _Ports, *args: str, timeout: float = 60.0) -> s
     return done.stdout
 
 
+def start_detached(environment: Mapping[str, str], base: Path, log: Path) -> int:
+    """``rabbitmq-server -detached`` in ``environment``; its exit code (output to ``log``)."""
+    with log.open("ab") as out:
+        started = subprocess.run(
+            [str(_executable("rabbitmq-server")), "-detached"],
+            env=dict(environment),
+            cwd=base,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            check=False,
+        )
+    return started.returncode
+
+
 def rabbitmqctl(*args: str, root: Path | None = None, timeout: float = 60.0) -> str:
     """Run ``rabbitmqctl -n NODE -s ARGS`` against this checkout's node; return its stdout.
 
@@ -43,6 +67,12 @@ def rabbitmqctl(*args: str, root: Path | None = None, timeout: float = 60.0) -> 
     if ports is None:
         raise DevNodeError(f"no local node has been started here ({layout.state_file} missing)")
     return _ctl(layout, ports, *args, timeout=timeout)
+
+
+def node_eval(expression: str, *, root: Path | None = None, timeout: float = 60.0) -> str:
+    """Evaluate an Erlang expression on this checkout's node at once (`erl_eval`)."""
+    layout = _Layout.of(root)
+    return erl_eval(layout.nodename, layout.home, expression, timeout=timeout)
 
 
 def add_vhost(name: str, *, root: Path | None = None) -> None:

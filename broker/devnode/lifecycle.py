@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from broker.devnode.ctl import _ctl
+from broker.devnode.ctl import _ctl, start_detached
 from broker.devnode.errors import NodeStartError, RabbitmqctlError, RabbitMQNotInstalledError
 from broker.devnode.layout import (
     START_TIMEOUT_SECONDS,
@@ -53,7 +53,7 @@ def ensure_node(root: Path | None = None, *, timeout: float = START_TIMEOUT_SECO
     before its TLS listener existed) is restarted once, on its remembered ports.
     """
     layout = _Layout.of(root)
-    server = _executable("rabbitmq-server")
+    _executable("rabbitmq-server")  # not installed: say so before anything is written
     with _locked(layout):
         ports = _read_state(layout)
         pid = _running_pid(layout)
@@ -78,19 +78,10 @@ def ensure_node(root: Path | None = None, *, timeout: float = START_TIMEOUT_SECO
         NodeTlsFolder(layout.tls_dir).ensure()
         _write_files(layout, ports)
         layout.pid_file.unlink(missing_ok=True)
-        with (layout.log_dir / "start.out").open("ab") as out:
-            started = subprocess.run(
-                [str(server), "-detached"],
-                env=_environment(layout, ports),
-                cwd=layout.base,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                check=False,
-            )
-        if started.returncode != 0:
-            raise NodeStartError(f"rabbitmq-server exited {started.returncode}; see {out.name}")
+        out = layout.log_dir / "start.out"
+        code = start_detached(_environment(layout, ports), layout.base, out)
+        if code != 0:
+            raise NodeStartError(f"rabbitmq-server exited {code}; see {out}")
         if not _wait_ready(layout, ports, timeout):
             raise NodeStartError(
                 f"RabbitMQ node {layout.nodename} not ready within {timeout:.0f} s; "

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import uuid as uuidlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any, Protocol
@@ -36,6 +35,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
+from broker.amqp.publishing import travelling_identity
 from broker.errors import TransientError
 from broker.http_api.auth import Authenticator
 from broker.logs import event
@@ -43,7 +43,6 @@ from broker.stores.journal import EventKind, Recorder, StatusEvent
 from broker.stores.status import StatusStore, SubmissionMatch
 from signing import ParserLimits, XmlError, parse_untrusted
 from xta_schemas import Catalog
-from xta_schemas.header import assigned_identity
 
 __all__ = ["ApiLimits", "IngressQueue", "build_api"]
 
@@ -234,7 +233,4 @@ def _uuid_of(body: bytes, catalog: Catalog, limits: ApiLimits, key: str | None) 
         root = parse_untrusted(body, replace(limits.xml, max_bytes=limits.max_body_bytes))
     except XmlError as exc:
         raise HTTPException(400, f"malformed-xml: {exc}") from None
-    stated = catalog.stated_identity(root)
-    if stated is not None:
-        return stated
-    return assigned_identity(key or str(uuidlib.uuid4()))
+    return travelling_identity(catalog.stated_identity(root), key)

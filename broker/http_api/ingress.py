@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
@@ -30,14 +31,14 @@ class IngressPublisher:
 
     def __init__(
         self,
-        amqp_url: str,
+        amqp_urls: str | Sequence[str],
         *,
         confirm_timeout: float,
         depth_queue: str = topology.INGRESS_QUEUE,
         depth_ttl: float = 1.0,
         name: str = "xbroker-http-api",
     ) -> None:
-        self._url = amqp_url
+        self._urls = amqp_urls
         self._name = name
         self._confirm_timeout = confirm_timeout
         self._depth_queue = depth_queue
@@ -50,7 +51,7 @@ class IngressPublisher:
         self._depth_lock = asyncio.Lock()
 
     async def start(self) -> None:
-        self._connection, self._channel = await publishing.connect(self._url, self._name)
+        self._connection, self._channel = await publishing.connect(self._urls, self._name)
         self._exchange = await self._channel.get_exchange(topology.INGRESS_EXCHANGE, ensure=False)
 
     async def close(self) -> None:

@@ -47,7 +47,9 @@ async def start_api(parts: Parts, records: Records) -> RunningApi:
         raise ConfigurationError(
             "the HTTP API needs api_tokens_file or api_tls_client_ca: nobody could log in"
         )
-    ingress = IngressPublisher(settings.amqp_url, confirm_timeout=settings.confirm_timeout_seconds)
+    ingress = IngressPublisher(
+        settings.rabbitmq_urls, confirm_timeout=settings.confirm_timeout_seconds
+    )
     await ingress.start()
     app = build_api(
         status=records.status,

@@ -3,24 +3,36 @@
     async def handle(delivery: Delivery) -> None:
         ...  # store it in the agency's own system; raise to have it redelivered
 
-    client = AgencyClient(url, "psw:02000000", signer, verifier, handle)
+    client = AgencyClient(urls, "psw:02000000", signer, verifier, handle)
     await client.start()
 
 A copy whose signature does not verify is never handed over: it is rejected and lands in
 the agency's dead-letter queue. After the handler returns, the SDK sends a delivery
-receipt signed by the agency, which the broker forwards to the author, then acks.
-Handled message ids are remembered (optionally in SQLite), so a redelivered copy is
-acknowledged again without reaching the handler twice.
+receipt signed by the agency, which the broker forwards to the author, and acks the copy
+only once RabbitMQ has confirmed that receipt. A receipt that cannot be published (a
+lost node, a memory alarm, a confirm that never comes) is retried with growing waits
+while the copy stays unacked; if the channel is lost meanwhile, RabbitMQ hands the copy
+out again and it is confirmed then. Either way the author hears of it, and nothing is
+acked without its receipt.
+
+Handled message ids are remembered in SQLite, by default in
+``.xbroker/agencies/<kennung>.sqlite3`` below the working directory (``seen_path``
+names another file), so a copy delivered again, even after a restart of the agency's
+process, is confirmed again without reaching the handler twice. ``seen_path=IN_MEMORY``
+keeps them in memory only, for tests and for handlers that deduplicate by themselves.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Final, Literal
 
 from aio_pika.abc import (
     AbstractChannel,
@@ -30,13 +42,16 @@ from aio_pika.abc import (
 from lxml import etree
 
 from broker.amqp import publishing, topology
+from broker.amqp.acks import held
+from broker.amqp.backoff import Backoff
 from broker.amqp.bundle import Bundle, BundleError, Part
 from broker.amqp.publishing import HEADER_AUTHOR, HEADER_PUBLISHED, HEADER_TYPE
+from broker.errors import PublishError
 from broker.receipts.document import Receipt, build_receipt
 from monitoring.labels import ReceiptKind
 from signing import Signer, SigningError, Verifier, parse_untrusted
 
-__all__ = ["AgencyClient", "Delivery", "Handler"]
+__all__ = ["IN_MEMORY", "AgencyClient", "Delivery", "Handler", "default_seen_path"]
 
 log = logging.getLogger("xbroker.agency")
 
@@ -44,7 +59,7 @@ log = logging.getLogger("xbroker.agency")
 @dataclass(frozen=True, slots=True)
 class Delivery:
     uuid: str
-    body: bytes  # exactly as signed by the author, signature included
+    body: bytes  # as signed by the author, signature included (less what it does not cover)
     signed: etree._Element  # what the signature covers
     author: str
     nachrichtentyp: str
@@ -55,15 +70,26 @@ class Delivery:
 
 Handler = Callable[[Delivery], Awaitable[None]]
 
+IN_MEMORY: Final = ":memory:"
+"""``seen_path`` for a record of handled copies that ends with the process."""
+
+
+def default_seen_path(kennung: str, state_dir: Path = Path(".xbroker")) -> Path:
+    """Where an agency remembers the copies it handled, unless told otherwise."""
+    return state_dir / "agencies" / f"{kennung.replace(':', '_')}.sqlite3"
+
 
 class _Seen:
     """Message ids already handed to the handler."""
 
-    def __init__(self, path: Path | None) -> None:
-        if path is not None:
+    def __init__(self, path: Path | Literal[":memory:"]) -> None:
+        if isinstance(path, Path):
             path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path or ":memory:", isolation_level=None)
+        self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # An fsync per copy (FULL) blocked the agency's loop 1.4 ms per copy here against
+        # 0.07 ms; a handled id survives the process dying either way.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS handled (uuid TEXT PRIMARY KEY, at REAL)")
 
     def __contains__(self, uuid: str) -> bool:
@@ -85,7 +111,7 @@ class AgencyClient:
 
     def __init__(
         self,
-        amqp_url: str,
+        amqp_urls: str | Sequence[str],
         kennung: str,
         signer: Signer,
         verifier: Verifier,
@@ -94,24 +120,27 @@ class AgencyClient:
         test: bool = False,
         prefetch: int = 16,
         confirm_timeout: float = 5.0,
-        seen_path: Path | None = None,
+        seen_path: Path | Literal[":memory:"] | None = None,
+        receipt_retry: Backoff | None = None,
     ) -> None:
         self.kennung = kennung
-        self._url = amqp_url
+        self._urls = amqp_urls
         self._signer = signer
         self._verifier = verifier
         self._handler = handler
         self._test = test
         self._prefetch = prefetch
         self._confirm_timeout = confirm_timeout
-        self._seen = _Seen(seen_path)
+        self._seen = _Seen(default_seen_path(kennung) if seen_path is None else seen_path)
+        self._receipt_retry = receipt_retry or Backoff(first=0.5, ceiling=5.0)
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self.rejected = 0
+        self.receipt_retries = 0
 
     async def start(self) -> None:
         self._connection, self._channel = await publishing.connect(
-            self._url, f"xbroker-agency {self.kennung}"
+            self._urls, f"xbroker-agency {self.kennung}"
         )
         await self._channel.set_qos(prefetch_count=self._prefetch)
         queue = await self._channel.get_queue(topology.agency_queue(self.kennung, test=self._test))
@@ -154,12 +183,38 @@ class AgencyClient:
                 await message.nack(requeue=True)
                 return
             self._seen.add(uuid)
-        await self._confirm(delivery, message)
-        await message.ack()
+        await self._confirm_then_ack(delivery, message)
 
-    async def _confirm(self, delivery: Delivery, message: AbstractIncomingMessage) -> None:
-        assert self._channel is not None
-        receipt = Receipt(
+    async def _confirm_then_ack(self, delivery: Delivery, message: AbstractIncomingMessage) -> None:
+        """Publish the delivery receipt until RabbitMQ confirms it, then ack the copy.
+
+        Gives up on the copy only when its channel is gone: RabbitMQ then delivers it
+        again, and the handled copy is confirmed at that delivery.
+        """
+        receipt = self._receipt(delivery, message)
+        body = self._signer.sign(build_receipt(receipt))
+        backoff = Backoff(self._receipt_retry.first, self._receipt_retry.ceiling)
+        while True:
+            if not held(message):
+                log.warning("copy %s returned to the queue before its receipt", delivery.uuid)
+                return
+            try:
+                await self._publish_receipt(receipt.receipt_uuid, body, message)
+                break
+            except PublishError as exc:
+                self.receipt_retries += 1
+                delay = backoff.next_delay()
+                log.warning(
+                    "receipt for %s not confirmed (%s); again in %.1f s", delivery.uuid, exc, delay
+                )
+                await asyncio.sleep(delay)
+        try:
+            await message.ack()
+        except Exception:  # the channel went in between: the copy comes back, seen
+            log.warning("copy %s confirmed but not acked; it comes back", delivery.uuid)
+
+    def _receipt(self, delivery: Delivery, message: AbstractIncomingMessage) -> Receipt:
+        return Receipt(
             kind=ReceiptKind.DELIVERED,
             nachrichten_uuid=delivery.uuid,
             issuer=self.kennung,
@@ -169,7 +224,11 @@ class AgencyClient:
             author=delivery.author or None,
             recipients=(self.kennung,),
         )
-        body = self._signer.sign(build_receipt(receipt))
+
+    async def _publish_receipt(
+        self, receipt_uuid: str, body: bytes, message: AbstractIncomingMessage
+    ) -> None:
+        assert self._channel is not None
         exchange = await self._channel.get_exchange(
             topology.DELIVERY_RECEIPT_EXCHANGE, ensure=False
         )
@@ -179,13 +238,11 @@ class AgencyClient:
             headers[HEADER_PUBLISHED] = published
         await publishing.publish_confirmed(
             exchange,
-            publishing.message(body, message_id=receipt.receipt_uuid, headers=headers),
+            publishing.message(body, message_id=receipt_uuid, headers=headers),
             topology.DELIVERY_RECEIPT_ROUTING_KEY,
             self._confirm_timeout,
         )
 
 
 def _sha256(body: bytes) -> str:
-    import hashlib
-
     return hashlib.sha256(body).hexdigest()

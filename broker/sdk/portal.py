@@ -1,21 +1,21 @@
 """The portal SDK: sign and publish submissions, collect and verify their receipts.
 
-    async with Portal(url, kennung, signer, verifier) as portal:
+    async with Portal(urls, kennung, signer, verifier) as portal:
         uuid = await portal.submit(xml_bytes)
         state = await portal.wait_final(uuid, timeout=30)
 
-Receipts are correlated by nachrichtenUUID. A submission is final when it was rejected
-or reported a duplicate, or when every recipient named in the ``accepted`` receipt has
-sent its ``delivered`` receipt (or the broker reported ``failed`` for it).
+Receipts are correlated by nachrichtenUUID. A submission is final when it was rejected,
+failed as a whole, or reported a duplicate, or when every recipient named in the
+``accepted`` receipt has sent its ``delivered`` receipt (or the broker reported ``failed``
+for it). ``Portal(urls, ...)`` takes one AMQP URL or every node of a cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid as uuidlib
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -28,7 +28,6 @@ from monitoring.labels import ReceiptKind
 from signing import Signer, SigningError, Verifier, parse_untrusted
 from xta_schemas import Catalog
 from xta_schemas.catalog import any_nachrichten_uuid
-from xta_schemas.header import assigned_identity
 
 __all__ = ["Portal", "SubmissionState"]
 
@@ -51,10 +50,14 @@ class SubmissionState:
 
     @property
     def final(self) -> bool:
-        """Rejected; or accepted and answered by every recipient (delivered or failed);
-        or reported a duplicate of a message this portal did not see accepted."""
+        """Rejected; or failed as a whole (a ``failed`` receipt naming no recipient: the
+        broker could never handle the message and parked it); or accepted and answered by
+        every recipient (delivered or failed); or reported a duplicate of a message this
+        portal did not see accepted."""
         kinds = {r.kind for r in self.receipts}
         if ReceiptKind.REJECTED in kinds:
+            return True
+        if any(r.kind is ReceiptKind.FAILED and not r.recipients for r in self.receipts):
             return True
         if ReceiptKind.ACCEPTED not in kinds:
             return ReceiptKind.DUPLICATE in kinds
@@ -84,7 +87,7 @@ class Portal:
 
     def __init__(
         self,
-        amqp_url: str,
+        amqp_urls: str | Sequence[str],
         kennung: str,
         signer: Signer,
         verifier: Verifier,
@@ -94,7 +97,7 @@ class Portal:
         catalog: Catalog | None = None,
     ) -> None:
         self.kennung = kennung
-        self._url = amqp_url
+        self._urls = amqp_urls
         self._signer = signer
         self._verifier = verifier
         self._confirm_timeout = confirm_timeout
@@ -117,7 +120,7 @@ class Portal:
 
     async def start(self, *, receive: bool = True) -> None:
         self._connection, self._channel = await publishing.connect(
-            self._url, f"xbroker-portal {self.kennung}"
+            self._urls, f"xbroker-portal {self.kennung}"
         )
         if receive:
             queue = await self._channel.get_queue(topology.receipt_queue(self.kennung))
@@ -139,8 +142,10 @@ class Portal:
         The identity is the one the message states (its nachrichtenUUID). Where its
         standard has none (xdomea), the message travels under ``message_id`` (default: a
         new UUID), from which the broker assigns it one: publishing again with the same
-        ``message_id`` is the same message. A message whose header cannot be read is
-        published all the same; the broker answers with a signed rejection that says why.
+        ``message_id`` is the same message. A message whose header cannot be read, or
+        states an identity longer than an AMQP message id may be (255 bytes), is
+        published all the same, under an identity assigned so; the broker answers with a
+        signed rejection that says why.
         """
         body = self._signer.sign(document) if sign else _bytes(document)
         uuid = self._identity_of(body, message_id)
@@ -198,9 +203,7 @@ class Portal:
             stated = self._catalog.stated_identity(root)
         else:
             stated = any_nachrichten_uuid(root)
-        if stated is not None:
-            return stated
-        return assigned_identity(message_id or str(uuidlib.uuid4()))
+        return publishing.travelling_identity(stated, message_id)
 
 
 def _bytes(document: bytes | etree._Element) -> bytes:

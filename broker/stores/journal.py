@@ -30,7 +30,8 @@ operating system: it survives the death of the process, as each single write did
 
 A journal that fails keeps its unwritten events and gets them again at the next write;
 journals that succeeded are not written twice. Whoever awaited that write gets a
-`TransientError` (the message is requeued, not acked without its record).
+`StoreError` (the message is held, not acked without its record, and the write is
+tried again when the worker retries it: `broker.worker.faults`).
 
 `JournalBatch.record` stays what `Journal.record` always meant: written when it returns
 (it writes whatever is pending along with it), for callers that ack right after.
@@ -52,7 +53,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-from broker.errors import TransientError
+from broker.errors import StoreError
 
 __all__ = [
     "BatchJournal",
@@ -159,7 +160,7 @@ class JournalBatch:
         self._schedule(asyncio.get_running_loop())
 
     async def flushed(self) -> None:
-        """Return once every event added so far is written; raise `TransientError` if a
+        """Return once every event added so far is written; raise `StoreError` if a
         journal failed to write them (they stay pending)."""
         if not self.pending:
             return
@@ -176,7 +177,7 @@ class JournalBatch:
         await self.flush()
 
     async def flush(self) -> None:
-        """Write everything pending now; raise `TransientError` if a journal failed."""
+        """Write everything pending now; raise `StoreError` if a journal failed."""
         async with self._writing:
             failure: Exception | None = None
             for sink in self._sinks:
@@ -185,7 +186,7 @@ class JournalBatch:
                 except Exception as exc:  # each journal fails alone; the others still write
                     failure = failure or exc
             if failure is not None:
-                raise TransientError(f"journal write failed: {failure}") from failure
+                raise StoreError(f"journal write failed: {failure}") from failure
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         waiting = self._scheduled
@@ -210,7 +211,7 @@ class JournalBatch:
     async def _write_batch(self, waiters: list[asyncio.Future[None]]) -> None:
         try:
             await self.flush()
-        except TransientError as exc:
+        except StoreError as exc:
             log.warning("journal.write_failed", exc_info=True)
             for waiter in waiters:
                 if not waiter.done():

@@ -4,6 +4,8 @@ A receipt counts only if it verifies against the trust store, says ``delivered``
 was signed with a certificate the directory registers for the agency that issues it.
 Anything else is dead-lettered for an operator, never forwarded. The verification is
 CPU work and runs off the loop, within the worker's budget (`broker.worker.offloop`).
+A receipt that cannot be forwarded or recorded for now is held until the fault clears
+(`broker.worker.faults`).
 """
 
 from __future__ import annotations
@@ -16,14 +18,16 @@ from datetime import UTC, datetime
 from aio_pika.abc import AbstractIncomingMessage
 from lxml import etree
 
-from broker.amqp.acks import settle
+from broker.amqp import topology
 from broker.amqp.publishing import HEADER_PUBLISHED
-from broker.errors import PublishError, Rejection, TransientError
+from broker.errors import Rejection, UnroutableError
 from broker.logs import event
 from broker.receipts.document import Receipt, read_receipt
 from broker.receipts.outbox import ReceiptOutbox
 from broker.stores.journal import EventKind, JournalBatch, StatusEvent
+from broker.worker.faults import Faults
 from broker.worker.offloop import OffLoop
+from broker.worker.repair import Repair
 from monitoring.labels import ReceiptKind
 from monitoring.metrics import Metrics
 from routing import Directory
@@ -42,8 +46,12 @@ class DeliveryReceipts:
         outbox: ReceiptOutbox,
         metrics: Metrics,
         journal: JournalBatch,
+        faults: Faults,
+        repair: Repair,
         offloop: OffLoop,
     ) -> None:
+        self._faults = faults
+        self._repair = repair
         self._offloop = offloop
         self._verifier = verifier
         self._directory = directory
@@ -59,30 +67,30 @@ class DeliveryReceipts:
             event(log, "receipt.invalid", logging.WARNING, error=str(exc))
             await message.reject(requeue=False)  # dead-lettered for an operator to inspect
             return
-        assert receipt.author is not None
-        try:
-            await self._outbox.forward(
-                receipt.author, message.body, receipt.receipt_uuid, ReceiptKind.DELIVERED
-            )
-        except PublishError as exc:
-            event(log, "receipt.retry", logging.WARNING, error=str(exc))
-            await settle(message, requeue=True)
-            return
-        self._journal.add(
-            StatusEvent(
-                receipt.nachrichten_uuid,
-                EventKind.DELIVERED,
-                author=receipt.author,
-                agency=receipt.issuer,
-                nachrichtentyp=receipt.nachrichtentyp,
-                digest=receipt.digest,
-            )
-        )
-        try:
+        author = receipt.author
+        assert author is not None
+        done = {"forwarded": False, "recorded": False}
+
+        async def work() -> None:
+            if not done["forwarded"]:
+                await self._forward(author, message.body, receipt)
+                done["forwarded"] = True
+            if not done["recorded"]:
+                self._journal.add(
+                    StatusEvent(
+                        receipt.nachrichten_uuid,
+                        EventKind.DELIVERED,
+                        author=author,
+                        agency=receipt.issuer,
+                        nachrichtentyp=receipt.nachrichtentyp,
+                        digest=receipt.digest,
+                    )
+                )
+                done["recorded"] = True
             await self._journal.flushed()  # no ack before the event is written
-        except TransientError as exc:
-            event(log, "receipt.retry", logging.WARNING, error=str(exc))
-            await settle(message, requeue=True)
+
+        handled, _ = await self._faults.handle(message, work)
+        if not handled:
             return
         published = (message.headers or {}).get(HEADER_PUBLISHED)
         if isinstance(published, int | float) and receipt.nachrichtentyp:
@@ -97,6 +105,13 @@ class DeliveryReceipts:
         )
         await message.ack()
 
+    async def _forward(self, author: str, body: bytes, receipt: Receipt) -> None:
+        try:
+            await self._outbox.forward(author, body, receipt.receipt_uuid, ReceiptKind.DELIVERED)
+        except UnroutableError:
+            await self._repair.receipt_queue(author)
+            await self._outbox.forward(author, body, receipt.receipt_uuid, ReceiptKind.DELIVERED)
+
     def _verified(self, body: bytes) -> Receipt:
         verified = self._verifier.verify(parse_untrusted(body), at=datetime.now(UTC))
         signed = verified.signed
@@ -108,6 +123,9 @@ class DeliveryReceipts:
             raise ValueError(f"agencies send delivered receipts, not {receipt.kind}")
         if not directory.certificate_registered(receipt.issuer, verified.fingerprint):
             raise ValueError(f"not signed by a certificate registered for {receipt.issuer}")
-        if receipt.author is None or receipt.author not in directory:
+        author = directory.get(receipt.author) if receipt.author else None
+        if author is None:
             raise ValueError(f"unknown author {receipt.author}")
+        if not topology.has_receipt_queue(author):
+            raise ValueError(f"{receipt.author} sends nothing and receives no receipts")
         return receipt

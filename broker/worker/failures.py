@@ -2,9 +2,16 @@
 
 RabbitMQ dead-letters an agency's copy when it expires unfetched, when the agency
 refuses it, or when it fails on every delivery attempt; the same happens to an ingress
-message that crashes every worker. Each dead letter reaches both its ``.dead`` queue
-(parked for an operator) and ``xbroker.failures``, where this handler sends the author a
-signed ``failed`` receipt. It reads only headers, never the body.
+message that fails by itself on every attempt (`broker.worker.faults`). Each dead letter
+reaches both its ``.dead`` queue (parked for an operator) and ``xbroker.failures``, where
+this handler sends the author a signed ``failed`` receipt: for a copy it names the
+agency, for a message that failed as a whole it names no recipient, which the portal SDK
+takes as final. It reads only headers, never the body.
+
+An author without a receipt queue cannot be told: the dead letter is counted
+(``xbroker_receipts_undeliverable_total``) and stays parked in its ``.dead`` queue, the
+one place an operator looks. The same holds for an ingress message the broker parked
+itself because nobody could receive its rejection: that is counted when it is parked.
 """
 
 from __future__ import annotations
@@ -15,16 +22,18 @@ from dataclasses import dataclass
 
 from aio_pika.abc import AbstractIncomingMessage
 
-from broker.amqp.acks import settle
+from broker.amqp import topology
 from broker.amqp.publishing import HEADER_AUTHOR, HEADER_TYPE, header_text
-from broker.errors import DeliveryFailure, PublishError, TransientError
+from broker.errors import DeliveryFailure, UnroutableError
 from broker.logs import event
 from broker.receipts.document import Receipt
 from broker.receipts.outbox import ReceiptOutbox
 from broker.stores.journal import EventKind, JournalBatch, StatusEvent
+from broker.worker.faults import Faults
+from broker.worker.repair import Repair
 from monitoring.labels import DeliveryOutcome, ReceiptKind
 from monitoring.metrics import Metrics
-from routing import Directory
+from routing import Directory, XtaEndpoint
 
 __all__ = ["Death", "Failures", "death_of", "failed_event", "failed_receipt", "not_fetched"]
 
@@ -42,6 +51,12 @@ class Death:
 
     queue: str
     agency: str | None
+
+    @property
+    def parked_rejection(self) -> bool:
+        """An ingress message the broker dead-lettered because nobody could be told of
+        its rejection (`broker.worker.ingress`)."""
+        return self.queue == topology.INGRESS_QUEUE and self.why == "rejected"
 
     def describe(self, expire_after_days: float) -> str:
         where = f"the copy for {self.agency}" if self.agency else "the message"
@@ -74,12 +89,16 @@ class Failures:
         metrics: Metrics,
         journal: JournalBatch,
         expire_after_days: float,
+        faults: Faults,
+        repair: Repair,
     ) -> None:
+        self._expire_after_days = expire_after_days
         self._directory = directory
         self._outbox = outbox
         self._metrics = metrics
         self._journal = journal
-        self._expire_after_days = expire_after_days
+        self._faults = faults
+        self._repair = repair
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         failure = death_of(message)
@@ -88,6 +107,10 @@ class Failures:
         author = header_text(headers.get(HEADER_AUTHOR)) or message.reply_to
         nachrichtentyp = header_text(headers.get(HEADER_TYPE))
         reason = failure.failure
+        if failure.parked_rejection:
+            event(log, "message.parked", logging.WARNING, uuid=uuid, queue=failure.queue)
+            await message.ack()  # it stays in xbroker.ingress.dead; its rejection is recorded
+            return
         event(
             log,
             "message.failed",
@@ -98,28 +121,35 @@ class Failures:
             reason=reason.value,
             why=failure.why,
         )
-        if author is not None and author in self._directory():
-            try:
-                await self._tell(author, uuid, nachrichtentyp, failure, reason)
-            except PublishError as exc:
-                event(log, "receipt.retry", logging.WARNING, uuid=uuid, error=str(exc))
-                await settle(message, requeue=True)
-                return
-        # else nobody to tell; the copy stays in its .dead queue either way
-        self._journal.add(
-            failed_event(
-                uuid,
-                author=author,
-                agency=failure.agency,
-                nachrichtentyp=nachrichtentyp,
-                reason=reason,
-            )
-        )
-        try:
+        done = {"told": False, "recorded": False}
+
+        async def work() -> None:
+            if not done["told"]:
+                agency = self._directory().get(author) if author else None
+                if agency is not None and topology.has_receipt_queue(agency):
+                    assert author is not None
+                    await self._tell(author, uuid, nachrichtentyp, failure, reason)
+                elif agency is None or not isinstance(agency.endpoint, XtaEndpoint):
+                    # Nobody to tell (an XTA author reads it in its transport report);
+                    # the dead letter stays in its .dead queue.
+                    event(log, "receipt.undeliverable", logging.WARNING, uuid=uuid)
+                    self._metrics.faults.undeliverable.inc()
+                done["told"] = True
+            if not done["recorded"]:
+                self._journal.add(
+                    failed_event(
+                        uuid,
+                        author=author,
+                        agency=failure.agency,
+                        nachrichtentyp=nachrichtentyp,
+                        reason=reason,
+                    )
+                )
+                done["recorded"] = True
             await self._journal.flushed()  # no ack before the event is written
-        except TransientError as exc:
-            event(log, "failure.retry", logging.WARNING, uuid=uuid, error=str(exc))
-            await settle(message, requeue=True)
+
+        handled, _ = await self._faults.handle(message, work)
+        if not handled:
             return
         if failure.agency:
             self._metrics.delivery(failure.agency, DeliveryOutcome.DEAD_LETTERED)
@@ -142,7 +172,11 @@ class Failures:
             reason=reason,
             detail=failure.describe(self._expire_after_days),
         )
-        await self._outbox.send(author, receipt)
+        try:
+            await self._outbox.send(author, receipt)
+        except UnroutableError:
+            await self._repair.receipt_queue(author)
+            await self._outbox.send(author, receipt)
 
 
 def not_fetched(agency: str | None, expire_after_days: float) -> str:

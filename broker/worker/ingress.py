@@ -6,18 +6,28 @@ each confirmed → write the message's journal events (and the dedup completion)
 A claim that finds the author's identity used before for other bytes is rejected
 (``id-reused``): only the same bytes are a duplicate.
 A crash before the ack redelivers the message; the dedup claim makes that harmless.
-Permanent failures are answered with a signed rejection receipt and acked; transient
-ones are requeued (the queue's delivery limit dead-letters a message that never works).
+Permanent failures are answered with a signed rejection receipt and acked.
+
+Failures that are not the message's own (a store that cannot be written, a publish that
+is not confirmed, a missing queue) hold the message at this worker until the fault
+clears (`broker.worker.faults`): it is never returned to the queue for them, so they do
+not count against its delivery limit. A retry resumes where the attempt stopped (the
+`_Attempt`): copies already confirmed are not published again, events already added are
+not added twice. A missing inbox or receipt queue is declared again on the spot. A
+message that fails by itself on a healthy worker goes back to the queue after a delay
+that grows with its delivery count; the delivery limit dead-letters it in the end, and
+its author is told ``failed``. A rejection that nobody can receive (the sender has no
+receipt queue and no transport report) parks the message in ``xbroker.ingress.dead`` for
+an operator, once.
 
 The receipt is published together with the copies rather than after their confirms,
 so a message waits for one round of confirms, not two. The ingress message is still
 acked only when every copy *and* the receipt are confirmed. If any of them fails, the
-message is requeued and processed again from its pending claim (RETRY): every copy and
-the receipt are published again. So a failed copy may follow an accepted receipt the
-author already holds, and a failed receipt may follow copies already queued; the
-redelivery repairs both, and what it repeats is absorbed downstream: agencies
-deduplicate copies by message id, and the portal SDK drops a receipt it already holds.
-The author is never told "accepted" for a message that is then lost.
+attempt publishes what is missing again; after a crash, the redelivered message is
+processed again from its pending claim (RETRY) and every copy and the receipt are
+published again. What that repeats is absorbed downstream: agencies deduplicate copies
+by message id, and the portal SDK drops a receipt it already holds. The author is never
+told "accepted" for a message that is then lost.
 
 Journal events are added to a `JournalBatch` and written together before the ack that
 they belong to (the durability rule is in `broker.stores.journal`).
@@ -30,32 +40,55 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
-from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+from aio_pika.abc import AbstractIncomingMessage
 
 from broker.amqp import publishing, topology
-from broker.amqp.acks import settle
-from broker.amqp.bundle import BundleError, message_of
+from broker.amqp.bundle import BundleError, message_of, with_message
+from broker.amqp.copies import CopyExchanges
 from broker.amqp.publishing import HEADER_AUTHOR, HEADER_PUBLISHED, HEADER_RECEIVED, HEADER_TYPE
-from broker.errors import PublishError, Reason, Rejection, TransientError
+from broker.errors import PublishError, Reason, Rejection, TransientError, UnroutableError
 from broker.logs import event
 from broker.pipeline import Accepted, Decision, Pipeline, Rejected
+from broker.receipts.document import Receipt
 from broker.receipts.outbox import ReceiptOutbox
 from broker.settings import Settings
 from broker.stores.dedup import Claim, ClaimState, DedupStore
 from broker.stores.journal import EventKind, JournalBatch, StatusEvent
+from broker.worker.faults import Faults
 from broker.worker.offloop import OffLoop
+from broker.worker.repair import Repair
 from monitoring.labels import DeliveryOutcome, ReceiptKind, Stage
 from monitoring.metrics import Metrics
-from routing import Directory, Recipient
+from routing import Directory, Recipient, XtaEndpoint
 from xta_schemas import Header
 from xta_schemas.model import IdentitySource
 
 __all__ = ["IngressConsumer"]
 
 log = logging.getLogger("xbroker.broker")
+
+
+class _Settle(Enum):
+    ACK = "ack"  # handled: answered and recorded
+    PARK = "park"  # nobody can be told of its rejection: dead-letter it for an operator
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """What has been done for one delivery of an ingress message so far."""
+
+    decision: Accepted | Rejected | None = None
+    claim: Claim | None = None
+    receipt: Receipt | None = None
+    receipt_sent: bool = False
+    confirmed: set[str] = field(default_factory=set)  # recipients whose copy is confirmed
+    recorded: bool = False  # its outcome is added to the journal
+    holds: tuple[str, str] | None = None  # (author, uuid) of the dedup claim it holds
 
 
 class IngressConsumer:
@@ -70,6 +103,8 @@ class IngressConsumer:
         outbox: ReceiptOutbox,
         metrics: Metrics,
         journal: JournalBatch,
+        faults: Faults,
+        repair: Repair,
         offloop: OffLoop,
     ) -> None:
         self._settings = settings
@@ -80,46 +115,49 @@ class IngressConsumer:
         self._outbox = outbox
         self._metrics = metrics
         self._journal = journal
-        self._exchange: AbstractExchange | None = None
+        self._faults = faults
+        self._repair = repair
+        self._copies: CopyExchanges | None = None
 
-    def bind(self, deliver: AbstractExchange) -> None:
-        """The delivery exchange, once the topology is declared."""
-        self._exchange = deliver
+    def bind(self, copies: CopyExchanges) -> None:
+        """The delivery exchange (one channel per copy), once the topology is declared."""
+        self._copies = copies
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         with self._metrics.track_message():
             if not _received_at_entry(message):
                 self._journal.add(StatusEvent(message.message_id or "unknown", EventKind.RECEIVED))
-            held: list[tuple[str, str]] = []  # the claim this delivery holds, if any
-            try:
-                decision = await self._decide(message, datetime.now(UTC))
-                if isinstance(decision, Rejected):
-                    await self._reject(message, decision)
-                else:
-                    await self._accept(message, decision, held)
+            attempt = _Attempt()
+
+            async def work() -> _Settle:
+                settlement = await self._advance(message, attempt)
                 # No ack before the message's events are written (broker.stores.journal).
                 await self._journal.flushed()
-            except TransientError as exc:
-                event(
-                    log, "message.retry", logging.WARNING, uuid=message.message_id, error=str(exc)
-                )
-                await self._abandon(held)
-                await settle(message, requeue=True)
+                return settlement
+
+            try:
+                done, settlement = await self._faults.handle(message, work)
+            except BaseException:  # cancelled at a stop: RabbitMQ returns the message
+                await self._abandon(attempt)
+                raise
+            if not done:
+                # Given up or given back; RabbitMQ has it, or will at the stop. Its claim
+                # is let go, so its next delivery, here or at another worker, is a RETRY
+                # rather than BUSY.
+                await self._abandon(attempt)
                 return
-            except BaseException as exc:
-                # A bug, not the sender's fault: requeue; the delivery limit dead-letters
-                # a message that fails every time, so it is kept, not lost or looped.
-                # (Cancelled at a stop: RabbitMQ returns the unacked message.)
-                if not isinstance(exc, Exception):
-                    await self._abandon(held)
-                    raise
-                log.exception(
-                    "message.error", extra={"xbroker_facts": {"uuid": message.message_id}}
-                )
-                await self._abandon(held)
-                await settle(message, requeue=True)
-                return
-            await message.ack()
+            if settlement is _Settle.PARK:
+                await message.reject(requeue=False)
+            else:
+                await message.ack()
+
+    async def _advance(self, message: AbstractIncomingMessage, attempt: _Attempt) -> _Settle:
+        """Do what is left to do for the message; each step is done once per delivery."""
+        if attempt.decision is None:
+            attempt.decision = await self._decide(message, datetime.now(UTC))
+        if isinstance(attempt.decision, Rejected):
+            return await self._reject(message, attempt.decision, attempt)
+        return await self._accept(message, attempt.decision, attempt)
 
     async def _decide(self, message: AbstractIncomingMessage, at: datetime) -> Decision:
         """The pipeline's decision, worked out off the loop (`broker.worker.offloop`), on
@@ -146,59 +184,61 @@ class IngressConsumer:
             await asyncio.sleep(wait)
             wait = min(wait * 2, 1.0)
 
-    async def _abandon(self, held: list[tuple[str, str]]) -> None:
-        """A delivery that ends without its ack gives up its claim: the message comes back
-        and its next delivery, here or at another worker, is a RETRY rather than BUSY."""
-        for author, uuid in held:
-            try:
-                await self._dedup.abandon(author, uuid)
-            except TransientError:
-                log.warning("dedup.abandon_failed", exc_info=True)
+    async def _abandon(self, attempt: _Attempt) -> None:
+        """A delivery that ends without its settlement gives up the claim it holds."""
+        if attempt.holds is None:
+            return
+        author, uuid = attempt.holds
+        try:
+            await self._dedup.abandon(author, uuid)
+        except TransientError:  # the claim's holder is this process: RETRY once it ends
+            log.warning("dedup.abandon_failed", exc_info=True)
 
     async def _accept(
-        self, message: AbstractIncomingMessage, decision: Accepted, held: list[tuple[str, str]]
-    ) -> None:
+        self, message: AbstractIncomingMessage, decision: Accepted, attempt: _Attempt
+    ) -> _Settle:
         header = decision.header
         author = header.author.kennung
-        claim = await self._claim(author, header.uuid, decision.digest)
-        if claim.held:
-            held.append((author, header.uuid))
+        if attempt.claim is None:
+            attempt.claim = await self._claim(author, header.uuid, decision.digest)
+            if attempt.claim.held:
+                attempt.holds = (author, header.uuid)
+        claim = attempt.claim
         if claim.state is ClaimState.REUSED:
-            await self._reject(
-                message,
-                Rejected(
-                    decision.digest,
-                    Reason.ID_REUSED,
-                    f"{author} sent other content under {header.uuid} before "
-                    f"(sha256 {claim.first_digest[:16]}…): a changed message needs an "
-                    "identity of its own",
-                    header=header,
-                    standard=decision.standard,
-                ),
-                first_digest=claim.first_digest,
+            attempt.decision = Rejected(
+                decision.digest,
+                Reason.ID_REUSED,
+                f"{author} sent other content under {header.uuid} before "
+                f"(sha256 {claim.first_digest[:16]}…): a changed message needs an "
+                "identity of its own",
+                header=header,
+                standard=decision.standard,
             )
-            return
+            return await self._reject(
+                message, attempt.decision, attempt, first_digest=claim.first_digest
+            )
         if claim.state is ClaimState.DUPLICATE:
-            self._metrics.duplicate(header.nachrichtentyp)
-            self._journal.add(
-                StatusEvent(
-                    header.uuid,
-                    EventKind.DUPLICATE,
-                    author=author,
-                    nachrichtentyp=header.nachrichtentyp,
-                    digest=decision.digest,
+            if not attempt.recorded:
+                self._metrics.duplicate(header.nachrichtentyp)
+                self._journal.add(
+                    StatusEvent(
+                        header.uuid,
+                        EventKind.DUPLICATE,
+                        author=author,
+                        nachrichtentyp=header.nachrichtentyp,
+                        digest=decision.digest,
+                    )
                 )
-            )
-            event(
-                log,
-                "message.duplicate",
-                uuid=header.uuid,
-                nachrichtentyp=header.nachrichtentyp,
-                author=author,
-            )
-            await self._outbox.send(
-                author,
-                self._outbox.receipt(
+                event(
+                    log,
+                    "message.duplicate",
+                    uuid=header.uuid,
+                    nachrichtentyp=header.nachrichtentyp,
+                    author=author,
+                )
+                attempt.recorded = True
+            if not attempt.receipt_sent:
+                attempt.receipt = attempt.receipt or self._outbox.receipt(
                     ReceiptKind.DUPLICATE,
                     header.uuid,
                     digest=decision.digest,
@@ -206,33 +246,51 @@ class IngressConsumer:
                     standard=decision.standard,
                     author=author,
                     first_digest=claim.first_digest,
-                ),
-            )
-            return
+                )
+                await self._send_receipt(author, attempt.receipt)
+                attempt.receipt_sent = True
+            return _Settle.ACK
         published = message.timestamp.timestamp() if message.timestamp else time.time()
         recipients = tuple(r.kennung for r in decision.recipients)
-        receipt = self._outbox.receipt(
-            ReceiptKind.ACCEPTED,
-            header.uuid,
-            digest=decision.digest,
-            nachrichtentyp=header.nachrichtentyp,
-            standard=decision.standard,
-            author=author,
-            recipients=recipients,
-            **_assumptions(header),
+        if attempt.receipt is None:
+            attempt.receipt = self._outbox.receipt(
+                ReceiptKind.ACCEPTED,
+                header.uuid,
+                digest=decision.digest,
+                nachrichtentyp=header.nachrichtentyp,
+                standard=decision.standard,
+                author=author,
+                recipients=recipients,
+                **_assumptions(header, decision.uncovered.notes()),
+            )
+        receipt = attempt.receipt
+        body = (
+            message.body
+            if decision.covered is None
+            else with_message(message.body, message.content_type, decision.covered)
         )
 
         async def copies() -> None:
+            # Copy n goes out on channel n (broker.amqp.copies); confirmed ones not again.
             with self._metrics.time_stage(Stage.DELIVER):
                 await _all_confirmed(
-                    *(self._deliver(r, message, decision, published) for r in decision.recipients)
+                    *(
+                        self._deliver(r, n, message, body, decision, published, attempt)
+                        for n, r in enumerate(decision.recipients)
+                        if r.kennung not in attempt.confirmed
+                    )
                 )
 
         async def accepted_receipt() -> None:
+            if attempt.receipt_sent:
+                return
             with self._metrics.time_stage(Stage.RECEIPT):
-                await self._outbox.send(author, receipt)
+                await self._send_receipt(author, receipt)
+            attempt.receipt_sent = True
 
         await _all_confirmed(copies(), accepted_receipt())
+        if attempt.recorded:
+            return _Settle.ACK
         self._metrics.accept(decision.standard, header.nachrichtentyp)
         self._journal.add(
             StatusEvent(
@@ -245,6 +303,7 @@ class IngressConsumer:
                 recipients=recipients,
             )
         )
+        attempt.recorded = True
         event(
             log,
             "message.accepted",
@@ -254,21 +313,34 @@ class IngressConsumer:
             recipients=list(recipients),
             retry=claim.state is ClaimState.RETRY,
         )
+        return _Settle.ACK
+
+    async def _send_receipt(self, author: str, receipt: Receipt) -> None:
+        """Send to the author's receipt queue; declare that queue again if it is gone."""
+        try:
+            await self._outbox.send(author, receipt)
+        except UnroutableError:
+            await self._repair.receipt_queue(author)
+            await self._outbox.send(author, receipt)
 
     async def _deliver(
         self,
         recipient: Recipient,
+        copy: int,
         message: AbstractIncomingMessage,
+        body: bytes,
         decision: Accepted,
         published: float,
+        attempt: _Attempt,
     ) -> None:
-        assert self._exchange is not None, "bind() the delivery exchange first"
+        assert self._copies is not None, "bind() the delivery exchange first"
+        exchange = await self._copies.get(copy)
         agency = self._directory().get(recipient.kennung)
         if agency is None:
             raise PublishError(f"{recipient.kennung} is not in the directory")
         # A webhook agency's copy goes into its inbox too; the webhook deliverer pushes it.
         msg = publishing.message(
-            message.body,  # a bundle stays a bundle: its attachments travel with it
+            body,  # a bundle stays a bundle: its attachments travel with it
             message_id=decision.header.uuid,
             content_type=message.content_type or "application/xml",
             headers={
@@ -280,16 +352,20 @@ class IngressConsumer:
             # tells the author. Per message, so a changed setting needs no queue redeclare.
             expiration=self._settings.expire_after_days * 86400,
         )
+        key = topology.agency_routing_key(recipient.kennung, test=recipient.test)
+        timeout = self._settings.confirm_timeout_seconds
         try:
-            await publishing.publish_confirmed(
-                self._exchange,
-                msg,
-                topology.agency_routing_key(recipient.kennung, test=recipient.test),
-                self._settings.confirm_timeout_seconds,
-            )
+            try:
+                await publishing.publish_confirmed(exchange, msg, key, timeout)
+            except UnroutableError:
+                # Its inbox is gone: a fault of the topology, not of this message. Declare
+                # it again and publish this copy alone again, not its siblings.
+                await self._repair.inbox(recipient.kennung)
+                await publishing.publish_confirmed(exchange, msg, key, timeout)
         except PublishError:
             self._metrics.delivery(recipient.kennung, DeliveryOutcome.FAILED)
             raise
+        attempt.confirmed.add(recipient.kennung)
         self._metrics.delivery(recipient.kennung, DeliveryOutcome.DELIVERED)
         self._journal.add(
             StatusEvent(
@@ -305,37 +381,42 @@ class IngressConsumer:
         self,
         message: AbstractIncomingMessage,
         decision: Rejected,
+        attempt: _Attempt,
         first_digest: str | None = None,
-    ) -> None:
+    ) -> _Settle:
         header = decision.header
-        self._metrics.reject(decision.reason)
         target = self._rejection_target(message, decision)
         uuid = header.uuid if header else (message.message_id or "unknown")
-        event(
-            log,
-            "message.rejected",
-            uuid=uuid,
-            reason=decision.reason.value,
-            nachrichtentyp=header.nachrichtentyp if header else None,
-            author=target,
-        )
-        self._journal.add(
-            StatusEvent(
-                uuid,
-                EventKind.REJECTED,
-                author=target,
-                nachrichtentyp=header.nachrichtentyp if header else None,
-                standard=decision.standard,
-                digest=decision.digest,
+        if not attempt.recorded:
+            self._metrics.reject(decision.reason)
+            event(
+                log,
+                "message.rejected",
+                uuid=uuid,
                 reason=decision.reason.value,
+                nachrichtentyp=header.nachrichtentyp if header else None,
+                author=target,
             )
-        )
+            self._journal.add(
+                StatusEvent(
+                    uuid,
+                    EventKind.REJECTED,
+                    author=target,
+                    nachrichtentyp=header.nachrichtentyp if header else None,
+                    standard=decision.standard,
+                    digest=decision.digest,
+                    reason=decision.reason.value,
+                )
+            )
+            attempt.recorded = True
         if target is None:
+            # Nobody can be told (no receipt queue, no transport report): the message is
+            # parked in xbroker.ingress.dead, once, where an operator sees it.
             event(log, "receipt.undeliverable", logging.WARNING, uuid=uuid)
-            return
-        await self._outbox.send(
-            target,
-            self._outbox.receipt(
+            self._metrics.faults.undeliverable.inc()
+            return _Settle.PARK
+        if not attempt.receipt_sent:
+            attempt.receipt = attempt.receipt or self._outbox.receipt(
                 ReceiptKind.REJECTED,
                 uuid,
                 digest=decision.digest,
@@ -347,21 +428,33 @@ class IngressConsumer:
                 issues=decision.issues,
                 first_digest=first_digest,
                 **(_assumptions(header) if header else {}),
-            ),
-        )
+            )
+            # An XTA author is sent nothing: its transport report holds the rejection.
+            await self._send_receipt(target, attempt.receipt)
+            attempt.receipt_sent = True
+        return _Settle.ACK
 
     def _rejection_target(self, message: AbstractIncomingMessage, decision: Rejected) -> str | None:
-        """Who learns of a rejection: the signed author, else the sender's reply-to."""
+        """Who learns of a rejection: the signed author, else the sender's reply-to; only a
+        party with a receipt queue, or one that speaks XTA (its transport report), learns."""
         header = decision.header
+        directory = self._directory()
+
+        def reachable(kennung: str | None) -> bool:
+            agency = directory.get(kennung) if kennung else None
+            return agency is not None and (
+                topology.has_receipt_queue(agency) or isinstance(agency.endpoint, XtaEndpoint)
+            )
+
         if (
             header is not None
             and decision.reason is not Reason.SIGNER_NOT_AUTHOR
-            and header.author.kennung in self._directory()
+            and reachable(header.author.kennung)
         ):
             return header.author.kennung
-        if message.reply_to and message.reply_to in self._directory():
+        if reachable(message.reply_to):
             return message.reply_to
-        if header is not None and header.author.kennung in self._directory():
+        if header is not None and reachable(header.author.kennung):
             return header.author.kennung
         return None
 
@@ -382,12 +475,13 @@ def _message_part(message: AbstractIncomingMessage) -> bytes:
         return message.body
 
 
-def _assumptions(header: Header) -> dict[str, Any]:
-    """What a receipt says the broker assigned or assumed in reading ``header``."""
+def _assumptions(header: Header, removed: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What a receipt says the broker assigned or assumed in reading ``header``, and
+    what it ``removed`` from the message before delivering it."""
     assigned = header.identity is not IdentitySource.MESSAGE
     return {
         "identity_assigned": header.identity.value if assigned else None,
-        "notes": header.notes(),
+        "notes": header.notes() + removed,
     }
 
 

@@ -7,25 +7,29 @@ snapshot current (`broker.worker.reload.CrlWatcher`), so the pipeline never read
 Stopping takes no new messages, lets those
 in flight finish within a grace period and leaves the rest unacked, so RabbitMQ returns
 them to their queues.
+
+While a fault of its surroundings lasts (`broker.worker.faults`: a store, the disk, the
+connection, a publish that is not confirmed) the worker consumes nothing: its consumers
+are cancelled, the messages it already has are held, ``/readyz`` names the fault. When the
+fault clears it consumes again by itself. A watch task measures the disk
+(`broker.worker.disk`) and keeps consuming in line with the faults.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from enum import StrEnum
 
 import aiormq
 from aio_pika.abc import (
     AbstractChannel,
-    AbstractIncomingMessage,
-    AbstractQueue,
     AbstractRobustConnection,
 )
 
 from broker.amqp import publishing, topology
+from broker.amqp.copies import CopyExchanges
 from broker.amqp.queue_stats import sample_queues, vhost_of
 from broker.errors import ConfigurationError, TransientError
 from broker.logs import event
@@ -35,12 +39,16 @@ from broker.settings import Settings
 from broker.stores.dedup import DedupStore
 from broker.stores.journal import Journal, JournalBatch, Journals, Recorder
 from broker.webhook.deliverer import WebhookDeliverer, webhook_agencies
+from broker.worker.consuming import Consumption
 from broker.worker.delivery_receipts import DeliveryReceipts
+from broker.worker.disk import DiskWatch
 from broker.worker.failures import Failures
+from broker.worker.faults import Faults
 from broker.worker.ingress import IngressConsumer
 from broker.worker.offloop import OffLoop
 from broker.worker.reload import CrlWatcher
-from monitoring.labels import Stage
+from broker.worker.repair import Repair
+from monitoring.labels import Stage, WorkerFault
 from monitoring.metrics import CertificateExpiry, Metrics
 from routing import Directory
 from signing import Signer, Verifier
@@ -59,23 +67,6 @@ class Lifecycle(StrEnum):
     RUNNING = "running"
     STOPPING = "stopping"
     CLOSED = "closed"
-
-
-@dataclass(slots=True)
-class _Consumers:
-    ingress: AbstractQueue
-    ingress_tag: str
-    receipts: AbstractQueue
-    receipts_tag: str
-    failures: AbstractQueue
-    failures_tag: str
-
-    def all(self) -> tuple[tuple[AbstractQueue, str], ...]:
-        return (
-            (self.ingress, self.ingress_tag),
-            (self.receipts, self.receipts_tag),
-            (self.failures, self.failures_tag),
-        )
 
 
 class BrokerService:
@@ -109,9 +100,30 @@ class BrokerService:
             settings.confirm_timeout_seconds,
             lambda author: topology.reads_receipts(self.directory, author),
         )
+        self.faults = Faults(
+            metrics.faults,
+            self._on_health,
+            retry_first=settings.retry_delay_seconds,
+            retry_ceiling=settings.retry_delay_max_seconds,
+        )
+        self._repair = Repair(lambda: self.directory, metrics.faults, settings.delivery_limit)
+        self._disk = DiskWatch(
+            {settings.state_dir, settings.status_path, settings.audit_path},
+            self.faults,
+            metrics.faults,
+            reserve_bytes=settings.disk_reserve_bytes,
+            reserve_inodes=settings.disk_reserve_inodes,
+        )
         self._offloop = OffLoop(settings.processing_wall_seconds)
         self._delivery_receipts = DeliveryReceipts(
-            verifier, lambda: self.directory, self._outbox, metrics, self._journal, self._offloop
+            verifier,
+            lambda: self.directory,
+            self._outbox,
+            metrics,
+            self._journal,
+            self.faults,
+            self._repair,
+            self._offloop,
         )
         self._failures = Failures(
             lambda: self.directory,
@@ -119,6 +131,8 @@ class BrokerService:
             metrics,
             self._journal,
             settings.expire_after_days,
+            self.faults,
+            self._repair,
         )
         self._pipeline = Pipeline(
             catalog=catalog,
@@ -136,6 +150,8 @@ class BrokerService:
             self._outbox,
             metrics,
             self._journal,
+            self.faults,
+            self._repair,
             self._offloop,
         )
         self._publish_certificates()
@@ -143,15 +159,36 @@ class BrokerService:
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchanges: topology.Exchanges | None = None
-        self._consumers: _Consumers | None = None
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._consumption = Consumption(
+            (
+                (topology.INGRESS_QUEUE, self._ingress),
+                (topology.DELIVERY_RECEIPT_QUEUE, self._delivery_receipts),
+                (topology.FAILURE_QUEUE, self._failures),
+            ),
+            self.faults,
+            lambda: self.state is Lifecycle.RUNNING,
+        )
         self._sampler: asyncio.Task[None] | None = None
         self._crls = CrlWatcher(verifier.trust) if verifier.trust.crl_folder else None
+        self._watch: asyncio.Task[None] | None = None
         self.webhooks: WebhookDeliverer | None = None
 
     # lifecycle
 
     async def start(self) -> None:
+        """Connect, declare, and consume (unless a fault holds the worker from the start).
+
+        Cancelled part way (a SIGTERM during start-up), it closes what it opened.
+        """
+        try:
+            await self._start()
+        except BaseException:
+            if self._connection is not None:
+                await self._connection.close()
+            self.state = Lifecycle.CLOSED
+            raise
+
+    async def _start(self) -> None:
         if webhook_agencies(self.directory):
             # Built before connecting: a missing webhook secret stops the start here.
             self.webhooks = WebhookDeliverer(
@@ -161,8 +198,9 @@ class BrokerService:
                 outbox=self._outbox,
                 journal=self.journal,
             )
+        self._disk.check()
         self._connection, self._channel = await publishing.connect(
-            self.settings.amqp_url, "xbroker-broker"
+            self.settings.rabbitmq_urls, "xbroker-broker"
         )
         await self._channel.set_qos(prefetch_count=self.settings.prefetch)
         try:
@@ -177,7 +215,6 @@ class BrokerService:
                 self._box_retention(),
             )
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
-            await self._connection.close()
             raise ConfigurationError(
                 f"RabbitMQ holds queues declared with other arguments than these settings: "
                 f"{exc}. Queue arguments cannot change in place: keep the old value, or "
@@ -185,18 +222,11 @@ class BrokerService:
                 f"declared anew."
             ) from exc
         self._outbox.bind(self._exchanges.receipts)
-        self._ingress.bind(self._exchanges.deliver)
-        ingress = await self._channel.get_queue(topology.INGRESS_QUEUE)
-        receipts = await self._channel.get_queue(topology.DELIVERY_RECEIPT_QUEUE)
-        failures = await self._channel.get_queue(topology.FAILURE_QUEUE)
-        self._consumers = _Consumers(
-            ingress=ingress,
-            ingress_tag=await ingress.consume(self._track(self._ingress)),
-            receipts=receipts,
-            receipts_tag=await receipts.consume(self._track(self._delivery_receipts)),
-            failures=failures,
-            failures_tag=await failures.consume(self._track(self._failures)),
-        )
+        self._ingress.bind(CopyExchanges(self._connection, topology.DELIVER_EXCHANGE))
+        self._repair.bind(self._channel, self._exchanges)
+        self._consumption.bind(self._channel)
+        self._connection.close_callbacks.add(self._on_connection_lost)
+        self._connection.reconnect_callbacks.add(self._on_reconnected)
         if self.webhooks is not None:
             await self.webhooks.start(self._connection)
         if self._crls is not None:
@@ -205,7 +235,7 @@ class BrokerService:
             self._sampler = asyncio.create_task(
                 sample_queues(
                     self.settings.rabbitmq_metrics_url,
-                    vhost_of(self.settings.amqp_url),
+                    vhost_of(self.settings.rabbitmq_urls[0]),
                     lambda: self.directory,
                     self.metrics,
                     self.settings.queue_sample_seconds,
@@ -213,31 +243,30 @@ class BrokerService:
                 name="queue-sampler",
             )
         self.state = Lifecycle.RUNNING
-        event(log, "broker.started", agencies=len(self.directory))
+        await self._consumption.follow()
+        self._watch = asyncio.create_task(self._watch_loop(), name="broker-watch")
+        event(log, "broker.started", agencies=len(self.directory), paused=not self.faults.healthy)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop taking messages, let in-flight ones finish within ``grace``, then close.
 
         Messages not finished in time are never acked, so RabbitMQ returns them to the
-        queue when the channel closes.
+        queue when the channel closes; messages held for a fault are given up at once.
         """
         if self.state in (Lifecycle.CLOSED, Lifecycle.UNOPENED):
             self.state = Lifecycle.CLOSED
             return
         self.state = Lifecycle.STOPPING
-        if self._sampler is not None:
-            self._sampler.cancel()
+        self.faults.stop()
+        for task in (self._sampler, self._watch):
+            if task is not None:
+                task.cancel()
         if self._crls is not None:
             await self._crls.stop()
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
-        if self._consumers is not None:
-            for queue, tag in self._consumers.all():
-                try:
-                    await queue.cancel(tag)
-                except Exception:  # the connection may already be gone
-                    log.debug("cancel failed", exc_info=True)
-        if self._in_flight:
-            _, pending = await asyncio.wait(set(self._in_flight), timeout=grace)
+        await self._consumption.stop()
+        if self._consumption.in_flight:
+            _, pending = await asyncio.wait(set(self._consumption.in_flight), timeout=grace)
             for task in pending:
                 task.cancel()
             event(log, "broker.stopping", finished_in_time=not pending, returned=len(pending))
@@ -281,33 +310,47 @@ class BrokerService:
         )
 
     def readiness(self) -> Mapping[str, bool]:
+        """One check per concern; a fault that holds the worker fails its own check."""
         connected = self._connection is not None and not self._connection.is_closed
+        active = self.faults.active
         return {
-            "rabbitmq": connected,
-            "topology": self._exchanges is not None,
-            "consuming": self.state is Lifecycle.RUNNING,
+            "rabbitmq": connected and WorkerFault.RABBITMQ not in active,
+            "topology": self._exchanges is not None and WorkerFault.TOPOLOGY not in active,
+            "consuming": self.state is Lifecycle.RUNNING and self._consumption.active,
             "standards": len(self._pipeline.catalog.standards) > 0,
+            "store": WorkerFault.STORE not in active,
+            "disk": WorkerFault.DISK not in active,
+            "publish": WorkerFault.PUBLISH not in active,
             # No message given up on (broker.worker.offloop) is still being worked on.
             "deciding": self._offloop.abandoned == 0,
         }
 
-    # ingress
+    def not_ready_because(self) -> Mapping[str, str]:
+        """What was last seen of each fault that holds the worker, for ``/readyz``."""
+        return {fault.value: detail for fault, detail in self.faults.active.items()}
 
-    def _track(
-        self, handler: Callable[[AbstractIncomingMessage], Awaitable[None]]
-    ) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
-        """Wrap a consumer so that stop() can wait for the messages it is handling."""
+    # consuming, in line with the faults
 
-        async def run(message: AbstractIncomingMessage) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            self._in_flight.add(task)
+    async def _on_health(self, healthy: bool) -> None:
+        await self._consumption.follow()
+
+    def _on_connection_lost(self, sender: object, exc: BaseException | None = None) -> None:
+        if self.state is Lifecycle.RUNNING:
+            self.faults.report(WorkerFault.RABBITMQ, f"connection lost: {exc or 'closed'}")
+
+    def _on_reconnected(self, sender: object) -> None:
+        self.faults.clear(WorkerFault.RABBITMQ)
+
+    async def _watch_loop(self) -> None:
+        """Measure the disk, and make sure consuming follows the faults (a consume that
+        failed while the connection came back is tried again here)."""
+        while True:
+            await asyncio.sleep(self.settings.disk_check_seconds)
             try:
-                await handler(message)
-            finally:
-                self._in_flight.discard(task)
-
-        return run
+                self._disk.check()
+            except OSError as exc:
+                self.faults.report(WorkerFault.DISK, f"cannot measure free space: {exc}")
+            await self._consumption.follow()
 
     def _publish_certificates(self) -> None:
         self.metrics.set_certificates(

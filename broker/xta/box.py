@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from aio_pika.abc import AbstractRobustConnection
@@ -58,7 +58,7 @@ class BoxTiming:
 class MessageBoxes:
     def __init__(
         self,
-        amqp_url: str,
+        amqp_urls: str | Sequence[str],
         store: XtaStore,
         directory: Callable[[], Directory],
         verifier: Verifier,
@@ -69,7 +69,7 @@ class MessageBoxes:
         policy: UpkeepPolicy,
         timing: BoxTiming = BoxTiming(),
     ) -> None:
-        self._url = amqp_url
+        self._urls = amqp_urls
         self._store = store
         self._directory = directory
         self._verifier = verifier
@@ -86,7 +86,7 @@ class MessageBoxes:
         self.upkeep_rounds = 0  # rounds of expiry and padding done (for tests to wait on)
 
     async def start(self) -> None:
-        self._connection, channel = await publishing.connect(self._url, "xbroker-xta")
+        self._connection, channel = await publishing.connect(self._urls, "xbroker-xta")
         self._outbox.bind(await channel.get_exchange(topology.RECEIPT_EXCHANGE, ensure=False))
         self._index = BoxIndex(self._connection, self._store, self._directory, self._metrics)
         self._upkeep = BoxUpkeep(

@@ -102,7 +102,7 @@ async def start_xta(
     )
     journal = records.journal()
     boxes = MessageBoxes(
-        settings.amqp_url,
+        settings.rabbitmq_urls,
         store,
         current,
         parts.verifier(),
@@ -120,7 +120,9 @@ async def start_xta(
         BoxTiming(check_seconds=settings.xta_box_check_seconds),
     )
     ingress = IngressPublisher(
-        settings.amqp_url, confirm_timeout=settings.confirm_timeout_seconds, name="xbroker-xta"
+        settings.rabbitmq_urls,
+        confirm_timeout=settings.confirm_timeout_seconds,
+        name="xbroker-xta",
     )
     try:
         await boxes.start()

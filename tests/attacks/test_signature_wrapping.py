@@ -2,6 +2,10 @@
 
 Each case starts from a correctly signed message and rearranges it the way published
 XML-DSig wrapping attacks do. Every one must be rejected, with the code named here.
+The signature verified is the last ds:Signature among the root's children; any other is
+content its digest covers, so the cases include a message that carries a signature of
+its own. What no signature covers (comments, processing instructions outside the root)
+changes nothing that is signed: such a message is accepted and delivered without it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from signxml.signer import XMLSigner
 from broker.errors import Reason
 from signing import SignatureError, Signer, Verifier, parse_untrusted
 from signing.keyfiles import party_paths
+from signing.uncovered import Uncovered, covered_only
 
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 DS = f"{{{DS_NS}}}"
@@ -69,6 +74,33 @@ def add_unsigned_sibling_before_signed_content(signed: bytes) -> bytes:
 def duplicate_signature(signed: bytes) -> bytes:
     root = _root(signed)
     root.append(etree.fromstring(etree.tostring(_signature(root))))
+    return etree.tostring(root)
+
+
+def forged_signature_before_the_signature(signed: bytes) -> bytes:
+    root = _root(signed)
+    forged = etree.fromstring(etree.tostring(_signature(root)))
+    digest = forged.find(f".//{DS}DigestValue")
+    assert digest is not None
+    digest.text = "AAAA" + (digest.text or "")[4:]
+    root.insert(len(root) - 1, forged)
+    return etree.tostring(root)
+
+
+def forged_signature_after_the_signature(signed: bytes) -> bytes:
+    root = _root(signed)
+    forged = etree.fromstring(etree.tostring(_signature(root)))
+    value = forged.find(f"{DS}SignatureValue")
+    assert value is not None
+    value.text = "AAAA" + (value.text or "")[4:]
+    root.append(forged)
+    return etree.tostring(root)
+
+
+def signature_moved_before_content_junk_after(signed: bytes) -> bytes:
+    root = _root(signed)
+    root.insert(0, _signature(root))
+    root.append(etree.fromstring(f'<ds:Signature xmlns:ds="{DS_NS}"/>'.encode()))
     return etree.tostring(root)
 
 
@@ -135,12 +167,19 @@ CORPUS: dict[str, tuple[Reason, Callable[[bytes], bytes]]] = {
         Reason.DIGEST_MISMATCH,
         add_unsigned_sibling_before_signed_content,
     ),
-    "second signature": (Reason.SIGNATURE_WRAPPING, duplicate_signature),
-    "comment splitting signed text": (Reason.SIGNATURE_WRAPPING, comment_splits_signed_text),
-    "comment before the root": (Reason.SIGNATURE_WRAPPING, comment_before_root),
-    "processing instruction after the root": (
-        Reason.SIGNATURE_WRAPPING,
-        processing_instruction_after_root,
+    # The copy is the last at the root and is verified; its digest covers the original.
+    "second signature": (Reason.DIGEST_MISMATCH, duplicate_signature),
+    "forged signature at the root before the signature": (
+        Reason.DIGEST_MISMATCH,
+        forged_signature_before_the_signature,
+    ),
+    "forged signature at the root after the signature": (
+        Reason.SIGNATURE_INVALID,
+        forged_signature_after_the_signature,
+    ),
+    "signature moved first, an empty one last": (
+        Reason.SIGNATURE_INVALID,
+        signature_moved_before_content_junk_after,
     ),
     "whitespace added to signed text": (Reason.DIGEST_MISMATCH, whitespace_in_signed_text),
     "whitespace in the reference URI": (Reason.SIGNATURE_WRAPPING, whitespace_in_reference_uri),
@@ -179,6 +218,86 @@ def test_signature_over_an_id_instead_of_the_whole_document_is_wrapping(
         c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
     ).sign(parse_untrusted(DOC), key=key.read_bytes(), cert=cert.read_text(), reference_uri="#b")
     signed.append(etree.fromstring(b"<extra>unsigned sibling of the signed element</extra>"))
+    with pytest.raises(SignatureError) as caught:
+        verifier.verify(parse_untrusted(etree.tostring(signed)), at=datetime.now(UTC))
+    assert caught.value.reason is Reason.SIGNATURE_WRAPPING
+
+
+UNCOVERED: dict[str, tuple[Callable[[bytes], bytes], Uncovered]] = {
+    "comment splitting signed text": (comment_splits_signed_text, Uncovered(comments=1)),
+    "comment before the root": (comment_before_root, Uncovered(comments=1)),
+    "processing instruction after the root": (
+        processing_instruction_after_root,
+        Uncovered(instructions=1),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNCOVERED))
+def test_what_no_signature_covers_is_counted_and_left_out(
+    signer: Signer, verifier: Verifier, name: str
+) -> None:
+    change, counted = UNCOVERED[name]
+    signed = signer.sign(DOC)
+    root = parse_untrusted(change(signed))
+    verified = verifier.verify(root, at=datetime.now(UTC))
+    assert verified.uncovered == counted
+    delivered = covered_only(root)
+    assert b"<!--" not in delivered and b"<?route" not in delivered
+    assert b"<a>10</a>" in delivered  # what a reader sees is what was signed
+    again = verifier.verify(parse_untrusted(delivered), at=datetime.now(UTC))
+    assert again.uncovered == Uncovered()
+    assert again.signed_data == verified.signed_data
+
+
+def _signature_over_body(attack_pki: Path) -> etree._Element:
+    """A valid signature by a trusted key over the body alone (``#b``)."""
+    cert, key = party_paths(attack_pki, "psw:02000000")
+    signed = XMLSigner(
+        signature_algorithm=SignatureMethod.ECDSA_SHA256,
+        c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
+    ).sign(parse_untrusted(DOC), key=key.read_bytes(), cert=cert.read_text(), reference_uri="#b")
+    return _signature(signed)
+
+
+def _with_content_signature(attack_pki: Path) -> bytes:
+    """DOC with a signature in its content whose reference points outside its subtree."""
+    root = parse_untrusted(DOC)
+    etree.SubElement(root, "{urn:test}attachment").append(_signature_over_body(attack_pki))
+    return etree.tostring(root)
+
+
+def test_a_content_signature_is_content_the_signature_covers(
+    attack_pki: Path, signer: Signer, verifier: Verifier
+) -> None:
+    signed = signer.sign(_with_content_signature(attack_pki))
+    verified = verifier.verify(parse_untrusted(signed), at=datetime.now(UTC))
+    assert verified.signed.findtext(".//a") == "10"
+    assert verified.signed.find(f"{{urn:test}}attachment/{DS}Signature") is not None
+
+
+def test_a_changed_body_beside_a_content_signature_is_a_digest_mismatch(
+    attack_pki: Path, signer: Signer, verifier: Verifier
+) -> None:
+    # The content signature still covers nothing the broker checks: the body changes.
+    forged = signer.sign(_with_content_signature(attack_pki)).replace(b"<a>10</a>", b"<a>99</a>")
+    with pytest.raises(SignatureError) as caught:
+        verifier.verify(parse_untrusted(forged), at=datetime.now(UTC))
+    assert caught.value.reason is Reason.DIGEST_MISMATCH
+
+
+def test_a_content_signature_left_last_at_the_root_is_not_the_signature(
+    attack_pki: Path, signer: Signer, verifier: Verifier
+) -> None:
+    # A trusted signature over the body alone stays at the root; the whole-document
+    # signature moves into content, so the one over the body is the last at the root.
+    root = parse_untrusted(DOC)
+    root.append(_signature_over_body(attack_pki))
+    signed = parse_untrusted(signer.sign(root))
+    body = signed.find("{urn:test}body")
+    assert body is not None
+    body.append(signed[-1])
+    assert signed[-1].tag == f"{DS}Signature"
     with pytest.raises(SignatureError) as caught:
         verifier.verify(parse_untrusted(etree.tostring(signed)), at=datetime.now(UTC))
     assert caught.value.reason is Reason.SIGNATURE_WRAPPING

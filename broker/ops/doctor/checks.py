@@ -73,7 +73,7 @@ async def diagnose(
     findings.extend(
         _guarded("certificates", lambda: _certificates(settings, directory, at, expiry_warning))
     )
-    connection, rabbit = await check_rabbitmq(settings.amqp_url, timeout)
+    connection, rabbit = await check_rabbitmq(settings.rabbitmq_urls[0], timeout)
     findings.extend(rabbit)
     try:
         if connection is None:

@@ -5,13 +5,14 @@ line is written in one canonical encoding and carries the SHA-256 of itself with
 that field, and the hash of the line before (``prev``), so changing, deleting, inserting
 or reordering a line breaks the chain exactly there, and `verify_trail` names the line.
 
-Three kinds of line::
+Four kinds of line::
 
     event       a StatusEvent (metadata only: ids, codes, agencies, times, digests)
     seal        the broker's XML signature over (seq, prev): whoever rewrites the chain
                 after the fact cannot forge it, and it vouches for every line before it
     checkpoint  first line after pruning: a signed statement of the seq and hash of the
                 last pruned line, so the rest still verifies without the pruned part
+    repair      the file ended in an incomplete line, which was cut off (how many bytes)
 
 Several processes on one host may append to the same file: each append holds an
 exclusive ``flock`` on ``<file>.lock`` and reads the chain head from the file's tail.
@@ -19,6 +20,21 @@ exclusive ``flock`` on ``<file>.lock`` and reads the chain head from the file's 
 one write (the worker's `broker.stores.journal.JournalBatch` writes this way), so workers take
 the lock once per batch rather than once per event. A seal that falls due is written
 after the batch that reaches ``seal_every``.
+
+A full disk or an unwritable file
+---------------------------------
+An append is all or nothing: when a write fails (no space left, an unwritable file),
+what it wrote is cut off again before the lock is released, and the failure leaves as
+`StoreError`, so the worker holds its messages and retries once the fault has cleared
+(their events are still pending in its journal batch). A process killed in the middle of
+a write leaves an incomplete last line; whoever appends next, or opens the trail, cuts it
+off and says so in a ``repair`` entry: the incomplete line was never part of the chain
+(nothing chains onto it), so the chain stays whole. A complete last line that is not an
+entry is not a torn write but damage, and stops appends until an operator has looked
+(`xbroker audit verify` names it).
+
+A seal that cannot be written at shutdown (a full disk) is not lost: the next process to
+open the trail finds entries after the last seal and seals them.
 """
 
 from __future__ import annotations
@@ -37,7 +53,8 @@ from typing import Any
 
 from lxml import etree
 
-from broker.errors import XBrokerError
+from broker.errors import StoreError, XBrokerError
+from broker.logs import event
 from broker.stores.journal import StatusEvent
 from broker.stores.status import event_dict
 
@@ -96,6 +113,7 @@ class _Head:
     hash: str
     size: int
     inode: int
+    kind: str  # of the last entry: event, seal, checkpoint, repair; "none" in an empty file
 
 
 class AuditTrail:
@@ -117,10 +135,14 @@ class AuditTrail:
         self._sign = sign
         self._seal_every = seal_every
         self._seal_seconds = seal_seconds
-        self._lock = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self._lock = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreError(f"{path.name}.lock: {exc.strerror}") from exc
         self._head: _Head | None = None
         self._unsealed = 0
         self._last_seal = time.monotonic()
+        self._open_tail()
 
     def record(self, event: StatusEvent) -> None:
         self.record_many((event,))
@@ -164,6 +186,7 @@ class AuditTrail:
         if self._sign is None:
             raise AuditError("pruning needs the broker's signer for the checkpoint")
         cutoff = before.astimezone(UTC).isoformat()
+        self._append(())  # an incomplete last line is cut off first
         with _Locked(self._lock):
             lines = self.path.read_bytes().splitlines(keepends=True) if self.path.exists() else []
             start = 1 if lines and json.loads(lines[0]).get("type") == "checkpoint" else 0
@@ -196,45 +219,103 @@ class AuditTrail:
         return cut - start
 
     def close(self) -> None:
-        """Seal what is unsealed, then release the lock file."""
-        self.seal()
+        """Seal what is unsealed, then release the lock file.
+
+        A seal that cannot be written now is left to the next start (see the module
+        docstring); closing never fails for it.
+        """
+        try:
+            self.seal()
+        except (StoreError, AuditError) as exc:
+            event(log, "audit.seal_deferred", logging.WARNING, error=str(exc))
         os.close(self._lock)
 
-    def _append(self, entries: Sequence[tuple[str, _Fields]], *, sync: bool = False) -> None:
-        """Chain ``entries`` (type, fields) onto the head and write them in one write."""
-        with _Locked(self._lock), self.path.open("ab") as out:
-            head = self._current_head(out.fileno())
-            seq, prev = head.seq, head.hash
-            at = datetime.now(UTC).isoformat()
-            lines = []
-            for kind, fields in entries:
-                seq += 1
-                extra = fields(seq, prev, at) if callable(fields) else fields
-                entry: dict[str, Any] = {"seq": seq, "prev": prev, "at": at, "type": kind}
-                entry.update(extra)
-                prev = entry["hash"] = entry_hash(entry)
-                lines.append(canonical(entry) + b"\n")
-            out.write(b"".join(lines))
-            out.flush()
-            if sync:
-                os.fsync(out.fileno())
-            stat = os.fstat(out.fileno())
-            self._head = _Head(seq, prev, stat.st_size, stat.st_ino)
+    def _open_tail(self) -> None:
+        """At open: cut off an incomplete last line, and seal entries left unsealed."""
+        try:
+            head = self._append(())
+        except (StoreError, AuditError) as exc:
+            # The first append will meet the same problem and report it to its caller.
+            event(log, "audit.open_deferred", logging.WARNING, error=str(exc))
+            return
+        if head is not None and head.kind not in ("seal", "checkpoint") and head.seq > 0:
+            self._unsealed = 1  # a seal the last process could not write
+            try:
+                self.seal()
+            except (StoreError, AuditError) as exc:
+                self._last_seal = float("-inf")  # due at the next append
+                event(log, "audit.seal_deferred", logging.WARNING, error=str(exc))
 
-    def _current_head(self, fd: int) -> _Head:
-        """The last entry's seq and hash: remembered, unless another process appended."""
+    def _append(
+        self, entries: Sequence[tuple[str, _Fields]], *, sync: bool = False
+    ) -> _Head | None:
+        """Chain ``entries`` (type, fields) onto the head and write them in one write.
+
+        All or nothing: a failed write is cut off again. Returns the new head, or None
+        when there was nothing to write and no head to read.
+        """
+        with _Locked(self._lock):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise StoreError(f"{self.path.name}: {exc.strerror}") from exc
+            try:
+                head, torn = self._current_head(fd)
+                if torn:
+                    entries = [("repair", {"repair": {"truncated_bytes": torn}}), *entries]
+                if not entries:
+                    return head
+                seq, prev = head.seq, head.hash
+                at = datetime.now(UTC).isoformat()
+                lines = []
+                kind = head.kind
+                for kind, fields in entries:
+                    seq += 1
+                    extra = fields(seq, prev, at) if callable(fields) else fields
+                    entry: dict[str, Any] = {"seq": seq, "prev": prev, "at": at, "type": kind}
+                    entry.update(extra)
+                    prev = entry["hash"] = entry_hash(entry)
+                    lines.append(canonical(entry) + b"\n")
+                start = head.size
+                data = b"".join(lines)
+                try:
+                    _write_all(fd, data)
+                    if sync:
+                        os.fsync(fd)
+                except OSError as exc:
+                    _cut(fd, start)
+                    raise StoreError(f"{self.path.name}: cannot append: {exc.strerror}") from exc
+                self._head = _Head(seq, prev, start + len(data), head.inode, kind)
+                return self._head
+            finally:
+                os.close(fd)
+
+    def _current_head(self, fd: int) -> tuple[_Head, int]:
+        """The last entry's seq and hash, and how many bytes of an incomplete last line
+        were cut off to get there (0 when the file ended cleanly).
+
+        Remembered, unless another process appended since.
+        """
         stat = os.fstat(fd)
         cached = self._head
         if cached is not None and (cached.size, cached.inode) == (stat.st_size, stat.st_ino):
-            return cached
-        last = _last_line(self.path)
+            return cached, 0
+        last, torn = _tail(self.path)
+        size = stat.st_size
+        if torn:
+            size -= torn
+            _cut(fd, size)
+            event(log, "audit.repaired", logging.WARNING, truncated_bytes=torn)
         if last is None:
-            return _Head(0, GENESIS, stat.st_size, stat.st_ino)
+            return _Head(0, GENESIS, size, stat.st_ino, "none"), torn
         try:
             entry = json.loads(last)
-            if entry.get("type") == "checkpoint":
-                return _Head(int(entry["through"]), str(entry["head"]), stat.st_size, stat.st_ino)
-            return _Head(int(entry["seq"]), str(entry["hash"]), stat.st_size, stat.st_ino)
+            kind = str(entry["type"])
+            if kind == "checkpoint":
+                return _Head(
+                    int(entry["through"]), str(entry["head"]), size, stat.st_ino, kind
+                ), torn
+            return _Head(int(entry["seq"]), str(entry["hash"]), size, stat.st_ino, kind), torn
         except (ValueError, KeyError, TypeError) as exc:
             raise AuditError(
                 f"{self.path}: the last line is not an entry; run `xbroker audit verify`"
@@ -254,16 +335,40 @@ class _Locked:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
 
 
-def _last_line(path: Path) -> bytes | None:
-    """The last non-empty line of the file, read from its end."""
+def _tail(path: Path) -> tuple[bytes | None, int]:
+    """The last complete line of the file (None if there is none), and the length of an
+    incomplete line after it (bytes after the last newline)."""
     with path.open("rb") as f:
         end = f.seek(0, os.SEEK_END)
         chunk = 64 * 1024
         while True:
             start = max(0, end - chunk)
             f.seek(start)
-            data = f.read(end - start).rstrip(b"\n")
+            data = f.read(end - start)
             cut = data.rfind(b"\n")
-            if cut >= 0 or start == 0:
-                return data[cut + 1 :] or None
-            chunk *= 4
+            if cut < 0 and start > 0:
+                chunk *= 4
+                continue
+            torn = len(data) - cut - 1
+            complete = data[: cut + 1].rstrip(b"\n")
+            previous = complete.rfind(b"\n")
+            if previous < 0 and start > 0:
+                chunk *= 4
+                continue
+            return complete[previous + 1 :] or None, torn
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _cut(fd: int, size: int) -> None:
+    """Cut the file back to ``size`` bytes (best effort: the caller reports the failure
+    that led here, and the next append cuts an incomplete line off again)."""
+    try:
+        os.ftruncate(fd, size)
+    except OSError:
+        log.warning("audit.cut_failed", exc_info=True)

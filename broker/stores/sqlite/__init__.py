@@ -3,6 +3,7 @@
 Modules::
 
     files   opening a file the host's workers share (WAL); who holds a claim
+    guard   every use checked and its faults made `StoreError`s (why: SIGBUS in WAL)
     dedup   the deduplication claim (`broker.stores.dedup`)
     status  the status store, the Laufzettel (`broker.stores.status`)
 """

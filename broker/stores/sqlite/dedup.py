@@ -5,11 +5,12 @@ claim is one ``BEGIN IMMEDIATE`` transaction, so the workers of the host take tu
 it reads the message's row and decides, under that lock, whether this store may hold
 it (new, past the window, or pending with a holder that is gone) or must leave it
 (other bytes, completed, or a live holder: `broker.stores.sqlite.files.Holder`).
+Every method raises `StoreError` when the file cannot be read or written
+(`broker.stores.sqlite.guard`).
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 from broker.stores.dedup import Claim, ClaimState
 from broker.stores.journal import EventKind, StatusEvent
 from broker.stores.sqlite.files import Holder, open_shared
+from broker.stores.sqlite.guard import StoreGuard, rollback
 
 __all__ = ["SqliteDedupStore"]
 
@@ -39,23 +41,26 @@ class SqliteDedupStore:
 
     def __init__(self, path: Path, window_seconds: float) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._guard = StoreGuard(path)
         self._db = open_shared(path)
-        self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(seen)")}
-        if "holder" not in columns:  # a file written before claims named their holder
-            self._db.execute("ALTER TABLE seen ADD COLUMN holder TEXT")
+        with self._guard:
+            self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(seen)")}
+            if "holder" not in columns:  # a file written before claims named their holder
+                self._db.execute("ALTER TABLE seen ADD COLUMN holder TEXT")
         self._window = window_seconds
         self._holder = Holder()
 
     async def claim(self, author: str, uuid: str, digest: str) -> Claim:
         now = time.time()
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            claim = self._claim(author, uuid, digest, now)
-            self._db.execute("COMMIT")
-        except BaseException:
-            _rollback(self._db)
-            raise
+        with self._guard:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                claim = self._claim(author, uuid, digest, now)
+                self._db.execute("COMMIT")
+            except BaseException:
+                rollback(self._db)
+                raise
         return claim
 
     def _claim(self, author: str, uuid: str, digest: str, now: float) -> Claim:
@@ -93,40 +98,40 @@ class SqliteDedupStore:
         done = [(e.author, e.uuid) for e in events if e.kind is EventKind.ACCEPTED and e.author]
         if not done:
             return
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.executemany(
-                "UPDATE seen SET completed=1, holder=NULL WHERE author=? AND uuid=?", done
-            )
-            self._db.execute("COMMIT")
-        except BaseException:
-            _rollback(self._db)
-            raise
+        with self._guard:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "UPDATE seen SET completed=1, holder=NULL WHERE author=? AND uuid=?", done
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                rollback(self._db)
+                raise
 
     async def release(self, author: str, uuid: str) -> None:
         """Forget an uncompleted claim (its delivery failed before anything was published)."""
-        self._db.execute(
-            "DELETE FROM seen WHERE author=? AND uuid=? AND completed=0", (author, uuid)
-        )
+        with self._guard:
+            self._db.execute(
+                "DELETE FROM seen WHERE author=? AND uuid=? AND completed=0", (author, uuid)
+            )
 
     async def abandon(self, author: str, uuid: str) -> None:
         """Stop holding a claim without completing it: the next delivery is a RETRY."""
-        self._db.execute(
-            "UPDATE seen SET holder=NULL WHERE author=? AND uuid=? AND completed=0 AND holder=?",
-            (author, uuid, self._holder.name),
-        )
+        with self._guard:
+            self._db.execute(
+                "UPDATE seen SET holder=NULL"
+                " WHERE author=? AND uuid=? AND completed=0 AND holder=?",
+                (author, uuid, self._holder.name),
+            )
 
     async def prune(self) -> int:
-        cur = self._db.execute(
-            "DELETE FROM seen WHERE first_seen < ?", (time.time() - self._window,)
-        )
+        with self._guard:
+            cur = self._db.execute(
+                "DELETE FROM seen WHERE first_seen < ?", (time.time() - self._window,)
+            )
         return int(cur.rowcount)
 
     async def close(self) -> None:
         self._holder.close()
-        self._db.close()
-
-
-def _rollback(db: sqlite3.Connection) -> None:
-    if db.in_transaction:
-        db.execute("ROLLBACK")
+        self._guard.close(self._db)

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import ClassVar
 
+from broker.stores.sqlite.guard import StoreGuard
+
 __all__ = ["Holder", "open_shared"]
 
 
@@ -18,21 +20,23 @@ def open_shared(path: Path, *, timeout: float = 5.0) -> sqlite3.Connection:
     Switching to WAL, or opening a WAL file another process is just checkpointing as it
     closes, can fail with "database is locked" without SQLite's busy handler being asked;
     workers starting together, or one starting as another stops, then failed at start.
-    So the switch is retried here, at start only, for up to ``timeout`` seconds.
+    So the switch is retried here, at start only, for up to ``timeout`` seconds. Its
+    faults are `StoreError`s, as every later use is (`broker.stores.sqlite.guard`).
     """
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            break
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                db.close()
-                raise
-            time.sleep(0.02)
-    db.execute("PRAGMA synchronous=NORMAL")
+    with StoreGuard(path):
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    db.close()
+                    raise
+                time.sleep(0.02)
+        db.execute("PRAGMA synchronous=NORMAL")
     return db
 
 

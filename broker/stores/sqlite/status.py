@@ -1,7 +1,9 @@
 """The status store in an SQLite file, shared by the workers of one host (WAL mode).
 
 The store of `broker.stores.status`: ``xbroker status`` and the HTTP API read the file
-while the workers write it.
+while the workers write it. Every method raises `StoreError` when the file cannot be
+read or written (`broker.stores.sqlite.guard`); a failed write leaves nothing
+half-written behind (one transaction).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from broker.stores.journal import EventKind, StatusEvent
 from broker.stores.sqlite.files import open_shared
+from broker.stores.sqlite.guard import StoreGuard, rollback
 from broker.stores.status import Laufzettel, SubmissionClaim, SubmissionMatch, WaitingCopy
 
 __all__ = ["SqliteStatusStore"]
@@ -58,10 +61,12 @@ class SqliteStatusStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._guard = StoreGuard(path)
         self._db = open_shared(path)
-        self._db.executescript(_SCHEMA)
-        if self._db.execute(_OLD_CLAIMS).fetchone():
-            self._move_old_claims()
+        with self._guard:
+            self._db.executescript(_SCHEMA)
+            if self._db.execute(_OLD_CLAIMS).fetchone():
+                self._move_old_claims()
 
     def _move_old_claims(self) -> None:
         # Checked again under the lock: another worker on this host may have moved them.
@@ -72,7 +77,7 @@ class SqliteStatusStore:
                 self._db.execute("DROP TABLE submissions")
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            rollback(self._db)
             raise
 
     async def record(self, event: StatusEvent) -> None:
@@ -81,43 +86,46 @@ class SqliteStatusStore:
     async def record_many(self, events: Sequence[StatusEvent]) -> None:
         """Write ``events`` in one transaction: all of them or none."""
         rows = [_row(event) for event in events]
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.executemany(_INSERT, rows)
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
+        with self._guard:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(_INSERT, rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                rollback(self._db)
+                raise
 
     async def timeline(self, uuid: str) -> Laufzettel:
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM events WHERE uuid=? ORDER BY at, id", (uuid,)
-        ).fetchall()
+        with self._guard:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE uuid=? ORDER BY at, id", (uuid,)
+            ).fetchall()
         return Laufzettel(uuid, tuple(_event(row) for row in rows))
 
     async def uuids(self, limit: int = 100) -> tuple[str, ...]:
         """The most recently active nachrichtenUUIDs, newest first."""
-        rows = self._db.execute(
-            "SELECT uuid FROM events GROUP BY uuid ORDER BY MAX(id) DESC LIMIT ?", (limit,)
-        ).fetchall()
+        with self._guard:
+            rows = self._db.execute(
+                "SELECT uuid FROM events GROUP BY uuid ORDER BY MAX(id) DESC LIMIT ?", (limit,)
+            ).fetchall()
         return tuple(row[0] for row in rows)
 
     async def waiting(self, queued_before: datetime) -> tuple[WaitingCopy, ...]:
         """Copies queued for an agency before ``queued_before`` that it has neither
         confirmed (delivered) nor lost (failed): mail that waits unfetched."""
-        rows = self._db.execute(
-            """
-            SELECT q.uuid, q.agency, q.author, MIN(q.at) FROM events q
-            WHERE q.kind = 'queued' AND q.at < ?
-              AND NOT EXISTS (
-                SELECT 1 FROM events d
-                WHERE d.uuid = q.uuid AND d.agency = q.agency
-                  AND d.kind IN ('delivered', 'failed'))
-            GROUP BY q.uuid, q.agency
-            """,
-            (queued_before.astimezone(UTC).isoformat(),),
-        ).fetchall()
+        with self._guard:
+            rows = self._db.execute(
+                """
+                SELECT q.uuid, q.agency, q.author, MIN(q.at) FROM events q
+                WHERE q.kind = 'queued' AND q.at < ?
+                  AND NOT EXISTS (
+                    SELECT 1 FROM events d
+                    WHERE d.uuid = q.uuid AND d.agency = q.agency
+                      AND d.kind IN ('delivered', 'failed'))
+                GROUP BY q.uuid, q.agency
+                """,
+                (queued_before.astimezone(UTC).isoformat(),),
+            ).fetchall()
         return tuple(
             WaitingCopy(row[0], row[1], row[2], datetime.fromisoformat(row[3])) for row in rows
         )
@@ -129,41 +137,44 @@ class SqliteStatusStore:
         another author used ``uuid`` or nobody did.
         """
         now = datetime.now(UTC)
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            row = self._db.execute(
-                "SELECT digest, at FROM claims WHERE author=? AND uuid=?", (author, uuid)
-            ).fetchone()
-            if row is None:
-                self._db.execute(
-                    "INSERT INTO claims VALUES (?, ?, ?, ?)",
-                    (author, uuid, digest, now.isoformat()),
-                )
-                claim = SubmissionClaim(SubmissionMatch.NEW, author, digest, now)
-            else:
-                match = SubmissionMatch.SAME if row[0] == digest else SubmissionMatch.CONFLICT
-                claim = SubmissionClaim(match, author, row[0], datetime.fromisoformat(row[1]))
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+        with self._guard:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    "SELECT digest, at FROM claims WHERE author=? AND uuid=?", (author, uuid)
+                ).fetchone()
+                if row is None:
+                    self._db.execute(
+                        "INSERT INTO claims VALUES (?, ?, ?, ?)",
+                        (author, uuid, digest, now.isoformat()),
+                    )
+                    claim = SubmissionClaim(SubmissionMatch.NEW, author, digest, now)
+                else:
+                    match = SubmissionMatch.SAME if row[0] == digest else SubmissionMatch.CONFLICT
+                    claim = SubmissionClaim(match, author, row[0], datetime.fromisoformat(row[1]))
+                self._db.execute("COMMIT")
+            except BaseException:
+                rollback(self._db)
+                raise
         return claim
 
     async def release_submission(self, uuid: str, author: str, digest: str) -> None:
         """Forget a claim whose publish failed, so the client's retry is new again."""
-        self._db.execute(
-            "DELETE FROM claims WHERE author=? AND uuid=? AND digest=?", (author, uuid, digest)
-        )
+        with self._guard:
+            self._db.execute(
+                "DELETE FROM claims WHERE author=? AND uuid=? AND digest=?", (author, uuid, digest)
+            )
 
     async def prune(self, before: datetime) -> int:
         """Delete events and claims older than ``before``; return how many events."""
         cutoff = before.astimezone(UTC).isoformat()
-        deleted = self._db.execute("DELETE FROM events WHERE at < ?", (cutoff,)).rowcount
-        self._db.execute("DELETE FROM claims WHERE at < ?", (cutoff,))
-        return deleted
+        with self._guard:
+            deleted = self._db.execute("DELETE FROM events WHERE at < ?", (cutoff,)).rowcount
+            self._db.execute("DELETE FROM claims WHERE at < ?", (cutoff,))
+        return int(deleted)
 
     async def close(self) -> None:
-        self._db.close()
+        self._guard.close(self._db)
 
 
 def _row(event: StatusEvent) -> tuple[str | None, ...]:
