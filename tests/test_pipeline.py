@@ -53,6 +53,11 @@ NOT_PIPELINE_OUTCOMES = {
         "store, which the worker claims after the pipeline accepted the message; the "
         "pipeline sees one message and holds no state",
     ),
+    Reason.SEAL_KEY_UNKNOWN: (
+        "a submission sealed for the broker is opened by the worker before the pipeline "
+        "sees it (broker.worker.ingress); tests/test_sealed_ingress.py"
+    ),
+    Reason.SEAL_INVALID: "opened before the pipeline, as seal-key-unknown",
 }
 
 
