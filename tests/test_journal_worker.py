@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from broker.app import load_parts, party_signer
+from broker.app import load_parts, party_keys, party_signer
 from broker.commands.demo import ensure_dev_pki
 from broker.sdk.agency import AgencyClient, Delivery
 from broker.sdk.portal import Portal
@@ -84,6 +84,7 @@ async def test_a_message_whose_events_cannot_be_written_is_held_and_acked_once_w
         parts.verifier(),
         handle,
         seen_path=tmp_path / "seen.sqlite3",
+        keys=party_keys(settings, AGENCY),
     )
     portal = Portal(
         amqp_url,

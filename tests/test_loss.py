@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from broker import devnode
-from broker.app import load_parts, party_signer
+from broker.app import load_parts, party_keys, party_signer
 from broker.commands.demo import ensure_dev_pki
 from broker.sdk.agency import AgencyClient, Delivery, default_seen_path
 from broker.sdk.portal import Portal
@@ -104,6 +104,7 @@ async def fan_out_world(amqp_url: str, tmp: Path) -> AsyncIterator[Run]:
             parts.verifier(),
             handle,
             seen_path=default_seen_path(kennung, tmp),
+            keys=party_keys(settings, kennung),
         )
         agencies.append(client)
     run.start_worker()

@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from broker.amqp import topology
-from broker.app import load_parts, party_signer
+from broker.app import load_parts, party_keys, party_signer
 from broker.commands.demo import ensure_dev_pki
 from broker.receipts.document import Receipt
 from broker.sdk.agency import IN_MEMORY, AgencyClient, Delivery
@@ -172,6 +172,7 @@ async def run(vhost_url: str, tmp_path_factory: pytest.TempPathFactory) -> Async
         parts.verifier(),
         handle,
         seen_path=IN_MEMORY,
+        keys=party_keys(settings, AGENCY),
     )
     portal = Portal(
         vhost_url,

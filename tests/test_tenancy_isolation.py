@@ -18,7 +18,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from broker.amqp import topology
-from broker.app import build_broker, load_parts, party_signer
+from broker.app import build_broker, load_parts, party_keys, party_signer
 from broker.commands.demo import ensure_dev_pki
 from broker.ops.tenancy.accounts import (
     accounts_for,
@@ -80,7 +80,13 @@ async def tenants(
         received.append(delivery)
 
     agency = AgencyClient(
-        urls[A], A, party_signer(settings, A), parts.verifier(), record, seen_path=IN_MEMORY
+        urls[A],
+        A,
+        party_signer(settings, A),
+        parts.verifier(),
+        record,
+        keys=party_keys(settings, A),
+        seen_path=IN_MEMORY,
     )
     portal = Portal(
         urls[settings.portal_kennung],

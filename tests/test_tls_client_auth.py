@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry
 
 from broker import devnode
 from broker.amqp import topology
-from broker.app import build_broker, load_parts, party_signer
+from broker.app import build_broker, load_parts, party_keys, party_signer
 from broker.cli import main
 from broker.commands.demo import ensure_dev_pki
 from broker.ops.tenancy.accounts import accounts_for, read_credentials
@@ -129,7 +129,13 @@ async def tenants(
         )
         urls = {k: v["amqp_url"] for k, v in read_credentials(credentials).items()}
         agency = AgencyClient(
-            urls[A], A, party_signer(settings, A), parts.verifier(), record, seen_path=IN_MEMORY
+            urls[A],
+            A,
+            party_signer(settings, A),
+            parts.verifier(),
+            record,
+            keys=party_keys(settings, A),
+            seen_path=IN_MEMORY,
         )
         portal = Portal(urls[PORTAL], PORTAL, party_signer(settings, PORTAL), parts.verifier())
         await agency.start()

@@ -17,7 +17,7 @@ from typing import Any
 from lxml import etree
 from prometheus_client import CollectorRegistry
 
-from broker.app import Parts, build_broker, load_parts, party_signer
+from broker.app import Parts, build_broker, load_parts, party_keys, party_signer
 from broker.commands.demo import ensure_dev_pki
 from broker.errors import PublishError
 from broker.sdk.agency import AgencyClient, Delivery, default_seen_path
@@ -40,12 +40,14 @@ NOTIFIED = """
 kennung = "fa:02000000"
 name = "Finanzamt Hamburg"
 certificates = ["fa_02000000.crt"]
+encryption = ["fa_02000000.enc.crt"]
 notify = ["gewerbe.anmeldung.*"]
 
 [[agency]]
 kennung = "ihk:02000000"
 name = "Handelskammer Hamburg"
 certificates = ["ihk_02000000.crt"]
+encryption = ["ihk_02000000.enc.crt"]
 notify = ["gewerbe.anmeldung.0100"]
 """
 
@@ -247,6 +249,7 @@ async def running_world(
             parts.verifier(),
             record,
             seen_path=default_seen_path(agency.kennung, state_dir),
+            keys=party_keys(settings, agency.kennung),
         )
         await client.start()
         world.agencies[agency.kennung] = client
@@ -259,3 +262,16 @@ async def running_world(
             await client.close()
         await broker.stop()
         await asyncio.sleep(0)
+
+
+def webhook_directory(tmp: Path, url: str, secret_env: str, *, sealed: bool = True) -> Path:
+    """The example directory with the trade office (gew:02000000) reached by webhook at
+    ``url``; ``sealed=False`` sends it its copies in clear."""
+    text = (EXAMPLES / "directory.toml").read_text(encoding="utf-8")
+    marker = 'may_send = ["gewerbe.anmeldung.bestaetigung.*"]\n'
+    assert marker in text
+    endpoint = f'endpoint = {{ kind = "webhook", url = "{url}", secret_env = "{secret_env}" }}\n'
+    text = text.replace(marker, marker + endpoint + ("" if sealed else "sealed = false\n"))
+    path = tmp / "directory.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
