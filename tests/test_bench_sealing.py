@@ -1,0 +1,28 @@
+"""The sealing benchmark runs end to end on tiny counts against the test session's RabbitMQ.
+
+It asserts that every figure is there and plausible in kind, never how fast anything is.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from bench.sealing import CLASSES, render, run
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+async def test_a_tiny_sealing_run_yields_clear_and_sealed_figures(amqp_url: str) -> None:
+    figures = await run(count=100, workers=1, repeats=1, amqp_url=amqp_url, budget=0.01)
+
+    assert set(figures["classes"]) == {cls.name for cls in CLASSES} == {"2kb-ecdsa", "100kb-ecdsa"}
+    for row in figures["classes"].values():
+        assert all(_positive(row[k]) for k in ("clear_per_s", "sealed_per_s", "ratio"))
+        assert [len(row["runs"][m]) for m in ("clear", "sealed")] == [1, 1]
+        micro = row["micro"]
+        assert all(_positive(micro[k]) for k in ("seal_us", "open_us"))
+        assert micro["sealed_bytes"] > micro["clear_bytes"]
+    assert "100kb-ecdsa" in render(figures)
