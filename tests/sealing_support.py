@@ -17,6 +17,7 @@ from broker.amqp import topology
 from broker.app import party_signer
 from broker.sdk.agency import AgencyClient, Delivery
 from sealing import KeyRing
+from tests.polling import eventually
 from tests.world import World
 
 __all__ = [
@@ -44,13 +45,13 @@ class CopyTap:
 
     copies: list[Copy] = field(default_factory=list)
 
-    async def of(self, uuid: str, timeout: float = 30.0) -> Copy:
-        async with asyncio.timeout(timeout):
-            while True:
-                for copy in self.copies:
-                    if copy.uuid == uuid:
-                        return copy
-                await asyncio.sleep(0.02)
+    async def of(self, uuid: str) -> Copy:
+        def found() -> Copy | None:
+            return next((copy for copy in self.copies if copy.uuid == uuid), None)
+
+        copy = await eventually(found, what=f"the copy of {uuid} published")
+        assert copy is not None
+        return copy
 
 
 @asynccontextmanager

@@ -54,10 +54,14 @@ NOT_PIPELINE_OUTCOMES = {
         "pipeline sees one message and holds no state",
     ),
     Reason.SEAL_KEY_UNKNOWN: (
+        Path("sealing/jwe.py"),
         "a submission sealed for the broker is opened by the worker before the pipeline "
-        "sees it (broker.worker.ingress); tests/test_sealed_ingress.py"
+        "sees it (broker.worker.ingress, broker.worker.sealer); tests/test_sealed_ingress.py",
     ),
-    Reason.SEAL_INVALID: "opened before the pipeline, as seal-key-unknown",
+    Reason.SEAL_INVALID: (
+        Path("sealing/jwe.py"),
+        "opened before the pipeline, as seal-key-unknown",
+    ),
 }
 
 

@@ -26,7 +26,6 @@ import urllib.request
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import aio_pika
@@ -41,6 +40,7 @@ from broker.sdk.portal import Portal
 from sealing import RecipientKey
 from signing.keyfiles import encryption_paths
 from tests.conftest import RabbitMQ
+from tests.polling import eventually
 from tests.sealing_support import Hook, agency, stranger_keys
 from tests.world import World, running_world, webhook_directory
 
@@ -77,12 +77,6 @@ async def _depth(amqp_url: str, queue: str) -> int:
         return int(declared.declaration_result.message_count or 0)
     finally:
         await connection.close()
-
-
-async def _until(check: Callable[[], Any]) -> None:
-    async with asyncio.timeout(TIMEOUT):
-        while not await check():
-            await asyncio.sleep(0.1)
 
 
 async def _control(amqp_url: str) -> None:
@@ -157,7 +151,7 @@ async def scene(
                 async def waits_for_retry() -> bool:
                     return bool(hook.bodies) and await _depth(module_vhost_url, delay) == 1
 
-                await _until(waits_for_retry)
+                await eventually(waits_for_retry, what="the copy waiting for its retry")
                 await world.broker.stop()
                 uuids["ingress"] = await portal.submit(
                     _marked(world, "anmeldung-hamburg.xml", "familienname")

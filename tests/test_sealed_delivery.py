@@ -8,7 +8,6 @@ unless a test starts one with the key ring it needs.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from sealing import SEALED_CONTENT_TYPE, KeyRing, RecipientKey, kid_of
 from signing import parse_untrusted
 from signing.devpki import issue_encryption
 from signing.keyfiles import encryption_paths
+from tests.polling import eventually
 from tests.sealing_support import agency, copy_tap, drain, stranger_keys
 from tests.world import EXAMPLES, World, running_world
 
@@ -226,11 +226,12 @@ async def _put_back(
 async def _failed_event(world: World, uuid: str, reason: DeliveryFailure) -> None:
     store = StatusStore(world.settings.status_path)
     try:
-        async with asyncio.timeout(TIMEOUT):
-            while not any(
+        await eventually(
+            lambda: any(
                 e.kind.value == "failed" and e.reason == reason.value
                 for e in store.timeline(uuid).events
-            ):
-                await asyncio.sleep(0.05)
+            ),
+            what=f"a failed event ({reason.value}) in the Laufzettel of {uuid}",
+        )
     finally:
         store.close()
