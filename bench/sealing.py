@@ -83,18 +83,26 @@ async def measure_sealing(
         n = max(100, int(count * _SHARE[cls.size]))
         bodies = sign_many(world.settings.pki, cls, n)
         rates: dict[str, list[float]] = {"clear": [], "sealed": []}
+        unmeasured: list[str] = []  # drains too short to give a rate (bench.queues)
         for _ in range(repeats):
             for mode, run_world in (("clear", world), ("sealed", sealed_world)):
-                drain = await broker_drain(run_world, channel, cls, bodies, workers)
-                rates[mode].append(drain.timing.per_second)
-                _say(f"{cls.name} {mode} x{workers}: {drain.timing.per_second:,.1f} msg/s")
-        clear, sealed = (statistics.median(rates[m]) for m in ("clear", "sealed"))
+                timing = (await broker_drain(run_world, channel, cls, bodies, workers)).timing
+                if timing.per_second is None:
+                    unmeasured.append(f"{mode}: {timing.shortfall}")
+                    _say(f"{cls.name} {mode} x{workers}: no rate: {timing.shortfall}")
+                    continue
+                rates[mode].append(timing.per_second)
+                _say(f"{cls.name} {mode} x{workers}: {timing.per_second:,.1f} msg/s")
+        clear, sealed = (
+            statistics.median(rates[m]) if rates[m] else None for m in ("clear", "sealed")
+        )
         figures[cls.name] = {
             "messages": n,
             "clear_per_s": clear,
             "sealed_per_s": sealed,
-            "ratio": sealed / clear if clear else 0.0,
+            "ratio": sealed / clear if sealed is not None and clear else None,
             "runs": rates,
+            "unmeasured": unmeasured,
             "micro": _micro(
                 world, bodies[0], AGENCY_MELD if cls.size == "2kb" else AGENCY_BAU, budget
             ),
@@ -112,11 +120,17 @@ def render(figures: dict[str, Any]) -> str:
     for name, row in figures["classes"].items():
         micro = row["micro"]
         lines.append(
-            f"{name:<12} {row['clear_per_s']:>12,.1f} {row['sealed_per_s']:>13,.1f} "
-            f"{row['ratio']:>6.2f} {micro['seal_us']:>9,.0f} {micro['open_us']:>9,.0f} "
+            f"{name:<12} {_figure(row['clear_per_s'], ',.1f'):>12} "
+            f"{_figure(row['sealed_per_s'], ',.1f'):>13} {_figure(row['ratio'], '.2f'):>6} "
+            f"{micro['seal_us']:>9,.0f} {micro['open_us']:>9,.0f} "
             f"{micro['sealed_bytes'] / micro['clear_bytes']:>7.2f}"
         )
+        lines.extend(f"  {name}: no rate from one drain, {why}" for why in row["unmeasured"])
     return "\n".join(lines)
+
+
+def _figure(value: float | None, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
 
 
 async def run(
