@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from broker.app import load_parts, party_keys, party_signer
+from broker.app import load_parts, party_signer
 from broker.commands.demo import ensure_dev_pki
-from broker.sdk.agency import AgencyClient, Delivery
+from broker.sdk.agency import Delivery
 from broker.sdk.portal import Portal
 from broker.settings import load_settings
 from broker.stores.dedup import DedupStore
@@ -26,6 +26,7 @@ from broker.worker.service import BrokerService
 from monitoring.metrics import Metrics
 from signing import parse_untrusted
 from tests.polling import eventually
+from tests.world import agency_client
 from xta_schemas.samples import with_fresh_header
 
 pytestmark = pytest.mark.rabbitmq
@@ -77,15 +78,7 @@ async def test_a_message_whose_events_cannot_be_written_is_held_and_acked_once_w
     async def handle(delivery: Delivery) -> None:
         handled.append(delivery.uuid)
 
-    agency = AgencyClient(
-        amqp_url,
-        AGENCY,
-        party_signer(settings, AGENCY),
-        parts.verifier(),
-        handle,
-        seen_path=tmp_path / "seen.sqlite3",
-        keys=party_keys(settings, AGENCY),
-    )
+    agency = agency_client(amqp_url, settings, parts, AGENCY, handle, tmp_path / "seen.sqlite3")
     portal = Portal(
         amqp_url,
         settings.portal_kennung,

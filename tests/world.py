@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lxml import etree
 from prometheus_client import CollectorRegistry
@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from broker.app import Parts, build_broker, load_parts, party_keys, party_signer
 from broker.commands.demo import ensure_dev_pki
 from broker.errors import PublishError
-from broker.sdk.agency import AgencyClient, Delivery, default_seen_path
+from broker.sdk.agency import AgencyClient, Delivery, Handler, default_seen_path
 from broker.sdk.portal import Portal
 from broker.settings import Settings, load_settings
 from broker.stores.status import StatusStore
@@ -198,6 +198,27 @@ def offline_world(state_dir: Path) -> OfflineWorld:
     return OfflineWorld(load_parts(settings), party_signer(settings, settings.portal_kennung))
 
 
+def agency_client(
+    amqp_url: str,
+    settings: Settings,
+    parts: Parts,
+    kennung: str,
+    handler: Handler,
+    seen_path: Path | Literal[":memory:"],
+) -> AgencyClient:
+    """An agency client of ``kennung`` with its own signing key and every encryption key
+    it holds under the settings' PKI (so that its sealed copies open)."""
+    return AgencyClient(
+        amqp_url,
+        kennung,
+        party_signer(settings, kennung),
+        parts.verifier(),
+        handler,
+        seen_path=seen_path,
+        keys=party_keys(settings, kennung),
+    )
+
+
 def metrics_url_of(rabbitmq: Any) -> str | None:
     """The rabbitmq_prometheus endpoint of the test session's local node, if local."""
     node = getattr(rabbitmq, "node", None)
@@ -242,14 +263,13 @@ async def running_world(
                 raise RuntimeError("the agency's system is down")
             world.received[kennung].append(delivery)
 
-        client = AgencyClient(
+        client = agency_client(
             amqp_url,
+            settings,
+            parts,
             agency.kennung,
-            party_signer(settings, agency.kennung),
-            parts.verifier(),
             record,
-            seen_path=default_seen_path(agency.kennung, state_dir),
-            keys=party_keys(settings, agency.kennung),
+            default_seen_path(agency.kennung, state_dir),
         )
         await client.start()
         world.agencies[agency.kennung] = client
