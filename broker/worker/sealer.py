@@ -56,7 +56,8 @@ class Sealer:
         valid, problems = _valid_certificates(agency.encryption, self._trust, at)
         if not valid:
             raise SealingKeyError(_no_key(agency, problems))
-        newest = max(valid, key=lambda c: c.not_valid_before_utc)
+        # Of two issued within the same second, the one listed later is the newer.
+        newest = max(reversed(valid), key=lambda c: c.not_valid_before_utc)
         with self._lock:
             key = self._recipients.get(newest)
         if key is None:
