@@ -312,7 +312,7 @@ class Directory:
             )
             where = f"{path}: agency[{index}] ({entry.kennung})"
             encryption = tuple(
-                _encryption_certificate(where, ref, base) for ref in entry.encryption
+                _encryption_certificate(where, ref, base, files) for ref in entry.encryption
             )
             sealed = _sealed(where, entry, parsed.sealed, encryption)
             agencies.append(
@@ -401,14 +401,18 @@ def _certificate(
         ) from exc
 
 
-def _encryption_certificate(where: str, ref: str, base: Path) -> RegisteredCertificate:
+def _encryption_certificate(
+    where: str, ref: str, base: Path, files: CertificateFiles
+) -> RegisteredCertificate:
     """An encryption certificate: a file (the key is needed, not only its fingerprint)
     whose keyUsage allows keyEncipherment or keyAgreement."""
     file = Path(ref) if Path(ref).is_absolute() else base / ref
     try:
-        cert = x509.load_pem_x509_certificate(file.read_bytes())
+        registered = files.get(file)
     except (OSError, ValueError) as exc:
         raise DirectoryError(f"{where}.encryption: cannot load {file}: {exc}") from exc
+    cert = registered.certificate
+    assert cert is not None  # read from a file
     try:
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
@@ -419,8 +423,7 @@ def _encryption_certificate(where: str, ref: str, base: Path) -> RegisteredCerti
             "neither keyEncipherment nor keyAgreement); make one with "
             "`xbroker pki issue KENNUNG NAME --encryption`"
         )
-    digest = hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
-    return RegisteredCertificate(digest, cert, str(file))
+    return registered
 
 
 def _sealed(
