@@ -13,6 +13,7 @@ COPY pyproject.toml README.md* ./
 COPY broker/ broker/
 COPY routing/ routing/
 COPY signing/ signing/
+COPY sealing/ sealing/
 COPY xta_schemas/ xta_schemas/
 COPY monitoring/ monitoring/
 RUN pip install . && rm -rf build

@@ -1,7 +1,9 @@
 """The world of one benchmark run: its PKI, directory, settings file and RabbitMQ vhost.
 
 Everything lives in a temporary folder made for the run, so a run never touches the
-checkout's own development PKI or state. The parties are those of ``bench.parties``.
+checkout's own development PKI or state. The parties are those of ``bench.parties``; the
+agencies and the broker also get an RSA encryption key, and a second settings file
+(``sealed_settings_file``) runs the same world with every copy sealed (``bench.sealing``).
 
 RabbitMQ: on the checkout's local node (``broker.devnode``) every run gets a private
 vhost, deleted at the end. Against an external node (``XBROKER_AMQP_URL`` naming another
@@ -33,10 +35,19 @@ from broker.amqp import topology
 from broker.app import Parts, load_parts
 from broker.settings import Settings, load_settings
 from signing import Signer
-from signing.devpki import issue, setup_ca
+from signing.devpki import issue, issue_encryption, setup_ca
 from signing.keyfiles import party_paths
 
-__all__ = ["BenchWorld", "bench_world", "offline_parts", "resolve_amqp", "write_world"]
+__all__ = [
+    "SEALED_SETTINGS",
+    "BenchWorld",
+    "bench_world",
+    "offline_parts",
+    "resolve_amqp",
+    "write_world",
+]
+
+SEALED_SETTINGS = "xbroker-sealed.toml"
 
 _DIRECTORY = f"""\
 [[agency]]
@@ -55,6 +66,7 @@ may_send = ["meldung.anmeldung.0200", "bau.antrag.0200"]
 kennung = "{AGENCY_MELD}"
 name = "Benchmark Meldebehörde"
 certificates = ["{AGENCY_MELD.replace(":", "_")}.crt"]
+encryption = ["{AGENCY_MELD.replace(":", "_")}.enc.crt"]
 accepts = ["meldung.anmeldung.0200"]
 endpoint = {{ kind = "amqp", test = false }}
 
@@ -62,6 +74,7 @@ endpoint = {{ kind = "amqp", test = false }}
 kennung = "{AGENCY_BAU}"
 name = "Benchmark Bauprüfabteilung"
 certificates = ["{AGENCY_BAU.replace(":", "_")}.crt"]
+encryption = ["{AGENCY_BAU.replace(":", "_")}.enc.crt"]
 accepts = ["bau.antrag.0200"]
 endpoint = {{ kind = "amqp", test = false }}
 """
@@ -77,6 +90,7 @@ class BenchWorld:
     settings: Settings
     parts: Parts
     loop: EventLoop = "asyncio"  # the event loop the worker processes run on
+    sealed_settings_file: Path | None = None  # the same world, every copy sealed
 
     def signer(self, kennung: str) -> Signer:
         cert, key = party_paths(self.settings.pki, kennung)
@@ -107,17 +121,21 @@ def _write_pki(pki: Path) -> None:
     issue(pki / "ca", AUTHORS["rsa"], "Benchmark portal", parties, key_type="rsa")
     issue(pki / "ca", AGENCY_MELD, "Benchmark Meldebehörde", parties, key_type="ec")
     issue(pki / "ca", AGENCY_BAU, "Benchmark Bauprüfabteilung", parties, key_type="ec")
+    for kennung in (BROKER, AGENCY_MELD, AGENCY_BAU):
+        issue_encryption(pki / "ca", kennung, "Benchmark", pki)  # RSA-OAEP-256
 
 
-def _write_settings(root: Path, amqp_url: str, prefetch: int) -> Path:
-    path = root / "xbroker.toml"
+def _write_settings(
+    root: Path, amqp_url: str, prefetch: int, name: str = "xbroker.toml", sealed: bool = False
+) -> Path:
+    path = root / name
     path.write_text(
         "# Written by the benchmark for one run.\n"
         f'amqp_url = "{amqp_url}"\n'
         f'broker_kennung = "{BROKER}"\n'
         'broker_name = "xbroker benchmark"\n'
         'state_dir = "state"\n'
-        'directory = "directory.toml"\n'
+        f'directory = "{"directory-sealed.toml" if sealed else "directory.toml"}"\n'
         'pki_dir = "pki"\n'
         f"prefetch = {prefetch}\n"
         'metrics_host = "127.0.0.1"\n'
@@ -128,9 +146,12 @@ def _write_settings(root: Path, amqp_url: str, prefetch: int) -> Path:
 
 
 def write_world(root: Path, amqp_url: str, prefetch: int = 64) -> Path:
-    """The run's PKI, directory and settings under ``root``; returns the settings file."""
+    """The run's PKI, directory and settings under ``root``; returns the settings file.
+    Beside them, the same world with every copy sealed (``SEALED_SETTINGS``)."""
     _write_pki(root / "pki")
     (root / "directory.toml").write_text(_DIRECTORY, encoding="utf-8")
+    (root / "directory-sealed.toml").write_text("sealed = true\n\n" + _DIRECTORY, encoding="utf-8")
+    _write_settings(root, amqp_url, prefetch, SEALED_SETTINGS, sealed=True)
     return _write_settings(root, amqp_url, prefetch)
 
 
@@ -174,8 +195,11 @@ async def bench_world(
     root = Path(tempfile.mkdtemp(prefix="xbroker-bench-"))
     try:
         settings_file = write_world(root, url, prefetch)
+        sealed_file = root / SEALED_SETTINGS
         settings = load_settings(settings_file, amqp_url=url)
-        world = BenchWorld(root, url, settings_file, settings, load_parts(settings), loop)
+        world = BenchWorld(
+            root, url, settings_file, settings, load_parts(settings), loop, sealed_file
+        )
         yield world
     finally:
         if vhost is not None:
@@ -192,7 +216,11 @@ async def _delete_declared(url: str) -> None:
     """On a shared vhost: delete the queues and exchanges the run's topology declared."""
     queues = [topology.INGRESS_QUEUE, topology.DELIVERY_RECEIPT_QUEUE]
     # Queues the service declares beside the core ones (named in topology, if present).
-    queues += [getattr(topology, name) for name in ("FAILURE_QUEUE",) if hasattr(topology, name)]
+    queues += [
+        getattr(topology, name)
+        for name in ("FAILURE_QUEUE", "REFUSAL_QUEUE")
+        if hasattr(topology, name)
+    ]
     queues += [topology.agency_queue(k) for k in (AGENCY_MELD, AGENCY_BAU)]
     queues += [topology.receipt_queue(k) for k in AUTHORS.values()]
     queues += [relay.RELAY_IN, relay.RELAY_OUT, relay.RELAY_SIDE]

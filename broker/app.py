@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -14,14 +15,24 @@ from broker.stores.audit import AuditTrail
 from broker.stores.backend import Stores
 from broker.stores.journal import Journals
 from broker.stores.status import StatusStore
+from broker.worker.sealer import Sealer, check_keys
 from broker.worker.service import BrokerService
 from monitoring.metrics import Metrics
 from routing import Directory, DirectoryError
+from sealing import KeyRing, SealLimits
 from signing import Signer, SigningError, TrustStore, Verifier
-from signing.keyfiles import party_paths
+from signing.keyfiles import encryption_paths, party_paths
 from xta_schemas import Catalog, StandardsError
 
-__all__ = ["Parts", "Records", "build_broker", "load_parts", "open_records", "party_signer"]
+__all__ = [
+    "Parts",
+    "Records",
+    "build_broker",
+    "load_parts",
+    "open_records",
+    "party_keys",
+    "party_signer",
+]
 
 log = logging.getLogger("xbroker")
 
@@ -34,9 +45,13 @@ class Parts:
     catalog: Catalog
     directory: Directory
     trust: TrustStore
+    broker_keys: KeyRing = field(default_factory=KeyRing)  # opens what is sealed for it
 
     def verifier(self) -> Verifier:
         return Verifier(self.trust)
+
+    def sealer(self) -> Sealer:
+        return Sealer(self.trust, self.broker_keys, SealLimits(self.settings.max_message_bytes))
 
 
 def load_parts(settings: Settings) -> Parts:
@@ -59,7 +74,10 @@ def load_parts(settings: Settings) -> Parts:
         trust = TrustStore.from_dirs(settings.trust_dir, settings.crl_dir)
     except SigningError as exc:
         raise ConfigurationError(f"trust store: {exc}") from exc
-    return Parts(settings, catalog, directory, trust)
+    # A sealed agency without a valid key is found now, not at its first message.
+    check_keys(directory, trust, datetime.now(UTC))
+    broker_keys = party_keys(settings, settings.broker_kennung)
+    return Parts(settings, catalog, directory, trust, broker_keys)
 
 
 def party_signer(settings: Settings, kennung: str) -> Signer:
@@ -73,6 +91,12 @@ def party_signer(settings: Settings, kennung: str) -> Signer:
         return Signer.from_files(key, cert)
     except SigningError as exc:
         raise ConfigurationError(f"{kennung}: {exc}") from exc
+
+
+def party_keys(settings: Settings, kennung: str) -> KeyRing:
+    """Every encryption key one party holds under the PKI folder (``<file-id>.enc*.key``):
+    what opens the copies sealed for it. Empty when it holds none."""
+    return KeyRing.from_files(key for _, key in encryption_paths(settings.pki, kennung))
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +149,7 @@ def build_broker(
         catalog=parts.catalog,
         directory=parts.directory,
         verifier=parts.verifier(),
+        sealer=parts.sealer(),
         signer=party_signer(settings, settings.broker_kennung),
         metrics=metrics,
         dedup=dedup,

@@ -23,6 +23,11 @@ Error tree (the module that defines each class in brackets)::
     ├── RoutingError                  [routing] root of that package
     │   ├── DirectoryError            the directory file cannot be loaded
     │   └── RouteError                (also Rejection, above)
+    ├── SealingError                  [sealing] root of that package
+    │   ├── UnsealError               a sealed message (JWE) does not open; also Rejection
+    │   │                             (seal-key-unknown, seal-invalid) and ValueError
+    │   └── SealingKeyError           a party has no usable encryption key; also
+    │                                 ConfigurationError
     ├── AuditError                    [broker.stores.audit] the trail cannot be written
     ├── BundleError                   [broker.amqp.bundle] not the bundle it claims; ValueError
     ├── XtaFault                      an XTA request refused; .fault (a Fault), .detail
@@ -108,6 +113,9 @@ class Reason(StrEnum):
     NO_ROUTE = "no-route"
     # identity: the author used this message's identity before, for other content
     ID_REUSED = "id-reused"
+    # sealed submissions (JWE for the broker's key)
+    SEAL_KEY_UNKNOWN = "seal-key-unknown"  # sealed for a key the receiver does not hold
+    SEAL_INVALID = "seal-invalid"  # corrupted, malformed, too large or not our profile
 
 
 class DeliveryFailure(StrEnum):
@@ -115,6 +123,19 @@ class DeliveryFailure(StrEnum):
 
     UNDELIVERABLE = "undeliverable"  # refused, failed every attempt, or the webhook gave up
     EXPIRED = "expired"  # not fetched within expire_after_days
+    # the agency could not open its sealed copy (its SDK or webhook receiver said so)
+    COPY_SEAL_KEY_UNKNOWN = "copy-seal-key-unknown"  # sealed for a key it does not hold
+    COPY_SEAL_INVALID = "copy-seal-invalid"  # corrupted or malformed on the way
+
+    @classmethod
+    def of_seal(cls, reason: Reason) -> DeliveryFailure:
+        """What the author is told when a recipient could not open its copy for ``reason``
+        (one of the seal reasons)."""
+        if reason is Reason.SEAL_KEY_UNKNOWN:
+            return cls.COPY_SEAL_KEY_UNKNOWN
+        if reason is Reason.SEAL_INVALID:
+            return cls.COPY_SEAL_INVALID
+        raise ValueError(f"{reason.value} is not a reason a seal fails for")
 
 
 class Fault(StrEnum):

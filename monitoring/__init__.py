@@ -4,7 +4,14 @@ Knows nothing of the business logic: the broker reports what happened through `M
 and tells the HTTP endpoint how to check readiness.
 """
 
-from monitoring.labels import DeliveryOutcome, ReceiptKind, Stage, WebhookOutcome, WorkerFault
+from monitoring.labels import (
+    DeliveryOutcome,
+    ReceiptKind,
+    Sealing,
+    Stage,
+    WebhookOutcome,
+    WorkerFault,
+)
 from monitoring.metrics import CertificateExpiry, Metrics
 
 __all__ = [
@@ -12,6 +19,7 @@ __all__ = [
     "DeliveryOutcome",
     "Metrics",
     "ReceiptKind",
+    "Sealing",
     "Stage",
     "WebhookOutcome",
     "WorkerFault",

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["DeliveryOutcome", "ReceiptKind", "Stage", "WebhookOutcome", "WorkerFault"]
+__all__ = ["DeliveryOutcome", "ReceiptKind", "Sealing", "Stage", "WebhookOutcome", "WorkerFault"]
 
 
 class Stage(StrEnum):
     """A timed step of the path of one message (docs/architecture.md, "The path of one message")."""
 
+    UNSEAL = "unseal"  # a submission sealed for the broker, opened in memory
     PARSE = "parse"
     VERIFY = "verify"
     IDENTIFY = "identify"
@@ -33,6 +34,13 @@ class DeliveryOutcome(StrEnum):
     FAILED = "failed"
     DEAD_LETTERED = "dead_lettered"
     RETURNED = "returned"
+
+
+class Sealing(StrEnum):
+    """How an agency's copy waits in its queue: sealed for its key (JWE), or in clear."""
+
+    SEALED = "sealed"
+    CLEAR = "clear"
 
 
 class ReceiptKind(StrEnum):

@@ -30,7 +30,7 @@ from importlib import metadata
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from monitoring.faults import FaultMetrics
-from monitoring.labels import DeliveryOutcome, ReceiptKind, Stage, WebhookOutcome
+from monitoring.labels import DeliveryOutcome, ReceiptKind, Sealing, Stage, WebhookOutcome
 
 __all__ = [
     "END_TO_END_BUCKETS",
@@ -143,6 +143,12 @@ class Metrics:
             "xbroker_deliveries_total",
             "Recipient copies by outcome (delivered, failed, dead_lettered, returned).",
             ["agency", "outcome"],
+            registry=registry,
+        )
+        self.copies = Counter(
+            "xbroker_copies_total",
+            "Copies queued for an agency, sealed for its key or in clear.",
+            ["agency", "sealing"],
             registry=registry,
         )
         self.receipts = Counter(
@@ -278,6 +284,10 @@ class Metrics:
     def delivery(self, agency: str, outcome: DeliveryOutcome | str) -> None:
         """Count what became of one recipient's copy."""
         self.deliveries.labels(agency=agency, outcome=DeliveryOutcome(outcome).value).inc()
+
+    def copy(self, agency: str, sealing: Sealing) -> None:
+        """Count a copy queued for ``agency``, sealed or in clear."""
+        self.copies.labels(agency=agency, sealing=Sealing(sealing).value).inc()
 
     def receipt(self, kind: ReceiptKind | str) -> None:
         """Count a signed receipt sent to an author."""

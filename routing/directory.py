@@ -1,10 +1,20 @@
 """The agency directory: who exists, how to reach them, what they send and receive.
 
 Modelled on DVDV: each participant has a Behördenkennung (``prefix:kennung``), a name,
-the certificates it signs with, the message types it receives (as named reader or as
-the agency responsible for a region), the types it receives copies of, and the types it
-may author. The directory is loaded from a TOML file and validated with pydantic; an
-invalid file is refused with a message naming the entry and the field.
+the certificates it signs with, the certificates of its encryption keys, the message
+types it receives (as named reader or as the agency responsible for a region), the types
+it receives copies of, and the types it may author. The directory is loaded from a TOML
+file and validated with pydantic; an invalid file is refused with a message naming the
+entry and the field.
+
+Sealed delivery (`sealing`): an agency marked ``sealed`` gets each copy as a JWE for its
+encryption key. ``sealed = true`` at the top of the file makes it the default for every
+agency that receives over AMQP or webhook (a new directory says so; one written before
+sealing existed delivers in clear until it does); an entry's own ``sealed`` wins. A
+sealed agency without an encryption certificate is refused here, at load. An XTA
+agency cannot be sealed: XTA 2 hands its software the XÖV message itself (docs/xta.md).
+Whether a certificate is trusted, unexpired and unrevoked is checked where the trust
+store is (`broker.worker.sealer`), also at load.
 """
 
 from __future__ import annotations
@@ -113,6 +123,10 @@ class AgencyEntry(_Model):
     # (xdomea ``Institution/Name``, XJustiz ``absender.sonstige``); the name counts too.
     aliases: tuple[str, ...] = ()
     certificates: tuple[str, ...] = ()
+    encryption: tuple[str, ...] = Field(
+        default=(), description="encryption certificate files, newest valid one sealed for"
+    )
+    sealed: bool | None = Field(default=None, description="default: the directory's sealed")
     accepts: tuple[Subscription, ...] = ()
     # AGS prefixes; "*": responsible everywhere, also for messages that name no region.
     regions: tuple[str, ...] = ()
@@ -143,6 +157,7 @@ class AgencyEntry(_Model):
 
 
 class DirectoryFile(_Model):
+    sealed: bool = Field(default=False, description="seal copies for every agency by default")
     agency: tuple[AgencyEntry, ...] = ()
 
 
@@ -170,6 +185,8 @@ class Agency:
     may_send: tuple[str, ...]
     endpoint: AmqpEndpoint | WebhookEndpoint | XtaEndpoint
     aliases: tuple[str, ...] = ()
+    encryption: tuple[RegisteredCertificate, ...] = ()
+    sealed: bool = False  # copies for it are sealed for one of its encryption keys
 
     def accepts_type(self, nachrichtentyp: str, version: str) -> bool:
         return any(s.matches(nachrichtentyp, version) for s in self.accepts)
@@ -293,6 +310,11 @@ class Directory:
                 _certificate(path, index, entry.kennung, ref, base, files)
                 for ref in entry.certificates
             )
+            where = f"{path}: agency[{index}] ({entry.kennung})"
+            encryption = tuple(
+                _encryption_certificate(where, ref, base, files) for ref in entry.encryption
+            )
+            sealed = _sealed(where, entry, parsed.sealed, encryption)
             agencies.append(
                 Agency(
                     kennung=entry.kennung,
@@ -304,6 +326,8 @@ class Directory:
                     may_send=entry.may_send,
                     endpoint=entry.endpoint,
                     aliases=entry.aliases,
+                    encryption=encryption,
+                    sealed=sealed,
                 )
             )
         return cls(agencies, source=path)
@@ -375,6 +399,55 @@ def _certificate(
         raise DirectoryError(
             f"{path}: agency[{index}] ({kennung}).certificates: cannot load {file}: {exc}"
         ) from exc
+
+
+def _encryption_certificate(
+    where: str, ref: str, base: Path, files: CertificateFiles
+) -> RegisteredCertificate:
+    """An encryption certificate: a file (the key is needed, not only its fingerprint)
+    whose keyUsage allows keyEncipherment or keyAgreement."""
+    file = Path(ref) if Path(ref).is_absolute() else base / ref
+    try:
+        registered = files.get(file)
+    except (OSError, ValueError) as exc:
+        raise DirectoryError(f"{where}.encryption: cannot load {file}: {exc}") from exc
+    cert = registered.certificate
+    assert cert is not None  # read from a file
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if usage is None or not (usage.key_encipherment or usage.key_agreement):
+        raise DirectoryError(
+            f"{where}.encryption: {file} is no encryption certificate (its keyUsage has "
+            "neither keyEncipherment nor keyAgreement); make one with "
+            "`xbroker pki issue KENNUNG NAME --encryption`"
+        )
+    return registered
+
+
+def _sealed(
+    where: str,
+    entry: AgencyEntry,
+    default: bool,
+    encryption: tuple[RegisteredCertificate, ...],
+) -> bool:
+    receives = bool(entry.accepts or entry.notify)
+    if isinstance(entry.endpoint, XtaEndpoint):
+        if entry.sealed:
+            raise DirectoryError(
+                f"{where}.sealed: an XTA agency cannot be sealed: XTA 2 hands its software "
+                "the XÖV message itself, not a JWE (docs/xta.md, Sealed delivery)"
+            )
+        return False
+    sealed = default if entry.sealed is None else entry.sealed
+    if sealed and receives and not encryption:
+        raise DirectoryError(
+            f"{where}: copies for it are sealed, but it registers no encryption "
+            "certificate (encryption = [...]); issue one with `xbroker pki issue "
+            f"{entry.kennung} NAME --encryption`, or set sealed = false for it"
+        )
+    return sealed and receives
 
 
 def _explain(path: Path, raw: Mapping[str, object], exc: ValidationError) -> str:

@@ -17,11 +17,12 @@ from signing.parser import parse_untrusted
 from signing.policy import CrlRule, VerificationPolicy
 from signing.shape import ParserLimits
 from signing.signer import Signer
-from signing.trust import TrustedChain, TrustStore
+from signing.trust import KeyPurpose, TrustedChain, TrustStore
 from signing.verifier import Verified, Verifier
 
 __all__ = [
     "CrlRule",
+    "KeyPurpose",
     "LimitError",
     "ParserLimits",
     "PkiError",

@@ -11,9 +11,13 @@ real revocation without an external CA. Layout under ``pki_dir``::
     crl/xbroker-dev-ca.crl        the CA's CRL, rewritten on every revocation
     parties/<file-id>.crt|.key    one certificate per party; file-id is the kennung
                                   with ':' replaced by '_' (psw:02000000 → psw_02000000)
+    parties/<file-id>.enc.crt|.key  the party's encryption key (``.enc.2`` … after a
+                                  rotation), what copies for it are sealed for
 
 Party certificates carry keyUsage digitalSignature and nonRepudiation, basicConstraints
-CA:FALSE, and the Behördenkennung as subject serialNumber and CN.
+CA:FALSE, and the Behördenkennung as subject serialNumber and CN. Encryption
+certificates carry the same subject and keyUsage keyEncipherment (RSA) or keyAgreement
+(EC) only: a key that decrypts never signs.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from signing.certs import fingerprint, load_certificate, subject_kennung
 from signing.errors import PkiError, SigningError
-from signing.keyfiles import file_id, party_paths
+from signing.keyfiles import encryption_paths, file_id, next_encryption_paths, party_paths
+from signing.trust import KeyPurpose
 
 __all__ = [
     "CA_FILE_NAME",
@@ -43,6 +48,7 @@ __all__ = [
     "create_ca",
     "init_dev_pki",
     "issue",
+    "issue_encryption",
     "issue_tls_certificate",
     "list_certificates",
     "revoke",
@@ -70,6 +76,7 @@ class CertificateInfo:
     fingerprint: str
     is_ca: bool
     revoked: bool
+    purpose: KeyPurpose = KeyPurpose.SIGNATURE  # an encryption certificate, or not
 
 
 def _new_key(key_type: KeyType) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
@@ -212,7 +219,21 @@ def issue(
     stem = file_id(kennung)
     ca_cert, ca_key = _load_ca(ca_dir)
     key = _new_key(key_type)
-    subject = x509.Name(
+    usage = _key_usage(digital_signature=True, content_commitment=not tls_client)
+    builder = _leaf(ca_cert, _party_subject(kennung, name), key.public_key(), days, usage)
+    if tls_client:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+    cert = builder.sign(ca_key, hashes.SHA256())
+    cert_path, key_path = out_dir / f"{stem}.crt", out_dir / f"{stem}.key"
+    _write_private(key_path, key)
+    _write_cert(cert_path, cert)
+    return cert_path, key_path
+
+
+def _party_subject(kennung: str, name: str) -> x509.Name:
+    return x509.Name(
         [
             x509.NameAttribute(NameOID.COUNTRY_NAME, "DE"),
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, name),
@@ -220,14 +241,31 @@ def issue(
             x509.NameAttribute(NameOID.COMMON_NAME, kennung),
         ]
     )
-    usage = _key_usage(digital_signature=True, content_commitment=not tls_client)
-    builder = _leaf(ca_cert, subject, key.public_key(), days, usage)
-    if tls_client:
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-        )
-    cert = builder.sign(ca_key, hashes.SHA256())
-    cert_path, key_path = out_dir / f"{stem}.crt", out_dir / f"{stem}.key"
+
+
+def issue_encryption(
+    ca_dir: Path,
+    kennung: str,
+    name: str,
+    pki_dir: Path,
+    key_type: KeyType = "rsa",
+    days: int = 730,
+) -> tuple[Path, Path]:
+    """Issue an encryption certificate for ``kennung`` as its next encryption key.
+
+    RSA (the default, for RSA-OAEP-256) gets keyUsage keyEncipherment, EC (for
+    ECDH-ES+A256KW) keyAgreement. The party's earlier encryption keys are kept, so a
+    rotation leaves two valid at once until the old one is removed.
+    """
+    ca_cert, ca_key = _load_ca(ca_dir)
+    key = _new_key(key_type)
+    usage = (
+        _key_usage(key_encipherment=True) if key_type == "rsa" else _key_usage(key_agreement=True)
+    )
+    cert = _leaf(ca_cert, _party_subject(kennung, name), key.public_key(), days, usage).sign(
+        ca_key, hashes.SHA256()
+    )
+    cert_path, key_path = next_encryption_paths(pki_dir, kennung)
     _write_private(key_path, key)
     _write_cert(cert_path, cert)
     return cert_path, key_path
@@ -294,6 +332,8 @@ def list_certificates(pki_dir: Path) -> list[CertificateInfo]:
             continue
         cert = load_certificate(path)
         constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        encrypts = usage.key_encipherment or usage.key_agreement
         infos.append(
             CertificateInfo(
                 path=path,
@@ -304,6 +344,7 @@ def list_certificates(pki_dir: Path) -> list[CertificateInfo]:
                 fingerprint=fingerprint(cert),
                 is_ca=constraints.ca,
                 revoked=cert.serial_number in revoked,
+                purpose=KeyPurpose.ENCRYPTION if encrypts else KeyPurpose.SIGNATURE,
             )
         )
     return infos
@@ -341,13 +382,19 @@ def setup_ca(
 def init_dev_pki(pki_dir: Path, parties: Sequence[tuple[str, str]]) -> None:
     """Create the development PKI if absent, add missing parties if present (idempotent).
 
-    Parties get ECDSA P-256 keys (fast to make and to verify). A party whose
+    Parties get ECDSA P-256 signing keys (fast to make and to verify) and an RSA
+    encryption key (RSA-OAEP-256, the default sealing profile). A party whose
     certificate has expired gets a new one; the CRL is refreshed when half its life is gone.
     """
     setup_ca(pki_dir)
     ca_dir = pki_dir / "ca"
     now = datetime.now(UTC)
     for kennung, name in parties:
+        if not any(
+            load_certificate(cert).not_valid_after_utc > now
+            for cert, _ in encryption_paths(pki_dir, kennung)
+        ):
+            issue_encryption(ca_dir, kennung, name, pki_dir)
         cert_path, key_path = party_paths(pki_dir, kennung)
         present = cert_path.exists() and key_path.exists()
         if present and load_certificate(cert_path).not_valid_after_utc > now:

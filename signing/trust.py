@@ -3,7 +3,9 @@
 Chains are built and checked with ``cryptography.x509.verification`` (validity periods,
 basic constraints, key usage, signature algorithms). End-entity certificates of agencies
 sign documents, not TLS sessions: they need keyUsage digitalSignature, must not be CAs,
-and need no extended key usage.
+and need no extended key usage. An encryption certificate (``KeyPurpose.ENCRYPTION``,
+what a message is sealed for) needs keyEncipherment (RSA) or keyAgreement (EC) instead:
+a party's two keys are kept apart, so a key that signs never decrypts.
 
 Revocation is checked against a CRL snapshot (`signing.crl.CrlIndex`) the store holds;
 ``validate`` reads neither files nor the clock: the caller says what time it is. The
@@ -28,6 +30,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 
 from cryptography import x509
@@ -46,9 +49,16 @@ from signing.crl import CrlFolder, CrlIndex, RevocationStatus
 from signing.errors import RevocationUnknown, SignatureError, SigningError
 from signing.policy import CrlRule
 
-__all__ = ["TrustStore", "TrustedChain", "utc_time"]
+__all__ = ["KeyPurpose", "TrustStore", "TrustedChain", "utc_time"]
 
 _CACHE_SIZE = 4096
+
+
+class KeyPurpose(StrEnum):
+    """What an end-entity certificate is validated for."""
+
+    SIGNATURE = "signature"  # keyUsage digitalSignature
+    ENCRYPTION = "encryption"  # keyUsage keyEncipherment or keyAgreement
 
 
 @dataclass(frozen=True)
@@ -75,7 +85,7 @@ class _Verdict:
     good_until: datetime | None
 
 
-_CacheKey = tuple[x509.Certificate, ...]
+_CacheKey = tuple[KeyPurpose | x509.Certificate, ...]
 
 
 def _require_digital_signature(_policy: Policy, _cert: x509.Certificate, ku: x509.KeyUsage) -> None:
@@ -83,15 +93,21 @@ def _require_digital_signature(_policy: Policy, _cert: x509.Certificate, ku: x50
         raise ValueError("keyUsage lacks digitalSignature")
 
 
+def _require_encipherment(_policy: Policy, _cert: x509.Certificate, ku: x509.KeyUsage) -> None:
+    if not (ku.key_encipherment or ku.key_agreement):
+        raise ValueError("keyUsage lacks keyEncipherment and keyAgreement")
+
+
 def _forbid_ca(_policy: Policy, _cert: x509.Certificate, bc: x509.BasicConstraints | None) -> None:
     if bc is not None and bc.ca:
         raise ValueError("a CA certificate cannot sign documents")
 
 
-def _end_entity_policy() -> ExtensionPolicy:
+def _end_entity_policy(purpose: KeyPurpose) -> ExtensionPolicy:
+    usage = _require_digital_signature if purpose is KeyPurpose.SIGNATURE else _require_encipherment
     return (
         ExtensionPolicy.permit_all()
-        .require_present(x509.KeyUsage, Criticality.AGNOSTIC, _require_digital_signature)
+        .require_present(x509.KeyUsage, Criticality.AGNOSTIC, usage)
         .may_be_present(x509.BasicConstraints, Criticality.AGNOSTIC, _forbid_ca)
     )
 
@@ -123,7 +139,7 @@ class TrustStore:
         self._store = Store(list(self.anchors))
         self.crl_folder = crl_folder
         self._crls = crl_folder.read() if crl_folder is not None else None
-        self._ee_policy = _end_entity_policy()
+        self._ee_policies = {purpose: _end_entity_policy(purpose) for purpose in KeyPurpose}
         self._ca_policy = ExtensionPolicy.webpki_defaults_ca()
         self._cache: OrderedDict[_CacheKey, _Cached] = OrderedDict()
         self._verdicts: OrderedDict[_CacheKey, _Verdict] = OrderedDict()
@@ -144,13 +160,17 @@ class TrustStore:
         return cls(anchors, crl_folder)
 
     def _build(
-        self, leaf: x509.Certificate, intermediates: list[x509.Certificate], at: datetime
+        self,
+        leaf: x509.Certificate,
+        intermediates: list[x509.Certificate],
+        at: datetime,
+        purpose: KeyPurpose = KeyPurpose.SIGNATURE,
     ) -> list[x509.Certificate]:
         verifier = (
             PolicyBuilder()
             .store(self._store)
             .time(at)
-            .extension_policies(ca_policy=self._ca_policy, ee_policy=self._ee_policy)
+            .extension_policies(ca_policy=self._ca_policy, ee_policy=self._ee_policies[purpose])
             .build_client_verifier()
         )
         return verifier.verify(leaf, intermediates).chain
@@ -161,6 +181,7 @@ class TrustStore:
         intermediates: list[x509.Certificate],
         at: datetime,
         error: VerificationError,
+        purpose: KeyPurpose,
     ) -> SignatureError:
         issuers = [*intermediates, *self.anchors]
         if not _within(leaf, at):
@@ -169,7 +190,7 @@ class TrustStore:
                 + (leaf.not_valid_after_utc - leaf.not_valid_before_utc) / 2
             )
             try:
-                self._build(leaf, intermediates, inside)
+                self._build(leaf, intermediates, inside, purpose)
             except VerificationError:
                 return SignatureError(Reason.CERTIFICATE_UNTRUSTED, f"no trusted chain: {error}")
             return SignatureError(
@@ -191,6 +212,7 @@ class TrustStore:
         leaf: x509.Certificate,
         intermediates: list[x509.Certificate],
         at: datetime,
+        purpose: KeyPurpose,
     ) -> tuple[x509.Certificate, ...]:
         with self._lock:
             cached = self._cache.get(key)
@@ -199,9 +221,9 @@ class TrustStore:
         if cached is not None and cached.valid_from <= at <= cached.valid_until:
             return cached.chain
         try:
-            chain = tuple(self._build(leaf, intermediates, at))
+            chain = tuple(self._build(leaf, intermediates, at, purpose))
         except VerificationError as exc:
-            raise self._explain(leaf, intermediates, at, exc) from exc
+            raise self._explain(leaf, intermediates, at, exc, purpose) from exc
         entry = _Cached(
             chain=chain,
             valid_from=max(c.not_valid_before_utc for c in chain),
@@ -256,16 +278,18 @@ class TrustStore:
         at: datetime,
         missing_crl: CrlRule = CrlRule.REJECT,
         stale_crl: CrlRule = CrlRule.REJECT,
+        purpose: KeyPurpose = KeyPurpose.SIGNATURE,
     ) -> TrustedChain:
-        """Validate ``leaf`` up to a trust anchor at time ``at``, by the CRL snapshot held.
+        """Validate ``leaf`` for ``purpose`` up to a trust anchor at time ``at``, by the
+        CRL snapshot held.
 
         Raises ``SignatureError`` with ``certificate-untrusted``, ``certificate-expired``
         or ``certificate-revoked``; ``RevocationUnknown`` (``certificate-untrusted``) where
         the issuer's CRL is missing or out of date and the rule says reject.
         """
         when = utc_time(at)
-        key: _CacheKey = (leaf, *intermediates)
-        chain = self._chain(key, leaf, list(intermediates), when)
+        key: _CacheKey = (purpose, leaf, *intermediates)
+        chain = self._chain(key, leaf, list(intermediates), when, purpose)
         crls = self._crls  # one snapshot for the whole decision, whoever swaps it meanwhile
         verdict = self._cached_verdict(key, crls, when)
         if verdict is not None:

@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
-LOWER_PACKAGES = ("signing", "xta_schemas", "routing")
+LOWER_PACKAGES = ("signing", "xta_schemas", "routing", "sealing")
 
 # The rejections of the lower packages and the position of the Reason in their arguments;
 # XmlError always carries Reason.MALFORMED_XML and takes only a detail.
@@ -31,6 +31,7 @@ REJECTIONS = {
     "SignatureError": 0,
     "MessageError": 0,
     "RouteError": 0,
+    "UnsealError": 0,
     "XmlError": None,
     "LimitError": 0,
 }

@@ -24,7 +24,7 @@ import aio_pika
 import pytest
 import yaml
 
-from broker.amqp import publishing, topology
+from broker.amqp import publishing, refusal, topology
 from broker.errors import DeliveryFailure, Reason
 from broker.receipts.document import RECEIPT_XSD
 from broker.webhook.queues import declare_delay_queues
@@ -309,6 +309,7 @@ def test_the_routing_keys_clients_publish_with_are_the_documented_ones() -> None
 
     assert addresses["submit"] == topology.INGRESS_ROUTING_KEY
     assert addresses["delivered"] == topology.DELIVERY_RECEIPT_ROUTING_KEY
+    assert addresses["refused"] == topology.REFUSAL_ROUTING_KEY
 
 
 def test_the_copy_headers_are_the_ones_the_broker_sets() -> None:
@@ -320,6 +321,9 @@ def test_the_copy_headers_are_the_ones_the_broker_sets() -> None:
         publishing.HEADER_AUTHOR,
     }
     assert set(schemas["DeliveredReceiptHeaders"]["properties"]) == {publishing.HEADER_PUBLISHED}
+    assert set(schemas["RefusalHeaders"]["properties"]) == set(
+        schemas["CopyHeaders"]["properties"]
+    ) | {refusal.HEADER_REFUSED_FROM}
 
 
 def test_every_code_a_receipt_can_carry_is_documented() -> None:

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from broker.app import load_parts, party_signer
 from broker.commands.demo import ensure_dev_pki
 from broker.errors import StoreError
-from broker.sdk.agency import AgencyClient, Delivery
+from broker.sdk.agency import Delivery
 from broker.sdk.portal import Portal
 from broker.settings import load_settings
 from broker.stores.journal import EventKind, StatusEvent
@@ -26,6 +26,7 @@ from monitoring.metrics import Metrics
 from signing import parse_untrusted
 from tests.polling import eventually
 from tests.postgres_fixtures import Backend
+from tests.world import agency_client
 from xta_schemas.samples import with_fresh_header
 
 pytestmark = pytest.mark.rabbitmq
@@ -82,14 +83,7 @@ async def test_a_message_whose_events_cannot_be_written_is_held_and_acked_once_w
     async def handle(delivery: Delivery) -> None:
         handled.append(delivery.uuid)
 
-    agency = AgencyClient(
-        amqp_url,
-        AGENCY,
-        party_signer(settings, AGENCY),
-        parts.verifier(),
-        handle,
-        seen_path=tmp_path / "seen.sqlite3",
-    )
+    agency = agency_client(amqp_url, settings, parts, AGENCY, handle, tmp_path / "seen.sqlite3")
     portal = Portal(
         amqp_url,
         settings.portal_kennung,

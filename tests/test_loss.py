@@ -24,11 +24,11 @@ import pytest
 from broker import devnode
 from broker.app import load_parts, party_signer
 from broker.commands.demo import ensure_dev_pki
-from broker.sdk.agency import AgencyClient, Delivery, default_seen_path
+from broker.sdk.agency import Delivery, default_seen_path
 from broker.sdk.portal import Portal
 from broker.settings import Settings, load_settings
 from tests.polling import eventually
-from tests.world import fan_out_directory, publish_all, signed_messages
+from tests.world import agency_client, fan_out_directory, publish_all, signed_messages
 
 # The tests wait for as long as the run makes progress (`STALL`), so on a busy machine
 # a run may outlast pytest-timeout's default of 300 s. Its alarm would land in whatever
@@ -97,13 +97,8 @@ async def fan_out_world(amqp_url: str, tmp: Path) -> AsyncIterator[Run]:
         async def handle(delivery: Delivery, kennung: str = kennung) -> None:
             run.handled[(kennung, delivery.uuid)] += 1
 
-        client = AgencyClient(
-            amqp_url,
-            kennung,
-            party_signer(settings, kennung),
-            parts.verifier(),
-            handle,
-            seen_path=default_seen_path(kennung, tmp),
+        client = agency_client(
+            amqp_url, settings, parts, kennung, handle, default_seen_path(kennung, tmp)
         )
         agencies.append(client)
     run.start_worker()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from monitoring import CertificateExpiry, DeliveryOutcome, Metrics, ReceiptKind, Stage
+from monitoring import CertificateExpiry, DeliveryOutcome, Metrics, ReceiptKind, Sealing, Stage
 from monitoring.metrics import END_TO_END_BUCKETS, STAGE_BUCKETS
 
 
@@ -244,6 +244,7 @@ def populated_registry() -> CollectorRegistry:
     metrics.reject("schema-invalid")
     metrics.duplicate("meldung.anmeldung.0200")
     metrics.delivery("psw:02000000", "delivered")
+    metrics.copy("psw:02000000", Sealing.SEALED)
     metrics.receipt("accepted")
     metrics.webhook_attempt("psw:02000000", "success")
     metrics.observe_end_to_end("meldung.anmeldung.0200", 0.02)

@@ -53,6 +53,15 @@ NOT_PIPELINE_OUTCOMES = {
         "store, which the worker claims after the pipeline accepted the message; the "
         "pipeline sees one message and holds no state",
     ),
+    Reason.SEAL_KEY_UNKNOWN: (
+        Path("sealing/jwe.py"),
+        "a submission sealed for the broker is opened by the worker before the pipeline "
+        "sees it (broker.worker.ingress, broker.worker.sealer); tests/test_sealed_ingress.py",
+    ),
+    Reason.SEAL_INVALID: (
+        Path("sealing/jwe.py"),
+        "opened before the pipeline, as seal-key-unknown",
+    ),
 }
 
 

@@ -24,8 +24,12 @@ def test_init_creates_the_documented_layout(tmp_path: Path) -> None:
     assert [p.suffix for p in (tmp_path / "crl").iterdir()] == [".crl"]
     assert sorted(p.name for p in (tmp_path / "parties").iterdir()) == [
         "dst_09162000.crt",
+        "dst_09162000.enc.crt",
+        "dst_09162000.enc.key",
         "dst_09162000.key",
         "psw_02000000.crt",
+        "psw_02000000.enc.crt",
+        "psw_02000000.enc.key",
         "psw_02000000.key",
     ]
 
@@ -124,10 +128,12 @@ def test_list_shows_ca_and_parties_with_expiry_and_revocation(tmp_path: Path) ->
     init_dev_pki(tmp_path, PARTIES)
     revoke(tmp_path / "ca", tmp_path / "crl", party_paths(tmp_path, "dst:09162000")[0])
     infos = list_certificates(tmp_path)
-    assert [(i.kennung, i.is_ca, i.revoked) for i in infos] == [
-        (None, True, False),
-        ("dst:09162000", False, True),
-        ("psw:02000000", False, False),
+    assert [(i.kennung, i.is_ca, i.revoked, i.purpose.value) for i in infos] == [
+        (None, True, False, "signature"),
+        ("dst:09162000", False, True, "signature"),
+        ("dst:09162000", False, False, "encryption"),
+        ("psw:02000000", False, False, "signature"),
+        ("psw:02000000", False, False, "encryption"),
     ]
     assert all(
         i.not_after > load_certificate(tmp_path / "ca" / "ca.crt").not_valid_before_utc

@@ -20,7 +20,7 @@ import aio_pika
 import pytest
 
 from broker.amqp import topology
-from broker.app import party_signer
+from broker.app import party_keys, party_signer
 from broker.errors import DeliveryFailure
 from broker.pipeline import Accepted, Pipeline, Rejected
 from broker.receipts.document import Receipt
@@ -172,6 +172,7 @@ async def test_a_deleted_inbox_is_declared_again_and_no_sibling_copy_repeats(
                 world.parts.verifier(),
                 handle,
                 seen_path=IN_MEMORY,
+                keys=party_keys(world.settings, kennung),
             )
         )
     try:

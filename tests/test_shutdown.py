@@ -29,7 +29,7 @@ from broker.amqp import topology
 from broker.app import load_parts, party_signer
 from broker.commands.demo import ensure_dev_pki
 from broker.receipts.document import Receipt
-from broker.sdk.agency import IN_MEMORY, AgencyClient, Delivery
+from broker.sdk.agency import IN_MEMORY, Delivery
 from broker.sdk.portal import Portal
 from broker.settings import Settings, load_settings
 from monitoring.labels import ReceiptKind
@@ -37,6 +37,7 @@ from routing import Directory
 from signing import parse_untrusted
 from tests.conftest import free_port
 from tests.polling import eventually
+from tests.world import agency_client
 from xta_schemas.samples import with_fresh_header
 
 pytestmark = pytest.mark.rabbitmq
@@ -165,14 +166,7 @@ async def run(vhost_url: str, tmp_path_factory: pytest.TempPathFactory) -> Async
             accepted.set()
 
     await declare_topology(settings, parts.directory)
-    agency = AgencyClient(
-        vhost_url,
-        AGENCY,
-        party_signer(settings, AGENCY),
-        parts.verifier(),
-        handle,
-        seen_path=IN_MEMORY,
-    )
+    agency = agency_client(vhost_url, settings, parts, AGENCY, handle, IN_MEMORY)
     portal = Portal(
         vhost_url,
         settings.portal_kennung,

@@ -27,12 +27,13 @@ from broker.ops.tenancy.accounts import (
     read_credentials,
 )
 from broker.ops.tenancy.backends import RabbitmqctlBackend
-from broker.sdk.agency import IN_MEMORY, AgencyClient, Delivery
+from broker.sdk.agency import IN_MEMORY, Delivery
 from broker.sdk.portal import Portal
 from broker.settings import load_settings
 from monitoring.labels import ReceiptKind
 from signing import parse_untrusted
 from tests.conftest import RabbitMQ
+from tests.world import agency_client
 from xta_schemas import Catalog
 from xta_schemas.samples import with_fresh_header
 
@@ -79,9 +80,7 @@ async def tenants(
     async def record(delivery: Delivery) -> None:
         received.append(delivery)
 
-    agency = AgencyClient(
-        urls[A], A, party_signer(settings, A), parts.verifier(), record, seen_path=IN_MEMORY
-    )
+    agency = agency_client(urls[A], settings, parts, A, record, IN_MEMORY)
     portal = Portal(
         urls[settings.portal_kennung],
         settings.portal_kennung,

@@ -31,12 +31,13 @@ from broker.commands.demo import ensure_dev_pki
 from broker.ops.tenancy.accounts import accounts_for, read_credentials
 from broker.ops.tenancy.backends import RabbitmqctlBackend
 from broker.ops.tenancy.tls import provision_tls
-from broker.sdk.agency import IN_MEMORY, AgencyClient, Delivery
+from broker.sdk.agency import IN_MEMORY, Delivery
 from broker.sdk.portal import Portal
 from broker.settings import load_settings
 from monitoring.labels import ReceiptKind
 from signing import parse_untrusted
 from signing.devpki import create_ca, issue_tls_certificate
+from tests.world import agency_client
 from xta_schemas import Catalog
 from xta_schemas.samples import with_fresh_header
 
@@ -128,9 +129,7 @@ async def tenants(
             issue=issue,
         )
         urls = {k: v["amqp_url"] for k, v in read_credentials(credentials).items()}
-        agency = AgencyClient(
-            urls[A], A, party_signer(settings, A), parts.verifier(), record, seen_path=IN_MEMORY
-        )
+        agency = agency_client(urls[A], settings, parts, A, record, IN_MEMORY)
         portal = Portal(urls[PORTAL], PORTAL, party_signer(settings, PORTAL), parts.verifier())
         await agency.start()
         await portal.start()

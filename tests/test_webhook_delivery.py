@@ -42,6 +42,7 @@ from broker.worker.service import BrokerService
 from monitoring.labels import ReceiptKind
 from signing import parse_untrusted
 from tests.polling import eventually
+from tests.world import webhook_directory
 from xta_schemas.samples import with_fresh_header
 
 pytestmark = pytest.mark.rabbitmq
@@ -226,20 +227,6 @@ class WebhookWorld:
         return (await self.queue_state(name))[0]
 
 
-def _directory(tmp: Path, url: str, secret_env: str) -> Path:
-    """The example directory with the gewerbe agency reached through a webhook."""
-    text = (EXAMPLES / "directory.toml").read_text(encoding="utf-8")
-    marker = 'may_send = ["gewerbe.anmeldung.bestaetigung.*"]\n'
-    assert marker in text
-    text = text.replace(
-        marker,
-        marker + f'endpoint = {{ kind = "webhook", url = "{url}", secret_env = "{secret_env}" }}\n',
-    )
-    path = tmp / "directory.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 @pytest.fixture(scope="module")
 def monkeymodule() -> Iterator[pytest.MonkeyPatch]:
     with pytest.MonkeyPatch.context() as patch:
@@ -261,7 +248,7 @@ async def world(
             EXAMPLES / "xbroker.toml",
             amqp_url=amqp_url,
             state_dir=tmp / "state",
-            directory=_directory(tmp, url, secret_env),
+            directory=webhook_directory(tmp, url, secret_env, sealed=False),
             metrics_port=0,
             queue_sample_seconds=0.2,
             webhook_retry_seconds=SCHEDULE,

@@ -12,15 +12,15 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lxml import etree
 from prometheus_client import CollectorRegistry
 
-from broker.app import Parts, build_broker, load_parts, party_signer
+from broker.app import Parts, build_broker, load_parts, party_keys, party_signer
 from broker.commands.demo import ensure_dev_pki
 from broker.errors import PublishError
-from broker.sdk.agency import AgencyClient, Delivery, default_seen_path
+from broker.sdk.agency import AgencyClient, Delivery, Handler, default_seen_path
 from broker.sdk.portal import Portal
 from broker.settings import Settings, load_settings
 from broker.stores.backend import Stores
@@ -40,12 +40,14 @@ NOTIFIED = """
 kennung = "fa:02000000"
 name = "Finanzamt Hamburg"
 certificates = ["fa_02000000.crt"]
+encryption = ["fa_02000000.enc.crt"]
 notify = ["gewerbe.anmeldung.*"]
 
 [[agency]]
 kennung = "ihk:02000000"
 name = "Handelskammer Hamburg"
 certificates = ["ihk_02000000.crt"]
+encryption = ["ihk_02000000.enc.crt"]
 notify = ["gewerbe.anmeldung.0100"]
 """
 
@@ -198,6 +200,27 @@ def offline_world(state_dir: Path) -> OfflineWorld:
     return OfflineWorld(load_parts(settings), party_signer(settings, settings.portal_kennung))
 
 
+def agency_client(
+    amqp_url: str,
+    settings: Settings,
+    parts: Parts,
+    kennung: str,
+    handler: Handler,
+    seen_path: Path | Literal[":memory:"],
+) -> AgencyClient:
+    """An agency client of ``kennung`` with its own signing key and every encryption key
+    it holds under the settings' PKI (so that its sealed copies open)."""
+    return AgencyClient(
+        amqp_url,
+        kennung,
+        party_signer(settings, kennung),
+        parts.verifier(),
+        handler,
+        seen_path=seen_path,
+        keys=party_keys(settings, kennung),
+    )
+
+
 def metrics_url_of(rabbitmq: Any) -> str | None:
     """The rabbitmq_prometheus endpoint of the test session's local node, if local."""
     node = getattr(rabbitmq, "node", None)
@@ -242,13 +265,13 @@ async def running_world(
                 raise RuntimeError("the agency's system is down")
             world.received[kennung].append(delivery)
 
-        client = AgencyClient(
+        client = agency_client(
             amqp_url,
+            settings,
+            parts,
             agency.kennung,
-            party_signer(settings, agency.kennung),
-            parts.verifier(),
             record,
-            seen_path=default_seen_path(agency.kennung, state_dir),
+            default_seen_path(agency.kennung, state_dir),
         )
         await client.start()
         world.agencies[agency.kennung] = client
@@ -261,3 +284,16 @@ async def running_world(
             await client.close()
         await broker.stop()
         await asyncio.sleep(0)
+
+
+def webhook_directory(tmp: Path, url: str, secret_env: str, *, sealed: bool = True) -> Path:
+    """The example directory with the trade office (gew:02000000) reached by webhook at
+    ``url``; ``sealed=False`` sends it its copies in clear."""
+    text = (EXAMPLES / "directory.toml").read_text(encoding="utf-8")
+    marker = 'may_send = ["gewerbe.anmeldung.bestaetigung.*"]\n'
+    assert marker in text
+    endpoint = f'endpoint = {{ kind = "webhook", url = "{url}", secret_env = "{secret_env}" }}\n'
+    text = text.replace(marker, marker + endpoint + ("" if sealed else "sealed = false\n"))
+    path = tmp / "directory.toml"
+    path.write_text(text, encoding="utf-8")
+    return path

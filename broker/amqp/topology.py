@@ -10,6 +10,9 @@
     xbroker.receipts (direct) ──"<kennung>"──► receipts.<kennung> (quorum; none for an
                                                author that speaks XTA)
     xbroker.delivery-receipts (direct) ──"delivered"──► xbroker.delivery-receipts (quorum)
+                                       ──"refused"────► xbroker.refusals (quorum: an
+                                                        agency's sealed copy that does
+                                                        not open, `broker.amqp.refusal`)
     xbroker.dead (direct): dead letters of every queue above → <queue>.dead
                            and, for agency inboxes and the ingress queue, also
                            → xbroker.failures (the broker turns each into a `failed`
@@ -47,6 +50,8 @@ __all__ = [
     "INGRESS_QUEUE",
     "INGRESS_ROUTING_KEY",
     "RECEIPT_EXCHANGE",
+    "REFUSAL_QUEUE",
+    "REFUSAL_ROUTING_KEY",
     "BoxRetention",
     "Exchanges",
     "agency_queue",
@@ -70,6 +75,8 @@ RECEIPT_EXCHANGE = "xbroker.receipts"
 DELIVERY_RECEIPT_EXCHANGE = "xbroker.delivery-receipts"
 DELIVERY_RECEIPT_QUEUE = "xbroker.delivery-receipts"
 DELIVERY_RECEIPT_ROUTING_KEY = "delivered"
+REFUSAL_QUEUE = "xbroker.refusals"
+REFUSAL_ROUTING_KEY = "refused"
 DEAD_EXCHANGE = "xbroker.dead"
 FAILURE_QUEUE = "xbroker.failures"
 
@@ -116,6 +123,9 @@ async def declare_core(channel: AbstractChannel, delivery_limit: int) -> Exchang
         DELIVERY_RECEIPT_ROUTING_KEY,
         dead,
         delivery_limit,
+    )
+    await _work_queue(
+        channel, REFUSAL_QUEUE, delivery_receipts, REFUSAL_ROUTING_KEY, dead, delivery_limit
     )
     return Exchanges(ingress, deliver, receipts, delivery_receipts, dead)
 

@@ -20,7 +20,15 @@ from lxml import etree
 from prometheus_client import CollectorRegistry
 
 from broker import devnode
-from broker.app import Parts, Records, build_broker, load_parts, open_records, party_signer
+from broker.app import (
+    Parts,
+    Records,
+    build_broker,
+    load_parts,
+    open_records,
+    party_keys,
+    party_signer,
+)
 from broker.commands._common import run_async, settings_from, wait_for_signal
 from broker.commands._receipts import describe_receipt
 from broker.commands.subscribe import write_to_folder
@@ -112,6 +120,7 @@ def _demo(args: argparse.Namespace) -> int:
                     write_to_folder(folder),
                     confirm_timeout=settings.confirm_timeout_seconds,
                     seen_path=default_seen_path(agency.kennung, settings.state_dir),
+                    keys=party_keys(settings, agency.kennung),
                 )
                 await client.start()
                 agencies.append(client)

@@ -115,6 +115,8 @@ def _describe(info: devnode.NodeInfo) -> None:
     if info.tls_port is not None:
         print(f"amqps       {info.tls_url_for_vhost('/')}  (cafile {info.tls_ca_file})")
     print(f"prometheus  http://127.0.0.1:{info.prometheus_port}/metrics")
+    if info.management_port:
+        print(f"management  http://127.0.0.1:{info.management_port}/  (guest, loopback only)")
     print(f"log         {info.log_file}")
     print("rabbitmqctl xbroker node ctl ARGS...")
 

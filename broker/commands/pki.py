@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from signing import SigningError, fingerprint, load_certificate
-from signing.devpki import DEV_CA_NAME, issue, list_certificates, revoke, setup_ca
+from signing.devpki import (
+    DEV_CA_NAME,
+    issue,
+    issue_encryption,
+    list_certificates,
+    revoke,
+    setup_ca,
+)
 from signing.keyfiles import party_paths
 
 __all__ = ["register"]
@@ -67,6 +74,8 @@ def _ca(args: argparse.Namespace) -> int:
 
 def _issue(args: argparse.Namespace) -> int:
     args.pki_dir = _pki_dir(args)
+    if args.encryption:
+        return _issue_encryption(args)
     default_dir = (
         args.pki_dir / "tls"
         if args.tls_client
@@ -89,6 +98,27 @@ def _issue(args: argparse.Namespace) -> int:
             f'[..., "sha256:{fingerprint(load_certificate(cert))}"]; the CA for the '
             f"client's trust: {args.pki_dir / 'ca' / 'ca.crt'}"
         )
+    return EXIT_OK
+
+
+def _issue_encryption(args: argparse.Namespace) -> int:
+    if args.tls_client or args.out is not None:
+        print("xbroker pki: --encryption goes with neither --tls-client nor --out", file=sys.stderr)
+        return EXIT_ERROR
+    cert, key = issue_encryption(
+        args.pki_dir / "ca",
+        args.kennung,
+        args.name,
+        args.pki_dir,
+        key_type=args.key_type,
+        days=args.days,
+    )
+    print(f"issued encryption certificate {cert} (key {key})")
+    print(
+        f'register it for {args.kennung} in the directory: encryption = [..., "{cert.name}"]; '
+        "copies are sealed for the newest valid one, and every key the agency holds opens "
+        "what was sealed for it"
+    )
     return EXIT_OK
 
 
@@ -116,6 +146,7 @@ def _list(args: argparse.Namespace) -> int:
                 "fingerprint": i.fingerprint,
                 "ca": i.is_ca,
                 "revoked": i.revoked,
+                "purpose": i.purpose.value,
             }
             for i in infos
         ]
@@ -123,7 +154,11 @@ def _list(args: argparse.Namespace) -> int:
         return EXIT_OK
     for i in infos:
         state = "CA" if i.is_ca else ("revoked" if i.revoked else "valid")
-        print(f"{i.kennung or '-':<20} {state:<8} until {i.not_after:%Y-%m-%d}  {i.path}")
+        purpose = "" if i.is_ca else i.purpose.value
+        print(
+            f"{i.kennung or '-':<20} {state:<8} {purpose:<10} until {i.not_after:%Y-%m-%d}  "
+            f"{i.path}"
+        )
     return EXIT_OK
 
 
@@ -163,6 +198,12 @@ def register(subparsers: Any) -> None:
         "--tls-client",
         action="store_true",
         help="a TLS client certificate (clientAuth) for the XTA endpoint or the HTTP API",
+    )
+    iss.add_argument(
+        "--encryption",
+        action="store_true",
+        help="an encryption certificate (keyEncipherment or keyAgreement) that copies for "
+        "the party are sealed for; a second one is a key rotation: both stay valid",
     )
     iss.set_defaults(func=_guarded(_issue))
 

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from broker.app import load_parts, party_signer
+from broker.app import load_parts, party_keys, party_signer
 from broker.commands._common import run_async, settings_from, wait_for_signal
 from broker.logs import configure_logging, event
 from broker.sdk.agency import AgencyClient, Delivery, Handler, default_seen_path
@@ -53,6 +53,7 @@ def _subscribe(args: argparse.Namespace) -> int:
             test=args.test,
             confirm_timeout=settings.confirm_timeout_seconds,
             seen_path=default_seen_path(args.agency, settings.state_dir),
+            keys=party_keys(settings, args.agency),
         )
         await client.start()
         print(f"receiving mail of {args.agency} into {folder} (Ctrl-C to stop)", flush=True)

@@ -42,6 +42,9 @@ class NodeInfo:
     pid: int
     user: str = _USER
     password: str = _PASSWORD
+    # The management HTTP API on loopback (what an operator's management login reads);
+    # None while a node started before it had one still runs.
+    management_port: int | None = None
 
     def url_for_vhost(self, vhost: str) -> str:
         """The AMQP URL of this node with ``vhost`` (percent-encoded) as its path."""
@@ -93,6 +96,7 @@ class _Ports(NamedTuple):
     dist: int
     prometheus: int
     tls: int  # 0 in a node.json written before the node had a TLS listener
+    management: int = 0  # 0 in a node.json written before the management plugin
 
 
 @dataclass(frozen=True)
@@ -187,7 +191,9 @@ def _config(layout: _Layout, ports: _Ports) -> dict[str, str]:
     """
     tls = NodeTlsFolder(layout.tls_dir)
     return {
-        "enabled_plugins": "[rabbitmq_prometheus,rabbitmq_auth_mechanism_ssl].\n",
+        "enabled_plugins": (
+            "[rabbitmq_prometheus,rabbitmq_auth_mechanism_ssl,rabbitmq_management].\n"
+        ),
         "rabbitmq.conf": (
             f"listeners.tcp.default = 127.0.0.1:{ports.amqp}\n"
             f"listeners.ssl.default = 127.0.0.1:{ports.tls}\n"
@@ -203,6 +209,8 @@ def _config(layout: _Layout, ports: _Ports) -> dict[str, str]:
             "ssl_cert_login_from = common_name\n"
             f"prometheus.tcp.ip = 127.0.0.1\n"
             f"prometheus.tcp.port = {ports.prometheus}\n"
+            "management.tcp.ip = 127.0.0.1\n"
+            f"management.tcp.port = {ports.management}\n"
             "log.console = false\n"
             "log.file.level = info\n"
         ),
@@ -276,15 +284,21 @@ def _choose_ports(layout: _Layout) -> _Ports:
 
 def _state_keys(ports: _Ports | None) -> dict[str, int]:
     """node.json's port entries (``amqp_port``, ...); with None, only the keys matter."""
-    values = ports or _Ports(0, 0, 0, 0)
+    values = ports or _Ports(0, 0, 0, 0, 0)
     return {f"{name}_port": value for name, value in values._asdict().items()}
+
+
+_ADDED_LATER = frozenset({"tls_port", "management_port"})
 
 
 def _read_state(layout: _Layout) -> _Ports | None:
     try:
         raw = json.loads(layout.state_file.read_text())
         return _Ports(
-            *(int(raw.get(key, 0) if key == "tls_port" else raw[key]) for key in _state_keys(None))
+            *(
+                int(raw.get(key, 0) if key in _ADDED_LATER else raw[key])
+                for key in _state_keys(None)
+            )
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -332,4 +346,7 @@ def _info(layout: _Layout, ports: _Ports, pid: int) -> NodeInfo:
         base=layout.base,
         log_file=layout.log_file,
         pid=pid,
+        management_port=(
+            ports.management if ports.management and _config_is_current(layout, ports) else None
+        ),
     )

@@ -19,6 +19,13 @@ Nothing here reads the message beyond its identity (the nachrichtenUUID, or what
 manifest names); where its standard has none (xdomea), the ``Idempotency-Key`` header
 is the id the broker assigns one from, so a retry with the same key is the same message.
 The broker checks signature, header, schema and routing as for any other submission.
+
+A body sealed for the broker (``Content-Type: application/jose``, a JWE in the compact
+serialisation, `sealing`) is opened in memory to read its identity and is published still
+sealed; the ``sha256`` answered is that of the signed message inside, as in receipts. A
+seal that does not open is answered 400 with its code (``seal-key-unknown``,
+``seal-invalid``); a sealed body may be as large as the seal of a message of the size
+limit.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from broker.http_api.auth import Authenticator
 from broker.logs import event
 from broker.stores.journal import EventKind, Recorder, StatusEvent
 from broker.stores.status import StatusStore, SubmissionMatch
+from sealing import SEALED_CONTENT_TYPE, Opened, SealLimits, UnsealError
 from signing import ParserLimits, XmlError, parse_untrusted
 from xta_schemas import Catalog
 
@@ -51,10 +59,17 @@ log = logging.getLogger("xbroker.http")
 _XML_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "description": "The signed XÖV message (enveloped XML-DSig), exactly as signed.",
-        "content": {"application/xml": {"schema": {"type": "string", "format": "binary"}}},
+        "description": "The signed XÖV message (enveloped XML-DSig), exactly as signed; or "
+        "that message sealed for the broker's encryption key (JWE, compact serialisation).",
+        "content": {
+            "application/xml": {"schema": {"type": "string", "format": "binary"}},
+            SEALED_CONTENT_TYPE: {"schema": {"type": "string"}},
+        },
     }
 }
+
+Opener = Callable[[bytes], Opened]
+"""Opens a body sealed for the broker, in memory (`broker.worker.sealer.Sealer.open`)."""
 
 
 class IngressQueue(Protocol):
@@ -119,8 +134,10 @@ def build_api(
     authenticate: Authenticator | Callable[[Request], str | None],
     limits: ApiLimits,
     journal: Recorder | None = None,
+    opener: Opener | None = None,
 ) -> FastAPI:
-    """The ASGI app. ``journal`` learns of each new submission (default: ``status``)."""
+    """The ASGI app. ``journal`` learns of each new submission (default: ``status``);
+    ``opener`` opens sealed bodies (without it, ``application/jose`` is refused: 415)."""
     journal = journal or status
     api = FastAPI(
         title="xbroker",
@@ -147,39 +164,56 @@ def build_api(
         response_model=Submitted,
         openapi_extra=_XML_BODY,
         responses={
-            400: {"description": "not XML"},
+            400: {"description": "not XML, or a seal that does not open"},
             401: {"description": "no valid token or client certificate"},
             409: {"description": "the caller submitted another message under this UUID"},
             413: {"description": "larger than the size limit"},
-            415: {"description": "the Content-Type is not XML"},
+            415: {"description": "the Content-Type is neither XML nor a seal this API opens"},
             503: {"description": "the ingress is over its limit; retry after Retry-After"},
         },
     )
     async def submit(request: Request) -> Response:
         author = caller(request)
-        if not _is_xml(request.headers.get("content-type")):
-            raise HTTPException(415, "the body must be the signed message as application/xml")
+        sealed = _media_type(request) == SEALED_CONTENT_TYPE
+        if sealed and opener is None:
+            raise HTTPException(415, "this API opens no sealed submissions")
+        if not sealed and not _is_xml(request.headers.get("content-type")):
+            raise HTTPException(
+                415,
+                "the body must be the signed message as application/xml, "
+                "or sealed for the broker as application/jose",
+            )
+        limit = (
+            SealLimits(limits.max_body_bytes).max_sealed_bytes if sealed else limits.max_body_bytes
+        )
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
-            raise HTTPException(413, f"larger than {limits.max_body_bytes} bytes")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise HTTPException(413, f"larger than {limit} bytes")
         try:
             if await ingress.depth() > limits.queue_limit:
                 raise busy("the ingress queue is over its limit")
         except TransientError as exc:
             raise busy("RabbitMQ is not reachable") from exc
         try:
-            body = await _read_limited(request.stream(), limits.max_body_bytes)
+            body = await _read_limited(request.stream(), limit)
         except _TooLarge:
-            raise HTTPException(413, f"larger than {limits.max_body_bytes} bytes") from None
+            raise HTTPException(413, f"larger than {limit} bytes") from None
         except ClientDisconnect:
             # Nobody is left to answer; what arrived is dropped, nothing was claimed.
             event(log, "http.client_gone", author=author)
             return Response(status_code=400)
-        # Parsing is CPU work: off the loop, which the broker's worker shares.
+        # Opening and parsing are CPU work: off the loop, which the broker's worker shares.
+        message = body
+        if sealed:
+            assert opener is not None
+            try:
+                message = (await asyncio.to_thread(opener, body)).plaintext
+            except UnsealError as exc:
+                raise HTTPException(400, str(exc)) from None
         uuid = await asyncio.to_thread(
-            _uuid_of, body, catalog, limits, request.headers.get("idempotency-key")
+            _uuid_of, message, catalog, limits, request.headers.get("idempotency-key")
         )
-        digest = hashlib.sha256(body).hexdigest()
+        digest = hashlib.sha256(message).hexdigest()
         claim = await status.claim_submission(uuid, author, digest)
         if claim.match is SubmissionMatch.CONFLICT:
             raise HTTPException(409, f"you submitted another message as {uuid}")
@@ -189,7 +223,9 @@ def build_api(
             # again), and before the worker's events, which come later in time.
             received = StatusEvent(uuid, EventKind.RECEIVED, author=author, digest=digest)
             try:
-                await ingress.publish(body, uuid, author)
+                await ingress.publish(
+                    body, uuid, author, SEALED_CONTENT_TYPE if sealed else "application/xml"
+                )
             except TransientError as exc:
                 await status.release_submission(uuid, author, digest)
                 raise busy("RabbitMQ did not confirm the submission") from exc
@@ -212,6 +248,10 @@ def build_api(
         return LaufzettelView.model_validate(seen.as_dict())
 
     return api
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
 async def _read_limited(chunks: AsyncIterator[bytes], limit: int) -> bytes:

@@ -67,6 +67,7 @@ async def start_api(parts: Parts, records: Records) -> RunningApi:
             retry_after_seconds=settings.api_retry_after_seconds,
         ),
         journal=records.journal(),
+        opener=parts.sealer().open,
     )
     try:
         server = await serve_api(

@@ -20,6 +20,16 @@ Handled message ids are remembered in SQLite, by default in
 names another file), so a copy delivered again, even after a restart of the agency's
 process, is confirmed again without reaching the handler twice. ``seen_path=IN_MEMORY``
 keeps them in memory only, for tests and for handlers that deduplicate by themselves.
+
+A sealed copy (``application/jose``, `sealing`) is opened in memory with the agency's
+key ring (``keys``: every encryption key it holds, so copies sealed for a key being
+rotated out still open) and then verified end to end like any other. A copy that does
+not open (sealed for a key the agency does not hold, or altered) is never handed over
+and never lost: the SDK sends the broker a refusal signed by the agency, which carries
+the sealed copy back; the broker parks the copy in the inbox's dead-letter queue and
+tells the author why, with a ``failed`` receipt (``copy-seal-key-unknown``,
+``copy-seal-invalid``). The copy is acked only once RabbitMQ confirmed the refusal; until then it
+comes back to the queue.
 """
 
 from __future__ import annotations
@@ -45,10 +55,12 @@ from broker.amqp import publishing, topology
 from broker.amqp.acks import held
 from broker.amqp.backoff import Backoff
 from broker.amqp.bundle import Bundle, BundleError, Part
-from broker.amqp.publishing import HEADER_AUTHOR, HEADER_PUBLISHED, HEADER_TYPE
-from broker.errors import PublishError
+from broker.amqp.publishing import HEADER_AUTHOR, HEADER_PUBLISHED, HEADER_TYPE, header_text
+from broker.amqp.refusal import refusal_message
+from broker.errors import DeliveryFailure, PublishError
 from broker.receipts.document import Receipt, build_receipt
 from monitoring.labels import ReceiptKind
+from sealing import SEALED_CONTENT_TYPE, KeyRing, SealLimits, UnsealError, unseal
 from signing import Signer, SigningError, Verifier, parse_untrusted
 
 __all__ = ["IN_MEMORY", "AgencyClient", "Delivery", "Handler", "default_seen_path"]
@@ -122,6 +134,8 @@ class AgencyClient:
         confirm_timeout: float = 5.0,
         seen_path: Path | Literal[":memory:"] | None = None,
         receipt_retry: Backoff | None = None,
+        keys: KeyRing | None = None,
+        seal_limits: SealLimits | None = None,
     ) -> None:
         self.kennung = kennung
         self._urls = amqp_urls
@@ -133,10 +147,14 @@ class AgencyClient:
         self._confirm_timeout = confirm_timeout
         self._seen = _Seen(default_seen_path(kennung) if seen_path is None else seen_path)
         self._receipt_retry = receipt_retry or Backoff(first=0.5, ceiling=5.0)
+        self._keys = keys or KeyRing()
+        # A sealed copy may be a bundle with attachments (XTA allows 60 MiB requests).
+        self._seal_limits = seal_limits or SealLimits(64 * 1024 * 1024)
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self.rejected = 0
         self.receipt_retries = 0
+        self.refused = 0  # sealed copies that did not open, sent back with a refusal
 
     async def start(self) -> None:
         self._connection, self._channel = await publishing.connect(
@@ -153,8 +171,16 @@ class AgencyClient:
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         headers = message.headers or {}
+        body, content_type = message.body, message.content_type
+        if content_type == SEALED_CONTENT_TYPE:
+            try:
+                opened = unseal(body, self._keys, self._seal_limits)
+            except UnsealError as exc:
+                await self._refuse(message, exc)
+                return
+            body, content_type = opened.plaintext, opened.content_type
         try:
-            bundle = Bundle.decode(message.body, message.content_type)
+            bundle = Bundle.decode(body, content_type)
             verified = self._verifier.verify_now(parse_untrusted(bundle.message.content))
         except (SigningError, BundleError) as exc:
             self.rejected += 1
@@ -212,6 +238,44 @@ class AgencyClient:
             await message.ack()
         except Exception:  # the channel went in between: the copy comes back, seen
             log.warning("copy %s confirmed but not acked; it comes back", delivery.uuid)
+
+    async def _refuse(self, message: AbstractIncomingMessage, error: UnsealError) -> None:
+        """Send the sealed copy back with a signed refusal, then ack it; if the refusal
+        is not confirmed, the copy goes back to the queue and is tried again."""
+        assert self._channel is not None
+        headers = message.headers or {}
+        receipt = Receipt(
+            kind=ReceiptKind.FAILED,
+            nachrichten_uuid=message.message_id or "",
+            issuer=self.kennung,
+            issued=datetime.now(UTC),
+            nachrichtentyp=header_text(headers.get(HEADER_TYPE)),
+            author=header_text(headers.get(HEADER_AUTHOR)),
+            recipients=(self.kennung,),
+            reason=DeliveryFailure.of_seal(error.reason),
+            detail=error.detail,
+        )
+        log.warning("copy %s does not open: %s; refused", message.message_id, error)
+        exchange = await self._channel.get_exchange(
+            topology.DELIVERY_RECEIPT_EXCHANGE, ensure=False
+        )
+        try:
+            await publishing.publish_confirmed(
+                exchange,
+                refusal_message(
+                    self._signer.sign(build_receipt(receipt)),
+                    message,
+                    topology.agency_queue(self.kennung, test=self._test),
+                ),
+                topology.REFUSAL_ROUTING_KEY,
+                self._confirm_timeout,
+            )
+        except PublishError:
+            log.warning("refusal of %s not confirmed; the copy comes back", message.message_id)
+            await message.nack(requeue=True)
+            return
+        self.refused += 1
+        await message.ack()
 
     def _receipt(self, delivery: Delivery, message: AbstractIncomingMessage) -> Receipt:
         return Receipt(

@@ -8,6 +8,10 @@ Receipts are correlated by nachrichtenUUID. A submission is final when it was re
 failed as a whole, or reported a duplicate, or when every recipient named in the
 ``accepted`` receipt has sent its ``delivered`` receipt (or the broker reported ``failed``
 for it). ``Portal(urls, ...)`` takes one AMQP URL or every node of a cluster.
+
+With ``seal_for`` (the broker's encryption key, `sealing.RecipientKey`), each signed
+submission is sealed for the broker (JWE, ``application/jose``) before it is published:
+the ingress queue then holds nothing readable, and only the broker opens it, in memory.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from lxml import etree
 from broker.amqp import publishing, topology
 from broker.receipts.document import Receipt, read_receipt
 from monitoring.labels import ReceiptKind
+from sealing import SEALED_CONTENT_TYPE, RecipientKey, seal
 from signing import Signer, SigningError, Verifier, parse_untrusted
 from xta_schemas import Catalog
 from xta_schemas.catalog import any_nachrichten_uuid
@@ -95,6 +100,7 @@ class Portal:
         confirm_timeout: float = 5.0,
         on_receipt: ReceiptCallback | None = None,
         catalog: Catalog | None = None,
+        seal_for: RecipientKey | None = None,
     ) -> None:
         self.kennung = kennung
         self._urls = amqp_urls
@@ -103,6 +109,7 @@ class Portal:
         self._confirm_timeout = confirm_timeout
         self._on_receipt = on_receipt
         self._catalog = catalog
+        self._seal_for = seal_for
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._states: dict[str, SubmissionState] = defaultdict(lambda: SubmissionState(""))
@@ -149,11 +156,16 @@ class Portal:
         """
         body = self._signer.sign(document) if sign else _bytes(document)
         uuid = self._identity_of(body, message_id)
+        content_type = "application/xml"
+        if self._seal_for is not None:
+            body, content_type = seal(body, self._seal_for), SEALED_CONTENT_TYPE
         assert self._channel is not None, "start() the portal first"
         exchange = await self._channel.get_exchange(topology.INGRESS_EXCHANGE, ensure=False)
         await publishing.publish_confirmed(
             exchange,
-            publishing.message(body, message_id=uuid, reply_to=self.kennung),
+            publishing.message(
+                body, message_id=uuid, reply_to=self.kennung, content_type=content_type
+            ),
             topology.INGRESS_ROUTING_KEY,
             self._confirm_timeout,
         )

@@ -8,6 +8,10 @@ Webhooks headers (`broker.webhook.signature`):
 - **2xx**: delivered. The agency has no AMQP identity to send a delivery receipt with,
   so the broker issues the ``delivered`` receipt itself, signed by the broker, naming
   the agency as the recipient that took it, then acks.
+- **422 with ``xbroker-refusal``** for a sealed copy: the receiver cannot open it (sealed
+  for a key it does not hold, or altered). Retrying cannot help: the copy is parked in
+  the inbox's ``.dead`` queue at once and the author gets a ``failed`` receipt with that
+  reason (``copy-seal-key-unknown``, ``copy-seal-invalid``).
 - **410 Gone**: the agency has retired the endpoint. The copy goes back to the inbox,
   the deliverer stops consuming that agency's queues (messages wait there), logs an
   error and raises ``xbroker_webhook_endpoint_disabled``; `enable` resumes.
@@ -60,6 +64,7 @@ from broker.webhook.targets import (
 )
 from monitoring.metrics import Metrics
 from routing import Directory
+from sealing import SEALED_CONTENT_TYPE
 
 __all__ = ["WebhookDeliverer", "webhook_agencies"]
 
@@ -174,6 +179,8 @@ class WebhookDeliverer:
                 self.metrics.webhook_attempt(target.kennung, result.outcome)
                 if result.delivered:
                     await self._outcomes.delivered(target, message)
+                elif result.refusal is not None and message.content_type == SEALED_CONTENT_TYPE:
+                    await self._outcomes.refused(target, message, result.refusal)
                 elif result.gone:
                     await self._disable(target, message)
                 else:

@@ -2,8 +2,10 @@
 
 `broker.webhook.deliverer` owns the consumers and their lifecycle; this module owns the outcomes
 that publish and report but leave the consumers alone: a 2xx (`Outcomes.delivered`),
-and a failure that is retried later (`Outcomes.retry`) until the schedule runs out
-(`Outcomes.give_up`). A 410 Gone stops consumers, so it stays with the deliverer.
+a failure that is retried later (`Outcomes.retry`) until the schedule runs out
+(`Outcomes.give_up`), and a sealed copy the receiver cannot open (`Outcomes.refused`:
+a 422 that says so; retrying cannot help). A 410 Gone stops consumers, so it stays with
+the deliverer.
 Every step republishes with confirms before the caller acks the original.
 """
 
@@ -19,6 +21,7 @@ from typing import Protocol
 from aio_pika.abc import AbstractIncomingMessage
 
 from broker.amqp.publishing import HEADER_AUTHOR, HEADER_PUBLISHED, HEADER_TYPE, header_text
+from broker.amqp.refusal import HEADER_REFUSAL
 from broker.errors import DeliveryFailure
 from broker.logs import event
 from broker.receipts.outbox import ReceiptOutbox
@@ -136,23 +139,40 @@ class Outcomes:
         result: PushResult,
     ) -> None:
         """Park the copy in the inbox's ``.dead`` queue; the author gets ``failed``."""
-        # Straight into the inbox's .dead queue (not through xbroker.dead, whose other
-        # bindings react to dead letters): the receipt is issued here, once.
-        await self.republish(
-            target,
-            message,
-            "",
-            routing_key=f"{target.inbox}.dead",
-            extra={HEADER_ATTEMPT: failures, HEADER_LAST_ERROR: result.error},
-        )
-        headers = message_headers(message)
-        uuid = message.message_id or ""
-        author = header_text(headers.get(HEADER_AUTHOR))
-        nachrichtentyp = header_text(headers.get(HEADER_TYPE))
         detail = (
             f"webhook of {target.kennung} did not accept the message in {failures} attempts "
             f"over {self.schedule.total_seconds:g} s; last: {result.error}"
         )
+        await self._park(
+            target,
+            message,
+            DeliveryFailure.UNDELIVERABLE,
+            detail,
+            {HEADER_ATTEMPT: failures, HEADER_LAST_ERROR: result.error},
+        )
+
+    async def refused(
+        self, target: WebhookTarget, message: AbstractIncomingMessage, refusal: DeliveryFailure
+    ) -> None:
+        """The receiver cannot open its sealed copy: parked at once, the author told why."""
+        detail = f"the webhook of {target.kennung} cannot open its sealed copy ({refusal.value})"
+        await self._park(target, message, refusal, detail, {HEADER_REFUSAL: refusal.value})
+
+    async def _park(
+        self,
+        target: WebhookTarget,
+        message: AbstractIncomingMessage,
+        reason: DeliveryFailure,
+        detail: str,
+        extra: Mapping[str, str | int],
+    ) -> None:
+        # Straight into the inbox's .dead queue (not through xbroker.dead, whose other
+        # bindings react to dead letters): the receipt is issued here, once.
+        await self.republish(target, message, "", routing_key=f"{target.inbox}.dead", extra=extra)
+        headers = message_headers(message)
+        uuid = message.message_id or ""
+        author = header_text(headers.get(HEADER_AUTHOR))
+        nachrichtentyp = header_text(headers.get(HEADER_TYPE))
         if author is not None:
             await self.outbox.send(
                 author,
@@ -163,7 +183,7 @@ class Outcomes:
                     nachrichtentyp=nachrichtentyp,
                     author=author,
                     recipients=(target.kennung,),
-                    reason=DeliveryFailure.UNDELIVERABLE,
+                    reason=reason,
                     detail=detail,
                 ),
             )
@@ -174,7 +194,7 @@ class Outcomes:
                 author=author,
                 agency=target.kennung,
                 nachrichtentyp=nachrichtentyp,
-                reason=DeliveryFailure.UNDELIVERABLE.value,
+                reason=reason.value,
             )
         )
         self.metrics.delivery(target.kennung, DeliveryOutcome.DEAD_LETTERED)

@@ -18,11 +18,18 @@ from dataclasses import dataclass
 
 import httpx
 
+from broker.errors import DeliveryFailure
 from broker.settings import Settings
 from broker.webhook.signature import WebhookSecret, signed_headers
 from monitoring.labels import WebhookOutcome
 
-__all__ = ["PushResult", "Pusher"]
+__all__ = ["REFUSAL_HEADER", "PushResult", "Pusher"]
+
+REFUSAL_HEADER = "xbroker-refusal"
+"""With a 422, why the receiver cannot open its sealed copy (docs/webhooks.md)."""
+_SEAL_FAILURES = {
+    f.value: f for f in (DeliveryFailure.COPY_SEAL_KEY_UNKNOWN, DeliveryFailure.COPY_SEAL_INVALID)
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +37,7 @@ class PushResult:
     outcome: WebhookOutcome
     status: int | None = None
     error: str = ""
+    refusal: DeliveryFailure | None = None  # 422 + xbroker-refusal: the seal does not open
 
     @property
     def delivered(self) -> bool:
@@ -87,6 +95,11 @@ class Pusher:
             return PushResult(WebhookOutcome.CONNECTION_ERROR, error=type(exc).__name__)
         if 200 <= response.status_code < 300:
             return PushResult(WebhookOutcome.SUCCESS, response.status_code)
+        refusal = _SEAL_FAILURES.get(response.headers.get(REFUSAL_HEADER, "").strip())
+        if response.status_code == 422 and refusal is not None:
+            return PushResult(
+                WebhookOutcome.HTTP_ERROR, 422, f"HTTP 422: {refusal.value}", refusal=refusal
+            )
         return PushResult(
             WebhookOutcome.HTTP_ERROR, response.status_code, f"HTTP {response.status_code}"
         )

@@ -12,6 +12,10 @@ An author without a receipt queue cannot be told: the dead letter is counted
 (``xbroker_receipts_undeliverable_total``) and stays parked in its ``.dead`` queue, the
 one place an operator looks. The same holds for an ingress message the broker parked
 itself because nobody could receive its rejection: that is counted when it is parked.
+
+A sealed copy its agency could not open arrives the same way, published by the broker
+after it verified the agency's signed refusal (`broker.worker.refusals`); its headers
+say why (``x-xbroker-refusal``), and the author is told that reason.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from broker.amqp import topology
 from broker.amqp.publishing import HEADER_AUTHOR, HEADER_TYPE, header_text
+from broker.amqp.refusal import HEADER_REFUSAL, HEADER_REFUSAL_DETAIL, HEADER_REFUSED_FROM
 from broker.errors import DeliveryFailure, UnroutableError
 from broker.logs import event
 from broker.receipts.document import Receipt
@@ -42,15 +47,21 @@ log = logging.getLogger("xbroker.broker")
 
 @dataclass(frozen=True, slots=True)
 class Death:
-    why: str  # RabbitMQ's x-death reason: expired, rejected, delivery_limit, maxlen
+    why: str  # RabbitMQ's x-death reason: expired, rejected, delivery_limit, maxlen; or
+    # "refused" for a sealed copy its agency could not open (a verified refusal)
 
     @property
     def failure(self) -> DeliveryFailure:
-        """What the author is told: expired unfetched, or undeliverable for any other why."""
+        """What the author is told: expired unfetched, the refusal's reason, or
+        undeliverable for any other why."""
+        if self.refusal is not None:
+            return self.refusal
         return DeliveryFailure.EXPIRED if self.why == "expired" else DeliveryFailure.UNDELIVERABLE
 
     queue: str
     agency: str | None
+    refusal: DeliveryFailure | None = None
+    refusal_detail: str = ""
 
     @property
     def parked_rejection(self) -> bool:
@@ -60,6 +71,8 @@ class Death:
 
     def describe(self, expire_after_days: float) -> str:
         where = f"the copy for {self.agency}" if self.agency else "the message"
+        if self.refusal is not None:
+            return f"{where} does not open there: {self.refusal_detail}"
         if self.why == "expired":
             return not_fetched(self.agency, expire_after_days)
         if self.why == "rejected":
@@ -69,16 +82,26 @@ class Death:
         return f"{where} could not be delivered ({self.why})"
 
 
+def _agency_of(queue: str) -> str | None:
+    if queue.startswith("agency.") and queue.endswith((".inbox", ".test")):
+        return queue.removeprefix("agency.").rsplit(".", 1)[0]
+    return None
+
+
 def death_of(message: AbstractIncomingMessage) -> Death:
-    """Why and where RabbitMQ dead-lettered the message (its latest x-death entry)."""
-    deaths = (message.headers or {}).get("x-death")
+    """Why and where RabbitMQ dead-lettered the message (its latest x-death entry), or
+    why its agency refused it (a copy the broker parked on a verified refusal)."""
+    headers = message.headers or {}
+    refusal = header_text(headers.get(HEADER_REFUSAL))
+    if refusal in {f.value for f in DeliveryFailure}:
+        queue = header_text(headers.get(HEADER_REFUSED_FROM)) or ""
+        detail = header_text(headers.get(HEADER_REFUSAL_DETAIL)) or ""
+        return Death("refused", queue, _agency_of(queue), DeliveryFailure(refusal), detail)
+    deaths = headers.get("x-death")
     latest = deaths[0] if isinstance(deaths, list) and deaths else {}
     why = header_text(latest.get("reason")) if isinstance(latest, dict) else None
     queue = (header_text(latest.get("queue")) if isinstance(latest, dict) else None) or ""
-    agency = None
-    if queue.startswith("agency.") and queue.endswith((".inbox", ".test")):
-        agency = queue.removeprefix("agency.").rsplit(".", 1)[0]
-    return Death(why or "unknown", queue, agency)
+    return Death(why or "unknown", queue, _agency_of(queue))
 
 
 class Failures:

@@ -31,6 +31,14 @@ told "accepted" for a message that is then lost.
 
 Journal events are added to a `JournalBatch` and written together before the ack that
 they belong to (the durability rule is in `broker.stores.journal`).
+
+Sealed delivery (`broker.worker.sealer`): a submission sealed for the broker is opened
+in memory first, off the loop with the pipeline, and what does not open is rejected like
+any other message that can never succeed. The copy for a sealed agency is sealed for its
+key; every other copy is the message as it arrived (or as it was opened). A sealed
+agency without a valid key (its certificate revoked while the broker runs) is a failure
+of the message, not of the worker: it is retried and in the end dead-lettered, and its
+copy is never sent in clear instead.
 """
 
 from __future__ import annotations
@@ -62,9 +70,11 @@ from broker.stores.journal import EventKind, JournalBatch, StatusEvent
 from broker.worker.faults import Faults
 from broker.worker.offloop import OffLoop
 from broker.worker.repair import Repair
-from monitoring.labels import DeliveryOutcome, ReceiptKind, Stage
+from broker.worker.sealer import Sealer
+from monitoring.labels import DeliveryOutcome, ReceiptKind, Sealing, Stage
 from monitoring.metrics import Metrics
 from routing import Directory, Recipient, XtaEndpoint
+from sealing import SEALED_CONTENT_TYPE, SealingKeyError, UnsealError
 from xta_schemas import Header
 from xta_schemas.model import IdentitySource
 
@@ -78,11 +88,20 @@ class _Settle(Enum):
     PARK = "park"  # nobody can be told of its rejection: dead-letter it for an operator
 
 
+@dataclass(frozen=True, slots=True)
+class _Content:
+    """What the copies are made of: the message (or bundle) in clear, in memory."""
+
+    body: bytes
+    content_type: str
+
+
 @dataclass(slots=True)
 class _Attempt:
     """What has been done for one delivery of an ingress message so far."""
 
     decision: Accepted | Rejected | None = None
+    content: _Content | None = None  # the message in clear (opened, if it was sealed)
     claim: Claim | None = None
     receipt: Receipt | None = None
     receipt_sent: bool = False
@@ -106,6 +125,7 @@ class IngressConsumer:
         faults: Faults,
         repair: Repair,
         offloop: OffLoop,
+        sealer: Sealer,
     ) -> None:
         self._settings = settings
         self._directory = directory
@@ -117,6 +137,7 @@ class IngressConsumer:
         self._journal = journal
         self._faults = faults
         self._repair = repair
+        self._sealer = sealer
         self._copies: CopyExchanges | None = None
 
     def bind(self, copies: CopyExchanges) -> None:
@@ -154,23 +175,36 @@ class IngressConsumer:
     async def _advance(self, message: AbstractIncomingMessage, attempt: _Attempt) -> _Settle:
         """Do what is left to do for the message; each step is done once per delivery."""
         if attempt.decision is None:
-            attempt.decision = await self._decide(message, datetime.now(UTC))
+            attempt.decision, attempt.content = await self._decide(message, datetime.now(UTC))
         if isinstance(attempt.decision, Rejected):
             return await self._reject(message, attempt.decision, attempt)
         return await self._accept(message, attempt.decision, attempt)
 
-    async def _decide(self, message: AbstractIncomingMessage, at: datetime) -> Decision:
+    async def _decide(
+        self, message: AbstractIncomingMessage, at: datetime
+    ) -> tuple[Decision, _Content]:
         """The pipeline's decision, worked out off the loop (`broker.worker.offloop`), on
-        the message (or a bundle's message part, which is read off the loop too)."""
+        the message (or a bundle's message part, which is read off the loop too); and the
+        content in clear: a submission sealed for the broker is opened there first, in
+        memory."""
+        arrived = _Content(message.body, message.content_type or "application/xml")
 
-        def decide() -> Decision:
-            body = _message_part(message)
-            return self._pipeline.process(body, at=at, message_id=message.message_id)
+        def decide() -> tuple[Decision, _Content]:
+            content = arrived
+            if content.content_type == SEALED_CONTENT_TYPE:
+                try:
+                    with self._metrics.time_stage(Stage.UNSEAL):
+                        opened = self._sealer.open(message.body)
+                except UnsealError as exc:
+                    return _rejected(message, exc), content
+                content = _Content(opened.plaintext, opened.content_type)
+            body = _message_part(content)
+            return self._pipeline.process(body, at=at, message_id=message.message_id), content
 
         try:
             return await self._offloop.run(decide)
         except Rejection as exc:  # given up on: the pipeline never got to say more
-            return Rejected(hashlib.sha256(message.body).hexdigest(), exc.reason, exc.detail)
+            return _rejected(message, exc), arrived
 
     async def _claim(self, author: str, uuid: str, digest: str) -> Claim:
         """Claim the message; while another live worker delivers it (BUSY), wait for it
@@ -264,18 +298,20 @@ class IngressConsumer:
                 **_assumptions(header, decision.uncovered.notes()),
             )
         receipt = attempt.receipt
-        body = (
-            message.body
-            if decision.covered is None
-            else with_message(message.body, message.content_type, decision.covered)
-        )
+        assert attempt.content is not None, "decided before accepted"
+        content = attempt.content
+        if decision.covered is not None:
+            content = _Content(
+                with_message(content.body, content.content_type, decision.covered),
+                content.content_type,
+            )
 
         async def copies() -> None:
             # Copy n goes out on channel n (broker.amqp.copies); confirmed ones not again.
             with self._metrics.time_stage(Stage.DELIVER):
                 await _all_confirmed(
                     *(
-                        self._deliver(r, n, message, body, decision, published, attempt)
+                        self._deliver(r, n, content, decision, published, attempt)
                         for n, r in enumerate(decision.recipients)
                         if r.kennung not in attempt.confirmed
                     )
@@ -327,8 +363,7 @@ class IngressConsumer:
         self,
         recipient: Recipient,
         copy: int,
-        message: AbstractIncomingMessage,
-        body: bytes,
+        content: _Content,
         decision: Accepted,
         published: float,
         attempt: _Attempt,
@@ -338,11 +373,21 @@ class IngressConsumer:
         agency = self._directory().get(recipient.kennung)
         if agency is None:
             raise PublishError(f"{recipient.kennung} is not in the directory")
+        try:
+            # A bundle stays a bundle (sealed whole): its attachments travel with it.
+            body, content_type = self._sealer.copy_for(
+                agency, content.body, content.content_type, datetime.now(UTC)
+            )
+        except SealingKeyError as exc:
+            # Never in clear instead: the message is retried, in the end dead-lettered.
+            event(log, "copy.unsealable", logging.ERROR, uuid=decision.header.uuid, error=str(exc))
+            self._metrics.delivery(recipient.kennung, DeliveryOutcome.FAILED)
+            raise
         # A webhook agency's copy goes into its inbox too; the webhook deliverer pushes it.
         msg = publishing.message(
-            body,  # a bundle stays a bundle: its attachments travel with it
+            body,
             message_id=decision.header.uuid,
-            content_type=message.content_type or "application/xml",
+            content_type=content_type,
             headers={
                 HEADER_PUBLISHED: published,
                 HEADER_TYPE: decision.header.nachrichtentyp,
@@ -367,6 +412,7 @@ class IngressConsumer:
             raise
         attempt.confirmed.add(recipient.kennung)
         self._metrics.delivery(recipient.kennung, DeliveryOutcome.DELIVERED)
+        self._metrics.copy(recipient.kennung, Sealing.SEALED if agency.sealed else Sealing.CLEAR)
         self._journal.add(
             StatusEvent(
                 decision.header.uuid,
@@ -466,13 +512,18 @@ def _received_at_entry(message: AbstractIncomingMessage) -> bool:
     return bool((message.headers or {}).get(HEADER_RECEIVED))
 
 
-def _message_part(message: AbstractIncomingMessage) -> bytes:
+def _rejected(message: AbstractIncomingMessage, exc: Rejection) -> Rejected:
+    """A rejection decided outside the pipeline, for the bytes as they arrived."""
+    return Rejected(hashlib.sha256(message.body).hexdigest(), exc.reason, exc.detail)
+
+
+def _message_part(content: _Content) -> bytes:
     """What the pipeline checks: the message, or a bundle's message part. A broken
     bundle goes to the pipeline as it is, which rejects it as malformed XML."""
     try:
-        return message_of(message.body, message.content_type)
+        return message_of(content.body, content.content_type)
     except BundleError:
-        return message.body
+        return content.body
 
 
 def _assumptions(header: Header, removed: tuple[str, ...] = ()) -> dict[str, Any]:

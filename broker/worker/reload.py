@@ -21,6 +21,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from broker.errors import ConfigurationError
 from broker.logs import event
 from routing import Directory, DirectoryError
 from routing.directory import CertificateFiles
@@ -67,7 +68,8 @@ class DirectoryWatcher:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
 
     async def reload(self) -> bool:
-        """Load the file now and apply it; False (and the old directory kept) if invalid."""
+        """Load the file now and apply it; False (and the old directory kept) if invalid,
+        or if applying refuses it (a sealed agency without a valid encryption key)."""
         self._stamp = self._current_stamp()
         try:
             # Seconds of CPU for a country's directory: in a thread, so that the loop
@@ -78,11 +80,11 @@ class DirectoryWatcher:
                 self._certificate_dir,
                 certificates=self._certificates,
             )
-        except DirectoryError as exc:
+            await self._apply(directory)
+        except (DirectoryError, ConfigurationError) as exc:
             self.failures += 1
             event(log, "directory.invalid", logging.ERROR, error=str(exc))
             return False
-        await self._apply(directory)
         return True
 
     async def _run(self) -> None:

@@ -1,8 +1,9 @@
 """The broker worker: its connection, topology, consumers and orderly stop.
 
-It consumes three queues: the ingress (`broker.worker.ingress`: decide, deliver, answer), the
-agencies' delivery receipts (`broker.worker.delivery_receipts`: verify, forward) and the dead
-letters (`broker.worker.failures`: tell the author). A task keeps the trust store's CRL
+It consumes four queues: the ingress (`broker.worker.ingress`: decide, deliver, answer), the
+agencies' delivery receipts (`broker.worker.delivery_receipts`: verify, forward), their
+refusals of sealed copies that do not open (`broker.worker.refusals`: verify, park) and the
+dead letters (`broker.worker.failures`: tell the author). A task keeps the trust store's CRL
 snapshot current (`broker.worker.reload.CrlWatcher`), so the pipeline never reads a file.
 Stopping takes no new messages, lets those
 in flight finish within a grace period and leaves the rest unacked, so RabbitMQ returns
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from enum import StrEnum
 
 import aiormq
@@ -46,11 +48,14 @@ from broker.worker.failures import Failures
 from broker.worker.faults import Faults
 from broker.worker.ingress import IngressConsumer
 from broker.worker.offloop import OffLoop
+from broker.worker.refusals import Refusals
 from broker.worker.reload import CrlWatcher
 from broker.worker.repair import Repair
+from broker.worker.sealer import Sealer, check_keys
 from monitoring.labels import Stage, WorkerFault
 from monitoring.metrics import CertificateExpiry, Metrics
 from routing import Directory
+from sealing import KeyRing, SealLimits
 from signing import Signer, Verifier
 from xta_schemas import Catalog
 
@@ -83,6 +88,7 @@ class BrokerService:
         metrics: Metrics,
         dedup: DedupStore,
         journal: Journal | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         self.settings = settings
         # The dedup store listens too: the accepted event completes the message's claim,
@@ -134,6 +140,9 @@ class BrokerService:
             self.faults,
             self._repair,
         )
+        self._refusals = Refusals(
+            verifier, lambda: self.directory, settings.confirm_timeout_seconds
+        )
         self._pipeline = Pipeline(
             catalog=catalog,
             verifier=verifier,
@@ -141,6 +150,9 @@ class BrokerService:
             limits=settings.parser_limits(),
             observe=self._observe_stage,
             budget=settings.processing_cpu_seconds,
+        )
+        self._sealer = sealer or Sealer(
+            verifier.trust, KeyRing(), SealLimits(settings.max_message_bytes)
         )
         self._ingress = IngressConsumer(
             settings,
@@ -153,6 +165,7 @@ class BrokerService:
             self.faults,
             self._repair,
             self._offloop,
+            self._sealer,
         )
         self._publish_certificates()
         self.state = Lifecycle.UNOPENED
@@ -164,6 +177,7 @@ class BrokerService:
                 (topology.INGRESS_QUEUE, self._ingress),
                 (topology.DELIVERY_RECEIPT_QUEUE, self._delivery_receipts),
                 (topology.FAILURE_QUEUE, self._failures),
+                (topology.REFUSAL_QUEUE, self._refusals),
             ),
             self.faults,
             lambda: self.state is Lifecycle.RUNNING,
@@ -223,6 +237,7 @@ class BrokerService:
             ) from exc
         self._outbox.bind(self._exchanges.receipts)
         self._ingress.bind(CopyExchanges(self._connection, topology.DELIVER_EXCHANGE))
+        self._refusals.bind(self._exchanges.dead)
         self._repair.bind(self._channel, self._exchanges)
         self._consumption.bind(self._channel)
         self._connection.close_callbacks.add(self._on_connection_lost)
@@ -290,7 +305,13 @@ class BrokerService:
         under exactly one directory version, even while one is being decided in the
         worker's thread; copies already published stay in their queues, which are
         never deleted by a reload. Queues of new agencies are declared before the switch.
+        A directory in which a sealed agency has no valid encryption key is refused
+        (`SealingKeyError`) before anything changes.
         """
+        # A chain check per sealed agency: off the loop, as the directory was read.
+        await asyncio.to_thread(
+            check_keys, directory, self._pipeline.verifier.trust, datetime.now(UTC)
+        )
         if self._channel is not None and self._exchanges is not None:
             await topology.declare_for_directory(
                 self._channel,

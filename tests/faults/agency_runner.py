@@ -20,7 +20,7 @@ from pathlib import Path
 
 
 async def main(config: Path, kennung: str, handled: Path, urls: list[str]) -> None:
-    from broker.app import load_parts, party_signer
+    from broker.app import load_parts, party_keys, party_signer
     from broker.sdk.agency import AgencyClient, Delivery, default_seen_path
     from broker.settings import load_settings
 
@@ -38,6 +38,7 @@ async def main(config: Path, kennung: str, handled: Path, urls: list[str]) -> No
         parts.verifier(),
         handle,
         seen_path=default_seen_path(kennung, handled.parent),
+        keys=party_keys(settings, kennung),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

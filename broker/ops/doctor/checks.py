@@ -12,6 +12,7 @@ Checks, in order (the later ones need what the earlier ones loaded)::
     directory      the agency directory loads, with its registered certificates
     trust          the trust store folder holds CA certificates; each CA's expiry
     certificates   the broker's own certificate, then every registered one: expiry
+    sealing        every sealed agency has a valid encryption key; the broker's own
     rabbitmq       the node answers; product and version from the connection
     topology       exchanges and queues exist (passive declares, throwaway channels)
     permissions    agency users and their permissions, where agencies have users
@@ -29,6 +30,7 @@ from cryptography import x509
 
 from broker.ops.doctor.findings import Finding, Report, Status, skipped
 from broker.ops.doctor.rabbitmq import MINIMUM_RABBITMQ, check_rabbitmq, check_topology
+from broker.ops.doctor.sealing import check_sealing
 from broker.settings import Settings
 from routing import Directory, DirectoryError
 from signing import SigningError
@@ -73,6 +75,7 @@ async def diagnose(
     findings.extend(
         _guarded("certificates", lambda: _certificates(settings, directory, at, expiry_warning))
     )
+    findings.extend(_guarded("sealing", lambda: check_sealing(settings, directory, at)))
     connection, rabbit = await check_rabbitmq(settings.rabbitmq_urls[0], timeout)
     findings.extend(rabbit)
     try:

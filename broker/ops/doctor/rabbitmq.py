@@ -102,7 +102,7 @@ def _expected(directory: Directory | None) -> tuple[list[str], list[str]]:
         topology.DELIVERY_RECEIPT_EXCHANGE,
         topology.DEAD_EXCHANGE,
     ]
-    queues = [topology.INGRESS_QUEUE, topology.DELIVERY_RECEIPT_QUEUE]
+    queues = [topology.INGRESS_QUEUE, topology.DELIVERY_RECEIPT_QUEUE, topology.REFUSAL_QUEUE]
     for agency in directory or ():
         if topology.has_inbox(agency) and isinstance(agency.endpoint, AmqpEndpoint):
             queues.append(topology.agency_queue(agency.kennung))
