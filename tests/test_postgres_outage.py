@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from broker.app import load_parts, party_signer
 from broker.commands.demo import ensure_dev_pki
 from broker.errors import StoreError, TransientError
-from broker.sdk.agency import AgencyClient, Delivery
+from broker.sdk.agency import Delivery
 from broker.sdk.portal import Portal
 from broker.settings import load_settings
 from broker.stores.backend import Stores
@@ -30,6 +30,7 @@ from broker.worker.service import BrokerService
 from monitoring.metrics import Metrics
 from signing import parse_untrusted
 from tests.polling import eventually
+from tests.world import agency_client
 from xta_schemas.samples import with_fresh_header
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -167,14 +168,7 @@ async def test_an_outage_pauses_the_worker_which_holds_its_message_and_resumes_b
     async def handle(delivery: Delivery) -> None:
         handled.append(delivery.uuid)
 
-    agency = AgencyClient(
-        amqp_url,
-        AGENCY,
-        party_signer(settings, AGENCY),
-        parts.verifier(),
-        handle,
-        seen_path=tmp_path / "seen.sqlite3",
-    )
+    agency = agency_client(amqp_url, settings, parts, AGENCY, handle, tmp_path / "seen.sqlite3")
     portal = Portal(
         amqp_url,
         settings.portal_kennung,

@@ -20,7 +20,7 @@ import pytest
 from broker.amqp import topology
 from broker.app import party_keys
 from broker.errors import DeliveryFailure
-from broker.stores.status import StatusStore
+from broker.stores.sqlite import SqliteStatusStore
 from monitoring.labels import ReceiptKind
 from routing import Directory
 from sealing import SEALED_CONTENT_TYPE, KeyRing, RecipientKey, kid_of
@@ -224,14 +224,17 @@ async def _put_back(
 
 
 async def _failed_event(world: World, uuid: str, reason: DeliveryFailure) -> None:
-    store = StatusStore(world.settings.status_path)
+    store = SqliteStatusStore(world.settings.status_path)
+
+    async def failed() -> bool:
+        return any(
+            e.kind.value == "failed" and e.reason == reason.value
+            for e in (await store.timeline(uuid)).events
+        )
+
     try:
         await eventually(
-            lambda: any(
-                e.kind.value == "failed" and e.reason == reason.value
-                for e in store.timeline(uuid).events
-            ),
-            what=f"a failed event ({reason.value}) in the Laufzettel of {uuid}",
+            failed, what=f"a failed event ({reason.value}) in the Laufzettel of {uuid}"
         )
     finally:
-        store.close()
+        await store.close()

@@ -31,7 +31,7 @@ from broker.http_api import (
     hash_token,
 )
 from broker.sdk.portal import Portal
-from broker.stores.status import StatusStore
+from broker.stores.sqlite import SqliteStatusStore
 from monitoring.labels import ReceiptKind
 from sealing import SEALED_CONTENT_TYPE, RecipientKey, seal
 from signing.keyfiles import encryption_paths
@@ -208,7 +208,7 @@ async def test_the_http_api_takes_a_sealed_submission_and_publishes_it_sealed(
     ingress = IngressPublisher(module_vhost_url, confirm_timeout=5.0)
     await ingress.start()
     app = build_api(
-        status=StatusStore(world.settings.status_path),
+        status=SqliteStatusStore(world.settings.status_path),
         ingress=ingress,
         catalog=world.parts.catalog,
         authenticate=Authenticator(TokenTable({hash_token(TOKEN): world.settings.portal_kennung})),
