@@ -19,6 +19,7 @@ from broker.worker.sealer import Sealer, check_keys
 from broker.worker.service import BrokerService
 from monitoring.metrics import Metrics
 from routing import Directory, DirectoryError
+from routing.directory import CertificateFiles
 from sealing import KeyRing, SealLimits
 from signing import Signer, SigningError, TrustStore, Verifier
 from signing.keyfiles import encryption_paths, party_paths
@@ -46,6 +47,8 @@ class Parts:
     directory: Directory
     trust: TrustStore
     broker_keys: KeyRing = field(default_factory=KeyRing)  # opens what is sealed for it
+    # The certificate files the directory was loaded from: a reload reads only changed ones.
+    certificates: CertificateFiles = field(default_factory=CertificateFiles)
 
     def verifier(self) -> Verifier:
         return Verifier(self.trust)
@@ -59,8 +62,11 @@ def load_parts(settings: Settings) -> Parts:
         catalog = Catalog.load(settings.standard_dirs)
     except StandardsError as exc:
         raise ConfigurationError(f"standards: {exc}") from exc
+    certificates = CertificateFiles()
     try:
-        directory = Directory.load(settings.directory, settings.party_certificate_dir)
+        directory = Directory.load(
+            settings.directory, settings.party_certificate_dir, certificates=certificates
+        )
     except DirectoryError as exc:
         raise ConfigurationError(str(exc)) from exc
     if not settings.trust_dir.is_dir():
@@ -77,7 +83,7 @@ def load_parts(settings: Settings) -> Parts:
     # A sealed agency without a valid key is found now, not at its first message.
     check_keys(directory, trust, datetime.now(UTC))
     broker_keys = party_keys(settings, settings.broker_kennung)
-    return Parts(settings, catalog, directory, trust, broker_keys)
+    return Parts(settings, catalog, directory, trust, broker_keys, certificates)
 
 
 def party_signer(settings: Settings, kennung: str) -> Signer:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from broker.errors import Reason
-from broker.worker.reload import DirectoryWatcher
+from broker.worker.reload import DirectoryWatcher, collections_paused
 from monitoring.labels import ReceiptKind
 from routing import Directory
+from routing.directory import CertificateFiles
+from signing.devpki import issue, setup_ca
 from tests.polling import eventually
 from tests.world import EXAMPLES, World, running_world
 
@@ -58,6 +61,39 @@ async def test_watcher_keeps_the_old_directory_when_the_new_file_is_invalid(tmp_
     assert await watcher.reload() is False
     assert applied == []
     assert watcher.failures == 1
+
+
+async def test_the_first_reload_reads_no_certificate_file_the_start_read(tmp_path: Path) -> None:
+    setup_ca(tmp_path / "pki")
+    crt, _ = issue(tmp_path / "pki" / "ca", "psw:1", "A", tmp_path, "ec")
+    path = tmp_path / "directory.toml"
+    _write(path, f'[[agency]]\nkennung = "psw:1"\nname = "A"\ncertificates = ["{crt.name}"]\n')
+    started = CertificateFiles()
+    at_start = Directory.load(path, tmp_path, certificates=started)
+    applied: list[Directory] = []
+
+    async def apply(directory: Directory) -> None:
+        applied.append(directory)
+
+    watcher = DirectoryWatcher(path, tmp_path, apply, certificates=started)
+    assert await watcher.reload() is True
+
+    # The same parsed certificate: taken from the start's files, not read again.
+    assert applied[0].get("psw:1").certificates[0] is at_start.get("psw:1").certificates[0]
+
+
+def test_collections_paused_restores_the_collector_as_it_found_it() -> None:
+    assert gc.isenabled()
+    with collections_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collections_paused():
+            pass
+        assert not gc.isenabled()  # it was off: left off
+    finally:
+        gc.enable()
 
 
 @pytest.fixture(scope="module")

@@ -142,7 +142,10 @@ async def _run_service(
         _log_signal(stop)
         return
     watcher = DirectoryWatcher(
-        settings.directory, settings.party_certificate_dir, service.reload_directory
+        settings.directory,
+        settings.party_certificate_dir,
+        service.reload_directory,
+        certificates=parts.certificates,
     )
     waiting = WaitingWatch(
         records.status,
