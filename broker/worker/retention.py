@@ -7,21 +7,19 @@ window and Laufzettel events (and HTTP submission claims) older than
 host runs the same statements against the shared tables, which is harmless: a DELETE by
 age that another host ran first deletes nothing. Each deletes in bounded chunks, so a
 large backlog never holds a lock or outlasts the statement timeout. A store that cannot
-be reached is tried again at the next round (a fault of the surroundings, logged).
+be reached (or any failed round) is tried again at the next round, logged.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from broker.errors import TransientError
 from broker.logs import event
 from broker.stores.dedup import DedupStore
 from broker.stores.status import StatusStore
+from broker.worker.periodic import Periodic
 
 __all__ = ["Pruned", "Retention"]
 
@@ -48,8 +46,7 @@ class Retention:
         self._dedup = dedup
         self._status = status
         self._keep_events = keep_events
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("retention", self._round, interval, log)
 
     async def prune(self, now: datetime | None = None) -> Pruned:
         """One round: delete what is older than the settings keep."""
@@ -59,21 +56,12 @@ class Retention:
         return Pruned(claims, events)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="retention")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._periodic.stop()
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                pruned = await self.prune()
-            except TransientError as exc:
-                event(log, "retention.failed", logging.WARNING, error=str(exc))
-            else:
-                if pruned.claims or pruned.events:
-                    event(log, "retention.pruned", claims=pruned.claims, events=pruned.events)
-            await asyncio.sleep(self._interval)
+    async def _round(self) -> None:
+        pruned = await self.prune()
+        if pruned.claims or pruned.events:
+            event(log, "retention.pruned", claims=pruned.claims, events=pruned.events)

@@ -8,14 +8,13 @@ gauge per agency (for the alert) and one warning log event per copy.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from broker.logs import event
 from broker.stores.status import StatusStore
+from broker.worker.periodic import Periodic
 from monitoring.metrics import Metrics
 
 __all__ = ["WaitingWatch"]
@@ -35,9 +34,8 @@ class WaitingWatch:
         self._status = status
         self._metrics = metrics
         self._warn_after = warn_after
-        self._interval = interval
+        self._periodic = Periodic("waiting", self.check, interval, log)
         self._warned: set[tuple[str, str]] = set()
-        self._task: asyncio.Task[None] | None = None
 
     async def check(self, now: datetime | None = None) -> Counter[str]:
         """One look: update the gauge, warn once per newly late copy; counts per agency."""
@@ -61,18 +59,7 @@ class WaitingWatch:
         return counts
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="waiting-watch")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.check()
-            except Exception as exc:  # a watch must never take the worker down
-                event(log, "waiting.check_failed", logging.WARNING, error=str(exc))
-            await asyncio.sleep(self._interval)
+        await self._periodic.stop()
