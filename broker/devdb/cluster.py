@@ -138,14 +138,18 @@ def cluster_status(root: Path | None = None) -> ClusterInfo | None:
     return None
 
 
-def stop_cluster(root: Path | None = None, *, timeout: float = 60.0) -> bool:
-    """Stop this checkout's cluster (fast shutdown); True if one was running. Data stays."""
+def stop_cluster(root: Path | None = None, *, timeout: float = 60.0, crash: bool = False) -> bool:
+    """Stop this checkout's cluster (fast shutdown); True if one was running. Data stays.
+
+    ``crash``: an immediate shutdown, as a lost server leaves its clients (and its data,
+    which recovers at the next start)."""
     layout = _ClusterLayout.of(root)
+    mode = "immediate" if crash else "fast"
     with _locked(layout):
         if _running_pid(layout) is None:
             return False
         _as_owner(
-            [str(postgres_tool("pg_ctl")), "stop", "-D", str(layout.data), "-m", "fast", "-w"],
+            [str(postgres_tool("pg_ctl")), "stop", "-D", str(layout.data), "-m", mode, "-w"],
             layout,
             timeout=timeout,
         )
@@ -292,14 +296,24 @@ def _give_to_owner(path: Path) -> None:
         os.chown(path, *owner)
 
 
-def _as_owner(args: Sequence[str], layout: _ClusterLayout, *, timeout: float) -> None:
+def _as_owner(
+    args: Sequence[str],
+    layout: _ClusterLayout,
+    *,
+    timeout: float,
+    env: dict[str, str] | None = None,
+) -> None:
     """Run a server program as the cluster's owner, from a folder it may enter."""
     owner = _owner()
     try:
         done = subprocess.run(
             list(args),
             cwd=layout.base,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"},
+            env={
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "LC_ALL": "C.UTF-8",
+                **(env or {}),
+            },
             capture_output=True,
             text=True,
             timeout=timeout,

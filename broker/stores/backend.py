@@ -67,8 +67,10 @@ class Stores:
         """Where the state is, for logs and messages (without a password)."""
         if self.database is None:
             return str(self.settings.state_dir)
+        # netloc, not hostname/port: a URL may list several servers (``h1:p1,h2:p2``).
         parts = urlsplit(self.database.url)
-        return f"postgresql://{parts.hostname}:{parts.port or 5432}{parts.path}"
+        servers = parts.netloc.rpartition("@")[2]
+        return f"postgresql://{servers}{parts.path}"
 
     def status(self) -> StatusStore:
         """The status store (one per process)."""
