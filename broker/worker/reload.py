@@ -24,6 +24,7 @@ from pathlib import Path
 
 from broker.errors import ConfigurationError
 from broker.logs import event
+from broker.worker.periodic import Periodic
 from routing import Directory, DirectoryError
 from routing.directory import CertificateFiles
 from signing import TrustStore
@@ -136,17 +137,14 @@ class CrlWatcher:
             raise ValueError("the trust store has no CRL folder to watch")
         self._trust = trust
         self._folder = trust.crl_folder
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
+        # A task that died of a failed look would leave the broker on old CRLs for good.
+        self._periodic = Periodic("crl.refresh", self.refresh, interval, crl_log)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="crl-watcher")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._periodic.stop()
 
     async def refresh(self) -> bool:
         """Look at the folder now; True if a new snapshot is in use."""
@@ -158,12 +156,3 @@ class CrlWatcher:
         self._trust.use_crls(fresh)
         event(crl_log, "crl.reloaded", folder=str(self._folder.path))
         return True
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.refresh()
-            except Exception:
-                # A task that died here would leave the broker on old CRLs for good.
-                crl_log.exception("crl.refresh_failed")
