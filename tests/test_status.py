@@ -271,6 +271,29 @@ async def test_status_command_fails_for_an_unknown_message(
     assert await _status("--config", str(_config(backend, tmp_path)), "status", UUID) == 1
 
 
+async def test_status_command_reads_many_uuids_from_a_file(
+    store: StatusStore, backend: Backend, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = "0a1b2c3d-4e5f-4a6b-8c7d-8e9fa0b1c2d3"
+    await _delivered_twice(store)
+    await store.record(StatusEvent(other, EventKind.ACCEPTED, author=PORTAL))
+    listed = tmp_path / "uuids.txt"
+    listed.write_text(f"{other}\n\n{UUID}\n")
+    config = str(_config(backend, tmp_path))
+
+    code = await _status("--config", config, "status", "--from", str(listed), "--json")
+
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert [(d["uuid"], d["state"]) for d in map(json.loads, lines)] == [
+        (other, "accepted"),
+        (UUID, "delivered"),
+    ]
+    listed.write_text(f"{UUID}\nnever-seen\n")
+    assert await _status("--config", config, "status", "--from", str(listed)) == 1
+    assert "never-seen: unknown" in capsys.readouterr().out.splitlines()
+
+
 def test_status_command_without_a_store_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
