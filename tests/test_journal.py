@@ -167,6 +167,41 @@ async def test_batches_to_an_asynchronous_journal_are_written_one_after_the_othe
     assert [uuid for b in journal.batches for uuid in b] == ["a", "b", "c"]
 
 
+class Held:
+    """An asynchronous journal whose writes wait until ``go`` is set."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.started = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def record(self, event: StatusEvent) -> None:
+        await self.record_many((event,))
+
+    async def record_many(self, events: Sequence[StatusEvent]) -> None:
+        self.started.set()
+        await self.go.wait()
+        self.batches.append([e.uuid for e in events])
+
+
+async def test_an_event_added_during_a_write_reaches_every_journal_in_the_same_flush() -> None:
+    # The status store first, the dedup store (which completes claims) after it: an event
+    # added while the first writes must not reach the second before the first.
+    first, second = Held(), Batches()
+    batch = JournalBatch([first, second])
+
+    batch.add(_event("a"))
+    await asyncio.wait_for(first.started.wait(), 10)  # "a" is being written
+    batch.add(_event("b"))
+    waiting = asyncio.create_task(batch.flushed())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # nothing is written yet
+    first.go.set()
+    await waiting
+
+    assert first.batches == second.batches == [["a"], ["b"]]
+
+
 async def test_a_journal_without_record_many_gets_the_events_one_by_one() -> None:
     journal = OneByOne()
     batch = JournalBatch([journal])

@@ -151,7 +151,7 @@ class JournalBatch:
     @property
     def pending(self) -> int:
         """Events not yet written by every journal."""
-        return max((len(sink.backlog) for sink in self._sinks), default=0)
+        return max((sink.unwritten for sink in self._sinks), default=0)
 
     def add(self, event: StatusEvent) -> None:
         """Queue ``event`` for the next batch."""
@@ -179,6 +179,13 @@ class JournalBatch:
     async def flush(self) -> None:
         """Write everything pending now; raise `StoreError` if a journal failed."""
         async with self._writing:
+            # Every journal writes the same events in one flush: all backlogs are taken
+            # before the first write. Taken one by one, an event added while the status
+            # store writes would reach the dedup store (completing its claim) in this
+            # flush and the status store only in the next; a process killed in between
+            # would leave a completed claim whose Laufzettel never shows the message.
+            for sink in self._sinks:
+                sink.take()
             failure: Exception | None = None
             for sink in self._sinks:
                 try:
@@ -223,32 +230,48 @@ class JournalBatch:
 
 
 class _Sink:
-    """One journal and the events it has not written yet."""
+    """One journal, the events it has not written yet, and those being written."""
 
-    __slots__ = ("backlog", "journal", "many")
+    __slots__ = ("backlog", "journal", "many", "writing")
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
         self.many = journal if isinstance(journal, BatchJournal) else None
         self.backlog: list[StatusEvent] = []
+        self.writing: list[StatusEvent] = []
+
+    @property
+    def unwritten(self) -> int:
+        return len(self.writing) + len(self.backlog)
+
+    def take(self) -> None:
+        """Make the backlog the next write's events."""
+        self.writing, self.backlog = self.backlog, []
 
     async def write(self) -> None:
-        if not self.backlog:
+        """Write the taken events; what is not written goes back to the backlog's front."""
+        events, self.writing = self.writing, []
+        if not events:
             return
-        events, self.backlog = self.backlog, []
         if self.many is not None:
             try:
+                self.writing = events
                 await _done(self.many.record_many(events))
             except BaseException:
                 self.backlog[:0] = events
                 raise
+            finally:
+                self.writing = []
             return
         for index, event in enumerate(events):
             try:
+                self.writing = events[index:]
                 await _done(self.journal.record(event))
             except BaseException:
                 self.backlog[:0] = events[index:]
                 raise
+            finally:
+                self.writing = []
 
 
 async def _write(journal: Journal, events: Sequence[StatusEvent]) -> None:
