@@ -96,6 +96,17 @@ def _table(title: str, head: Sequence[str], rows: Sequence[Sequence[object]]) ->
     return ["", title, _row(head, widths), *(_row(r, widths) for r in rows)]
 
 
+def _relay_backlogs(figures: Mapping[str, Any]) -> str:
+    """The relays' backlogs where they were grown past the broker's to give a rate."""
+    grown = [
+        f"{key} {name} {size:,}"
+        for name, t in figures["throughput"].items()
+        for key, size in t.get("relay_messages", {}).items()
+        if size != t["messages"]
+    ]
+    return f"; relay backlogs grown to give a rate: {', '.join(grown)}" if grown else ""
+
+
 def _unmeasured(figures: Mapping[str, Any]) -> list[str]:
     """Why a rate shows as n/a: its drain was too short to time."""
     notes = [
@@ -152,7 +163,7 @@ def render(figures: Mapping[str, Any]) -> str:
         )
     lines += _table(
         "Throughput, messages/s (backlog drained; relay = bare RabbitMQ relay; "
-        "ratio = broker / relay)",
+        "ratio = broker / relay)" + _relay_backlogs(figures),
         [
             "class",
             "backlog",

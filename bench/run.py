@@ -35,7 +35,7 @@ from bench.profiling import read_profile
 from bench.queues import DrainTiming
 from bench.report import load_average, machine
 from bench.targets import targets
-from bench.throughput import BrokerDrain, broker_drain, declare_topology, relay_drain
+from bench.throughput import BrokerDrain, broker_drain, declare_topology, relay_rate
 from bench.world import BenchWorld, bench_world
 
 __all__ = ["FULL_BACKLOG", "LOAD_SHARES", "Options", "measure"]
@@ -224,17 +224,17 @@ async def _throughput(
     reason under ``unmeasured``."""
     assert opts.workers and opts.count
     results: dict[str, Any] = {}
-    relay_timings: dict[tuple[str, int], DrainTiming] = {}
+    relay_timings: dict[tuple[str, int], tuple[DrainTiming, int]] = {}
     for cls in classes:
         count = max(100, int(opts.count * _SIZE_SHARE[cls.size]))
         bodies = sign_many(world.settings.pki, cls, count)
-        figures: dict[str, Any] = {"messages": count, "unmeasured": {}}
+        figures: dict[str, Any] = {"messages": count, "relay_messages": {}, "unmeasured": {}}
         for processes in sorted({1, opts.workers}):
             if (cls.size, processes) not in relay_timings:
-                relay_timings[cls.size, processes] = await relay_drain(
+                relay_timings[cls.size, processes] = await relay_rate(
                     world, channel, bodies, processes
                 )
-            _record(figures, f"relay_{processes}", relay_timings[cls.size, processes], cls)
+            _record_relay(figures, f"relay_{processes}", relay_timings[cls.size, processes], cls)
             drain = await broker_drain(world, channel, cls, bodies, processes)
             _record(figures, f"broker_{processes}", drain.timing, cls)
             figures[f"ratio_{processes}"] = _ratio(
@@ -243,8 +243,8 @@ async def _throughput(
         if cls is classes[0]:
             # The broker's AMQP work alone: consume, two confirmed publishes, ack.
             for processes in sorted({1, opts.workers}):
-                timing = await relay_drain(world, channel, bodies, processes, publishes=2)
-                _record(figures, f"relay2_{processes}", timing, cls)
+                relayed = await relay_rate(world, channel, bodies, processes, publishes=2)
+                _record_relay(figures, f"relay2_{processes}", relayed, cls)
                 figures[f"protocol_ratio_{processes}"] = _ratio(
                     figures[f"broker_{processes}"], figures[f"relay2_{processes}"]
                 )
@@ -257,6 +257,15 @@ def _record(figures: dict[str, Any], key: str, timing: DrainTiming, cls: Message
     if timing.shortfall is not None:
         figures["unmeasured"][key] = timing.shortfall
     _say(f"{key} {cls.name}: {_rate(timing)}")
+
+
+def _record_relay(
+    figures: dict[str, Any], key: str, relayed: tuple[DrainTiming, int], cls: MessageClass
+) -> None:
+    """A relay's rate, and the backlog it drained (grown until it gave a rate)."""
+    timing, backlog = relayed
+    figures["relay_messages"][key] = backlog
+    _record(figures, key, timing, cls)
 
 
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
