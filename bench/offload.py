@@ -12,13 +12,18 @@ three ways of doing it are measured here with the same pipeline:
     one thread of its own (``loop.run_in_executor``): lxml releases the GIL while it
     parses, canonicalizes and validates, and Python code between gives it up every
     5 ms (``sys.getswitchinterval``).
+``offloop``
+    the worker's own hand-over (``broker.worker.offloop``): a thread of its own, the
+    hard limit kept, results handed back to the loop as they are ready.
 ``process``
     a pool of one process that holds a pipeline of its own (loaded at its start) and
     gets the body and returns the decision by pickling.
 
 For each: the cost of the hop (mean wall µs per 2 KB message decided one after the
 other, and the CPU µs the loop's thread spends per message: for ``inline`` the whole
-decision, otherwise what handing it over and back costs the loop); the worst stall of
+decision, otherwise what handing it over and back costs the loop; and the loop's CPU
+µs per message when a burst of ``BURST`` messages is handed over at once, as RabbitMQ
+delivers a prefetch of them to a worker with a backlog); the worst stall of
 the loop, the longest gap seen by a task that wakes every 2 ms, less the time the
 process waited for a CPU (``bench.stalls``), while the largest inputs the limits let
 through are decided (a valid 9.5 MB message, and 199,900 empty elements with a copied
@@ -48,13 +53,15 @@ from bench.world import offline_parts
 from broker.app import load_parts
 from broker.pipeline import Accepted, Decision, Pipeline
 from broker.settings import load_settings
+from broker.worker.offloop import OffLoop
 from signing.keyfiles import party_paths
 from signing.signer import Signer
 from tests.attacks.generators import element_flood
 
 __all__ = ["MECHANISMS", "measure", "run"]
 
-MECHANISMS: Final = ("inline", "thread", "process")
+MECHANISMS: Final = ("inline", "thread", "offloop", "process")
+BURST: Final = 64  # the worker's default prefetch
 _PIPELINE: list[Pipeline] = []  # the child's pipeline in ``process`` mode
 
 
@@ -84,8 +91,11 @@ async def _measure_one(
     loop = asyncio.get_running_loop()
     pipeline = _pipeline(world)
     executor: Executor | None = None
+    offloop: OffLoop | None = None
     rss_before = _rss_mb()
-    if mechanism == "thread":
+    if mechanism == "offloop":
+        offloop = OffLoop(hard_limit=600.0)
+    elif mechanism == "thread":
         executor = ThreadPoolExecutor(1, thread_name_prefix="decide")
     elif mechanism == "process":
         executor = ProcessPoolExecutor(
@@ -93,6 +103,9 @@ async def _measure_one(
         )
 
     async def decide(body: bytes) -> Decision:
+        if offloop is not None:
+            at = datetime.now(UTC)
+            return await offloop.run(lambda: pipeline.process(body, at=at))
         if executor is None:
             return pipeline.process(body, at=datetime.now(UTC))
         if mechanism == "thread":
@@ -110,6 +123,10 @@ async def _measure_one(
             "hop_wall_us": (time.perf_counter() - wall) / count * 1e6,
             "loop_cpu_us": (time.thread_time() - cpu) / count * 1e6,
         }
+        cpu = time.thread_time()
+        for start in range(1, len(small), BURST):
+            await asyncio.gather(*(decide(body) for body in small[start : start + BURST]))
+        figures["burst_loop_cpu_us"] = (time.thread_time() - cpu) / count * 1e6
         for name, body in large.items():
             async with LoopStalls() as stalls:
                 decision = await decide(body)
@@ -124,6 +141,8 @@ async def _measure_one(
     finally:
         if executor is not None:
             executor.shutdown()
+        if offloop is not None:
+            offloop.close()
 
 
 def measure(quick: bool, say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:

@@ -109,3 +109,53 @@ async def test_past_the_most_abandoned_threads_work_waits_for_one_to_end() -> No
         gate.set()
     await eventually(lambda: offloop.abandoned == 0, what="the abandoned threads ended")
     offloop.close()
+
+
+async def test_a_burst_handed_over_at_once_is_worked_through_in_order() -> None:
+    offloop = OffLoop(hard_limit=DEADLINE)
+    order: list[int] = []
+
+    def work(n: int) -> Callable[[], int]:
+        def piece() -> int:
+            order.append(n)
+            return n * n
+
+        return piece
+
+    results = await asyncio.gather(*(offloop.run(work(n)) for n in range(64)))
+
+    assert results == [n * n for n in range(64)]
+    assert order == list(range(64))
+    offloop.close()
+
+
+async def test_work_queued_behind_a_runaway_piece_is_done_in_the_fresh_thread() -> None:
+    offloop = OffLoop(hard_limit=0.2)
+    gate = threading.Event()
+    runaway = asyncio.create_task(offloop.run(_blocked(gate)))
+    behind = [asyncio.create_task(offloop.run(threading.get_ident)) for _ in range(3)]
+
+    with pytest.raises(Rejection):
+        await runaway
+    idents = await asyncio.gather(*behind)
+
+    assert len(set(idents)) == 1 and offloop.abandoned == 1
+    gate.set()
+    await eventually(lambda: offloop.abandoned == 0, what="the abandoned thread ended")
+    offloop.close()
+
+
+async def test_work_queued_at_close_is_cancelled() -> None:
+    offloop = OffLoop(hard_limit=DEADLINE)
+    gate, started = threading.Event(), threading.Event()
+    running = asyncio.create_task(offloop.run(_blocked(gate, started)))
+    await eventually(started.is_set, what="the work started")
+    queued = asyncio.create_task(offloop.run(lambda: "never"))
+    await asyncio.sleep(0)
+
+    offloop.close()
+    gate.set()
+
+    with pytest.raises(asyncio.CancelledError):
+        await queued
+    assert await running == "finished late"
