@@ -141,7 +141,16 @@ class Signer:
 
     def sign(self, doc: bytes | etree._Element) -> bytes:
         """Return ``doc`` with an enveloped signature appended to its root, as UTF-8 bytes."""
-        root = _document(doc)
+        return self._sign_root(_document(doc))
+
+    def sign_built(self, root: etree._Element) -> bytes:
+        """Like :meth:`sign`, for a document built to be signed and handed over: its root
+        is signed in place, not copied first (the receipts' path, once per message)."""
+        if root.getparent() is not None:
+            raise SigningError("only the root of a document of its own is signed in place")
+        return self._sign_root(root)
+
+    def _sign_root(self, root: etree._Element) -> bytes:
         if root.tag == _DS_SIGNATURE:
             raise SigningError("the document is a ds:Signature, not a message")
         # Without comments: a reference with URI "" never covers them (signing.uncovered).

@@ -109,6 +109,24 @@ def test_signing_leaves_the_given_element_unchanged(ec_signer: Signer) -> None:
     assert etree.tostring(root) == DOC
 
 
+def test_a_built_document_is_signed_in_place_and_verifies(ec_signer: Signer, pki: Path) -> None:
+    root = etree.fromstring(DOC)
+
+    signed = ec_signer.sign_built(root)
+
+    assert root[-1].tag == f"{DS}Signature"  # handed over: no copy was made
+    verifier = Verifier(TrustStore.from_dirs(pki / "trust", pki / "crl"))
+    verified = verifier.verify(parse_untrusted(signed), at=datetime.now(UTC))
+    assert verified.fingerprint == ec_signer.fingerprint
+
+
+def test_an_element_inside_a_document_is_not_signed_in_place(ec_signer: Signer) -> None:
+    child = parse_untrusted(DOC)[0]
+
+    with pytest.raises(SigningError, match="in place"):
+        ec_signer.sign_built(child)
+
+
 def test_a_signature_the_document_carries_stays_as_content_the_new_one_covers(
     ec_signer: Signer, rsa_signer: Signer, pki: Path
 ) -> None:

@@ -59,7 +59,7 @@ class ReceiptOutbox:
         """Sign as the broker and publish to the author's receipt queue (confirmed)."""
         if not self._reads_receipts(author):
             return
-        body = self._signer.sign(build_receipt(receipt))
+        body = self._signer.sign_built(build_receipt(receipt))
         await self.forward(author, body, receipt.receipt_uuid, receipt.kind)
 
     async def forward(self, author: str, body: bytes, receipt_uuid: str, kind: ReceiptKind) -> None:

@@ -218,7 +218,7 @@ class AgencyClient:
         again, and the handled copy is confirmed at that delivery.
         """
         receipt = self._receipt(delivery, message)
-        body = self._signer.sign(build_receipt(receipt))
+        body = self._signer.sign_built(build_receipt(receipt))
         backoff = Backoff(self._receipt_retry.first, self._receipt_retry.ceiling)
         while True:
             if not held(message):
@@ -263,7 +263,7 @@ class AgencyClient:
             await publishing.publish_confirmed(
                 exchange,
                 refusal_message(
-                    self._signer.sign(build_receipt(receipt)),
+                    self._signer.sign_built(build_receipt(receipt)),
                     message,
                     topology.agency_queue(self.kennung, test=self._test),
                 ),
