@@ -43,7 +43,7 @@ __all__ = [
 
 _UUID = re.compile(rb"<nachrichtenUUID>([0-9a-f-]{36})</nachrichtenUUID>")
 _START_TIMEOUT = 60.0
-_RELAY_TRIES = 3  # drains of a growing backlog before a relay's rate is given up on
+_RELAY_TRIES = 4  # drains of a growing backlog before a relay's rate is given up on
 _RELAY_MOST = 50_000  # messages: the largest backlog a relay is given
 
 

@@ -25,7 +25,7 @@ from bench.large import measure_large
 from bench.queues import DrainTiming
 from bench.report import render
 from bench.run import LOAD_SHARES, Options, measure
-from bench.throughput import declare_topology
+from bench.throughput import declare_topology, relay_rate
 from bench.world import bench_world
 
 # Persistent messages through quorum queues, each publish confirmed: about 1,400 msg/s
@@ -179,6 +179,23 @@ async def test_http_ingress_figures_with_many_keep_alive_clients(amqp_url: str) 
     assert many["connections"] == 300
     assert many["statuses"] == {"202": many["answered"]} and many["answered"] > 0
     assert 0 < many["p50_ms"] <= many["p99_ms"] <= many["p999_ms"]
+
+
+@pytest.mark.timeout(900)
+async def test_a_relay_backlog_too_small_to_time_is_grown_until_it_gives_a_rate(
+    amqp_url: str,
+) -> None:
+    # Three messages never give a rate: the 10 % and 90 % marks are the first and second.
+    bodies = [b"<m>%d</m>" % n for n in range(3)]
+    async with bench_world(amqp_url) as world:
+        connection = await aio_pika.connect(world.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            await declare_topology(world, channel)
+            timing, backlog = await relay_rate(world, channel, bodies, 1)
+
+    assert backlog > len(bodies) and timing.count == backlog
+    assert _rate(timing.per_second), timing.shortfall
 
 
 def test_a_drain_within_a_few_polls_has_no_rate_and_says_why() -> None:
