@@ -12,13 +12,17 @@ from broker.devnode.remote import erl_eval
 
 __all__ = ["add_user", "add_vhost", "delete_vhost", "node_eval", "rabbitmqctl", "set_permissions"]
 
+# rabbitmqctl starts an Erlang VM for each call: on a busy 2-core machine that alone has
+# taken over a minute, for a command the node answers at once.
+CTL_TIMEOUT_SECONDS = 180.0
 
-def _ctl(layout: _Layout, ports: _Ports, *args: str, timeout: float = 60.0) -> str:
+
+def _ctl(layout: _Layout, ports: _Ports, *args: str, timeout: float = CTL_TIMEOUT_SECONDS) -> str:
     return run_ctl(layout.nodename, _environment(layout, ports), *args, timeout=timeout)
 
 
 def run_ctl(
-    nodename: str, environment: Mapping[str, str], *args: str, timeout: float = 60.0
+    nodename: str, environment: Mapping[str, str], *args: str, timeout: float = CTL_TIMEOUT_SECONDS
 ) -> str:
     """``rabbitmqctl -n NODENAME -s ARGS`` in ``environment`` (its HOME holds the cookie)."""
     ctl = _executable("rabbitmqctl")
@@ -57,7 +61,7 @@ def start_detached(environment: Mapping[str, str], base: Path, log: Path) -> int
     return started.returncode
 
 
-def rabbitmqctl(*args: str, root: Path | None = None, timeout: float = 60.0) -> str:
+def rabbitmqctl(*args: str, root: Path | None = None, timeout: float = CTL_TIMEOUT_SECONDS) -> str:
     """Run ``rabbitmqctl -n NODE -s ARGS`` against this checkout's node; return its stdout.
 
     ``-s`` (silent) drops table headers, so list output is one record per line.
