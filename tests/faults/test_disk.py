@@ -22,7 +22,7 @@ from tests.faults.harness import Vhost, fault_run
 from tests.faults.scenario import with_fault
 from tests.tools import unavailable
 
-pytestmark = pytest.mark.rabbitmq
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(900)]
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from tests.faults.harness import Vhost, fault_run
 from tests.faults.proxy import StallingProxy
 from tests.faults.scenario import with_fault
 
-pytestmark = pytest.mark.rabbitmq
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(900)]
 
 MEMORY_ALARM = "{resource_limit, memory, node()}"
 

@@ -22,7 +22,7 @@ from tests.faults.harness import Vhost, fault_run
 from tests.faults.scenario import prepare
 from tests.polling import eventually
 
-pytestmark = pytest.mark.rabbitmq
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(900)]
 
 # Seconds after its first log line at which a starting worker gets SIGTERM; on these
 # machines a worker takes 2-10 s from there to consuming.
