@@ -40,6 +40,18 @@ Journals may write synchronously (the audit trail appends to a file) or asynchro
 (the stores, whose PostgreSQL implementation talks to a server); a batch awaits what
 needs awaiting. What the service's handlers hold is a `Recorder`: ``await record(event)``.
 Batches are written one after the other, in the order their events were added.
+
+Off the event loop
+------------------
+A write to a file another process may hold locked blocks whoever writes: the SQLite
+stores wait for the host's other workers' write lock (``BEGIN IMMEDIATE``, up to 13 ms
+measured), the audit trail for its ``flock``. On the loop that wait held up every
+message in flight, the heartbeats and the confirms (docs/performance.md, P11). Journals
+that can write from a thread (`ThreadJournal`: the SQLite stores on connections of
+their own, the audit trail) are written by the batch's own thread, all of them in one
+hand-over per batch; the loop awaits the result and goes on meanwhile. The thread is
+one, so batches stay in order; asynchronous journals (PostgreSQL) are awaited on the
+loop as before, beside it.
 """
 
 from __future__ import annotations
@@ -48,6 +60,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -63,6 +76,7 @@ __all__ = [
     "Journals",
     "Recorder",
     "StatusEvent",
+    "ThreadJournal",
 ]
 
 log = logging.getLogger("xbroker.journal")
@@ -107,6 +121,14 @@ class BatchJournal(Protocol):
     def record_many(self, events: Sequence[StatusEvent]) -> Awaitable[None] | None: ...
 
 
+@runtime_checkable
+class ThreadJournal(Protocol):
+    """A journal that can write a batch from another thread than the loop's: blocking,
+    safe to call from any thread, all of the batch or none of it."""
+
+    def write_many(self, events: Sequence[StatusEvent]) -> None: ...
+
+
 class Recorder(Protocol):
     """What a handler records its events with: written when ``record`` returns."""
 
@@ -147,6 +169,7 @@ class JournalBatch:
         self._waiters: list[asyncio.Future[None]] = []
         self._writing = asyncio.Lock()  # one batch at a time, in order
         self._writes: set[asyncio.Task[None]] = set()
+        self._thread: ThreadPoolExecutor | None = None  # made at the first threaded write
 
     @property
     def pending(self) -> int:
@@ -186,14 +209,41 @@ class JournalBatch:
             # would leave a completed claim whose Laufzettel never shows the message.
             for sink in self._sinks:
                 sink.take()
-            failure: Exception | None = None
-            for sink in self._sinks:
-                try:
-                    await sink.write()
-                except Exception as exc:  # each journal fails alone; the others still write
-                    failure = failure or exc
+            outcomes = await asyncio.gather(
+                self._write_threaded(),
+                *(sink.write() for sink in self._sinks if sink.threaded is None),
+                return_exceptions=True,
+            )
+            # Each journal fails alone; the others have written.
+            failure = _first_failure(outcomes)
             if failure is not None:
                 raise StoreError(f"journal write failed: {failure}") from failure
+
+    async def _write_threaded(self) -> None:
+        """Write every `ThreadJournal`'s backlog in the batch's thread, in one hand-over;
+        raise the first failure."""
+        sinks = [sink for sink in self._sinks if sink.threaded and sink.writing]
+        if not sinks:
+            return
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="journal")
+        work = [(sink.threaded, sink.writing) for sink in sinks if sink.threaded]
+        written = asyncio.get_running_loop().run_in_executor(self._thread, _write_each, work)
+
+        def restore(done: asyncio.Future[list[Exception | None]]) -> None:
+            # Also when the flush was cancelled meanwhile: what failed is written next time.
+            # Until now the events counted as pending, so flushed() waited for them.
+            lost = done.cancelled() or done.exception() is not None
+            failed = [lost] * len(sinks) if lost else [r is not None for r in done.result()]
+            for sink, again in zip(sinks, failed, strict=True):
+                events, sink.writing = sink.writing, []
+                if again:
+                    sink.backlog[:0] = events
+
+        written.add_done_callback(restore)
+        failure = _first_failure(await asyncio.shield(written))
+        if failure is not None:
+            raise failure
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         waiting = self._scheduled
@@ -232,11 +282,12 @@ class JournalBatch:
 class _Sink:
     """One journal, the events it has not written yet, and those being written."""
 
-    __slots__ = ("backlog", "journal", "many", "writing")
+    __slots__ = ("backlog", "journal", "many", "threaded", "writing")
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
         self.many = journal if isinstance(journal, BatchJournal) else None
+        self.threaded = journal if isinstance(journal, ThreadJournal) else None
         self.backlog: list[StatusEvent] = []
         self.writing: list[StatusEvent] = []
 
@@ -272,6 +323,30 @@ class _Sink:
                 raise
             finally:
                 self.writing = []
+
+
+def _write_each(work: Sequence[tuple[ThreadJournal, list[StatusEvent]]]) -> list[Exception | None]:
+    """In the batch's thread: write each journal's events; what each one raised."""
+    results: list[Exception | None] = []
+    for journal, events in work:
+        try:
+            journal.write_many(events)
+        except Exception as exc:  # each journal fails alone
+            results.append(exc)
+        else:
+            results.append(None)
+    return results
+
+
+def _first_failure(outcomes: Sequence[object]) -> Exception | None:
+    """The first exception among ``outcomes``; one that is no `Exception` (a
+    cancellation) is raised."""
+    for outcome in outcomes:
+        if isinstance(outcome, Exception):
+            return outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return None
 
 
 async def _write(journal: Journal, events: Sequence[StatusEvent]) -> None:

@@ -19,7 +19,10 @@ exclusive ``flock`` on ``<file>.lock`` and reads the chain head from the file's 
 `AuditTrail.record_many` appends a batch of events under one lock, with one open and
 one write (the worker's `broker.stores.journal.JournalBatch` writes this way), so workers take
 the lock once per batch rather than once per event. A seal that falls due is written
-after the batch that reaches ``seal_every``.
+after the batch that reaches ``seal_every``. The batch appends from its own thread
+(`write_many`), so waiting for another process's lock never holds up the event loop;
+within the process a thread lock keeps one append at a time (``flock`` does not: it
+belongs to the open file, which the process's threads share).
 
 A full disk or an unwritable file
 ---------------------------------
@@ -44,6 +47,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -140,6 +144,7 @@ class AuditTrail:
         except OSError as exc:
             raise StoreError(f"{path.name}.lock: {exc.strerror}") from exc
         self._head: _Head | None = None
+        self._mutex = threading.RLock()  # the head and the seal counters, across threads
         self._unsealed = 0
         self._last_seal = time.monotonic()
         self._open_tail()
@@ -151,17 +156,23 @@ class AuditTrail:
         """Append ``events`` under one lock and one write, then seal if a seal is due."""
         if not events:
             return
-        self._append([("event", {"event": event_dict(e) | {"uuid": e.uuid}}) for e in events])
-        self._unsealed += len(events)
-        due = time.monotonic() - self._last_seal >= self._seal_seconds
-        if self._sign is None or not (self._unsealed >= self._seal_every or due):
-            return
-        try:
-            self.seal()
-        except Exception:
-            # The events are written; raising would make the caller write them again.
-            # The seal stays due and is tried after the next append.
-            log.exception("audit.seal_failed")
+        entries: list[tuple[str, _Fields]] = [
+            ("event", {"event": event_dict(e) | {"uuid": e.uuid}}) for e in events
+        ]
+        with self._mutex:
+            self._append(entries)
+            self._unsealed += len(events)
+            due = time.monotonic() - self._last_seal >= self._seal_seconds
+            if self._sign is None or not (self._unsealed >= self._seal_every or due):
+                return
+            try:
+                self.seal()
+            except Exception:
+                # The events are written; raising would make the caller write them again.
+                # The seal stays due and is tried after the next append.
+                log.exception("audit.seal_failed")
+
+    write_many = record_many  # from any thread (`broker.stores.journal.ThreadJournal`)
 
     def seal(self, *, force: bool = False) -> None:
         """Sign the chain as it stands now. Without ``force``, only when this trail wrote
@@ -173,9 +184,10 @@ class AuditTrail:
         def signed(seq: int, prev: str, at: str) -> dict[str, Any]:
             return {"seal": sign(seal_document("seal", seq, prev, at, self.issuer)).decode()}
 
-        self._append([("seal", signed)], sync=True)
-        self._unsealed = 0
-        self._last_seal = time.monotonic()
+        with self._mutex:
+            self._append([("seal", signed)], sync=True)
+            self._unsealed = 0
+            self._last_seal = time.monotonic()
 
     def prune(self, before: datetime) -> int:
         """Drop the leading entries older than ``before`` behind a signed checkpoint.
@@ -187,7 +199,7 @@ class AuditTrail:
             raise AuditError("pruning needs the broker's signer for the checkpoint")
         cutoff = before.astimezone(UTC).isoformat()
         self._append(())  # an incomplete last line is cut off first
-        with _Locked(self._lock):
+        with self._mutex, _Locked(self._lock):
             lines = self.path.read_bytes().splitlines(keepends=True) if self.path.exists() else []
             start = 1 if lines and json.loads(lines[0]).get("type") == "checkpoint" else 0
             cut = start
@@ -254,7 +266,7 @@ class AuditTrail:
         All or nothing: a failed write is cut off again. Returns the new head, or None
         when there was nothing to write and no head to read.
         """
-        with _Locked(self._lock):
+        with self._mutex, _Locked(self._lock):
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             except OSError as exc:

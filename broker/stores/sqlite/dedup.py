@@ -6,18 +6,21 @@ it reads the message's row and decides, under that lock, whether this store may 
 it (new, past the window, or pending with a holder that is gone) or must leave it
 (other bytes, completed, or a live holder: `broker.stores.sqlite.files.Holder`).
 Every method raises `StoreError` when the file cannot be read or written
-(`broker.stores.sqlite.guard`).
+(`broker.stores.sqlite.guard`). Completions are written on a connection of their own,
+from a thread (`write_many`), so the loop never waits for another worker's write lock
+to complete a claim; the claims themselves stay on the loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from broker.stores.dedup import Claim, ClaimState
 from broker.stores.journal import EventKind, StatusEvent
-from broker.stores.sqlite.files import Holder, open_shared
+from broker.stores.sqlite.files import Holder, WriteConnection, open_shared
 from broker.stores.sqlite.guard import StoreGuard, rollback
 
 __all__ = ["SqliteDedupStore"]
@@ -34,6 +37,7 @@ CREATE TABLE IF NOT EXISTS seen (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_first ON seen (first_seen);
 """
+_COMPLETE = "UPDATE seen SET completed=1, holder=NULL WHERE author=? AND uuid=?"
 
 
 class SqliteDedupStore:
@@ -50,6 +54,7 @@ class SqliteDedupStore:
                 self._db.execute("ALTER TABLE seen ADD COLUMN holder TEXT")
         self._window = window_seconds
         self._holder = Holder()
+        self._writer = WriteConnection(path)
 
     async def claim(self, author: str, uuid: str, digest: str) -> Claim:
         now = time.time()
@@ -94,20 +99,14 @@ class SqliteDedupStore:
         await self.record_many((event,))
 
     async def record_many(self, events: Sequence[StatusEvent]) -> None:
-        """As a journal: complete the claims of the accepted messages, in one transaction."""
+        """As a journal: complete the claims of the accepted messages, from a thread."""
+        await asyncio.to_thread(self.write_many, events)
+
+    def write_many(self, events: Sequence[StatusEvent]) -> None:
+        """Complete the claims of the accepted messages in one transaction; blocks."""
         done = [(e.author, e.uuid) for e in events if e.kind is EventKind.ACCEPTED and e.author]
-        if not done:
-            return
-        with self._guard:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(
-                    "UPDATE seen SET completed=1, holder=NULL WHERE author=? AND uuid=?", done
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                rollback(self._db)
-                raise
+        if done:
+            self._writer.transaction(lambda db: db.executemany(_COMPLETE, done))
 
     async def release(self, author: str, uuid: str) -> None:
         """Forget an uncompleted claim (its delivery failed before anything was published)."""
@@ -134,4 +133,5 @@ class SqliteDedupStore:
 
     async def close(self) -> None:
         self._holder.close()
+        self._writer.close()
         self._guard.close(self._db)

@@ -1,17 +1,20 @@
-"""SQLite files shared by the workers of one host, and who holds a claim in them."""
+"""SQLite files shared by the workers of one host, who holds a claim in them, and the
+connection that writes from a thread."""
 
 from __future__ import annotations
 
 import os
 import secrets
 import sqlite3
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
-from broker.stores.sqlite.guard import StoreGuard
+from broker.stores.sqlite.guard import StoreGuard, rollback
 
-__all__ = ["Holder", "open_shared"]
+__all__ = ["Holder", "WriteConnection", "open_shared"]
 
 
 def open_shared(path: Path, *, timeout: float = 5.0) -> sqlite3.Connection:
@@ -38,6 +41,41 @@ def open_shared(path: Path, *, timeout: float = 5.0) -> sqlite3.Connection:
                 time.sleep(0.02)
         db.execute("PRAGMA synchronous=NORMAL")
     return db
+
+
+class WriteConnection:
+    """A connection of its own to a shared file, for writes made from a thread.
+
+    A write that waits for another process's write lock then blocks that thread, never
+    the event loop (`broker.stores.journal`); the loop keeps its own connection for
+    claims and reads. Any thread may write, one transaction at a time; every use is
+    guarded (`broker.stores.sqlite.guard`).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._guard = StoreGuard(path)
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None  # opened at the first write
+
+    def transaction(self, write: Callable[[sqlite3.Connection], object]) -> None:
+        """Run ``write`` in one ``BEGIN IMMEDIATE`` ... ``COMMIT``: all of it or nothing."""
+        with self._lock, self._guard:
+            if self._db is None:
+                self._db = open_shared(self._guard.path)
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                write(db)
+                db.execute("COMMIT")
+            except BaseException:
+                rollback(db)
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._guard.close(self._db)
+                self._db = None
 
 
 class Holder:

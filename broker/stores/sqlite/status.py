@@ -4,17 +4,23 @@ The store of `broker.stores.status`: ``xbroker status`` and the HTTP API read th
 while the workers write it. Every method raises `StoreError` when the file cannot be
 read or written (`broker.stores.sqlite.guard`); a failed write leaves nothing
 half-written behind (one transaction).
+
+Events are written on a connection of their own (`write_many`), from a thread: the
+journal batch's (`broker.stores.journal`), or ``record_many``'s hand-over, so the event
+loop never waits for another worker's write lock. Claims and reads stay on the loop's
+connection.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from broker.stores.journal import EventKind, StatusEvent
-from broker.stores.sqlite.files import open_shared
+from broker.stores.sqlite.files import WriteConnection, open_shared
 from broker.stores.sqlite.guard import StoreGuard, rollback
 from broker.stores.status import Laufzettel, SubmissionClaim, SubmissionMatch, WaitingCopy
 
@@ -67,6 +73,7 @@ class SqliteStatusStore:
             self._db.executescript(_SCHEMA)
             if self._db.execute(_OLD_CLAIMS).fetchone():
                 self._move_old_claims()
+        self._writer = WriteConnection(path)
 
     def _move_old_claims(self) -> None:
         # Checked again under the lock: another worker on this host may have moved them.
@@ -84,16 +91,13 @@ class SqliteStatusStore:
         await self.record_many((event,))
 
     async def record_many(self, events: Sequence[StatusEvent]) -> None:
-        """Write ``events`` in one transaction: all of them or none."""
+        """Write ``events`` in one transaction (all of them or none), from a thread."""
+        await asyncio.to_thread(self.write_many, events)
+
+    def write_many(self, events: Sequence[StatusEvent]) -> None:
+        """Write ``events`` in one transaction on the writing connection; blocks."""
         rows = [_row(event) for event in events]
-        with self._guard:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(_INSERT, rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                rollback(self._db)
-                raise
+        self._writer.transaction(lambda db: db.executemany(_INSERT, rows))
 
     async def timeline(self, uuid: str) -> Laufzettel:
         with self._guard:
@@ -174,6 +178,7 @@ class SqliteStatusStore:
         return int(deleted)
 
     async def close(self) -> None:
+        self._writer.close()
         self._guard.close(self._db)
 
 
