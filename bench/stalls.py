@@ -20,12 +20,19 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-__all__ = ["STALL_LOG_ENV", "LoopStalls", "StallLog", "Stalls", "stalls_within"]
+__all__ = [
+    "STALL_LOG_ENV",
+    "LoopStalls",
+    "StallLog",
+    "Stalls",
+    "stalls_within",
+    "watch_stalls",
+]
 
 STALL_LOG_ENV: Final = "BENCH_STALL_LOG"
 
@@ -104,14 +111,20 @@ class StallLog:
 
     async def watch(self) -> None:
         with self.path.open("a", buffering=1) as out:
-            last, waited = time.perf_counter(), _thread_waited()
-            while True:
-                await asyncio.sleep(_TICK)
-                now, now_waited = time.perf_counter(), _thread_waited()
-                stall = (now - last) - (now_waited - waited) - _TICK
-                if stall >= _LOGGED:
-                    out.write(f"{now:.6f} {stall:.6f}\n")
-                last, waited = now, now_waited
+            await watch_stalls(lambda at, stall: out.write(f"{at:.6f} {stall:.6f}\n"))
+
+
+async def watch_stalls(found: Callable[[float, float], object]) -> None:
+    """Tell ``found(at, seconds)`` each stall of this loop over a millisecond, less the
+    loop thread's own wait for a CPU; ``at`` is ``time.perf_counter()`` at its end."""
+    last, waited = time.perf_counter(), _thread_waited()
+    while True:
+        await asyncio.sleep(_TICK)
+        now, now_waited = time.perf_counter(), _thread_waited()
+        stall = (now - last) - (now_waited - waited) - _TICK
+        if stall >= _LOGGED:
+            found(now, stall)
+        last, waited = now, now_waited
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""Journal batches wait for other processes' locks in their own thread, never on the loop."""
+"""Journal batches write at once when no lock is in the way, and otherwise wait for other
+processes' locks in their own thread, never on the loop."""
 
 from __future__ import annotations
 
@@ -118,6 +119,9 @@ class Failing:
     def record(self, event: StatusEvent) -> None:
         self.write_many((event,))
 
+    def write_now(self, events: Sequence[StatusEvent]) -> bool:
+        return False  # always by the thread
+
     def write_many(self, events: Sequence[StatusEvent]) -> None:
         if self.failing:
             raise StoreError("status.sqlite3: database or disk is full")
@@ -157,6 +161,9 @@ class Gate:
     def record(self, event: StatusEvent) -> None:
         self.write_many((event,))
 
+    def write_now(self, events: Sequence[StatusEvent]) -> bool:
+        return False  # always by the thread
+
     def write_many(self, events: Sequence[StatusEvent]) -> None:
         self.entered.set()
         assert self.open.wait(DEADLINE)
@@ -179,3 +186,66 @@ async def test_records_made_while_a_write_is_under_way_are_written_together() ->
     await asyncio.wait_for(asyncio.gather(first, *rest), DEADLINE)
 
     assert journal.batches == [["a"], ["b", "c", "d"]]
+
+
+class Where:
+    """A threaded journal that notes the thread of each write; ``free``: no lock in the way."""
+
+    def __init__(self, *, free: bool) -> None:
+        self.free = free
+        self.threads: list[int] = []
+
+    def record(self, event: StatusEvent) -> None:
+        self.write_many((event,))
+
+    def write_now(self, events: Sequence[StatusEvent]) -> bool:
+        if self.free:
+            self.threads.append(threading.get_ident())
+        return self.free
+
+    def write_many(self, events: Sequence[StatusEvent]) -> None:
+        self.threads.append(threading.get_ident())
+
+
+async def test_a_journal_whose_lock_is_free_is_written_on_the_loop_the_others_in_the_thread() -> (
+    None
+):
+    free, held = Where(free=True), Where(free=False)
+    batch = JournalBatch([free, held])
+
+    batch.add(StatusEvent("u1", EventKind.RECEIVED))
+    await asyncio.wait_for(batch.flushed(), DEADLINE)
+
+    loop_thread = threading.get_ident()
+    assert free.threads == [loop_thread]
+    assert len(held.threads) == 1 and held.threads[0] != loop_thread
+
+
+async def test_the_audit_trail_leaves_a_batch_that_brings_a_seal_due_to_the_thread(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    trail = AuditTrail(path, issuer="broker", sign=lambda _doc: b"<seal/>", seal_every=2)
+    try:
+        assert trail.write_now([StatusEvent("u1", EventKind.RECEIVED)])
+        # The second event brings the seal due: a signature and an fsync, not on the loop.
+        assert not trail.write_now([StatusEvent("u2", EventKind.RECEIVED)])
+        trail.write_many([StatusEvent("u2", EventKind.RECEIVED)])
+        kinds = [json.loads(line)["type"] for line in path.read_text().splitlines()]
+        assert kinds == ["event", "event", "seal"]
+    finally:
+        trail.close()
+
+
+async def test_the_status_store_writes_at_once_when_no_other_worker_holds_the_lock(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStatusStore(tmp_path / "status.sqlite3")
+    try:
+        assert store.write_now([StatusEvent("u1", EventKind.RECEIVED)])
+        with other_worker_writing(store.path):
+            assert not store.write_now([StatusEvent("u2", EventKind.RECEIVED)])
+        assert [e.uuid for e in (await store.timeline("u1")).events] == ["u1"]
+        assert not (await store.timeline("u2")).events  # nothing half-written
+    finally:
+        await store.close()

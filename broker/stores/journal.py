@@ -44,14 +44,19 @@ Batches are written one after the other, in the order their events were added.
 Off the event loop
 ------------------
 A write to a file another process may hold locked blocks whoever writes: the SQLite
-stores wait for the host's other workers' write lock (``BEGIN IMMEDIATE``, up to 13 ms
-measured), the audit trail for its ``flock``. On the loop that wait held up every
-message in flight, the heartbeats and the confirms (docs/performance.md, P11). Journals
-that can write from a thread (`ThreadJournal`: the SQLite stores on connections of
-their own, the audit trail) are written by the batch's own thread, all of them in one
-hand-over per batch; the loop awaits the result and goes on meanwhile. The thread is
-one, so batches stay in order; asynchronous journals (PostgreSQL) are awaited on the
-loop as before, beside it.
+stores wait for the host's other workers' write lock (``BEGIN IMMEDIATE``; SQLite's busy
+handler sleeps 1, 2, 5, 10 ms ... between tries, up to 13 ms measured), the audit trail
+for its ``flock``. On the loop that wait held up every message in flight, the heartbeats
+and the confirms (docs/performance.md, P11). A `ThreadJournal` (the SQLite stores on
+connections of their own, the audit trail) is first asked to write on the loop without
+waiting (``write_now``: the lock is tried, not waited for); the journals whose lock was
+taken are handed to the batch's own thread, all of them in one hand-over, and wait there
+while the loop goes on. Writing every batch from the thread was measured too, and lost:
+each wake-up of the thread and each return of the GIL to it waits for a CPU, which on
+busy cores delayed the acks by far more than the lock waits it saved. The thread is one
+and batches are written one at a time, each journal in its turn (the dedup store, which
+completes claims, after the others); asynchronous journals (PostgreSQL) are awaited on
+the loop as before.
 """
 
 from __future__ import annotations
@@ -123,10 +128,16 @@ class BatchJournal(Protocol):
 
 @runtime_checkable
 class ThreadJournal(Protocol):
-    """A journal that can write a batch from another thread than the loop's: blocking,
-    safe to call from any thread, all of the batch or none of it."""
+    """A journal that writes a batch at once when nothing holds it up, and otherwise from
+    another thread than the loop's. Each call writes all of the batch or none of it."""
 
-    def write_many(self, events: Sequence[StatusEvent]) -> None: ...
+    def write_now(self, events: Sequence[StatusEvent]) -> bool:
+        """Write ``events`` if that needs no wait for a lock; False: nothing written."""
+        ...
+
+    def write_many(self, events: Sequence[StatusEvent]) -> None:
+        """Write ``events``, waiting for locks as long as needed; blocks (any thread)."""
+        ...
 
 
 class Recorder(Protocol):
@@ -209,20 +220,32 @@ class JournalBatch:
             # would leave a completed claim whose Laufzettel never shows the message.
             for sink in self._sinks:
                 sink.take()
-            outcomes = await asyncio.gather(
-                self._write_threaded(),
-                *(sink.write() for sink in self._sinks if sink.threaded is None),
-                return_exceptions=True,
-            )
-            # Each journal fails alone; the others have written.
-            failure = _first_failure(outcomes)
+            # In the journals' order (the dedup store, which completes claims, last). Once
+            # one waits in the thread, the later threaded ones follow it there, and an
+            # asynchronous one waits for them. Each journal fails alone; the others write.
+            failures: list[Exception | None] = []
+            queued: list[_Sink] = []
+            for sink in self._sinks:
+                if sink.threaded is not None:
+                    try:
+                        if queued or not sink.write_now():
+                            queued.append(sink)
+                    except Exception as exc:
+                        failures.append(exc)
+                    continue
+                if queued:
+                    failures.append(await _failure_of(self._write_threaded(queued)))
+                    queued = []
+                failures.append(await _failure_of(sink.write()))
+            if queued:
+                failures.append(await _failure_of(self._write_threaded(queued)))
+            failure = next((f for f in failures if f is not None), None)
             if failure is not None:
                 raise StoreError(f"journal write failed: {failure}") from failure
 
-    async def _write_threaded(self) -> None:
-        """Write every `ThreadJournal`'s backlog in the batch's thread, in one hand-over;
+    async def _write_threaded(self, sinks: Sequence[_Sink]) -> None:
+        """Write the taken events of ``sinks`` in the batch's thread, in one hand-over;
         raise the first failure."""
-        sinks = [sink for sink in self._sinks if sink.threaded and sink.writing]
         if not sinks:
             return
         if self._thread is None:
@@ -299,6 +322,22 @@ class _Sink:
         """Make the backlog the next write's events."""
         self.writing, self.backlog = self.backlog, []
 
+    def write_now(self) -> bool:
+        """Write a threaded journal's taken events on the loop if no lock is in the way;
+        False when they must wait (in the thread). Other journals: True, written
+        elsewhere. What fails goes back to the backlog's front."""
+        if self.threaded is None or not self.writing:
+            return True
+        try:
+            done = self.threaded.write_now(self.writing)
+        except BaseException:
+            events, self.writing = self.writing, []
+            self.backlog[:0] = events
+            raise
+        if done:
+            self.writing = []
+        return done
+
     async def write(self) -> None:
         """Write the taken events; what is not written goes back to the backlog's front."""
         events, self.writing = self.writing, []
@@ -336,6 +375,14 @@ def _write_each(work: Sequence[tuple[ThreadJournal, list[StatusEvent]]]) -> list
         else:
             results.append(None)
     return results
+
+
+async def _failure_of(write: Awaitable[None]) -> Exception | None:
+    try:
+        await write
+    except Exception as exc:
+        return exc
+    return None
 
 
 def _first_failure(outcomes: Sequence[object]) -> Exception | None:

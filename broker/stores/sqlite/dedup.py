@@ -6,9 +6,10 @@ it reads the message's row and decides, under that lock, whether this store may 
 it (new, past the window, or pending with a holder that is gone) or must leave it
 (other bytes, completed, or a live holder: `broker.stores.sqlite.files.Holder`).
 Every method raises `StoreError` when the file cannot be read or written
-(`broker.stores.sqlite.guard`). Completions are written on a connection of their own,
-from a thread (`write_many`), so the loop never waits for another worker's write lock
-to complete a claim; the claims themselves stay on the loop.
+(`broker.stores.sqlite.guard`). Completions are written on a connection of their own
+(`WriteConnection`): at once when the file's write lock is free, else from a thread, so
+the loop never waits for another worker's write lock to complete a claim; the claims
+themselves stay on the loop.
 """
 
 from __future__ import annotations
@@ -99,14 +100,21 @@ class SqliteDedupStore:
         await self.record_many((event,))
 
     async def record_many(self, events: Sequence[StatusEvent]) -> None:
-        """As a journal: complete the claims of the accepted messages, from a thread."""
-        await asyncio.to_thread(self.write_many, events)
+        """As a journal: complete the claims of the accepted messages, in one transaction;
+        a wait for the write lock is waited in a thread."""
+        if not self.write_now(events):
+            await asyncio.to_thread(self.write_many, events)
+
+    def write_now(self, events: Sequence[StatusEvent]) -> bool:
+        done = _completed(events)
+        return not done or self._writer.transaction(
+            lambda db: db.executemany(_COMPLETE, done), wait=False
+        )
 
     def write_many(self, events: Sequence[StatusEvent]) -> None:
-        """Complete the claims of the accepted messages in one transaction; blocks."""
-        done = [(e.author, e.uuid) for e in events if e.kind is EventKind.ACCEPTED and e.author]
+        done = _completed(events)
         if done:
-            self._writer.transaction(lambda db: db.executemany(_COMPLETE, done))
+            self._writer.transaction(lambda db: db.executemany(_COMPLETE, done), wait=True)
 
     async def release(self, author: str, uuid: str) -> None:
         """Forget an uncompleted claim (its delivery failed before anything was published)."""
@@ -135,3 +143,8 @@ class SqliteDedupStore:
         self._holder.close()
         self._writer.close()
         self._guard.close(self._db)
+
+
+def _completed(events: Sequence[StatusEvent]) -> list[tuple[str, str]]:
+    """(author, uuid) of the accepted messages among ``events``."""
+    return [(e.author, e.uuid) for e in events if e.kind is EventKind.ACCEPTED and e.author]

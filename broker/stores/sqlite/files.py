@@ -44,38 +44,65 @@ def open_shared(path: Path, *, timeout: float = 5.0) -> sqlite3.Connection:
 
 
 class WriteConnection:
-    """A connection of its own to a shared file, for writes made from a thread.
+    """A connection of its own to a shared file, for writes that must not hold up the
+    event loop (`broker.stores.journal`).
 
-    A write that waits for another process's write lock then blocks that thread, never
-    the event loop (`broker.stores.journal`); the loop keeps its own connection for
-    claims and reads. Any thread may write, one transaction at a time; every use is
-    guarded (`broker.stores.sqlite.guard`).
+    ``transaction(write, wait=False)`` (on the loop) tries the file's write lock and
+    gives up at once when another process, or this connection's other user, holds it;
+    ``wait=True`` (from a thread) waits for it as SQLite's busy handler does. The loop
+    keeps its own connection for claims and reads. Every use is guarded
+    (`broker.stores.sqlite.guard`).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, timeout: float = 5.0) -> None:
         self._guard = StoreGuard(path)
+        self._timeout = timeout
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None  # opened at the first write
 
-    def transaction(self, write: Callable[[sqlite3.Connection], object]) -> None:
-        """Run ``write`` in one ``BEGIN IMMEDIATE`` ... ``COMMIT``: all of it or nothing."""
-        with self._lock, self._guard:
-            if self._db is None:
-                self._db = open_shared(self._guard.path)
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                write(db)
-                db.execute("COMMIT")
-            except BaseException:
-                rollback(db)
+    def transaction(self, write: Callable[[sqlite3.Connection], object], *, wait: bool) -> bool:
+        """Run ``write`` in one ``BEGIN IMMEDIATE`` ... ``COMMIT``: all of it or nothing.
+        False (nothing written) when ``wait`` is off and the lock is taken."""
+        if not self._lock.acquire(blocking=wait):
+            return False
+        try:
+            with self._guard:
+                if self._db is None:
+                    self._db = open_shared(self._guard.path, timeout=self._timeout)
+                if wait:
+                    _commit(self._db, write)
+                    return True
+                return self._try(self._db, write)
+        finally:
+            self._lock.release()
+
+    def _try(self, db: sqlite3.Connection, write: Callable[[sqlite3.Connection], object]) -> bool:
+        db.execute("PRAGMA busy_timeout=0")
+        try:
+            _commit(db, write)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
                 raise
+            return False  # rolled back: the waiting write goes to the thread
+        finally:
+            db.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
+        return True
 
     def close(self) -> None:
         with self._lock:
             if self._db is not None:
                 self._guard.close(self._db)
                 self._db = None
+
+
+def _commit(db: sqlite3.Connection, write: Callable[[sqlite3.Connection], object]) -> None:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        write(db)
+        db.execute("COMMIT")
+    except BaseException:
+        rollback(db)
+        raise
 
 
 class Holder:

@@ -5,10 +5,10 @@ while the workers write it. Every method raises `StoreError` when the file canno
 read or written (`broker.stores.sqlite.guard`); a failed write leaves nothing
 half-written behind (one transaction).
 
-Events are written on a connection of their own (`write_many`), from a thread: the
-journal batch's (`broker.stores.journal`), or ``record_many``'s hand-over, so the event
-loop never waits for another worker's write lock. Claims and reads stay on the loop's
-connection.
+Events are written on a connection of their own (`WriteConnection`): at once when the
+file's write lock is free, else from a thread (the journal batch's,
+`broker.stores.journal`, or ``record_many``'s), so the event loop never waits for
+another worker's write lock. Claims and reads stay on the loop's connection.
 """
 
 from __future__ import annotations
@@ -91,13 +91,18 @@ class SqliteStatusStore:
         await self.record_many((event,))
 
     async def record_many(self, events: Sequence[StatusEvent]) -> None:
-        """Write ``events`` in one transaction (all of them or none), from a thread."""
-        await asyncio.to_thread(self.write_many, events)
+        """Write ``events`` in one transaction (all of them or none); a wait for the
+        write lock is waited in a thread."""
+        if not self.write_now(events):
+            await asyncio.to_thread(self.write_many, events)
+
+    def write_now(self, events: Sequence[StatusEvent]) -> bool:
+        rows = [_row(event) for event in events]
+        return self._writer.transaction(lambda db: db.executemany(_INSERT, rows), wait=False)
 
     def write_many(self, events: Sequence[StatusEvent]) -> None:
-        """Write ``events`` in one transaction on the writing connection; blocks."""
         rows = [_row(event) for event in events]
-        self._writer.transaction(lambda db: db.executemany(_INSERT, rows))
+        self._writer.transaction(lambda db: db.executemany(_INSERT, rows), wait=True)
 
     async def timeline(self, uuid: str) -> Laufzettel:
         with self._guard:
