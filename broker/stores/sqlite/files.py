@@ -81,7 +81,7 @@ class WriteConnection:
         try:
             _commit(db, write)
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:  # any kind of busy
                 raise
             return False  # rolled back: the waiting write goes to the thread
         finally:
