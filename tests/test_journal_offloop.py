@@ -249,3 +249,20 @@ async def test_the_status_store_writes_at_once_when_no_other_worker_holds_the_lo
         assert not (await store.timeline("u2")).events  # nothing half-written
     finally:
         await store.close()
+
+
+async def test_a_claim_waiting_for_another_workers_lock_leaves_the_loop_running(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "dedup.sqlite3"
+    dedup = SqliteDedupStore(path, window_seconds=3600)
+    try:
+        await dedup.claim(AUTHOR, "u0", "d0")  # the file exists, as in a running worker
+        with other_worker_writing(path):
+            claimed = asyncio.create_task(dedup.claim(AUTHOR, "u1", "d1"))
+            await loop_turns(20)
+            assert not claimed.done()
+        assert (await asyncio.wait_for(claimed, DEADLINE)).state is ClaimState.NEW
+        assert (await dedup.claim(AUTHOR, "u1", "d1")).state is ClaimState.BUSY  # held by us
+    finally:
+        await dedup.close()

@@ -6,23 +6,22 @@ it reads the message's row and decides, under that lock, whether this store may 
 it (new, past the window, or pending with a holder that is gone) or must leave it
 (other bytes, completed, or a live holder: `broker.stores.sqlite.files.Holder`).
 Every method raises `StoreError` when the file cannot be read or written
-(`broker.stores.sqlite.guard`). Completions are written on a connection of their own
-(`WriteConnection`): at once when the file's write lock is free, else from a thread, so
-the loop never waits for another worker's write lock to complete a claim; the claims
-themselves stay on the loop.
+(`broker.stores.sqlite.guard`). Claims and completions run on a connection of their own
+(`WriteConnection`): on the loop when the file's write lock is free, else in a thread,
+so the loop never waits for another worker's write lock.
 """
 
 from __future__ import annotations
 
-import asyncio
+import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from broker.stores.dedup import Claim, ClaimState
 from broker.stores.journal import EventKind, StatusEvent
-from broker.stores.sqlite.files import Holder, WriteConnection, open_shared
-from broker.stores.sqlite.guard import StoreGuard, rollback
+from broker.stores.sqlite.files import BUSY, Holder, WriteConnection, open_shared
+from broker.stores.sqlite.guard import StoreGuard
 
 __all__ = ["SqliteDedupStore"]
 
@@ -59,23 +58,17 @@ class SqliteDedupStore:
 
     async def claim(self, author: str, uuid: str, digest: str) -> Claim:
         now = time.time()
-        with self._guard:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                claim = self._claim(author, uuid, digest, now)
-                self._db.execute("COMMIT")
-            except BaseException:
-                rollback(self._db)
-                raise
-        return claim
+        return await self._writer.run(lambda db: self._claim(db, author, uuid, digest, now))
 
-    def _claim(self, author: str, uuid: str, digest: str, now: float) -> Claim:
-        row = self._db.execute(
+    def _claim(
+        self, db: sqlite3.Connection, author: str, uuid: str, digest: str, now: float
+    ) -> Claim:
+        row = db.execute(
             "SELECT digest, first_seen, completed, holder FROM seen WHERE author=? AND uuid=?",
             (author, uuid),
         ).fetchone()
         if row is None or row[1] < now - self._window:
-            self._db.execute(
+            db.execute(
                 "INSERT OR REPLACE INTO seen VALUES (?, ?, ?, ?, 0, ?)",
                 (author, uuid, digest, now, self._holder.name),
             )
@@ -87,7 +80,7 @@ class SqliteDedupStore:
             return Claim(ClaimState.DUPLICATE, first_digest, first_seen)
         if Holder.alive(holder):
             return Claim(ClaimState.BUSY, first_digest, first_seen)
-        self._db.execute(
+        db.execute(
             "UPDATE seen SET holder=? WHERE author=? AND uuid=?", (self._holder.name, author, uuid)
         )
         return Claim(ClaimState.RETRY, first_digest, first_seen)
@@ -102,14 +95,16 @@ class SqliteDedupStore:
     async def record_many(self, events: Sequence[StatusEvent]) -> None:
         """As a journal: complete the claims of the accepted messages, in one transaction;
         a wait for the write lock is waited in a thread."""
-        if not self.write_now(events):
-            await asyncio.to_thread(self.write_many, events)
+        done = _completed(events)
+        if done:
+            await self._writer.run(lambda db: db.executemany(_COMPLETE, done))
 
     def write_now(self, events: Sequence[StatusEvent]) -> bool:
         done = _completed(events)
-        return not done or self._writer.transaction(
-            lambda db: db.executemany(_COMPLETE, done), wait=False
-        )
+        if not done:
+            return True
+        completed = self._writer.transaction(lambda db: db.executemany(_COMPLETE, done), wait=False)
+        return completed is not BUSY
 
     def write_many(self, events: Sequence[StatusEvent]) -> None:
         done = _completed(events)

@@ -13,14 +13,13 @@ another worker's write lock. Claims and reads stay on the loop's connection.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from broker.stores.journal import EventKind, StatusEvent
-from broker.stores.sqlite.files import WriteConnection, open_shared
+from broker.stores.sqlite.files import BUSY, WriteConnection, open_shared
 from broker.stores.sqlite.guard import StoreGuard, rollback
 from broker.stores.status import Laufzettel, SubmissionClaim, SubmissionMatch, WaitingCopy
 
@@ -93,12 +92,13 @@ class SqliteStatusStore:
     async def record_many(self, events: Sequence[StatusEvent]) -> None:
         """Write ``events`` in one transaction (all of them or none); a wait for the
         write lock is waited in a thread."""
-        if not self.write_now(events):
-            await asyncio.to_thread(self.write_many, events)
+        rows = [_row(event) for event in events]
+        await self._writer.run(lambda db: db.executemany(_INSERT, rows))
 
     def write_now(self, events: Sequence[StatusEvent]) -> bool:
         rows = [_row(event) for event in events]
-        return self._writer.transaction(lambda db: db.executemany(_INSERT, rows), wait=False)
+        done = self._writer.transaction(lambda db: db.executemany(_INSERT, rows), wait=False)
+        return done is not BUSY
 
     def write_many(self, events: Sequence[StatusEvent]) -> None:
         rows = [_row(event) for event in events]
