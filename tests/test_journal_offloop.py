@@ -266,3 +266,18 @@ async def test_a_claim_waiting_for_another_workers_lock_leaves_the_loop_running(
         assert (await dedup.claim(AUTHOR, "u1", "d1")).state is ClaimState.BUSY  # held by us
     finally:
         await dedup.close()
+
+
+async def test_a_journal_after_one_that_waits_is_written_after_it_in_the_thread() -> None:
+    held, free = Where(free=False), Where(free=True)  # as status store, then dedup store
+    order: list[str] = []
+    held.write_many = lambda events: order.append("held")  # type: ignore[method-assign]
+    free.write_many = lambda events: order.append("free")  # type: ignore[method-assign]
+    batch = JournalBatch([held, free])
+
+    batch.add(StatusEvent("u1", EventKind.ACCEPTED))
+    await asyncio.wait_for(batch.flushed(), DEADLINE)
+
+    # The dedup store completes a claim only once the events before it are written.
+    assert order == ["held", "free"]
+    assert free.threads == []  # not tried on the loop ahead of the one that waits
