@@ -21,6 +21,10 @@ Two clocks per message, both from the moment before its publish (``time.perf_cou
 * **agency**: until the agency's handler receives the verified copy;
 * **receipt**: until the portal holds the agency's signed ``delivered`` receipt (the
   agency signed it, the broker verified and forwarded it, the portal verified it).
+
+Beside them, the stalls of the workers' event loops from the first publish of a load to
+its last receipt (`bench.stalls.StallLog`, in every worker): the worst, and how many
+held the loop 5 ms or more. A stall delays every message the worker holds at the time.
 """
 
 from __future__ import annotations
@@ -33,13 +37,14 @@ import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import aio_pika
 from aio_pika.abc import AbstractChannel
 
 from bench.cpu import CpuClock, rabbitmq_pid
 from bench.messages import MessageClass
+from bench.stalls import STALL_LOG_ENV, Stalls, stalls_within
 from bench.throughput import uuid_of
 from bench.workers import WorkerPool, broker_command
 from bench.world import BenchWorld
@@ -78,6 +83,8 @@ class LoadResult:
     receipted: int  # delivered receipt reached the portal
     agency: Percentiles
     receipt: Percentiles
+    # of the workers' loops, from the first publish to the last receipt
+    stalls: Stalls = field(default_factory=Stalls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,8 +170,10 @@ async def measure_loads(
     ``batches`` holds one batch per share, at least as many messages as ``seconds`` at
     that share of the maximum need; only those are published.
     """
-    command = broker_command(world.settings_file, world.loop)
+    command = broker_command(world.settings_file, world.loop, watched=True)
+    stall_log = world.root / "stalls" / f"latency-{cls.name}"
     env = world.worker_env(world.root / "state" / f"latency-{cls.name}")
+    env[STALL_LOG_ENV] = str(stall_log)
     (world.root / "logs").mkdir(parents=True, exist_ok=True)
     published: dict[str, float] = {}
     async with (
@@ -179,10 +188,13 @@ async def measure_loads(
             exchange = await publish_channel.get_exchange(topology.INGRESS_EXCHANGE)
 
             async def run(share: float, rate: float, batch: Sequence[bytes]) -> LoadResult:
+                start = time.perf_counter()
                 span = await _paced(exchange, batch, rate, published)
                 uuids = [uuid_of(b) for b in batch]
                 await _settle(uuids, portal)
-                return _result(share, rate, span, uuids, published, agency.seen, portal.seen)
+                result = _result(share, rate, span, uuids, published, agency.seen, portal.seen)
+                end = max((portal.seen[u] for u in uuids if u in portal.seen), default=start)
+                return replace(result, stalls=stalls_within(stall_log, start, end))
 
             cpu = CpuClock(
                 {

@@ -201,10 +201,12 @@ def render(figures: Mapping[str, Any]) -> str:
         f"{lat['saturation']['sent']:,} messages published unpaced; the ingress alone drained "
         f"{_rate(lat['ingress_maximum_per_s'], 0)} msg/s). agency = publish → handler; receipt = "
         "publish → delivered receipt at the portal; completed/s below offered/s: the load was "
-        "more than the round trip carries",
+        "more than the round trip carries; stall = the workers' event loops held up by their "
+        "own work, worst and how many of 5 ms or more",
         [
             *("load", "offered/s", "achieved/s", "completed/s", "sent", "handled", "receipted"),
             *("agency p50", "p95", "p99", "receipt p50", "p95", "p99", "p99.9"),
+            *("stall ms", "≥5 ms"),
         ],
         [
             [
@@ -222,6 +224,8 @@ def render(figures: Mapping[str, Any]) -> str:
                 r["receipt"]["p95_ms"],
                 r["receipt"]["p99_ms"],
                 r["receipt"].get("p999_ms"),
+                r.get("stalls", {}).get("worst_ms"),
+                r.get("stalls", {}).get("over_5ms"),
             ]
             for r in lat["loads"]
         ],

@@ -316,7 +316,8 @@ async def _latency(
     for load in latency.loads:
         _say(
             f"  {load.share:.0%}: agency p99 {load.agency.p99_ms:.1f} ms, "
-            f"receipt p99 {load.receipt.p99_ms:.1f} ms"
+            f"receipt p99 {load.receipt.p99_ms:.1f} ms, worst worker loop stall "
+            f"{load.stalls.worst_ms:.1f} ms ({load.stalls.over_5ms} of 5 ms or more)"
         )
     return {
         "class": cls.name,

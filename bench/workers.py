@@ -30,16 +30,19 @@ __all__ = ["Memory", "WorkerPool", "broker_command", "memory_of", "py_spy", "rel
 _STOP_GRACE_SECONDS = 15.0
 
 
-def _launch(loop: EventLoop, module: str) -> list[str]:
-    if loop == "asyncio":
+def _launch(loop: EventLoop, module: str, *, launcher: bool = False) -> list[str]:
+    if loop == "asyncio" and not launcher:
         return [sys.executable, "-m", module]
     return [sys.executable, "-m", "bench.launch", loop, module]
 
 
-def broker_command(settings_file: Path, loop: EventLoop = "asyncio") -> list[str]:
-    """``xbroker --config FILE run`` (on uvloop through ``bench.launch`` if asked)."""
+def broker_command(
+    settings_file: Path, loop: EventLoop = "asyncio", *, watched: bool = False
+) -> list[str]:
+    """``xbroker --config FILE run`` (on uvloop through ``bench.launch`` if asked; there
+    too when ``watched``, so that ``BENCH_STALL_LOG`` in its environment is followed)."""
     return [
-        *_launch(loop, "broker.cli"),
+        *_launch(loop, "broker.cli", launcher=watched),
         *("--config", str(settings_file), "run", "--log-level", "WARNING"),
     ]
 

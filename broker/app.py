@@ -13,7 +13,7 @@ from broker.errors import ConfigurationError, Reason
 from broker.settings import Settings
 from broker.stores.audit import AuditTrail
 from broker.stores.backend import Stores
-from broker.stores.journal import Journals
+from broker.stores.journal import JournalBatch, Journals
 from broker.stores.status import StatusStore
 from broker.worker.sealer import Sealer, check_keys
 from broker.worker.service import BrokerService
@@ -119,6 +119,11 @@ class Records:
 
     def journal(self) -> Journals:
         return Journals([self.status, self.audit])
+
+    def recorder(self) -> JournalBatch:
+        """The journal for the HTTP API and the XTA endpoint: each event written when its
+        ``record`` returns, off the loop, together with those recorded meanwhile."""
+        return JournalBatch([self.journal()])
 
     async def close(self) -> None:
         self.audit.close()

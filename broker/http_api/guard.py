@@ -3,8 +3,9 @@
 uvicorn closes a connection that idles between requests, but not one that sends its
 request slowly: 200 clients trickling a body and 50 trickling headers, a byte at a time,
 were held for as long as they kept it up, and 1,100 connections that never sent a byte
-were held too. ``GuardedProtocol`` is uvicorn's HTTP/1.1 protocol with the limits of
-``ConnectionLimits``:
+were held too. ``GuardedProtocol`` is uvicorn's HTTP/1.1 protocol on httptools (the
+parser in C; h11's in Python cost the API more per request: docs/performance.md) with
+the limits of ``ConnectionLimits``:
 
 * the headers of a request must be complete within ``header_timeout`` of the connection
   being made (or of the previous response, on a kept-alive connection);
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from starlette.types import ASGIApp, Receive, Scope, Send
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from broker.logs import event
 
@@ -68,8 +69,9 @@ class _WithClientCert:
         await self._app(scope, receive, send)
 
 
-class GuardedProtocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol with time and connection limits (see the module)."""
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol on httptools with time and connection limits (see the
+    module)."""
 
     limits: ClassVar[ConnectionLimits] = ConnectionLimits()
     open: ClassVar[_Open] = _Open()
@@ -106,14 +108,13 @@ class GuardedProtocol(H11Protocol):
             self._admitted = None
         super().connection_lost(exc)
 
-    def handle_events(self) -> None:
-        cycle = self.cycle
-        super().handle_events()
-        if self.cycle is not cycle:
-            # A request's headers are complete: now its body has its own time.
-            self._arm(self.limits.body_timeout)
-        if self.cycle is not None and not self.cycle.more_body:
-            self._disarm()
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self._arm(self.limits.body_timeout)  # now the body has its own time
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._disarm()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

@@ -66,7 +66,7 @@ async def start_api(parts: Parts, records: Records) -> RunningApi:
             queue_limit=settings.ingress_queue_limit,
             retry_after_seconds=settings.api_retry_after_seconds,
         ),
-        journal=records.journal(),
+        journal=records.recorder(),
         opener=parts.sealer().open,
     )
     try:

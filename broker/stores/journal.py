@@ -40,6 +40,23 @@ Journals may write synchronously (the audit trail appends to a file) or asynchro
 (the stores, whose PostgreSQL implementation talks to a server); a batch awaits what
 needs awaiting. What the service's handlers hold is a `Recorder`: ``await record(event)``.
 Batches are written one after the other, in the order their events were added.
+
+Off the event loop
+------------------
+A write to a file another process may hold locked blocks whoever writes: the SQLite
+stores wait for the host's other workers' write lock (``BEGIN IMMEDIATE``; SQLite's busy
+handler sleeps 1, 2, 5, 10 ms ... between tries, up to 13 ms measured), the audit trail
+for its ``flock``. On the loop that wait held up every message in flight, the heartbeats
+and the confirms (docs/performance.md, P11). A `ThreadJournal` (the SQLite stores on
+connections of their own, the audit trail) is first asked to write on the loop without
+waiting (``write_now``: the lock is tried, not waited for); the journals whose lock was
+taken are handed to the batch's own thread, all of them in one hand-over, and wait there
+while the loop goes on. Writing every batch from the thread was measured too, and lost:
+each wake-up of the thread and each return of the GIL to it waits for a CPU, which on
+busy cores delayed the acks by far more than the lock waits it saved. The thread is one
+and batches are written one at a time, each journal in its turn (the dedup store, which
+completes claims, after the others); asynchronous journals (PostgreSQL) are awaited on
+the loop as before.
 """
 
 from __future__ import annotations
@@ -48,6 +65,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -63,6 +81,7 @@ __all__ = [
     "Journals",
     "Recorder",
     "StatusEvent",
+    "ThreadJournal",
 ]
 
 log = logging.getLogger("xbroker.journal")
@@ -107,6 +126,20 @@ class BatchJournal(Protocol):
     def record_many(self, events: Sequence[StatusEvent]) -> Awaitable[None] | None: ...
 
 
+@runtime_checkable
+class ThreadJournal(Protocol):
+    """A journal that writes a batch at once when nothing holds it up, and otherwise from
+    another thread than the loop's. Each call writes all of the batch or none of it."""
+
+    def write_now(self, events: Sequence[StatusEvent]) -> bool:
+        """Write ``events`` if that needs no wait for a lock; False: nothing written."""
+        ...
+
+    def write_many(self, events: Sequence[StatusEvent]) -> None:
+        """Write ``events``, waiting for locks as long as needed; blocks (any thread)."""
+        ...
+
+
 class Recorder(Protocol):
     """What a handler records its events with: written when ``record`` returns."""
 
@@ -147,6 +180,7 @@ class JournalBatch:
         self._waiters: list[asyncio.Future[None]] = []
         self._writing = asyncio.Lock()  # one batch at a time, in order
         self._writes: set[asyncio.Task[None]] = set()
+        self._thread: ThreadPoolExecutor | None = None  # made at the first threaded write
 
     @property
     def pending(self) -> int:
@@ -186,14 +220,53 @@ class JournalBatch:
             # would leave a completed claim whose Laufzettel never shows the message.
             for sink in self._sinks:
                 sink.take()
-            failure: Exception | None = None
+            # In the journals' order (the dedup store, which completes claims, last). Once
+            # one waits in the thread, the later threaded ones follow it there, and an
+            # asynchronous one waits for them. Each journal fails alone; the others write.
+            failures: list[Exception | None] = []
+            queued: list[_Sink] = []
             for sink in self._sinks:
-                try:
-                    await sink.write()
-                except Exception as exc:  # each journal fails alone; the others still write
-                    failure = failure or exc
+                if sink.threaded is not None:
+                    try:
+                        if queued or not sink.write_now():
+                            queued.append(sink)
+                    except Exception as exc:
+                        failures.append(exc)
+                    continue
+                if queued:
+                    failures.append(await _failure_of(self._write_threaded(queued)))
+                    queued = []
+                failures.append(await _failure_of(sink.write()))
+            if queued:
+                failures.append(await _failure_of(self._write_threaded(queued)))
+            failure = next((f for f in failures if f is not None), None)
             if failure is not None:
                 raise StoreError(f"journal write failed: {failure}") from failure
+
+    async def _write_threaded(self, sinks: Sequence[_Sink]) -> None:
+        """Write the taken events of ``sinks`` in the batch's thread, in one hand-over;
+        raise the first failure."""
+        if not sinks:
+            return
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="journal")
+        work = [(sink.threaded, sink.writing) for sink in sinks if sink.threaded]
+        written = asyncio.get_running_loop().run_in_executor(self._thread, _write_each, work)
+
+        def restore(done: asyncio.Future[list[Exception | None]]) -> None:
+            # Also when the flush was cancelled meanwhile: what failed is written next time.
+            # Until now the events counted as pending, so flushed() waited for them.
+            lost = done.cancelled() or done.exception() is not None
+            failed = [lost] * len(sinks) if lost else [r is not None for r in done.result()]
+            for sink, again in zip(sinks, failed, strict=True):
+                events, sink.writing = sink.writing, []
+                if again:
+                    sink.backlog[:0] = events
+
+        written.add_done_callback(restore)
+        failure = _first_failure(await asyncio.shield(written))
+        if failure is not None:
+            raise failure
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         waiting = self._scheduled
@@ -232,11 +305,12 @@ class JournalBatch:
 class _Sink:
     """One journal, the events it has not written yet, and those being written."""
 
-    __slots__ = ("backlog", "journal", "many", "writing")
+    __slots__ = ("backlog", "journal", "many", "threaded", "writing")
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
         self.many = journal if isinstance(journal, BatchJournal) else None
+        self.threaded = journal if isinstance(journal, ThreadJournal) else None
         self.backlog: list[StatusEvent] = []
         self.writing: list[StatusEvent] = []
 
@@ -247,6 +321,22 @@ class _Sink:
     def take(self) -> None:
         """Make the backlog the next write's events."""
         self.writing, self.backlog = self.backlog, []
+
+    def write_now(self) -> bool:
+        """Write a threaded journal's taken events on the loop if no lock is in the way;
+        False when they must wait (in the thread). Other journals: True, written
+        elsewhere. What fails goes back to the backlog's front."""
+        if self.threaded is None or not self.writing:
+            return True
+        try:
+            done = self.threaded.write_now(self.writing)
+        except BaseException:
+            events, self.writing = self.writing, []
+            self.backlog[:0] = events
+            raise
+        if done:
+            self.writing = []
+        return done
 
     async def write(self) -> None:
         """Write the taken events; what is not written goes back to the backlog's front."""
@@ -272,6 +362,38 @@ class _Sink:
                 raise
             finally:
                 self.writing = []
+
+
+def _write_each(work: Sequence[tuple[ThreadJournal, list[StatusEvent]]]) -> list[Exception | None]:
+    """In the batch's thread: write each journal's events; what each one raised."""
+    results: list[Exception | None] = []
+    for journal, events in work:
+        try:
+            journal.write_many(events)
+        except Exception as exc:  # each journal fails alone
+            results.append(exc)
+        else:
+            results.append(None)
+    return results
+
+
+async def _failure_of(write: Awaitable[None]) -> Exception | None:
+    try:
+        await write
+    except Exception as exc:
+        return exc
+    return None
+
+
+def _first_failure(outcomes: Sequence[object]) -> Exception | None:
+    """The first exception among ``outcomes``; one that is no `Exception` (a
+    cancellation) is raised."""
+    for outcome in outcomes:
+        if isinstance(outcome, Exception):
+            return outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return None
 
 
 async def _write(journal: Journal, events: Sequence[StatusEvent]) -> None:

@@ -100,7 +100,7 @@ async def start_xta(
         settings.confirm_timeout_seconds,
         lambda author: topology.reads_receipts(current(), author),
     )
-    journal = records.journal()
+    journal = records.recorder()
     boxes = MessageBoxes(
         settings.rabbitmq_urls,
         store,

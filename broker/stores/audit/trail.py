@@ -19,7 +19,12 @@ exclusive ``flock`` on ``<file>.lock`` and reads the chain head from the file's 
 `AuditTrail.record_many` appends a batch of events under one lock, with one open and
 one write (the worker's `broker.stores.journal.JournalBatch` writes this way), so workers take
 the lock once per batch rather than once per event. A seal that falls due is written
-after the batch that reaches ``seal_every``.
+after the batch that reaches ``seal_every``. A journal batch appends at once when the
+lock is free (`AuditTrail.write_now`) and otherwise from its own thread (`write_many`,
+which also writes the seals: a signature and an fsync), so waiting for another
+process's lock never holds up the event loop; within the process a thread lock keeps one
+append at a time (``flock`` does not: it belongs to the open file, which the process's
+threads share).
 
 A full disk or an unwritable file
 ---------------------------------
@@ -44,6 +49,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -140,6 +146,7 @@ class AuditTrail:
         except OSError as exc:
             raise StoreError(f"{path.name}.lock: {exc.strerror}") from exc
         self._head: _Head | None = None
+        self._mutex = threading.RLock()  # the head and the seal counters, across threads
         self._unsealed = 0
         self._last_seal = time.monotonic()
         self._open_tail()
@@ -151,17 +158,44 @@ class AuditTrail:
         """Append ``events`` under one lock and one write, then seal if a seal is due."""
         if not events:
             return
-        self._append([("event", {"event": event_dict(e) | {"uuid": e.uuid}}) for e in events])
-        self._unsealed += len(events)
-        due = time.monotonic() - self._last_seal >= self._seal_seconds
-        if self._sign is None or not (self._unsealed >= self._seal_every or due):
-            return
+        with self._mutex:
+            self._append(_entries(events))
+            self._unsealed += len(events)
+            if not self._seal_due():
+                return
+            try:
+                self.seal()
+            except Exception:
+                # The events are written; raising would make the caller write them again.
+                # The seal stays due and is tried after the next append.
+                log.exception("audit.seal_failed")
+
+    write_many = record_many  # from any thread (`broker.stores.journal.ThreadJournal`)
+
+    def write_now(self, events: Sequence[StatusEvent]) -> bool:
+        """Append ``events`` if no other process or thread is appending and no seal (a
+        signature and an fsync) falls due with them; False: nothing written."""
+        if not events:
+            return True
+        if not self._mutex.acquire(blocking=False):
+            return False
         try:
-            self.seal()
-        except Exception:
-            # The events are written; raising would make the caller write them again.
-            # The seal stays due and is tried after the next append.
-            log.exception("audit.seal_failed")
+            if self._seal_due(len(events)):
+                return False
+            try:
+                self._append(_entries(events), wait=False)
+            except BlockingIOError:
+                return False
+            self._unsealed += len(events)
+            return True
+        finally:
+            self._mutex.release()
+
+    def _seal_due(self, adding: int = 0) -> bool:
+        if self._sign is None:
+            return False
+        due = time.monotonic() - self._last_seal >= self._seal_seconds
+        return due or self._unsealed + adding >= self._seal_every
 
     def seal(self, *, force: bool = False) -> None:
         """Sign the chain as it stands now. Without ``force``, only when this trail wrote
@@ -173,9 +207,10 @@ class AuditTrail:
         def signed(seq: int, prev: str, at: str) -> dict[str, Any]:
             return {"seal": sign(seal_document("seal", seq, prev, at, self.issuer)).decode()}
 
-        self._append([("seal", signed)], sync=True)
-        self._unsealed = 0
-        self._last_seal = time.monotonic()
+        with self._mutex:
+            self._append([("seal", signed)], sync=True)
+            self._unsealed = 0
+            self._last_seal = time.monotonic()
 
     def prune(self, before: datetime) -> int:
         """Drop the leading entries older than ``before`` behind a signed checkpoint.
@@ -187,7 +222,7 @@ class AuditTrail:
             raise AuditError("pruning needs the broker's signer for the checkpoint")
         cutoff = before.astimezone(UTC).isoformat()
         self._append(())  # an incomplete last line is cut off first
-        with _Locked(self._lock):
+        with self._mutex, _Locked(self._lock):
             lines = self.path.read_bytes().splitlines(keepends=True) if self.path.exists() else []
             start = 1 if lines and json.loads(lines[0]).get("type") == "checkpoint" else 0
             cut = start
@@ -247,14 +282,15 @@ class AuditTrail:
                 event(log, "audit.seal_deferred", logging.WARNING, error=str(exc))
 
     def _append(
-        self, entries: Sequence[tuple[str, _Fields]], *, sync: bool = False
+        self, entries: Sequence[tuple[str, _Fields]], *, sync: bool = False, wait: bool = True
     ) -> _Head | None:
         """Chain ``entries`` (type, fields) onto the head and write them in one write.
 
         All or nothing: a failed write is cut off again. Returns the new head, or None
-        when there was nothing to write and no head to read.
+        when there was nothing to write and no head to read. Without ``wait``,
+        BlockingIOError (nothing written) when another process holds the lock.
         """
-        with _Locked(self._lock):
+        with self._mutex, _Locked(self._lock, wait=wait):
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             except OSError as exc:
@@ -323,16 +359,22 @@ class AuditTrail:
 
 
 class _Locked:
-    """An exclusive flock held for one append or prune."""
+    """An exclusive flock held for one append or prune; without ``wait``, BlockingIOError
+    when another holds it."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, *, wait: bool = True) -> None:
         self._fd = fd
+        self._how = fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB
 
     def __enter__(self) -> None:
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        fcntl.flock(self._fd, self._how)
 
     def __exit__(self, *exc: object) -> None:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+def _entries(events: Sequence[StatusEvent]) -> list[tuple[str, _Fields]]:
+    return [("event", {"event": event_dict(e) | {"uuid": e.uuid}}) for e in events]
 
 
 def _tail(path: Path) -> tuple[bytes | None, int]:

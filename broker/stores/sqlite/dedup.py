@@ -6,19 +6,22 @@ it reads the message's row and decides, under that lock, whether this store may 
 it (new, past the window, or pending with a holder that is gone) or must leave it
 (other bytes, completed, or a live holder: `broker.stores.sqlite.files.Holder`).
 Every method raises `StoreError` when the file cannot be read or written
-(`broker.stores.sqlite.guard`).
+(`broker.stores.sqlite.guard`). Claims and completions run on a connection of their own
+(`WriteConnection`): on the loop when the file's write lock is free, else in a thread,
+so the loop never waits for another worker's write lock.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from broker.stores.dedup import Claim, ClaimState
 from broker.stores.journal import EventKind, StatusEvent
-from broker.stores.sqlite.files import Holder, open_shared
-from broker.stores.sqlite.guard import StoreGuard, rollback
+from broker.stores.sqlite.files import BUSY, Holder, WriteConnection, open_shared
+from broker.stores.sqlite.guard import StoreGuard
 
 __all__ = ["SqliteDedupStore"]
 
@@ -34,6 +37,7 @@ CREATE TABLE IF NOT EXISTS seen (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_first ON seen (first_seen);
 """
+_COMPLETE = "UPDATE seen SET completed=1, holder=NULL WHERE author=? AND uuid=?"
 
 
 class SqliteDedupStore:
@@ -50,26 +54,21 @@ class SqliteDedupStore:
                 self._db.execute("ALTER TABLE seen ADD COLUMN holder TEXT")
         self._window = window_seconds
         self._holder = Holder()
+        self._writer = WriteConnection(path)
 
     async def claim(self, author: str, uuid: str, digest: str) -> Claim:
         now = time.time()
-        with self._guard:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                claim = self._claim(author, uuid, digest, now)
-                self._db.execute("COMMIT")
-            except BaseException:
-                rollback(self._db)
-                raise
-        return claim
+        return await self._writer.run(lambda db: self._claim(db, author, uuid, digest, now))
 
-    def _claim(self, author: str, uuid: str, digest: str, now: float) -> Claim:
-        row = self._db.execute(
+    def _claim(
+        self, db: sqlite3.Connection, author: str, uuid: str, digest: str, now: float
+    ) -> Claim:
+        row = db.execute(
             "SELECT digest, first_seen, completed, holder FROM seen WHERE author=? AND uuid=?",
             (author, uuid),
         ).fetchone()
         if row is None or row[1] < now - self._window:
-            self._db.execute(
+            db.execute(
                 "INSERT OR REPLACE INTO seen VALUES (?, ?, ?, ?, 0, ?)",
                 (author, uuid, digest, now, self._holder.name),
             )
@@ -81,7 +80,7 @@ class SqliteDedupStore:
             return Claim(ClaimState.DUPLICATE, first_digest, first_seen)
         if Holder.alive(holder):
             return Claim(ClaimState.BUSY, first_digest, first_seen)
-        self._db.execute(
+        db.execute(
             "UPDATE seen SET holder=? WHERE author=? AND uuid=?", (self._holder.name, author, uuid)
         )
         return Claim(ClaimState.RETRY, first_digest, first_seen)
@@ -94,20 +93,23 @@ class SqliteDedupStore:
         await self.record_many((event,))
 
     async def record_many(self, events: Sequence[StatusEvent]) -> None:
-        """As a journal: complete the claims of the accepted messages, in one transaction."""
-        done = [(e.author, e.uuid) for e in events if e.kind is EventKind.ACCEPTED and e.author]
+        """As a journal: complete the claims of the accepted messages, in one transaction;
+        a wait for the write lock is waited in a thread."""
+        done = _completed(events)
+        if done:
+            await self._writer.run(lambda db: db.executemany(_COMPLETE, done))
+
+    def write_now(self, events: Sequence[StatusEvent]) -> bool:
+        done = _completed(events)
         if not done:
-            return
-        with self._guard:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(
-                    "UPDATE seen SET completed=1, holder=NULL WHERE author=? AND uuid=?", done
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                rollback(self._db)
-                raise
+            return True
+        completed = self._writer.transaction(lambda db: db.executemany(_COMPLETE, done), wait=False)
+        return completed is not BUSY
+
+    def write_many(self, events: Sequence[StatusEvent]) -> None:
+        done = _completed(events)
+        if done:
+            self._writer.transaction(lambda db: db.executemany(_COMPLETE, done), wait=True)
 
     async def release(self, author: str, uuid: str) -> None:
         """Forget an uncompleted claim (its delivery failed before anything was published)."""
@@ -134,4 +136,10 @@ class SqliteDedupStore:
 
     async def close(self) -> None:
         self._holder.close()
+        self._writer.close()
         self._guard.close(self._db)
+
+
+def _completed(events: Sequence[StatusEvent]) -> list[tuple[str, str]]:
+    """(author, uuid) of the accepted messages among ``events``."""
+    return [(e.author, e.uuid) for e in events if e.kind is EventKind.ACCEPTED and e.author]

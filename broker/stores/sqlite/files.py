@@ -1,17 +1,24 @@
-"""SQLite files shared by the workers of one host, and who holds a claim in them."""
+"""SQLite files shared by the workers of one host, who holds a claim in them, and the
+connection whose transactions never wait for a lock on the event loop."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import sqlite3
+import threading
 import time
+from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Final, Literal, TypeVar
 
-from broker.stores.sqlite.guard import StoreGuard
+from broker.stores.sqlite.guard import StoreGuard, rollback
 
-__all__ = ["Holder", "open_shared"]
+__all__ = ["BUSY", "Holder", "WriteConnection", "open_shared"]
+
+T = TypeVar("T")
 
 
 def open_shared(path: Path, *, timeout: float = 5.0) -> sqlite3.Connection:
@@ -38,6 +45,91 @@ def open_shared(path: Path, *, timeout: float = 5.0) -> sqlite3.Connection:
                 time.sleep(0.02)
         db.execute("PRAGMA synchronous=NORMAL")
     return db
+
+
+class _Busy(Enum):
+    BUSY = "busy"
+
+
+BUSY: Final = _Busy.BUSY
+"""What `WriteConnection.transaction` returns without ``wait`` when the lock is taken."""
+
+
+class WriteConnection:
+    """A connection of its own to a shared file, for transactions that must not hold up
+    the event loop with a wait for another process's write lock.
+
+    ``transaction(work, wait=False)`` (on the loop) tries the file's write lock and gives
+    up at once (`BUSY`) when another process, or this connection's other user, holds it;
+    ``wait=True`` (from a thread) waits for it as SQLite's busy handler does; `run` does
+    the one and, when busy, the other in a thread. Every use is guarded
+    (`broker.stores.sqlite.guard`).
+    """
+
+    def __init__(self, path: Path, *, timeout: float = 5.0) -> None:
+        self._guard = StoreGuard(path)
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None  # opened at the first use
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work`` in one transaction: on the loop when the lock is free, else in a thread."""
+        done = self.transaction(work, wait=False)
+        if done is BUSY:
+            return await asyncio.to_thread(self._waited, work)
+        return done
+
+    def _waited(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        done = self.transaction(work, wait=True)
+        assert done is not BUSY  # a waiting transaction waits
+        return done
+
+    def transaction(
+        self, work: Callable[[sqlite3.Connection], T], *, wait: bool
+    ) -> T | Literal[_Busy.BUSY]:
+        """``work`` in one ``BEGIN IMMEDIATE`` ... ``COMMIT``: all of it or nothing; its
+        result. `BUSY` (nothing done) when ``wait`` is off and the lock is taken."""
+        if not self._lock.acquire(blocking=wait):
+            return BUSY
+        try:
+            with self._guard:
+                if self._db is None:
+                    self._db = open_shared(self._guard.path, timeout=self._timeout)
+                if wait:
+                    return _commit(self._db, work)
+                return self._try(self._db, work)
+        finally:
+            self._lock.release()
+
+    def _try(
+        self, db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]
+    ) -> T | Literal[_Busy.BUSY]:
+        db.execute("PRAGMA busy_timeout=0")
+        try:
+            return _commit(db, work)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:  # any kind of busy
+                raise
+            return BUSY  # rolled back: the transaction waits in a thread
+        finally:
+            db.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._guard.close(self._db)
+                self._db = None
+
+
+def _commit(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(db)
+        db.execute("COMMIT")
+    except BaseException:
+        rollback(db)
+        raise
+    return result
 
 
 class Holder:

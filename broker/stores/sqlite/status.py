@@ -4,6 +4,11 @@ The store of `broker.stores.status`: ``xbroker status`` and the HTTP API read th
 while the workers write it. Every method raises `StoreError` when the file cannot be
 read or written (`broker.stores.sqlite.guard`); a failed write leaves nothing
 half-written behind (one transaction).
+
+Events are written on a connection of their own (`WriteConnection`): at once when the
+file's write lock is free, else from a thread (the journal batch's,
+`broker.stores.journal`, or ``record_many``'s), so the event loop never waits for
+another worker's write lock. Claims and reads stay on the loop's connection.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from broker.stores.journal import EventKind, StatusEvent
-from broker.stores.sqlite.files import open_shared
+from broker.stores.sqlite.files import BUSY, WriteConnection, open_shared
 from broker.stores.sqlite.guard import StoreGuard, rollback
 from broker.stores.status import Laufzettel, SubmissionClaim, SubmissionMatch, WaitingCopy
 
@@ -67,6 +72,7 @@ class SqliteStatusStore:
             self._db.executescript(_SCHEMA)
             if self._db.execute(_OLD_CLAIMS).fetchone():
                 self._move_old_claims()
+        self._writer = WriteConnection(path)
 
     def _move_old_claims(self) -> None:
         # Checked again under the lock: another worker on this host may have moved them.
@@ -84,16 +90,19 @@ class SqliteStatusStore:
         await self.record_many((event,))
 
     async def record_many(self, events: Sequence[StatusEvent]) -> None:
-        """Write ``events`` in one transaction: all of them or none."""
+        """Write ``events`` in one transaction (all of them or none); a wait for the
+        write lock is waited in a thread."""
         rows = [_row(event) for event in events]
-        with self._guard:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(_INSERT, rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                rollback(self._db)
-                raise
+        await self._writer.run(lambda db: db.executemany(_INSERT, rows))
+
+    def write_now(self, events: Sequence[StatusEvent]) -> bool:
+        rows = [_row(event) for event in events]
+        done = self._writer.transaction(lambda db: db.executemany(_INSERT, rows), wait=False)
+        return done is not BUSY
+
+    def write_many(self, events: Sequence[StatusEvent]) -> None:
+        rows = [_row(event) for event in events]
+        self._writer.transaction(lambda db: db.executemany(_INSERT, rows), wait=True)
 
     async def timeline(self, uuid: str) -> Laufzettel:
         with self._guard:
@@ -174,6 +183,7 @@ class SqliteStatusStore:
         return int(deleted)
 
     async def close(self) -> None:
+        self._writer.close()
         self._guard.close(self._db)
 
 
