@@ -83,13 +83,17 @@ async def relay_drain(
     bodies: Sequence[bytes],
     processes: int,
     publishes: int = 1,
+    settle: relay.Settle = relay.Settle.CONFIRM,
 ) -> DrainTiming:
-    """Messages/s of ``processes`` bare relays draining ``bodies``, ``publishes`` each."""
+    """Messages/s of ``processes`` bare relays draining ``bodies``, ``publishes`` each,
+    settled as ``settle`` says."""
     queues = [relay.RELAY_IN, relay.RELAY_OUT, relay.RELAY_SIDE]
     await purge(channel, queues)
     exchange = await channel.get_exchange(relay.RELAY_EXCHANGE)
     await preload(exchange, relay.RELAY_IN, bodies)
-    command = relay_command(world.amqp_url, world.settings.prefetch, world.loop, publishes)
+    command = relay_command(
+        world.amqp_url, world.settings.prefetch, world.loop, publishes, settle.value
+    )
     clock = ArrivalClock(channel, relay.RELAY_OUT)
     await clock.sample()
     async with (

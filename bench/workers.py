@@ -48,9 +48,14 @@ def broker_command(
 
 
 def relay_command(
-    amqp_url: str, prefetch: int, loop: EventLoop = "asyncio", publishes: int = 1
+    amqp_url: str,
+    prefetch: int,
+    loop: EventLoop = "asyncio",
+    publishes: int = 1,
+    settle: str = "confirm",
 ) -> list[str]:
-    return [*_launch(loop, "bench.relay"), amqp_url, str(prefetch), str(publishes)]
+    """``python -m bench.relay``; ``settle`` is a `bench.relay.Settle` value."""
+    return [*_launch(loop, "bench.relay"), amqp_url, str(prefetch), str(publishes), settle]
 
 
 @dataclass(frozen=True, slots=True)
