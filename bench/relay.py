@@ -128,7 +128,11 @@ async def relay(
             await transaction.select()
             tag = await queue.consume(take)
             committing = asyncio.create_task(_commit_bursts(transaction, arrived, wake, forward))
-            await stop.wait()
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait((committing, stopping), return_when=asyncio.FIRST_COMPLETED)
+            if committing.done():  # a commit failed: the relay ends with its error
+                stopping.cancel()
+                committing.result()
             committing.cancel()
         await queue.cancel(tag)
 
