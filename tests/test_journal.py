@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from broker.errors import TransientError
+from broker.errors import StoreError, TransientError
+from broker.stores.dedup import ClaimState, DedupStore
 from broker.stores.journal import EventKind, JournalBatch, Journals, StatusEvent
 from tests.polling import eventually
 from tests.postgres_fixtures import Backend
@@ -260,3 +261,85 @@ async def test_a_full_batch_is_written_at_the_next_turn_without_waiting_for_the_
     batch.add(_event("b"))
 
     await eventually(lambda: journal.batches == [["a", "b"]], what="the full batch", timeout=10)
+
+
+class FailsOnce:
+    """A status journal whose first write fails (a full disk, a lost server)."""
+
+    def __init__(self) -> None:
+        self.written: list[str] = []
+        self.failed = False
+
+    def record(self, event: StatusEvent) -> None:
+        self.record_many((event,))
+
+    def record_many(self, events: Sequence[StatusEvent]) -> None:
+        if not self.failed:
+            self.failed = True
+            raise OSError("disk full")
+        self.written.extend(e.uuid for e in events)
+
+
+class FailsOnceInThread(FailsOnce):
+    """The same, written from the batch's thread (as a status store whose lock is held)."""
+
+    def write_now(self, events: Sequence[StatusEvent]) -> bool:
+        return False
+
+    def write_many(self, events: Sequence[StatusEvent]) -> None:
+        self.record_many(events)
+
+
+def _completions(dedup: DedupStore) -> list[str]:
+    """The uuids of every completion ``dedup`` writes as a journal, once per write."""
+    completed: list[str] = []
+
+    def counted(name: str) -> None:
+        write = getattr(dedup, name, None)
+        if write is None:
+            return
+
+        def wrapper(events: Sequence[StatusEvent]) -> object:
+            result = write(events)
+            if result is not False:  # write_now: False is nothing written
+                completed.extend(e.uuid for e in events)
+            return result
+
+        async def awaited(events: Sequence[StatusEvent]) -> None:
+            await write(events)
+            completed.extend(e.uuid for e in events)
+
+        setattr(dedup, name, awaited if asyncio.iscoroutinefunction(write) else wrapper)
+
+    for name in ("record_many", "write_now", "write_many"):
+        counted(name)
+    return completed
+
+
+@pytest.mark.parametrize("status", [FailsOnce, FailsOnceInThread], ids=["loop", "thread"])
+async def test_a_claim_is_not_completed_in_the_flush_whose_status_write_failed(
+    backend: Backend, status: type[FailsOnce]
+) -> None:
+    # A worker killed after such a flush would leave a completed claim without its events:
+    # the redelivery answered as a duplicate, the Laufzettel never showing it accepted.
+    dedup = backend.stores().dedup()
+    completed = _completions(dedup)
+    laufzettel = status()
+    batch = JournalBatch([laufzettel, dedup], delay=3600.0)  # written when flushed
+    await dedup.claim("osi:hh-portal", "u1", "ab" * 32)
+    other = backend.stores().dedup()
+
+    batch.add(_event("u1", EventKind.ACCEPTED))
+    with pytest.raises(StoreError):
+        await batch.flush()
+
+    assert (await other.claim("osi:hh-portal", "u1", "ab" * 32)).state is ClaimState.BUSY
+    assert completed == []
+    assert batch.pending == 1
+
+    await batch.flush()
+
+    assert (await other.claim("osi:hh-portal", "u1", "ab" * 32)).state is ClaimState.DUPLICATE
+    assert laufzettel.written == ["u1"]
+    assert completed == ["u1"]
+    assert batch.pending == 0

@@ -281,3 +281,38 @@ async def test_a_journal_after_one_that_waits_is_written_after_it_in_the_thread(
     # The dedup store completes a claim only once the events before it are written.
     assert order == ["held", "free"]
     assert free.threads == []  # not tried on the loop ahead of the one that waits
+
+
+class GateFailing(Gate):
+    """A threaded journal whose first write waits until ``open`` is set, then fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def write_many(self, events: Sequence[StatusEvent]) -> None:
+        if not self.failed:
+            self.failed = True
+            self.entered.set()
+            assert self.open.wait(DEADLINE)
+            raise StoreError("status.sqlite3: database or disk is full")
+        self.batches.append([e.uuid for e in events])
+
+
+async def test_a_flush_after_a_cancelled_one_waits_for_its_write_in_the_thread() -> None:
+    journal = GateFailing()
+    batch = JournalBatch([journal])
+    first = asyncio.create_task(batch.record(StatusEvent("a", EventKind.RECEIVED)))
+    assert await asyncio.to_thread(journal.entered.wait, DEADLINE)
+    first.cancel()  # the caller went away; the thread still writes "a"
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+    second = asyncio.create_task(batch.record(StatusEvent("b", EventKind.RECEIVED)))
+    await loop_turns(5)
+    assert not second.done()  # not taking "b" from under the write of "a"
+    journal.open.set()
+    await asyncio.wait_for(second, DEADLINE)
+
+    assert journal.batches == [["a", "b"]]  # "a" failed, came back, written with "b"
+    assert batch.pending == 0

@@ -29,7 +29,10 @@ operating system: it survives the death of the process, as each single write did
 (SQLite WAL with ``synchronous=NORMAL``, unsynced audit lines); seals are still fsynced.
 
 A journal that fails keeps its unwritten events and gets them again at the next write;
-journals that succeeded are not written twice. Whoever awaited that write gets a
+journals that succeeded are not written twice. The journals after a failed one are not
+written in that flush: they keep their events and write them after it has written its
+own, so a later journal never holds an event an earlier one lacks (the dedup store, last,
+never completes a claim whose events are unwritten). Whoever awaited that write gets a
 `StoreError` (the message is held, not acked without its record, and the write is
 tried again when the worker retries it: `broker.worker.faults`).
 
@@ -181,6 +184,8 @@ class JournalBatch:
         self._writing = asyncio.Lock()  # one batch at a time, in order
         self._writes: set[asyncio.Task[None]] = set()
         self._thread: ThreadPoolExecutor | None = None  # made at the first threaded write
+        # The thread's write under way, until its events are given back or let go.
+        self._in_thread: asyncio.Future[list[Exception | None]] | None = None
 
     @property
     def pending(self) -> int:
@@ -213,6 +218,11 @@ class JournalBatch:
     async def flush(self) -> None:
         """Write everything pending now; raise `StoreError` if a journal failed."""
         async with self._writing:
+            if self._in_thread is not None:
+                # A cancelled flush's write may still be under way in the thread; its
+                # events go back or away when it ends. Taken before that, they would be
+                # taken from under it.
+                await asyncio.wait([self._in_thread])
             # Every journal writes the same events in one flush: all backlogs are taken
             # before the first write. Taken one by one, an event added while the status
             # store writes would reach the dedup store (completing its claim) in this
@@ -222,24 +232,37 @@ class JournalBatch:
                 sink.take()
             # In the journals' order (the dedup store, which completes claims, last). Once
             # one waits in the thread, the later threaded ones follow it there, and an
-            # asynchronous one waits for them. Each journal fails alone; the others write.
-            failures: list[Exception | None] = []
+            # asynchronous one waits for them. Once one fails, the journals after it keep
+            # their events for a later flush, after the failed one has written its own: a
+            # later journal never holds an event an earlier one lacks (a claim completed
+            # whose events were never written would answer the redelivery as a duplicate).
+            failure: Exception | None = None
             queued: list[_Sink] = []
-            for sink in self._sinks:
-                if sink.threaded is not None:
-                    try:
-                        if queued or not sink.write_now():
-                            queued.append(sink)
-                    except Exception as exc:
-                        failures.append(exc)
-                    continue
+            try:
+                for sink in self._sinks:
+                    if failure is not None:
+                        sink.hold()
+                    elif sink.threaded is not None:
+                        try:
+                            if queued or not sink.write_now():
+                                queued.append(sink)
+                        except Exception as exc:
+                            failure = exc
+                    else:
+                        if queued:
+                            failure = await _failure_of(self._write_threaded(queued))
+                            queued = []
+                        if failure is None:
+                            failure = await _failure_of(sink.write())
+                        else:
+                            sink.hold()
                 if queued:
-                    failures.append(await _failure_of(self._write_threaded(queued)))
-                    queued = []
-                failures.append(await _failure_of(sink.write()))
-            if queued:
-                failures.append(await _failure_of(self._write_threaded(queued)))
-            failure = next((f for f in failures if f is not None), None)
+                    failure = await _failure_of(self._write_threaded(queued))
+            finally:
+                # Cancelled: the journals not reached keep their events for the next flush.
+                for sink in self._sinks:
+                    if sink not in queued:
+                        sink.hold()
             if failure is not None:
                 raise StoreError(f"journal write failed: {failure}") from failure
 
@@ -254,16 +277,20 @@ class JournalBatch:
         written = asyncio.get_running_loop().run_in_executor(self._thread, _write_each, work)
 
         def restore(done: asyncio.Future[list[Exception | None]]) -> None:
-            # Also when the flush was cancelled meanwhile: what failed is written next time.
-            # Until now the events counted as pending, so flushed() waited for them.
+            # Also when the flush was cancelled meanwhile: what failed, and what followed a
+            # failure unwritten, is written next time. Until now the events counted as
+            # pending, so flushed() waited for them.
             lost = done.cancelled() or done.exception() is not None
-            failed = [lost] * len(sinks) if lost else [r is not None for r in done.result()]
-            for sink, again in zip(sinks, failed, strict=True):
-                events, sink.writing = sink.writing, []
-                if again:
-                    sink.backlog[:0] = events
+            results = [] if lost else done.result()
+            for index, sink in enumerate(sinks):
+                if index < len(results) and results[index] is None:
+                    sink.writing = []
+                else:
+                    sink.hold()
+            self._in_thread = None
 
         written.add_done_callback(restore)
+        self._in_thread = written
         failure = _first_failure(await asyncio.shield(written))
         if failure is not None:
             raise failure
@@ -322,6 +349,11 @@ class _Sink:
         """Make the backlog the next write's events."""
         self.writing, self.backlog = self.backlog, []
 
+    def hold(self) -> None:
+        """Give the taken events back to the backlog's front, unwritten."""
+        events, self.writing = self.writing, []
+        self.backlog[:0] = events
+
     def write_now(self) -> bool:
         """Write a threaded journal's taken events on the loop if no lock is in the way;
         False when they must wait (in the thread). Other journals: True, written
@@ -365,15 +397,16 @@ class _Sink:
 
 
 def _write_each(work: Sequence[tuple[ThreadJournal, list[StatusEvent]]]) -> list[Exception | None]:
-    """In the batch's thread: write each journal's events; what each one raised."""
+    """In the batch's thread: write each journal's events in turn, up to the first that
+    fails; what each one tried raised (the journals after a failure are not tried)."""
     results: list[Exception | None] = []
     for journal, events in work:
         try:
             journal.write_many(events)
-        except Exception as exc:  # each journal fails alone
+        except Exception as exc:
             results.append(exc)
-        else:
-            results.append(None)
+            break
+        results.append(None)
     return results
 
 
