@@ -11,21 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from broker.app import load_parts, party_signer
+from broker.app import Parts, load_parts, party_signer
 from broker.commands.demo import ensure_dev_pki
 from broker.errors import StoreError, TransientError
 from broker.sdk.agency import Delivery
 from broker.sdk.portal import Portal
-from broker.settings import load_settings
+from broker.settings import Settings, load_settings
 from broker.stores.backend import Stores
-from broker.stores.journal import EventKind, StatusEvent
+from broker.stores.dedup import ClaimState
+from broker.stores.journal import EventKind, Journals, StatusEvent
 from broker.worker.service import BrokerService
 from monitoring.metrics import Metrics
 from signing import parse_untrusted
@@ -233,3 +235,130 @@ async def test_an_outage_pauses_the_worker_which_holds_its_message_and_resumes_b
     began = registry.get_sample_value("xbroker_faults_total", {"fault": "store"})
     assert began is not None and began >= 1
     assert registry.get_sample_value("xbroker_fault_active", {"fault": "store"}) == 0
+
+
+class Stalled:
+    """A journal whose first write of an accepted message waits for ``go``, then fails:
+    it holds a message open between its claim and the claim's completion."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def record(self, event: StatusEvent) -> None:
+        await self.record_many((event,))
+
+    async def record_many(self, events: Sequence[StatusEvent]) -> None:
+        if not self.entered.is_set() and any(e.kind is EventKind.ACCEPTED for e in events):
+            self.entered.set()
+            await self.go.wait()
+            raise OSError("disk full")
+
+
+def _worker(settings: Settings, parts: Parts, stores: Stores, *journals: object) -> BrokerService:
+    return BrokerService(
+        settings,
+        catalog=parts.catalog,
+        directory=parts.directory,
+        verifier=parts.verifier(),
+        signer=party_signer(settings, settings.broker_kennung),
+        metrics=Metrics(CollectorRegistry()),
+        dedup=stores.dedup(),
+        journal=Journals([stores.status(), *journals]),  # type: ignore[list-item]
+    )
+
+
+def _accepted(caplog: pytest.LogCaptureFixture, uuid: str) -> list[bool]:
+    """Whether each acceptance of ``uuid`` logged was a RETRY."""
+    return [
+        bool(facts["retry"])
+        for record in caplog.records
+        if record.getMessage() == "message.accepted"
+        and (facts := getattr(record, "xbroker_facts", {})).get("uuid") == uuid
+    ]
+
+
+@pytest.mark.rabbitmq
+async def test_a_claim_left_held_at_a_stop_during_an_outage_is_retried_by_another_worker(
+    relay: tuple[Relay, str], amqp_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The stopping worker cannot give its claim up: the database is unreachable. The claim
+    # names the worker's server session, which the outage ended, so once the database
+    # answers again another worker finds its holder gone and delivers the message.
+    caplog.set_level(logging.INFO, logger="xbroker")
+    cut, url = relay
+    settings = load_settings(
+        EXAMPLES / "xbroker.toml",
+        amqp_url=amqp_url,
+        state_dir=tmp_path,
+        metrics_port=0,
+        database_url=url,
+        database_statement_timeout_seconds=2.0,
+        database_connect_timeout_seconds=2.0,
+    )
+    ensure_dev_pki(settings)
+    parts = load_parts(settings)
+    handled: list[str] = []
+
+    async def handle(delivery: Delivery) -> None:
+        handled.append(delivery.uuid)
+
+    agency = agency_client(amqp_url, settings, parts, AGENCY, handle, tmp_path / "seen.sqlite3")
+    portal = Portal(
+        amqp_url,
+        settings.portal_kennung,
+        party_signer(settings, settings.portal_kennung),
+        parts.verifier(),
+    )
+    root = parse_untrusted(SAMPLE.read_bytes())
+    standard, _ = parts.catalog.identify(root)
+    stalled = Stalled()
+    first_stores, second_stores = Stores(settings), Stores(settings)
+    first = _worker(settings, parts, first_stores, stalled)
+    second = _worker(settings, parts, second_stores)
+    await first.start()
+    await portal.start()
+    await agency.start()
+    try:
+        uuid = await portal.submit(with_fresh_header(root, standard))
+        await asyncio.wait_for(stalled.entered.wait(), 60)  # claimed, its copies published
+        await cut.cut()
+        stalled.go.set()
+        await eventually(
+            lambda: first.faults.held, until=lambda held: held >= 1, what="the message held"
+        )
+        await first.stop()
+        await first_stores.close()
+        assert "dedup.abandon_failed" in caplog.text  # the claim was not given up
+        assert _accepted(caplog, uuid) == [False]  # copies published, never acked
+
+        await cut.start()
+        await second.start()
+        await eventually(
+            lambda: _accepted(caplog, uuid),
+            until=lambda accepted: len(accepted) > 1,
+            what="the message accepted again",
+            timeout=60,
+        )
+
+        async def claim_state() -> ClaimState:
+            laufzettel = await second_stores.status().timeline(uuid)
+            digest = next(e.digest for e in laufzettel.events if e.digest)
+            return (await second_stores.dedup().claim(PORTAL, uuid, digest)).state
+
+        await eventually(
+            claim_state,
+            until=lambda state: state is ClaimState.DUPLICATE,
+            ignoring=(StoreError,),
+            what="the claim completed",
+            timeout=60,
+        )
+        await eventually(lambda: handled, until=lambda got: got == [uuid], what="the copy")
+    finally:
+        await portal.close()
+        await agency.close()
+        await second.stop()
+        await second_stores.close()
+
+    assert _accepted(caplog, uuid) == [False, True]  # taken over as a RETRY, once
+    assert handled == [uuid]  # the agency's handler sees it once

@@ -225,7 +225,10 @@ class IngressConsumer:
         author, uuid = attempt.holds
         try:
             await self._dedup.abandon(author, uuid)
-        except TransientError:  # the claim's holder is this process: RETRY once it ends
+        except TransientError:
+            # Nothing is lost: the claim names this process's store as its holder (for
+            # PostgreSQL its server session, which an outage ends and the stop closes;
+            # for SQLite the open store), and a claim whose holder is gone is a RETRY.
             log.warning("dedup.abandon_failed", exc_info=True)
 
     async def _accept(
