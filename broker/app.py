@@ -150,8 +150,10 @@ def build_broker(
     dedup_path: Path | None = None,
     records: Records | None = None,
 ) -> BrokerService:
-    """The broker worker; it journals to ``records`` (default: those in the state dir)."""
+    """The broker worker; it journals to ``records`` (default: those in the state dir,
+    opened for it alone, and closed when it stops)."""
     settings = parts.settings
+    owned = records is None
     records = records or open_records(settings)
     metrics = Metrics(registry or CollectorRegistry(), reasons=Reason)
     dedup = records.stores.dedup(dedup_path)
@@ -165,6 +167,7 @@ def build_broker(
         metrics=metrics,
         dedup=dedup,
         journal=records.journal(),
+        closing=records.close if owned else None,
     )
     metrics.follow_readiness(service.readiness)
     return service

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -89,8 +89,12 @@ class BrokerService:
         dedup: DedupStore,
         journal: Journal | None = None,
         sealer: Sealer | None = None,
+        closing: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
+        # What the stop closes after the dedup store: the stores opened for this service
+        # alone (`broker.app.build_broker`), which nobody else would close.
+        self._closing = closing
         # The dedup store listens too: the accepted event completes the message's claim,
         # in the same write as its events, after the confirms and before the ack.
         self._journal = JournalBatch([journal or Journals(), dedup], delay=JOURNAL_DELAY)
@@ -268,8 +272,11 @@ class BrokerService:
         Messages not finished in time are never acked, so RabbitMQ returns them to the
         queue when the channel closes; messages held for a fault are given up at once.
         """
-        if self.state in (Lifecycle.CLOSED, Lifecycle.UNOPENED):
+        if self.state is Lifecycle.CLOSED:
+            return
+        if self.state is Lifecycle.UNOPENED:
             self.state = Lifecycle.CLOSED
+            await self._close_stores()
             return
         self.state = Lifecycle.STOPPING
         self.faults.stop()
@@ -294,9 +301,14 @@ class BrokerService:
             await self._journal.flush()  # what unfinished messages recorded; they come back
         except TransientError:
             log.warning("journal.unwritten", exc_info=True)
-        await self._dedup.close()
+        await self._close_stores()
         self.state = Lifecycle.CLOSED
         event(log, "broker.stopped")
+
+    async def _close_stores(self) -> None:
+        await self._dedup.close()
+        if self._closing is not None:
+            await self._closing()
 
     async def reload_directory(self, directory: Directory) -> None:
         """Switch to a new directory for the next messages.
