@@ -39,8 +39,7 @@ from lxml import etree
 
 from bench.large_standard import STANDARD_KEY, write_large_standard
 from broker.worker.reload import DirectoryWatcher
-from routing import Directory, RoutingInput, route
-from routing.directory import CertificateFiles
+from routing import CertificateFiles, Directory, RoutingInput, route
 from signing.devpki import issue, setup_ca
 from xta_schemas import Catalog
 from xta_schemas.samples import sample_root

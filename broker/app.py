@@ -18,8 +18,7 @@ from broker.stores.status import StatusStore
 from broker.worker.sealer import Sealer, check_keys
 from broker.worker.service import BrokerService
 from monitoring.metrics import Metrics
-from routing import Directory, DirectoryError
-from routing.directory import CertificateFiles
+from routing import CertificateFiles, Directory, DirectoryError
 from sealing import KeyRing, SealLimits
 from signing import Signer, SigningError, TrustStore, Verifier
 from signing.keyfiles import encryption_paths, party_paths

@@ -1,21 +1,23 @@
 """The agency directory and the routing rules. Knows nothing of AMQP or XML."""
 
-from routing.directory import (
+from routing.agency import (
     Agency,
     AmqpEndpoint,
-    Directory,
     RegisteredCertificate,
     Subscription,
     WebhookEndpoint,
     XtaEndpoint,
-    read_parties,
 )
+from routing.certificates import CertificateFiles
+from routing.directory import Directory
+from routing.directory_file import read_parties
 from routing.errors import DirectoryError, RouteError, RoutingError
 from routing.rules import Recipient, Role, RoutingInput, route
 
 __all__ = [
     "Agency",
     "AmqpEndpoint",
+    "CertificateFiles",
     "Directory",
     "DirectoryError",
     "Recipient",

@@ -11,8 +11,7 @@ import pytest
 from broker.errors import Reason
 from broker.worker.reload import DirectoryWatcher, collections_paused
 from monitoring.labels import ReceiptKind
-from routing import Directory
-from routing.directory import CertificateFiles
+from routing import CertificateFiles, Directory
 from signing.devpki import issue, setup_ca
 from tests.polling import eventually
 from tests.world import EXAMPLES, World, running_world

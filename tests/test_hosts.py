@@ -38,9 +38,9 @@ from broker.stores.journal import EventKind, StatusEvent
 from broker.stores.status import Laufzettel
 from broker.worker.service import BrokerService
 from monitoring.labels import ReceiptKind
-from monitoring.metrics import Metrics
 from signing import parse_untrusted
 from tests.polling import eventually
+from tests.worker_support import worker
 from xta_schemas.samples import with_fresh_header
 
 pytestmark = pytest.mark.rabbitmq
@@ -120,13 +120,9 @@ async def _host(settings: Settings, together: Together) -> Host:
     parts = load_parts(settings)
     records = open_records(settings)
     dedup = RacingDedup(records.stores.dedup(), together)
-    broker = BrokerService(
-        settings,
-        catalog=parts.catalog,
-        directory=parts.directory,
-        verifier=parts.verifier(),
-        signer=party_signer(settings, settings.broker_kennung),
-        metrics=Metrics(CollectorRegistry()),
+    broker = worker(
+        parts,
+        CollectorRegistry(),
         dedup=dedup,  # type: ignore[arg-type]
         journal=records.journal(),
     )

@@ -19,27 +19,16 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from prometheus_client import CollectorRegistry
 
-from broker.app import Parts, load_parts, party_signer
-from broker.commands.demo import ensure_dev_pki
 from broker.errors import StoreError, TransientError
-from broker.sdk.agency import Delivery
-from broker.sdk.portal import Portal
-from broker.settings import Settings, load_settings
+from broker.settings import load_settings
 from broker.stores.backend import Stores
 from broker.stores.dedup import ClaimState
 from broker.stores.journal import EventKind, Journals, StatusEvent
-from broker.worker.service import BrokerService
-from monitoring.metrics import Metrics
-from signing import parse_untrusted
 from tests.polling import eventually
-from tests.world import agency_client
-from xta_schemas.samples import with_fresh_header
+from tests.worker_support import EXAMPLES, event_kinds, one_agency, worker, worker_settings
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-SAMPLE = EXAMPLES / "submissions" / "anmeldung-hamburg.xml"
 UUID = "6f1c2d3e-4a5b-4c6d-8e7f-001122334455"
 PORTAL = "osi:hh-portal"
-AGENCY = "psw:02000000"
 
 
 class Relay:
@@ -141,54 +130,24 @@ async def test_an_outage_pauses_the_worker_which_holds_its_message_and_resumes_b
     relay: tuple[Relay, str], amqp_url: str, tmp_path: Path
 ) -> None:
     cut, url = relay
-    settings = load_settings(
-        EXAMPLES / "xbroker.toml",
-        amqp_url=amqp_url,
-        state_dir=tmp_path,
-        metrics_port=0,
-        database_url=url,
+    settings = worker_settings(
+        amqp_url,
+        tmp_path,
+        url,
         database_statement_timeout_seconds=2.0,
         database_connect_timeout_seconds=2.0,
     )
-    ensure_dev_pki(settings)
-    parts = load_parts(settings)
     stores = Stores(settings)
     status = stores.status()
-    registry = CollectorRegistry()
-    broker = BrokerService(
-        settings,
-        catalog=parts.catalog,
-        directory=parts.directory,
-        verifier=parts.verifier(),
-        signer=party_signer(settings, settings.broker_kennung),
-        metrics=Metrics(registry),
-        dedup=stores.dedup(),
-        journal=status,
-    )
-    handled: list[str] = []
-
-    async def handle(delivery: Delivery) -> None:
-        handled.append(delivery.uuid)
-
-    agency = agency_client(amqp_url, settings, parts, AGENCY, handle, tmp_path / "seen.sqlite3")
-    portal = Portal(
-        amqp_url,
-        settings.portal_kennung,
-        party_signer(settings, settings.portal_kennung),
-        parts.verifier(),
-    )
-    root = parse_untrusted(SAMPLE.read_bytes())
-    standard, _ = parts.catalog.identify(root)
-
-    async def kinds(uuid: str) -> list[EventKind]:
-        return [e.kind for e in (await status.timeline(uuid)).events]
+    world = one_agency(settings, dedup=stores.dedup(), journal=status)
+    broker, handled = world.broker, world.handled
 
     await broker.start()
-    await portal.start()
-    await agency.start()
+    await world.portal.start()
+    await world.agency.start()
     try:
         await cut.cut()
-        uuid = await portal.submit(with_fresh_header(root, standard))
+        uuid = await world.portal.submit(world.sample())
         await eventually(
             lambda: (broker.faults.held, broker.readiness()),
             until=lambda state: (
@@ -214,17 +173,15 @@ async def test_an_outage_pauses_the_worker_which_holds_its_message_and_resumes_b
             timeout=60,
         )
         await eventually(
-            lambda: kinds(uuid),
+            lambda: event_kinds(status, uuid),
             until=lambda seen: EventKind.ACCEPTED in seen,
             ignoring=(StoreError,),
             what="the accepted event",
             timeout=60,
         )
-        seen = await kinds(uuid)
+        seen = await event_kinds(status, uuid)
     finally:
-        await portal.close()
-        await agency.close()
-        await broker.stop()
+        await world.close()
         await stores.close()
 
     # Taken once from the ingress queue: held through the outage, not returned to it.
@@ -232,6 +189,7 @@ async def test_an_outage_pauses_the_worker_which_holds_its_message_and_resumes_b
     assert seen.count(EventKind.ACCEPTED) == 1
     assert EventKind.FAILED not in seen
     assert handled == [uuid]
+    registry = world.registry
     began = registry.get_sample_value("xbroker_faults_total", {"fault": "store"})
     assert began is not None and began >= 1
     assert registry.get_sample_value("xbroker_fault_active", {"fault": "store"}) == 0
@@ -255,19 +213,6 @@ class Stalled:
             raise OSError("disk full")
 
 
-def _worker(settings: Settings, parts: Parts, stores: Stores, *journals: object) -> BrokerService:
-    return BrokerService(
-        settings,
-        catalog=parts.catalog,
-        directory=parts.directory,
-        verifier=parts.verifier(),
-        signer=party_signer(settings, settings.broker_kennung),
-        metrics=Metrics(CollectorRegistry()),
-        dedup=stores.dedup(),
-        journal=Journals([stores.status(), *journals]),  # type: ignore[list-item]
-    )
-
-
 def _accepted(caplog: pytest.LogCaptureFixture, uuid: str) -> list[bool]:
     """Whether each acceptance of ``uuid`` logged was a RETRY."""
     return [
@@ -287,40 +232,29 @@ async def test_a_claim_left_held_at_a_stop_during_an_outage_is_retried_by_anothe
     # answers again another worker finds its holder gone and delivers the message.
     caplog.set_level(logging.INFO, logger="xbroker")
     cut, url = relay
-    settings = load_settings(
-        EXAMPLES / "xbroker.toml",
-        amqp_url=amqp_url,
-        state_dir=tmp_path,
-        metrics_port=0,
-        database_url=url,
+    settings = worker_settings(
+        amqp_url,
+        tmp_path,
+        url,
         database_statement_timeout_seconds=2.0,
         database_connect_timeout_seconds=2.0,
     )
-    ensure_dev_pki(settings)
-    parts = load_parts(settings)
-    handled: list[str] = []
-
-    async def handle(delivery: Delivery) -> None:
-        handled.append(delivery.uuid)
-
-    agency = agency_client(amqp_url, settings, parts, AGENCY, handle, tmp_path / "seen.sqlite3")
-    portal = Portal(
-        amqp_url,
-        settings.portal_kennung,
-        party_signer(settings, settings.portal_kennung),
-        parts.verifier(),
-    )
-    root = parse_untrusted(SAMPLE.read_bytes())
-    standard, _ = parts.catalog.identify(root)
     stalled = Stalled()
     first_stores, second_stores = Stores(settings), Stores(settings)
-    first = _worker(settings, parts, first_stores, stalled)
-    second = _worker(settings, parts, second_stores)
+    env = one_agency(
+        settings,
+        dedup=first_stores.dedup(),
+        journal=Journals([first_stores.status(), stalled]),  # type: ignore[list-item]
+    )
+    first, portal, agency, handled = env.broker, env.portal, env.agency, env.handled
+    second = worker(
+        env.parts, CollectorRegistry(), dedup=second_stores.dedup(), journal=second_stores.status()
+    )
     await first.start()
     await portal.start()
     await agency.start()
     try:
-        uuid = await portal.submit(with_fresh_header(root, standard))
+        uuid = await portal.submit(env.sample())
         await asyncio.wait_for(stalled.entered.wait(), 60)  # claimed, its copies published
         await cut.cut()
         stalled.go.set()

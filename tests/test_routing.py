@@ -10,8 +10,18 @@ from pathlib import Path
 import pytest
 
 from broker.errors import Reason
-from routing import Directory, DirectoryError, Role, RouteError, RoutingInput, route
-from routing.directory import Agency, AmqpEndpoint, CertificateFiles, Subscription
+from routing import (
+    Agency,
+    AmqpEndpoint,
+    CertificateFiles,
+    Directory,
+    DirectoryError,
+    Role,
+    RouteError,
+    RoutingInput,
+    Subscription,
+    route,
+)
 from signing.devpki import issue, setup_ca
 
 DIRECTORY = """

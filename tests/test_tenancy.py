@@ -22,8 +22,7 @@ from broker.ops.tenancy.accounts import (
     vhost_of,
 )
 from broker.ops.tenancy.backends import ManagementApiBackend, backend_for
-from routing import AmqpEndpoint, Directory, WebhookEndpoint, XtaEndpoint
-from routing.directory import Agency, Subscription
+from routing import Agency, AmqpEndpoint, Directory, Subscription, WebhookEndpoint, XtaEndpoint
 
 URL = "amqp://guest:guest@127.0.0.1:5672/xbroker-test"
 

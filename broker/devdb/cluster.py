@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import pwd
@@ -12,13 +11,13 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from broker.devdb.errors import INSTALL_HINT, ClusterStartError, PostgresNotInstalledError
-from broker.devnode import project_root
+from broker.devlocal import free_port, locked, port_is_free, project_root
 
 __all__ = [
     "ClusterInfo",
@@ -72,6 +71,7 @@ class _ClusterLayout:
     socket_dir: Path
     log_file: Path
     state_file: Path
+    lock_file: Path
 
     @classmethod
     def of(cls, root: Path | None) -> _ClusterLayout:
@@ -82,6 +82,7 @@ class _ClusterLayout:
             socket_dir=base / "run",
             log_file=base / "log" / "postgres.log",
             state_file=base / "cluster.json",
+            lock_file=base / "cluster.lock",
         )
 
 
@@ -98,7 +99,7 @@ def ensure_cluster(
     """Reuse this checkout's cluster if it answers, else create and start it, and wait."""
     layout = _ClusterLayout.of(root)
     bin_dir = _bin_dir()
-    with _locked(layout):
+    with locked(layout.lock_file):
         state = _read_state(layout)
         pid = _running_pid(layout)
         if state is not None and pid is not None:
@@ -145,7 +146,7 @@ def stop_cluster(root: Path | None = None, *, timeout: float = 60.0, crash: bool
     which recovers at the next start)."""
     layout = _ClusterLayout.of(root)
     mode = "immediate" if crash else "fast"
-    with _locked(layout):
+    with locked(layout.lock_file):
         if _running_pid(layout) is None:
             return False
         _as_owner(
@@ -205,14 +206,14 @@ def _init(layout: _ClusterLayout, bin_dir: Path) -> _State:
         pwfile.unlink(missing_ok=True)
     with (layout.data / "postgresql.conf").open("a") as conf:
         conf.write("\ninclude_if_exists = 'xbroker.conf'  # written by broker.devdb\n")
-    state = _State(_free_port(), password, created=False)
+    state = _State(free_port(), password, created=False)
     _write_state(layout, state)
     return state
 
 
 def _start(layout: _ClusterLayout, state: _State, bin_dir: Path, timeout: float) -> _State:
-    if not _port_is_free(state.port):
-        state = _State(_free_port(), state.password, state.created)
+    if not port_is_free(state.port):
+        state = _State(free_port(), state.password, state.created)
         _write_state(layout, state)
     settings = {
         "listen_addresses": "'127.0.0.1'",
@@ -332,18 +333,6 @@ def _as_owner(
         )
 
 
-@contextlib.contextmanager
-def _locked(layout: _ClusterLayout) -> Iterator[None]:
-    """Serialise ensure/stop across processes (make, pytest, a second terminal)."""
-    layout.base.mkdir(parents=True, exist_ok=True)
-    with (layout.base / "cluster.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _read_state(layout: _ClusterLayout) -> _State | None:
     try:
         raw = json.loads(layout.state_file.read_text())
@@ -406,20 +395,3 @@ def _info(layout: _ClusterLayout, state: _State, pid: int, bin_dir: Path) -> Clu
 
 def _quoted(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port

@@ -19,16 +19,15 @@ from broker.devdb.cluster import (
     _as_owner,
     _bin_dir,
     _ClusterLayout,
-    _free_port,
     _give_to_owner,
     _info,
-    _locked,
     _running_pid,
     _start,
     _State,
     _write_state,
 )
 from broker.devdb.errors import ClusterStartError
+from broker.devlocal import free_port, locked
 
 __all__ = ["promote", "start_standby"]
 
@@ -39,7 +38,7 @@ def start_standby(
     """Copy ``primary`` into ``root``'s layout and start it as its streaming standby."""
     layout = _ClusterLayout.of(root)
     bin_dir = _bin_dir()
-    with _locked(layout):
+    with locked(layout.lock_file):
         if layout.data.exists():
             raise ClusterStartError(f"{layout.data} exists: a standby starts from an empty folder")
         for folder in (layout.socket_dir, layout.log_file.parent):
@@ -66,7 +65,7 @@ def start_standby(
             env={"PGPASSWORD": primary.password},
         )
         # The copy carries the primary's port and socket folder: `_start` writes its own.
-        state = _State(_free_port(), primary.password, created=True)
+        state = _State(free_port(), primary.password, created=True)
         _write_state(layout, state)
         state = _start(layout, state, bin_dir, timeout)
         pid = _running_pid(layout)

@@ -27,6 +27,7 @@ Error tree::
 
 from __future__ import annotations
 
+from broker.devlocal import project_root
 from broker.devnode.ctl import (
     add_user,
     add_vhost,
@@ -41,7 +42,7 @@ from broker.devnode.errors import (
     RabbitmqctlError,
     RabbitMQNotInstalledError,
 )
-from broker.devnode.layout import NodeInfo, amqp_reachable, amqps_url, nodename_for, project_root
+from broker.devnode.layout import NodeInfo, amqp_reachable, amqps_url, nodename_for
 from broker.devnode.lifecycle import ensure_node, node_status, stop_node
 from broker.devnode.trust import distrust_client_ca, issue_client_certificate, trust_client_ca
 

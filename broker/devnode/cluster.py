@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from broker.devlocal import free_port, project_root
 from broker.devnode.ctl import run_ctl, start_detached
 from broker.devnode.errors import NodeStartError, RabbitmqctlError
-from broker.devnode.layout import _free_port, amqp_reachable, project_root
+from broker.devnode.layout import amqp_reachable
 from broker.devnode.remote import erl_eval
 
 __all__ = ["Cluster", "ClusterNode", "start_cluster"]
@@ -189,7 +190,7 @@ def start_cluster(root: Path | None = None, size: int = 3) -> Cluster:
     cookie.chmod(0o400)
     ports: list[int] = []
     while len(ports) < 2 * size:
-        port = _free_port()
+        port = free_port()
         if port not in ports:
             ports.append(port)
     nodes = tuple(

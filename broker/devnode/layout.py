@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import quote, urlencode, urlsplit
 
+from broker.devlocal import free_port, port_is_free, project_root
 from broker.devnode.errors import INSTALL_HINT, RabbitMQNotInstalledError
 from broker.devnode.tls import NodeTlsFolder
 
-__all__ = ["NodeInfo", "amqp_reachable", "amqps_url", "nodename_for", "project_root"]
+__all__ = ["NodeInfo", "amqp_reachable", "amqps_url", "nodename_for"]
 
 DEFAULT_BIN_DIR = Path("/usr/lib/rabbitmq/bin")
 START_TIMEOUT_SECONDS = 90.0
@@ -110,6 +111,7 @@ class _Layout:
     log_file: Path
     pid_file: Path
     state_file: Path
+    lock_file: Path
     tls_dir: Path
 
     @classmethod
@@ -125,6 +127,7 @@ class _Layout:
             log_file=log_dir / f"{nodename}.log",
             pid_file=base / "node.pid",
             state_file=base / "node.json",
+            lock_file=base / "node.lock",
             tls_dir=base / "tls",
         )
 
@@ -133,12 +136,6 @@ def nodename_for(root: Path) -> str:
     """The node name of the checkout at ``root``: two clones never share a node."""
     digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:10]
     return f"xbroker-{digest}@localhost"
-
-
-def project_root() -> Path:
-    """The checkout this package was installed from (editable), else the working directory."""
-    candidate = Path(__file__).resolve().parents[2]
-    return candidate if (candidate / "pyproject.toml").is_file() else Path.cwd()
 
 
 def _bin_dir() -> Path:
@@ -240,37 +237,19 @@ def _write_files(layout: _Layout, ports: _Ports) -> None:
         (layout.base / name).write_text(text)
 
 
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # As the node does: connections left in TIME_WAIT by the last run must not count.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _choose_ports(layout: _Layout) -> _Ports:
     """The remembered ports if all are still free, else new free ones (remembered).
 
     A port node.json does not know yet (written by an older version) is chosen and added.
     """
     remembered = _read_state(layout)
-    if remembered and all(_port_is_free(port) for port in remembered if port):
+    if remembered and all(port_is_free(port) for port in remembered if port):
         values = list(remembered)
     else:
         values = [0] * len(_Ports._fields)
     for index, port in enumerate(values):
         while not port:
-            candidate = _free_port()
+            candidate = free_port()
             port = 0 if candidate in values else candidate
         values[index] = port
     ports = _Ports(*values)

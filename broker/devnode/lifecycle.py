@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
+from broker.devlocal import locked
 from broker.devnode.ctl import _ctl, start_detached
 from broker.devnode.errors import NodeStartError, RabbitmqctlError, RabbitMQNotInstalledError
 from broker.devnode.layout import (
@@ -34,18 +33,6 @@ from broker.devnode.tls import NodeTlsFolder
 __all__ = ["ensure_node", "node_status", "stop_node"]
 
 
-@contextlib.contextmanager
-def _locked(layout: _Layout) -> Iterator[None]:
-    """Serialise ensure/stop across processes (make, pytest, a second terminal)."""
-    layout.base.mkdir(parents=True, exist_ok=True)
-    with (layout.base / "node.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ensure_node(root: Path | None = None, *, timeout: float = START_TIMEOUT_SECONDS) -> NodeInfo:
     """Reuse this checkout's node if it answers, else start it and wait until it is ready.
 
@@ -54,7 +41,7 @@ def ensure_node(root: Path | None = None, *, timeout: float = START_TIMEOUT_SECO
     """
     layout = _Layout.of(root)
     _executable("rabbitmq-server")  # not installed: say so before anything is written
-    with _locked(layout):
+    with locked(layout.lock_file):
         ports = _read_state(layout)
         pid = _running_pid(layout)
         if ports and pid is not None and not (all(ports) and _config_is_current(layout, ports)):
@@ -128,7 +115,7 @@ def node_status(root: Path | None = None) -> NodeInfo | None:
 def stop_node(root: Path | None = None, *, timeout: float = 60.0) -> bool:
     """Stop this checkout's node; True if one was running. Data and ports are kept."""
     layout = _Layout.of(root)
-    with _locked(layout):
+    with locked(layout.lock_file):
         pid = _running_pid(layout)
         ports = _read_state(layout)
         if pid is None or ports is None:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from broker.devlocal import locked
 from broker.devnode.ctl import _ctl
 from broker.devnode.errors import DevNodeError
 from broker.devnode.layout import _Layout, _read_state, _running_pid
-from broker.devnode.lifecycle import _locked
 from broker.devnode.tls import NodeTlsFolder
 from signing.devpki import issue_tls_certificate
 
@@ -46,7 +46,7 @@ def trust_client_ca(name: str, ca_pem: bytes, *, root: Path | None = None) -> No
         raise DevNodeError(f"CA {name!r} is not a PEM certificate")
     layout = _Layout.of(root)
     files = NodeTlsFolder(layout.tls_dir)
-    with _locked(layout):
+    with locked(layout.lock_file):
         files.ensure()
         files.client_cas.mkdir(parents=True, exist_ok=True)
         files.client_ca(_checked_name(name)).write_bytes(ca_pem)
@@ -58,7 +58,7 @@ def distrust_client_ca(name: str, *, root: Path | None = None) -> None:
     """Stop accepting client certificates of the CA stored as ``name`` (from the next handshake)."""
     layout = _Layout.of(root)
     files = NodeTlsFolder(layout.tls_dir)
-    with _locked(layout):
+    with locked(layout.lock_file):
         files.client_ca(_checked_name(name)).unlink(missing_ok=True)
         if files.bundle.exists() and files.write_bundle():
             _clear_pem_cache(layout)

@@ -25,8 +25,7 @@ from pathlib import Path
 from broker.errors import ConfigurationError
 from broker.logs import event
 from broker.worker.periodic import Periodic
-from routing import Directory, DirectoryError
-from routing.directory import CertificateFiles
+from routing import CertificateFiles, Directory, DirectoryError
 from signing import TrustStore
 
 __all__ = ["CrlWatcher", "DirectoryWatcher"]
