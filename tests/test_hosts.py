@@ -68,7 +68,10 @@ class Together:
 
 
 class RacingDedup:
-    """A worker's dedup store whose first claim of each message waits for the others'."""
+    """A worker's dedup store whose first claim of each message waits for the others',
+    and whose answer waits until the others have theirs: neither worker goes on (and
+    completes its claim) before both have claimed, so one of them finds the other's
+    claim pending, however the machine schedules them."""
 
     def __init__(self, store: DedupStore, together: Together) -> None:
         self._store = store
@@ -77,11 +80,14 @@ class RacingDedup:
         self.claims: list[Claim] = []
 
     async def claim(self, author: str, uuid: str, digest: str) -> Claim:
-        if uuid not in self._met:
-            self._met.add(uuid)
+        first = uuid not in self._met
+        self._met.add(uuid)
+        if first:
             await self._together.meet(uuid)
         claim = await self._store.claim(author, uuid, digest)
         self.claims.append(claim)
+        if first:
+            await self._together.meet(f"{uuid} claimed")
         return claim
 
     def __getattr__(self, name: str) -> Callable[..., Awaitable[object]]:
