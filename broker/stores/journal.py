@@ -240,10 +240,8 @@ class JournalBatch:
             queued: list[_Sink] = []
             try:
                 for sink in self._sinks:
-                    if failure is not None:
-                        sink.hold()
-                    elif sink.threaded is not None:
-                        try:
+                    if sink.threaded is not None:
+                        try:  # with others queued before it, it is never written here
                             if queued or not sink.write_now():
                                 queued.append(sink)
                         except Exception as exc:
@@ -254,12 +252,14 @@ class JournalBatch:
                             queued = []
                         if failure is None:
                             failure = await _failure_of(sink.write())
-                        else:
-                            sink.hold()
-                if queued:
-                    failure = await _failure_of(self._write_threaded(queued))
+                    if failure is not None:
+                        break
+                else:
+                    if queued:
+                        failure = await _failure_of(self._write_threaded(queued))
             finally:
-                # Cancelled: the journals not reached keep their events for the next flush.
+                # The journals not reached (after a failure, or in a cancelled flush) keep
+                # their events for the next flush; the thread's write gives back its own.
                 for sink in self._sinks:
                     if sink not in queued:
                         sink.hold()
