@@ -20,7 +20,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from broker.errors import StoreError, TransientError
-from broker.settings import load_settings
+from broker.settings import Settings, load_settings
 from broker.stores.backend import Stores
 from broker.stores.dedup import ClaimState
 from broker.stores.journal import EventKind, Journals, StatusEvent
@@ -125,18 +125,23 @@ async def test_an_outage_raises_store_errors_and_the_stores_resume_by_themselves
     assert claim.held
 
 
+def _outage_settings(amqp_url: str, state_dir: Path, database_url: str) -> Settings:
+    """The worker's settings with short database timeouts: an outage shows at once."""
+    return worker_settings(
+        amqp_url,
+        state_dir,
+        database_url,
+        database_statement_timeout_seconds=2.0,
+        database_connect_timeout_seconds=2.0,
+    )
+
+
 @pytest.mark.rabbitmq
 async def test_an_outage_pauses_the_worker_which_holds_its_message_and_resumes_by_itself(
     relay: tuple[Relay, str], amqp_url: str, tmp_path: Path
 ) -> None:
     cut, url = relay
-    settings = worker_settings(
-        amqp_url,
-        tmp_path,
-        url,
-        database_statement_timeout_seconds=2.0,
-        database_connect_timeout_seconds=2.0,
-    )
+    settings = _outage_settings(amqp_url, tmp_path, url)
     stores = Stores(settings)
     status = stores.status()
     world = one_agency(settings, dedup=stores.dedup(), journal=status)
@@ -232,13 +237,7 @@ async def test_a_claim_left_held_at_a_stop_during_an_outage_is_retried_by_anothe
     # answers again another worker finds its holder gone and delivers the message.
     caplog.set_level(logging.INFO, logger="xbroker")
     cut, url = relay
-    settings = worker_settings(
-        amqp_url,
-        tmp_path,
-        url,
-        database_statement_timeout_seconds=2.0,
-        database_connect_timeout_seconds=2.0,
-    )
+    settings = _outage_settings(amqp_url, tmp_path, url)
     stalled = Stalled()
     first_stores, second_stores = Stores(settings), Stores(settings)
     env = one_agency(
