@@ -3,7 +3,10 @@
 Everything the cluster owns lives under ``<checkout>/.xbroker/postgres/``: its data
 directory (``data/``, made by ``initdb``), its log, the folder of its Unix socket and
 ``cluster.json``, which remembers its port and the password of its one role,
-``xbroker``. The port is chosen free at first start, on 127.0.0.1 only, and kept across
+``xbroker``. When the server runs as ``postgres`` (see below) and a folder above the
+checkout is closed to that user, all of it lives in ``/var/tmp/xbroker-postgres-<hash of
+the checkout's path>/`` instead (``xbroker db status`` names it).
+The port is chosen free at first start, on 127.0.0.1 only, and kept across
 restarts while it stays free. A database ``xbroker`` is made at first start; tests make
 their own databases next to it.
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import pwd
 import secrets
 import socket
+import stat
 import struct
 import subprocess
 import time
@@ -64,7 +66,7 @@ class ClusterInfo:
 
 @dataclass(frozen=True)
 class _ClusterLayout:
-    """The files of one checkout's cluster, derived from the checkout path without I/O."""
+    """The files of one checkout's cluster, derived from the checkout path."""
 
     base: Path
     data: Path
@@ -75,7 +77,7 @@ class _ClusterLayout:
 
     @classmethod
     def of(cls, root: Path | None) -> _ClusterLayout:
-        base = (root or project_root()).resolve() / ".xbroker" / "postgres"
+        base = _reachable_base((root or project_root()).resolve() / ".xbroker" / "postgres")
         return cls(
             base=base,
             data=base / "data",
@@ -84,6 +86,37 @@ class _ClusterLayout:
             state_file=base / "cluster.json",
             lock_file=base / "cluster.lock",
         )
+
+
+def _reachable_base(base: Path) -> Path:
+    """``base``, or, when the server's OS user could not enter it, a folder of this
+    checkout's own under /var/tmp.
+
+    A root caller runs the server as ``postgres`` (`_owner`), which must enter every
+    folder above its data directory; a checkout in a folder closed to other users (a
+    home folder of mode 0700, a ``mktemp -d``) is not for it to enter. Opening those
+    folders to others would change what is not ours to change, so the cluster moves.
+    """
+    owner = _owner()
+    if owner is None or all(_enterable(folder, owner) for folder in base.parents):
+        return base
+    digest = hashlib.sha256(str(base).encode()).hexdigest()[:16]
+    return Path("/var/tmp") / f"xbroker-postgres-{digest}"
+
+
+def _enterable(folder: Path, owner: tuple[int, int]) -> bool:
+    """Whether the user ``owner`` (uid, gid) may pass through ``folder`` (one that does
+    not exist yet will be made by us, open to pass through)."""
+    try:
+        info = folder.stat()
+    except FileNotFoundError:
+        return True
+    uid, gid = owner
+    if info.st_uid == uid:
+        return bool(info.st_mode & stat.S_IXUSR)
+    if info.st_gid == gid:
+        return bool(info.st_mode & stat.S_IXGRP)
+    return bool(info.st_mode & stat.S_IXOTH)
 
 
 @dataclass(frozen=True)
