@@ -55,8 +55,9 @@ class Pair:
 
 @pytest.fixture
 def pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
-    # Under the checkout, not tmp_path: the server runs as the `postgres` OS user when
-    # the tests run as root, and pytest's temporary folders are closed to other users.
+    # Under the checkout, not tmp_path: with the tests run as root the server runs as the
+    # `postgres` OS user, and pytest's temporary folders are closed to other users (the
+    # cluster would move out to /var/tmp).
     base = request.config.rootpath / ".xbroker" / "failover" / secrets.token_hex(4)
     primary_root, standby_root = base / "primary", base / "standby"
     try:
@@ -73,7 +74,9 @@ def pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
     finally:
         for root in (primary_root, standby_root):
             devdb.stop_cluster(root, crash=True)
-        shutil.rmtree(base, ignore_errors=True)
+        # A checkout closed to the server's user keeps the clusters outside it.
+        for folder in (primary.base, standby.base, base):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
