@@ -77,7 +77,12 @@ class _ClusterLayout:
 
     @classmethod
     def of(cls, root: Path | None) -> _ClusterLayout:
-        base = _reachable_base((root or project_root()).resolve() / ".xbroker" / "postgres")
+        """The layout of the checkout at ``root`` (default: this one)."""
+        return cls.at(_reachable_base((root or project_root()).resolve() / ".xbroker" / "postgres"))
+
+    @classmethod
+    def at(cls, base: Path) -> _ClusterLayout:
+        """The layout of the cluster whose files are in ``base``."""
         return cls(
             base=base,
             data=base / "data",

@@ -76,7 +76,7 @@ def start_standby(
 
 def promote(standby: ClusterInfo, *, timeout: float = START_TIMEOUT_SECONDS) -> None:
     """Make the standby a primary that takes writes (``pg_ctl promote``, waited for)."""
-    layout = _ClusterLayout.of(standby.base.parents[1])
+    layout = _ClusterLayout.at(standby.base)
     _as_owner(
         [
             str(standby.bin_dir / "pg_ctl"),
