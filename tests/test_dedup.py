@@ -8,11 +8,17 @@ own connections and its own holder, as another broker process has.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
 from broker.stores.dedup import ClaimState, DedupStore
 from broker.stores.journal import EventKind, JournalBatch, StatusEvent
+from broker.stores.sqlite.files import Holder, _started
+from tests.polling import eventually
 from tests.postgres_fixtures import Backend
 
 AUTHOR = "osi:hh-portal"
@@ -208,3 +214,23 @@ async def test_the_claim_stays_pending_until_the_journal_batch_is_written(
 
     assert before is ClaimState.BUSY
     assert (await other.claim(AUTHOR, UUID, DIGEST)).state is ClaimState.DUPLICATE
+
+
+async def test_a_holder_whose_process_died_is_gone_before_its_parent_reaps_it() -> None:
+    # A worker killed by a signal stays a zombie until its parent (a supervisor, the
+    # test harness) collects its exit status; its claims must be free at once.
+    # Popen, not asyncio's subprocesses: their watcher would reap the child at once.
+    child = await asyncio.to_thread(
+        subprocess.Popen, [sys.executable, "-c", "import time; time.sleep(60)"]
+    )
+    try:
+        name = f"{child.pid}:{_started(child.pid)}:token"
+        assert Holder.alive(name)
+        os.kill(child.pid, signal.SIGKILL)  # not waited for: a zombie, its pid still taken
+        await eventually(
+            lambda: Holder.alive(name), until=lambda alive: not alive, what="the holder gone"
+        )
+        assert await asyncio.to_thread(os.path.exists, f"/proc/{child.pid}")  # unreaped
+    finally:
+        child.kill()
+        child.wait()

@@ -166,10 +166,13 @@ class Holder:
 
 
 def _started(pid: int) -> str:
-    """The process's start time in clock ticks since boot ("" when it does not exist)."""
+    """The process's start time in clock ticks since boot ("" when it does not exist, or
+    has ended and waits only for its parent to collect its exit status: a worker that
+    died is dead to its claims, however long its parent takes to reap it)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return ""
     # The command name (field 2) may hold spaces and parentheses: count from its end.
-    return stat.rsplit(")", 1)[1].split()[19]
+    fields = stat.rsplit(")", 1)[1].split()
+    return "" if fields[0] in ("Z", "X") else fields[19]
