@@ -1,5 +1,4 @@
-"""One signed submission from portal to agency and back, on a real RabbitMQ node; with
-copies confirmed one by one, and with copies and ack committed in a transaction."""
+"""One signed submission from portal to agency and back, on a real RabbitMQ node."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ import pytest
 from lxml import etree
 
 from broker.errors import DeliveryFailure, Reason
-from broker.settings import Settlement
 from monitoring.labels import ReceiptKind
 from signing import Signer
 from signing.devpki import create_ca, issue
@@ -22,18 +20,12 @@ pytestmark = pytest.mark.rabbitmq
 TIMEOUT = 30.0
 
 
-@pytest.fixture(scope="module", params=[Settlement.CONFIRM, Settlement.TRANSACTION])
+@pytest.fixture(scope="module")
 async def world(
-    amqp_url: str,
-    rabbitmq: object,
-    tmp_path_factory: pytest.TempPathFactory,
-    request: pytest.FixtureRequest,
+    amqp_url: str, rabbitmq: object, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[World]:
     async with running_world(
-        amqp_url,
-        tmp_path_factory.mktemp("state"),
-        rabbitmq_metrics_url=metrics_url_of(rabbitmq),
-        settlement=request.param,
+        amqp_url, tmp_path_factory.mktemp("state"), rabbitmq_metrics_url=metrics_url_of(rabbitmq)
     ) as running:
         yield running
 

@@ -34,7 +34,6 @@ class Consumption:
         self._faults = faults
         self._wanted = wanted
         self._channel: AbstractChannel | None = None
-        self._own_channels: dict[str, AbstractChannel] = {}
         self._consumers: list[tuple[AbstractQueue, str]] | None = None
         self._lock = asyncio.Lock()
         self.in_flight: set[asyncio.Task[None]] = set()
@@ -43,11 +42,9 @@ class Consumption:
     def active(self) -> bool:
         return self._consumers is not None
 
-    def bind(self, channel: AbstractChannel, own: dict[str, AbstractChannel] | None = None) -> None:
-        """The channel to consume on, once the topology is declared; ``own``: queues
-        consumed on a channel of their own (one in transaction mode)."""
+    def bind(self, channel: AbstractChannel) -> None:
+        """The channel to consume on, once the topology is declared."""
         self._channel = channel
-        self._own_channels = dict(own or {})
 
     async def follow(self) -> None:
         """Consume while wanted and healthy; cancel the consumers else.
@@ -83,8 +80,7 @@ class Consumption:
         self._consumers = []
         try:
             for name, handler in self._handlers:
-                channel = self._own_channels.get(name, self._channel)
-                queue = await channel.get_queue(name, ensure=False)
+                queue = await self._channel.get_queue(name, ensure=False)
                 self._consumers.append((queue, await queue.consume(self._track(handler))))
         except BaseException:
             await self._cancel()
