@@ -18,6 +18,7 @@ from pathlib import Path
 from bench.launch import LOOPS
 from bench.report import render
 from bench.run import FULL_BACKLOG, Options, measure
+from broker.settings import Settlement
 
 __all__ = ["main"]
 
@@ -47,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
         "--prefetch", type=int, default=64, help="prefetch of the workers and relays (64)"
     )
     parser.add_argument(
+        "--settlement",
+        choices=[s.value for s in Settlement],
+        default=Settlement.CONFIRM.value,
+        help="how the workers settle ingress messages (docs/scaling.md)",
+    )
+    parser.add_argument(
         "--all-classes",
         action="store_true",
         help="throughput for every message class also in a quick run",
@@ -71,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile=not args.no_profile,
         profile_out=args.profile_out,
         loop=args.loop,
+        settlement=Settlement(args.settlement),
         prefetch=args.prefetch,
         all_classes=True if args.all_classes else None,
         scale=not args.no_scale,

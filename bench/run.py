@@ -37,6 +37,7 @@ from bench.report import load_average, machine
 from bench.targets import targets
 from bench.throughput import BrokerDrain, broker_drain, declare_topology, relay_rate
 from bench.world import BenchWorld, bench_world
+from broker.settings import Settlement
 
 __all__ = ["FULL_BACKLOG", "LOAD_SHARES", "Options", "measure"]
 
@@ -62,6 +63,7 @@ class Options:
     all_classes: bool | None = None  # throughput for every class, not only 2kb-ecdsa
     loop: EventLoop = "asyncio"  # the event loop of the worker processes (and relays)
     prefetch: int = 64  # of the broker workers and the relays alike
+    settlement: Settlement = Settlement.CONFIRM  # how the workers settle ingress messages
     scale: bool = True  # directories of 10 to 20,000 agencies, 1 to 30 standards
     large: bool = True  # 1 MB and 5 MB messages
     http: bool = True  # the HTTP ingress, and 10,000 keep-alive clients
@@ -79,6 +81,7 @@ class Options:
             profile_out=self.profile_out,
             loop=self.loop,
             prefetch=self.prefetch,
+            settlement=self.settlement,
             all_classes=(not quick) if self.all_classes is None else self.all_classes,
             scale=self.scale,
             large=self.large,
@@ -98,7 +101,9 @@ async def measure(options: Options) -> dict[str, Any]:
     classes = all_classes()
     primary = classes[0]  # 2kb-ecdsa: the common case, used for memory and latency
     measured = classes if opts.all_classes else (primary,)
-    async with bench_world(opts.amqp_url, prefetch=opts.prefetch, loop=opts.loop) as world:
+    async with bench_world(
+        opts.amqp_url, prefetch=opts.prefetch, loop=opts.loop, settlement=opts.settlement
+    ) as world:
         _say(f"run folder {world.root}, RabbitMQ {world.amqp_url.rsplit('@', 1)[-1]}")
         messages = _messages(world, classes)
         micro = _micro(world, classes, opts.quick)
@@ -120,6 +125,7 @@ async def measure(options: Options) -> dict[str, Any]:
         "run": {
             "quick": opts.quick,
             "loop": opts.loop,
+            "settlement": opts.settlement.value,
             "prefetch": opts.prefetch,
             "workers": opts.workers,
             "count": opts.count,

@@ -33,7 +33,7 @@ from bench.parties import AGENCY_BAU, AGENCY_MELD, AUTHORS, BROKER, KeyKind
 from broker import devnode
 from broker.amqp import topology
 from broker.app import Parts, load_parts
-from broker.settings import Settings, load_settings
+from broker.settings import Settings, Settlement, load_settings
 from signing import Signer
 from signing.devpki import issue, issue_encryption, setup_ca
 from signing.keyfiles import party_paths
@@ -91,6 +91,7 @@ class BenchWorld:
     parts: Parts
     loop: EventLoop = "asyncio"  # the event loop the worker processes run on
     sealed_settings_file: Path | None = None  # the same world, every copy sealed
+    settlement: Settlement = Settlement.CONFIRM  # how its workers settle ingress messages
 
     def signer(self, kennung: str) -> Signer:
         cert, key = party_paths(self.settings.pki, kennung)
@@ -109,6 +110,7 @@ class BenchWorld:
             "XBROKER_AMQP_URL": self.amqp_url,
             "XBROKER_STATE_DIR": str(state_dir),
             "XBROKER_DATABASE_URL": "",  # SQLite files under state_dir, unless a drain says
+            "XBROKER_SETTLEMENT": self.settlement.value,
         }
 
 
@@ -182,7 +184,11 @@ def resolve_amqp(explicit: str | None) -> tuple[str, devnode.NodeInfo | None]:
 
 @asynccontextmanager
 async def bench_world(
-    amqp_url: str | None = None, *, prefetch: int = 64, loop: EventLoop = "asyncio"
+    amqp_url: str | None = None,
+    *,
+    prefetch: int = 64,
+    loop: EventLoop = "asyncio",
+    settlement: Settlement = Settlement.CONFIRM,
 ) -> AsyncIterator[BenchWorld]:
     """Make the run's folder, PKI, directory, settings and vhost; remove them afterwards."""
     url, node = resolve_amqp(amqp_url)
@@ -198,7 +204,7 @@ async def bench_world(
         sealed_file = root / SEALED_SETTINGS
         settings = load_settings(settings_file, amqp_url=url)
         world = BenchWorld(
-            root, url, settings_file, settings, load_parts(settings), loop, sealed_file
+            root, url, settings_file, settings, load_parts(settings), loop, sealed_file, settlement
         )
         yield world
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -46,6 +47,13 @@ _PATH_FIELDS = (
 )
 
 
+class Settlement(StrEnum):
+    """How a worker settles an ingress message with the copies it publishes for it."""
+
+    CONFIRM = "confirm"  # each copy confirmed, then the ack
+    TRANSACTION = "transaction"  # the copies and the ack in one AMQP transaction
+
+
 class Settings(BaseSettings):
     """Everything the service needs to run."""
 
@@ -70,6 +78,12 @@ class Settings(BaseSettings):
 
     prefetch: int = Field(default=32, ge=1, le=10_000)
     confirm_timeout_seconds: float = Field(default=5.0, gt=0)
+    settlement: Settlement = Field(
+        default=Settlement.CONFIRM,
+        description="transaction: an ingress message's copies and its ack are committed "
+        "together, so a worker killed mid-message publishes nothing twice "
+        "(docs/scaling.md); confirm: each copy confirmed before the ack",
+    )
     delivery_limit: int = Field(default=5, ge=1)
     retry_delay_seconds: float = Field(
         default=1.0,

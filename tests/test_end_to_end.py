@@ -1,4 +1,5 @@
-"""One signed submission from portal to agency and back, on a real RabbitMQ node."""
+"""One signed submission from portal to agency and back, on a real RabbitMQ node; with
+copies confirmed one by one, and with copies and ack committed in a transaction."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from lxml import etree
 
 from broker.errors import DeliveryFailure, Reason
+from broker.settings import Settlement
 from monitoring.labels import ReceiptKind
 from signing import Signer
 from signing.devpki import create_ca, issue
@@ -20,12 +22,18 @@ pytestmark = pytest.mark.rabbitmq
 TIMEOUT = 30.0
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=[Settlement.CONFIRM, Settlement.TRANSACTION])
 async def world(
-    amqp_url: str, rabbitmq: object, tmp_path_factory: pytest.TempPathFactory
+    amqp_url: str,
+    rabbitmq: object,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[World]:
     async with running_world(
-        amqp_url, tmp_path_factory.mktemp("state"), rabbitmq_metrics_url=metrics_url_of(rabbitmq)
+        amqp_url,
+        tmp_path_factory.mktemp("state"),
+        rabbitmq_metrics_url=metrics_url_of(rabbitmq),
+        settlement=request.param,
     ) as running:
         yield running
 

@@ -7,6 +7,10 @@
   the portal SDK takes as final.
 * An agency inbox deleted under a running broker is declared again when a copy finds it
   missing; the other recipients' copies are not published a second time.
+
+Each runs with both settlements: copies confirmed one by one, and copies committed with
+the ack in a transaction (where a copy whose inbox is gone is kept by the alternate
+exchange and placed by `broker.worker.unroutable`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from broker.pipeline import Accepted, Pipeline, Rejected
 from broker.receipts.document import Receipt
 from broker.sdk.agency import IN_MEMORY, AgencyClient, Delivery
 from broker.sdk.portal import SubmissionState
+from broker.settings import Settlement
 from monitoring.labels import ReceiptKind
 from tests.polling import eventually
 from tests.world import World, fan_out_directory, running_world
@@ -36,14 +41,17 @@ TIMEOUT = 60.0
 FAN_OUT = "gewerbe-anmeldung.xml"  # to the trade office, notified: tax office, chamber
 
 
-@pytest.fixture
-async def world(module_vhost_url: str, tmp_path: Path) -> AsyncIterator[World]:
+@pytest.fixture(params=[Settlement.CONFIRM, Settlement.TRANSACTION])
+async def world(
+    module_vhost_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[World]:
     directory = fan_out_directory(tmp_path)
     async with running_world(
         module_vhost_url,
         tmp_path / "state",
         directory=directory,
         retry_delay_seconds=0.05,
+        settlement=request.param,
     ) as running:
         yield running
 

@@ -88,9 +88,9 @@ class World:
         return standard.header(root).uuid
 
     async def settled(self, uuid: str, timeout: float = 30.0) -> None:
-        """Wait until the broker has finished with ``uuid``: its accepted (or rejected)
-        event is written, which happens in the same write as the dedup completion and
-        before the ingress ack. A receipt can arrive at the portal before that."""
+        """Wait until the broker has decided ``uuid``: its accepted (or rejected) event
+        is written, which happens before the ingress ack (with confirms, in the same
+        write as the dedup completion). A receipt can arrive at the portal before that."""
         stores = Stores(self.settings)
         store = stores.status()
 

@@ -7,6 +7,10 @@
                              ──"test.<kennung>"───► agency.<kennung>.test  (quorum)
                              ──"inbox.<kennung>"──► agency.<kennung>.inbox (stream: the
                                                     XTA message box of an XTA agency)
+    xbroker.deliver.tx (direct): the same bindings; what it cannot route goes to its
+                       alternate exchange xbroker.unroutable (fanout) ──► xbroker.unroutable
+                       (quorum), where the broker declares the missing queue again and
+                       publishes the copy once more (`broker.worker.unroutable`)
     xbroker.receipts (direct) ──"<kennung>"──► receipts.<kennung> (quorum; none for an
                                                author that speaks XTA)
     xbroker.delivery-receipts (direct) ──"delivered"──► xbroker.delivery-receipts (quorum)
@@ -22,6 +26,12 @@ An XTA agency's inbox is a stream instead (`broker.xta.box`, docs/xta.md): its c
 are read by offset, any number of times, until the agency closes them; a stream keeps
 them until they age out (``x-max-age``, `BoxRetention`), so nothing there is
 dead-lettered: the XTA endpoint expires a copy nobody closed (`broker.xta.upkeep`).
+
+Copies settled in AMQP transactions (`broker.amqp.transactions`) go to
+``xbroker.deliver.tx``: a transaction has no per-publish return a worker could act on
+before its ack is committed with the copy, so a copy whose inbox is gone is kept by the
+alternate exchange instead of dropped. ``xbroker.deliver`` keeps no alternate exchange,
+so that it stays as earlier versions declared it.
 
 Every work queue is a quorum queue with a delivery limit and at-least-once dead
 lettering, so a message that keeps failing ends in its ``.dead`` queue instead of
@@ -45,6 +55,7 @@ __all__ = [
     "DELIVERY_RECEIPT_EXCHANGE",
     "DELIVERY_RECEIPT_QUEUE",
     "DELIVER_EXCHANGE",
+    "DELIVER_TX_EXCHANGE",
     "FAILURE_QUEUE",
     "INGRESS_EXCHANGE",
     "INGRESS_QUEUE",
@@ -52,8 +63,10 @@ __all__ = [
     "RECEIPT_EXCHANGE",
     "REFUSAL_QUEUE",
     "REFUSAL_ROUTING_KEY",
+    "UNROUTABLE_QUEUE",
     "BoxRetention",
     "Exchanges",
+    "agency_of_routing_key",
     "agency_queue",
     "agency_routing_key",
     "declare_agency_queues",
@@ -71,6 +84,9 @@ INGRESS_EXCHANGE = "xbroker.ingress"
 INGRESS_QUEUE = "xbroker.ingress"
 INGRESS_ROUTING_KEY = "submit"
 DELIVER_EXCHANGE = "xbroker.deliver"
+DELIVER_TX_EXCHANGE = "xbroker.deliver.tx"
+UNROUTABLE_EXCHANGE = "xbroker.unroutable"
+UNROUTABLE_QUEUE = "xbroker.unroutable"
 RECEIPT_EXCHANGE = "xbroker.receipts"
 DELIVERY_RECEIPT_EXCHANGE = "xbroker.delivery-receipts"
 DELIVERY_RECEIPT_QUEUE = "xbroker.delivery-receipts"
@@ -89,6 +105,14 @@ def agency_routing_key(kennung: str, *, test: bool = False) -> str:
     return f"{'test' if test else 'inbox'}.{kennung}"
 
 
+def agency_of_routing_key(routing_key: str) -> tuple[str, bool] | None:
+    """The agency (and whether its test inbox) an ``agency_routing_key`` names."""
+    prefix, dot, kennung = routing_key.partition(".")
+    if not dot or not kennung or prefix not in ("inbox", "test"):
+        return None
+    return kennung, prefix == "test"
+
+
 def receipt_queue(kennung: str) -> str:
     return f"receipts.{kennung}"
 
@@ -97,6 +121,7 @@ def receipt_queue(kennung: str) -> str:
 class Exchanges:
     ingress: AbstractExchange
     deliver: AbstractExchange
+    deliver_tx: AbstractExchange
     receipts: AbstractExchange
     delivery_receipts: AbstractExchange
     dead: AbstractExchange
@@ -110,12 +135,23 @@ async def declare_core(channel: AbstractChannel, delivery_limit: int) -> Exchang
 
     ingress = await exchange(INGRESS_EXCHANGE)
     deliver = await exchange(DELIVER_EXCHANGE)
+    unroutable = await channel.declare_exchange(
+        UNROUTABLE_EXCHANGE, ExchangeType.FANOUT, durable=True
+    )
+    deliver_tx = await channel.declare_exchange(
+        DELIVER_TX_EXCHANGE,
+        ExchangeType.DIRECT,
+        durable=True,
+        arguments={"alternate-exchange": UNROUTABLE_EXCHANGE},
+    )
     receipts = await exchange(RECEIPT_EXCHANGE)
     delivery_receipts = await exchange(DELIVERY_RECEIPT_EXCHANGE)
     dead = await exchange(DEAD_EXCHANGE)
     await _work_queue(channel, INGRESS_QUEUE, ingress, INGRESS_ROUTING_KEY, dead, delivery_limit)
     failures = await _failure_queue(channel, dead, delivery_limit)
     await failures.bind(dead, routing_key=INGRESS_QUEUE)
+    await _work_queue(channel, UNROUTABLE_QUEUE, unroutable, "", dead, delivery_limit)
+    await failures.bind(dead, routing_key=UNROUTABLE_QUEUE)
     await _work_queue(
         channel,
         DELIVERY_RECEIPT_QUEUE,
@@ -127,7 +163,7 @@ async def declare_core(channel: AbstractChannel, delivery_limit: int) -> Exchang
     await _work_queue(
         channel, REFUSAL_QUEUE, delivery_receipts, REFUSAL_ROUTING_KEY, dead, delivery_limit
     )
-    return Exchanges(ingress, deliver, receipts, delivery_receipts, dead)
+    return Exchanges(ingress, deliver, deliver_tx, receipts, delivery_receipts, dead)
 
 
 async def declare_agency_queues(
@@ -142,14 +178,15 @@ async def declare_agency_queues(
     failures = await _failure_queue(channel, exchanges.dead, delivery_limit)
     for is_test in (False, True) if test else (False,):
         await failures.bind(exchanges.dead, routing_key=agency_queue(kennung, test=is_test))
-        await _work_queue(
+        queue = await _work_queue(
             channel,
             agency_queue(kennung, test=is_test),
-            exchanges.deliver,
-            agency_routing_key(kennung, test=is_test),
+            None,
+            "",
             exchanges.dead,
             delivery_limit,
         )
+        await _bind_inbox(queue, exchanges, agency_routing_key(kennung, test=is_test))
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,8 +226,14 @@ async def declare_box(
             "change of xta_box_max_age_days, expire_after_days or xta_box_segment_bytes "
             "the box must be declared anew (docs/xta.md, Settings)"
         ) from exc
-    await queue.bind(exchanges.deliver, routing_key=agency_routing_key(kennung))
+    await _bind_inbox(queue, exchanges, agency_routing_key(kennung))
     return queue
+
+
+async def _bind_inbox(queue: AbstractQueue, exchanges: Exchanges, routing_key: str) -> None:
+    """An inbox takes copies from both delivery exchanges (confirmed and transactional)."""
+    for exchange in (exchanges.deliver, exchanges.deliver_tx):
+        await queue.bind(exchange, routing_key=routing_key)
 
 
 async def declare_receipt_queue(

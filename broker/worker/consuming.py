@@ -34,6 +34,7 @@ class Consumption:
         self._faults = faults
         self._wanted = wanted
         self._channel: AbstractChannel | None = None
+        self._own_channels: dict[str, AbstractChannel] = {}
         self._consumers: list[tuple[AbstractQueue, str]] | None = None
         self._lock = asyncio.Lock()
         self.in_flight: set[asyncio.Task[None]] = set()
@@ -42,9 +43,11 @@ class Consumption:
     def active(self) -> bool:
         return self._consumers is not None
 
-    def bind(self, channel: AbstractChannel) -> None:
-        """The channel to consume on, once the topology is declared."""
+    def bind(self, channel: AbstractChannel, own: dict[str, AbstractChannel] | None = None) -> None:
+        """The channel to consume on, once the topology is declared; ``own``: queues
+        consumed on a channel of their own (one in transaction mode)."""
         self._channel = channel
+        self._own_channels = dict(own or {})
 
     async def follow(self) -> None:
         """Consume while wanted and healthy; cancel the consumers else.
@@ -80,7 +83,8 @@ class Consumption:
         self._consumers = []
         try:
             for name, handler in self._handlers:
-                queue = await self._channel.get_queue(name, ensure=False)
+                channel = self._own_channels.get(name, self._channel)
+                queue = await channel.get_queue(name, ensure=False)
                 self._consumers.append((queue, await queue.consume(self._track(handler))))
         except BaseException:
             await self._cancel()

@@ -57,6 +57,13 @@ WATCHED = frozenset({WorkerFault.DISK, WorkerFault.RABBITMQ})
 """Faults that their watchers clear; a message that gets through does not clear them."""
 
 
+Requeue = Callable[[AbstractIncomingMessage], Awaitable[None]]
+
+
+async def _nack(message: AbstractIncomingMessage) -> None:
+    await settle(message, requeue=True)
+
+
 def retry_delay(delivery_count: int, first: float, ceiling: float) -> float:
     """How long a message that failed by itself waits before it goes back to its queue."""
     return min(ceiling, first * 2.0 ** min(delivery_count, 30))
@@ -113,6 +120,11 @@ class Faults:
     def active(self) -> dict[WorkerFault, str]:
         """Each fault that holds the worker, with what was last seen of it."""
         return dict(self._active)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the worker stops."""
+        return self._stopping
 
     @property
     def held(self) -> int:
@@ -190,7 +202,10 @@ class Faults:
             return True, result
 
     async def handle(
-        self, message: AbstractIncomingMessage, work: Callable[[], Awaitable[T]]
+        self,
+        message: AbstractIncomingMessage,
+        work: Callable[[], Awaitable[T]],
+        requeue: Requeue = _nack,
     ) -> tuple[bool, T | None]:
         """`attempt`, and a message that fails by itself is given back (`give_back`):
         ``(True, result)`` when the message is to be settled with the result, ``(False,
@@ -198,12 +213,13 @@ class Faults:
         try:
             return await self.attempt(message, work)
         except Exception:
-            await self.give_back(message)
+            await self.give_back(message, requeue)
             return False, None
 
-    async def give_back(self, message: AbstractIncomingMessage) -> None:
+    async def give_back(self, message: AbstractIncomingMessage, requeue: Requeue = _nack) -> None:
         """Return a message that failed by itself to its queue, after a delay that grows
-        with its delivery count; the queue's delivery limit dead-letters it in the end."""
+        with its delivery count; the queue's delivery limit dead-letters it in the end.
+        ``requeue`` settles it (a channel in transaction mode settles in its commits)."""
         count = (message.headers or {}).get("x-delivery-count")
         delay = retry_delay(count if isinstance(count, int) else 0, *self._retry)
         log.exception(
@@ -213,7 +229,7 @@ class Faults:
         self.metrics.message_retries.inc()
         await self.sleep(delay)
         if held(message):
-            await settle(message, requeue=True)
+            await requeue(message)
 
     def succeeded(self, message: AbstractIncomingMessage | None = None) -> None:
         """A message got through: the faults that messages meet have cleared."""

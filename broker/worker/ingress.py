@@ -32,6 +32,14 @@ told "accepted" for a message that is then lost.
 Journal events are added to a `JournalBatch` and written together before the ack that
 they belong to (the durability rule is in `broker.stores.journal`).
 
+With ``settlement = "transaction"`` (`broker.amqp.transactions`) the copies are not
+published one by one with confirms: they are staged, the receipt is confirmed, the
+message's events are written, and then the copies and the ack go to RabbitMQ in one
+transaction (many messages per commit). A worker that dies before the commit has
+published none of them; one that dies after it has settled the message. The claim is
+completed after the commit, in a batch of its own: a claim completed before it would
+turn a redelivery after a lost commit into a duplicate, and drop its copies.
+
 Sealed delivery (`broker.worker.sealer`): a submission sealed for the broker is opened
 in memory first, off the loop with the pipeline, and what does not open is rejected like
 any other message that can never succeed. The copy for a sealed agency is sealed for its
@@ -53,12 +61,15 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
+from aio_pika import Message
 from aio_pika.abc import AbstractIncomingMessage
 
 from broker.amqp import publishing, topology
+from broker.amqp.acks import settle
 from broker.amqp.bundle import BundleError, message_of, with_message
 from broker.amqp.copies import CopyExchanges
 from broker.amqp.publishing import HEADER_AUTHOR, HEADER_PUBLISHED, HEADER_RECEIVED, HEADER_TYPE
+from broker.amqp.transactions import CommitError, Outcome, Publish, Transactions
 from broker.errors import PublishError, Reason, Rejection, TransientError, UnroutableError
 from broker.logs import event
 from broker.pipeline import Accepted, Decision, Pipeline, Rejected
@@ -73,7 +84,7 @@ from broker.worker.repair import Repair
 from broker.worker.sealer import Sealer
 from monitoring.labels import DeliveryOutcome, ReceiptKind, Sealing, Stage
 from monitoring.metrics import Metrics
-from routing import Directory, Recipient, XtaEndpoint
+from routing import Agency, Directory, Recipient, XtaEndpoint
 from sealing import SEALED_CONTENT_TYPE, SealingKeyError, UnsealError
 from xta_schemas import Header
 from xta_schemas.model import IdentitySource
@@ -96,6 +107,15 @@ class _Content:
     content_type: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Staged:
+    """A copy waiting for the transaction that settles its message."""
+
+    kennung: str
+    publish: Publish
+    sealed: bool
+
+
 @dataclass(slots=True)
 class _Attempt:
     """What has been done for one delivery of an ingress message so far."""
@@ -107,6 +127,8 @@ class _Attempt:
     receipt_sent: bool = False
     confirmed: set[str] = field(default_factory=set)  # recipients whose copy is confirmed
     recorded: bool = False  # its outcome is added to the journal
+    staged: dict[str, _Staged] = field(default_factory=dict)  # copies for the transaction
+    accepted: StatusEvent | None = None  # completes the claim once the copies are out
     holds: tuple[str, str] | None = None  # (author, uuid) of the dedup claim it holds
 
 
@@ -126,7 +148,12 @@ class IngressConsumer:
         repair: Repair,
         offloop: OffLoop,
         sealer: Sealer,
+        transactions: Transactions | None = None,
+        completions: JournalBatch | None = None,
     ) -> None:
+        """``transactions``: settle in AMQP transactions, and complete claims in
+        ``completions`` after the commit (else: confirms, claims completed by
+        ``journal``)."""
         self._settings = settings
         self._directory = directory
         self._pipeline = pipeline
@@ -138,6 +165,10 @@ class IngressConsumer:
         self._faults = faults
         self._repair = repair
         self._sealer = sealer
+        self._transactions = transactions
+        self._completions = completions
+        if (transactions is None) != (completions is None):
+            raise ValueError("transactions and completions go together")
         self._copies: CopyExchanges | None = None
 
     def bind(self, copies: CopyExchanges) -> None:
@@ -157,7 +188,9 @@ class IngressConsumer:
                 return settlement
 
             try:
-                done, settlement = await self._faults.handle(message, work)
+                done, settlement = await self._faults.handle(message, work, self._requeue)
+                if done and self._transactions is not None:
+                    done = await self._commit(message, attempt, settlement)
             except BaseException:  # cancelled at a stop: RabbitMQ returns the message
                 await self._abandon(attempt)
                 raise
@@ -167,10 +200,81 @@ class IngressConsumer:
                 # rather than BUSY.
                 await self._abandon(attempt)
                 return
+            if self._transactions is not None:
+                return
             if settlement is _Settle.PARK:
                 await message.reject(requeue=False)
             else:
                 await message.ack()
+
+    async def _commit(
+        self, message: AbstractIncomingMessage, attempt: _Attempt, settlement: _Settle | None
+    ) -> bool:
+        """Settle in a transaction with the staged copies; False if it was not committed
+        (RabbitMQ then has the message again, unless the commit got through unseen)."""
+        assert self._transactions is not None and self._completions is not None
+        outcome = Outcome.DEAD_LETTER if settlement is _Settle.PARK else Outcome.ACK
+        staged = tuple(attempt.staged.values())
+        try:
+            with self._metrics.time_stage(Stage.DELIVER):
+                await self._transactions.settle(message, [s.publish for s in staged], outcome)
+        except CommitError as exc:
+            event(
+                log, "message.uncommitted", logging.WARNING, uuid=message.message_id, error=str(exc)
+            )
+            await self._after_lost_commit(staged)
+            return False
+        for copy in staged:
+            self._metrics.delivery(copy.kennung, DeliveryOutcome.DELIVERED)
+            self._metrics.copy(copy.kennung, Sealing.SEALED if copy.sealed else Sealing.CLEAR)
+        if attempt.accepted is not None:
+            attempt.holds = None  # completed below; nothing to let go
+            self._completions.add(attempt.accepted)
+        return True
+
+    async def _after_lost_commit(self, staged: tuple[_Staged, ...]) -> None:
+        """A commit that failed may still have applied the ack and not every copy (a
+        node lost during the commit applies it queue by queue), so the copies are
+        published again, confirmed, until they are out or the worker stops. If the ack
+        was not applied, the message comes back and its copies go out once more: a lost
+        commit can repeat copies, never lose them."""
+        copies = self._copies
+        assert copies is not None, "bind() the delivery exchange first"
+        timeout = self._settings.confirm_timeout_seconds
+        pending, wait = list(staged), 0.5
+        while pending:
+
+            async def again(n: int, copy: _Staged) -> None:
+                exchange = await copies.get(n)
+                try:
+                    await publishing.publish_confirmed(
+                        exchange, copy.publish.message, copy.publish.routing_key, timeout
+                    )
+                except UnroutableError:
+                    await self._repair.inbox(copy.kennung)
+                    raise
+
+            results = await asyncio.gather(
+                *(again(n, c) for n, c in enumerate(pending)), return_exceptions=True
+            )
+            pending = [c for c, r in zip(pending, results, strict=True) if r is not None]
+            if not pending:
+                return
+            if self._faults.stopping:
+                event(log, "copies.unconfirmed", logging.ERROR, copies=len(pending))
+                return
+            await self._faults.sleep(wait)
+            wait = min(wait * 2, 10.0)
+
+    async def _requeue(self, message: AbstractIncomingMessage) -> None:
+        """Give a message that failed by itself back to its queue."""
+        if self._transactions is None:
+            await settle(message, requeue=True)
+            return
+        try:
+            await self._transactions.settle(message, (), Outcome.REQUEUE)
+        except CommitError:
+            log.debug("requeue not committed: RabbitMQ has the message", exc_info=True)
 
     async def _advance(self, message: AbstractIncomingMessage, attempt: _Attempt) -> _Settle:
         """Do what is left to do for the message; each step is done once per delivery."""
@@ -327,21 +431,27 @@ class IngressConsumer:
                 await self._send_receipt(author, receipt)
             attempt.receipt_sent = True
 
-        await _all_confirmed(copies(), accepted_receipt())
+        if self._transactions is None:
+            await _all_confirmed(copies(), accepted_receipt())
+        else:
+            # The copies go out with the ack, in its transaction (`_commit`).
+            self._stage(content, decision, published, attempt)
+            await accepted_receipt()
         if attempt.recorded:
             return _Settle.ACK
         self._metrics.accept(decision.standard, header.nachrichtentyp)
-        self._journal.add(
-            StatusEvent(
-                header.uuid,
-                EventKind.ACCEPTED,
-                author=author,
-                nachrichtentyp=header.nachrichtentyp,
-                standard=decision.standard,
-                digest=decision.digest,
-                recipients=recipients,
-            )
+        accepted = StatusEvent(
+            header.uuid,
+            EventKind.ACCEPTED,
+            author=author,
+            nachrichtentyp=header.nachrichtentyp,
+            standard=decision.standard,
+            digest=decision.digest,
+            recipients=recipients,
         )
+        self._journal.add(accepted)
+        if self._transactions is not None:
+            attempt.accepted = accepted
         attempt.recorded = True
         event(
             log,
@@ -373,6 +483,53 @@ class IngressConsumer:
     ) -> None:
         assert self._copies is not None, "bind() the delivery exchange first"
         exchange = await self._copies.get(copy)
+        msg, key, agency = self._copy(recipient, content, decision, published)
+        timeout = self._settings.confirm_timeout_seconds
+        try:
+            try:
+                await publishing.publish_confirmed(exchange, msg, key, timeout)
+            except UnroutableError:
+                # Its inbox is gone: a fault of the topology, not of this message. Declare
+                # it again and publish this copy alone again, not its siblings.
+                await self._repair.inbox(recipient.kennung)
+                await publishing.publish_confirmed(exchange, msg, key, timeout)
+        except PublishError:
+            self._metrics.delivery(recipient.kennung, DeliveryOutcome.FAILED)
+            raise
+        attempt.confirmed.add(recipient.kennung)
+        self._metrics.delivery(recipient.kennung, DeliveryOutcome.DELIVERED)
+        self._metrics.copy(recipient.kennung, Sealing.SEALED if agency.sealed else Sealing.CLEAR)
+        self._queued(recipient, decision)
+
+    def _stage(
+        self, content: _Content, decision: Accepted, published: float, attempt: _Attempt
+    ) -> None:
+        """Make the copies not yet staged, for the transaction that settles the message;
+        an inbox that is gone by then is caught by the exchange (`broker.worker.unroutable`)."""
+        for recipient in decision.recipients:
+            if recipient.kennung in attempt.staged:
+                continue
+            msg, key, agency = self._copy(recipient, content, decision, published)
+            publish = Publish(topology.DELIVER_TX_EXCHANGE, key, msg)
+            attempt.staged[recipient.kennung] = _Staged(recipient.kennung, publish, agency.sealed)
+            self._queued(recipient, decision)
+
+    def _queued(self, recipient: Recipient, decision: Accepted) -> None:
+        self._journal.add(
+            StatusEvent(
+                decision.header.uuid,
+                EventKind.QUEUED,
+                author=decision.header.author.kennung,
+                agency=recipient.kennung,
+                nachrichtentyp=decision.header.nachrichtentyp,
+            )
+        )
+
+    def _copy(
+        self, recipient: Recipient, content: _Content, decision: Accepted, published: float
+    ) -> tuple[Message, str, Agency]:
+        """The copy for ``recipient`` (sealed for it, if it reads sealed), its routing
+        key and the agency."""
         agency = self._directory().get(recipient.kennung)
         if agency is None:
             raise PublishError(f"{recipient.kennung} is not in the directory")
@@ -400,31 +557,7 @@ class IngressConsumer:
             # tells the author. Per message, so a changed setting needs no queue redeclare.
             expiration=self._settings.expire_after_days * 86400,
         )
-        key = topology.agency_routing_key(recipient.kennung, test=recipient.test)
-        timeout = self._settings.confirm_timeout_seconds
-        try:
-            try:
-                await publishing.publish_confirmed(exchange, msg, key, timeout)
-            except UnroutableError:
-                # Its inbox is gone: a fault of the topology, not of this message. Declare
-                # it again and publish this copy alone again, not its siblings.
-                await self._repair.inbox(recipient.kennung)
-                await publishing.publish_confirmed(exchange, msg, key, timeout)
-        except PublishError:
-            self._metrics.delivery(recipient.kennung, DeliveryOutcome.FAILED)
-            raise
-        attempt.confirmed.add(recipient.kennung)
-        self._metrics.delivery(recipient.kennung, DeliveryOutcome.DELIVERED)
-        self._metrics.copy(recipient.kennung, Sealing.SEALED if agency.sealed else Sealing.CLEAR)
-        self._journal.add(
-            StatusEvent(
-                decision.header.uuid,
-                EventKind.QUEUED,
-                author=decision.header.author.kennung,
-                agency=recipient.kennung,
-                nachrichtentyp=decision.header.nachrichtentyp,
-            )
-        )
+        return msg, topology.agency_routing_key(recipient.kennung, test=recipient.test), agency
 
     async def _reject(
         self,

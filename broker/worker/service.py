@@ -33,11 +33,12 @@ from aio_pika.abc import (
 from broker.amqp import publishing, topology
 from broker.amqp.copies import CopyExchanges
 from broker.amqp.queue_stats import sample_queues, vhost_of
+from broker.amqp.transactions import Transactions
 from broker.errors import ConfigurationError, TransientError
 from broker.logs import event
 from broker.pipeline import Pipeline
 from broker.receipts.outbox import ReceiptOutbox
-from broker.settings import Settings
+from broker.settings import Settings, Settlement
 from broker.stores.dedup import DedupStore
 from broker.stores.journal import Journal, JournalBatch, Journals, Recorder
 from broker.webhook.deliverer import WebhookDeliverer, webhook_agencies
@@ -52,6 +53,7 @@ from broker.worker.refusals import Refusals
 from broker.worker.reload import CrlWatcher
 from broker.worker.repair import Repair
 from broker.worker.sealer import Sealer, check_keys
+from broker.worker.unroutable import Unroutable
 from monitoring.labels import Stage, WorkerFault
 from monitoring.metrics import CertificateExpiry, Metrics
 from routing import Directory
@@ -96,8 +98,16 @@ class BrokerService:
         # alone (`broker.app.build_broker`), which nobody else would close.
         self._closing = closing
         # The dedup store listens too: the accepted event completes the message's claim,
-        # in the same write as its events, after the confirms and before the ack.
-        self._journal = JournalBatch([journal or Journals(), dedup], delay=JOURNAL_DELAY)
+        # in the same write as its events, after the confirms and before the ack. Settled
+        # in transactions, a claim is completed after the commit, in a batch of its own.
+        transactional = settings.settlement is Settlement.TRANSACTION
+        self._transactions = (
+            Transactions(settings.confirm_timeout_seconds) if transactional else None
+        )
+        self._completions = JournalBatch([dedup], delay=JOURNAL_DELAY) if transactional else None
+        self._journal = JournalBatch(
+            [journal or Journals()] + ([] if transactional else [dedup]), delay=JOURNAL_DELAY
+        )
         # Handlers that ack right after recording use the batch's write-through record().
         self.journal: Recorder = self._journal
         self.directory = directory
@@ -170,7 +180,10 @@ class BrokerService:
             self._repair,
             self._offloop,
             self._sealer,
+            self._transactions,
+            self._completions,
         )
+        self._unroutable = Unroutable(self._repair, self.faults, settings.confirm_timeout_seconds)
         self._publish_certificates()
         self.state = Lifecycle.UNOPENED
         self._connection: AbstractRobustConnection | None = None
@@ -182,6 +195,7 @@ class BrokerService:
                 (topology.DELIVERY_RECEIPT_QUEUE, self._delivery_receipts),
                 (topology.FAILURE_QUEUE, self._failures),
                 (topology.REFUSAL_QUEUE, self._refusals),
+                (topology.UNROUTABLE_QUEUE, self._unroutable),
             ),
             self.faults,
             lambda: self.state is Lifecycle.RUNNING,
@@ -243,7 +257,15 @@ class BrokerService:
         self._ingress.bind(CopyExchanges(self._connection, topology.DELIVER_EXCHANGE))
         self._refusals.bind(self._exchanges.dead)
         self._repair.bind(self._channel, self._exchanges)
-        self._consumption.bind(self._channel)
+        own: dict[str, AbstractChannel] = {}
+        if self._transactions is not None:
+            # Acks belong to the channel a message came on: the ingress is consumed on
+            # the channel its copies are published on, in transaction mode.
+            ingress = await self._connection.channel(publisher_confirms=False)
+            await ingress.set_qos(prefetch_count=self.settings.prefetch)
+            own[topology.INGRESS_QUEUE] = ingress
+        self._unroutable.bind(self._exchanges.deliver)
+        self._consumption.bind(self._channel, own)
         self._connection.close_callbacks.add(self._on_connection_lost)
         self._connection.reconnect_callbacks.add(self._on_reconnected)
         if self.webhooks is not None:
@@ -299,6 +321,8 @@ class BrokerService:
             await self._connection.close()
         try:
             await self._journal.flush()  # what unfinished messages recorded; they come back
+            if self._completions is not None:
+                await self._completions.flush()
         except TransientError:
             log.warning("journal.unwritten", exc_info=True)
         await self._close_stores()

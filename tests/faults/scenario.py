@@ -40,15 +40,15 @@ WorkerUrls = Callable[[], Awaitable[list[tuple[str, ...]]]]
 """Which URLs each worker gets, asked once the topology is declared."""
 
 
-async def prepare(run: FaultRun, worker_urls: WorkerUrls | None = None) -> list[Worker]:
+async def prepare(run: FaultRun, worker_urls: WorkerUrls | None = None, **env: str) -> list[Worker]:
     """Declare the topology, start the agencies and the workers (one per URL list from
-    ``worker_urls``; two with the run's URLs without it), sign and publish every message
-    meanwhile, and return the workers once they are ready."""
+    ``worker_urls``; two with the run's URLs without it; ``env`` added to theirs), sign
+    and publish every message meanwhile, and return the workers once they are ready."""
     await declare_topology(run.urls, run.settings)
     for agency in run.agencies:
         agency.start()
     urls = await worker_urls() if worker_urls is not None else [run.urls, run.urls]
-    workers = [run.start_worker(u) for u in urls]
+    workers = [run.start_worker(u, **env) for u in urls]
     await run.sign()  # while the processes start
     await run.portal.start()
     for agency in run.agencies:

@@ -4,7 +4,9 @@ The cluster (`broker.devnode.cluster`) is started once for these scenarios. Ever
 agency and the portal is given all three URLs; one worker is given them starting with the
 node that leads the ingress queue, so that it sits on the node that is lost. It must
 resume on another node within 15 s (its ``broker.resumed`` log line after the loss), and
-the run must keep the whole promise.
+the run must keep the whole promise. The workers that lose a node for good (killed)
+settle in AMQP transactions, whose commits a lost node can cut in half
+(`broker.amqp.transactions`); those that lose it for a while settle with confirms.
 """
 
 from __future__ import annotations
@@ -55,9 +57,11 @@ async def run_losing_a_node(
     vhost: Vhost,
     tmp_path: Path,
     lose: Callable[[ClusterNode], Awaitable[None]],
+    **env: str,
 ) -> tuple[FaultRun, float]:
-    """Two workers (one on the ingress leader), traffic, then ``lose(leader)`` once a
-    quarter of the copies has arrived. Returns the run and the lost worker's resume time."""
+    """Two workers (one on the ingress leader; ``env`` added to theirs), traffic, then
+    ``lose(leader)`` once a quarter of the copies has arrived. Returns the run and the
+    lost worker's resume time."""
     async with fault_run(cluster.urls(vhost.name), tmp_path) as run:
         leaders: list[ClusterNode] = []
 
@@ -69,7 +73,7 @@ async def run_losing_a_node(
                 tuple(cluster.urls(vhost.name, first=(first + 1) % len(cluster.nodes))),
             ]
 
-        on_leader, _ = await prepare(run, on_and_off_the_leader)
+        on_leader, _ = await prepare(run, on_and_off_the_leader, **env)
         leader = leaders[0]
         await run.until_share_accepted(0.25)
 
@@ -96,7 +100,9 @@ async def test_the_ingress_leader_killed_and_restarted_mid_run_loses_nothing(
         lost.append(restart)
 
     lost: list[asyncio.Task[None]] = []
-    _, resumed = await run_losing_a_node(cluster, cluster_vhost, tmp_path, kill_and_restart)
+    _, resumed = await run_losing_a_node(
+        cluster, cluster_vhost, tmp_path, kill_and_restart, XBROKER_SETTLEMENT="transaction"
+    )
     await asyncio.gather(*lost)
     assert resumed < RESUME_WITHIN, f"resumed {resumed:.1f} s after its node was killed"
 
