@@ -16,7 +16,7 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
-from broker.amqp.transactions import CommitError, Outcome, Publish, Transactions
+from broker.amqp.transactions import CommitError, Disposition, Publish, Transactions
 from tests.polling import eventually
 
 pytestmark = pytest.mark.rabbitmq
@@ -102,9 +102,11 @@ async def test_requeue_and_dead_letter_are_settled_in_the_commit(
     async def handle(message: AbstractIncomingMessage) -> None:
         seen.append(message.message_id)
         if message.message_id == "m0" and not message.redelivered:
-            await transactions.settle(message, [_forward(destination, message)], Outcome.REQUEUE)
+            await transactions.settle(
+                message, [_forward(destination, message)], Disposition.REQUEUE
+            )
         else:
-            await transactions.settle(message, (), Outcome.DEAD_LETTER)
+            await transactions.settle(message, (), Disposition.DEAD_LETTER)
 
     await _consume(connection, source, handle)
     await eventually(lambda: transactions.settled == 3, what="three settlements", timeout=30)

@@ -20,7 +20,7 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
 from broker.amqp import topology
-from broker.amqp.transactions import CommitError, Outcome, Publish
+from broker.amqp.transactions import CommitError, Disposition, Publish
 from broker.settings import Settlement
 from monitoring.labels import ReceiptKind
 from tests.polling import eventually
@@ -55,10 +55,10 @@ async def test_a_commit_lost_after_the_ack_applied_loses_no_copy(
     async def ack_applied_then_lost(
         message: AbstractIncomingMessage,
         publishes: Sequence[Publish] = (),
-        outcome: Outcome = Outcome.ACK,
+        disposition: Disposition = Disposition.ACK,
     ) -> None:
-        if lost or outcome is not Outcome.ACK or not publishes:
-            await settle(message, publishes, outcome)
+        if lost or disposition is not Disposition.ACK or not publishes:
+            await settle(message, publishes, disposition)
             return
         lost.append(message.message_id)
         await message.ack()  # outside any transaction: applied at once, the copies never

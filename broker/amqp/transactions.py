@@ -42,12 +42,12 @@ from aio_pika.exceptions import ChannelInvalidStateError
 
 from broker.errors import PublishError
 
-__all__ = ["CommitError", "Outcome", "Publish", "Transactions"]
+__all__ = ["CommitError", "Disposition", "Publish", "Transactions"]
 
 log = logging.getLogger("xbroker.broker")
 
 
-class Outcome(Enum):
+class Disposition(Enum):
     ACK = "ack"  # handled
     DEAD_LETTER = "dead-letter"  # rejected without requeue: its queue dead-letters it
     REQUEUE = "requeue"  # back to its queue, to be delivered again
@@ -85,9 +85,9 @@ class Transactions:
         self,
         message: AbstractIncomingMessage,
         publishes: Sequence[Publish] = (),
-        outcome: Outcome = Outcome.ACK,
+        disposition: Disposition = Disposition.ACK,
     ) -> None:
-        """Publish ``publishes`` and settle ``message`` as ``outcome``, in one committed
+        """Publish ``publishes`` and settle ``message`` as ``disposition``, in one committed
         transaction; raise `CommitError` if it was not committed."""
         async with self._lock:
             channel = _channel_of(message)
@@ -101,12 +101,12 @@ class Transactions:
                         routing_key=publish.routing_key,
                         properties=publish.message.properties,
                     )
-                match outcome:
-                    case Outcome.ACK:
+                match disposition:
+                    case Disposition.ACK:
                         await message.ack()
-                    case Outcome.DEAD_LETTER:
+                    case Disposition.DEAD_LETTER:
                         await message.reject(requeue=False)
-                    case Outcome.REQUEUE:
+                    case Disposition.REQUEUE:
                         await message.nack(requeue=True)
             except (aiormq.exceptions.AMQPError, ConnectionError) as exc:
                 raise CommitError(f"channel lost while settling in a transaction: {exc}") from exc

@@ -101,7 +101,14 @@ def death_of(message: AbstractIncomingMessage) -> Death:
     latest = deaths[0] if isinstance(deaths, list) and deaths else {}
     why = header_text(latest.get("reason")) if isinstance(latest, dict) else None
     queue = (header_text(latest.get("queue")) if isinstance(latest, dict) else None) or ""
-    return Death(why or "unknown", queue, _agency_of(queue))
+    agency = _agency_of(queue)
+    if queue == topology.UNROUTABLE_QUEUE and isinstance(latest, dict):
+        # A copy no inbox took: its routing key at publication names the agency.
+        keys = latest.get("routing-keys")
+        first = header_text(keys[0]) if isinstance(keys, list) and keys else None
+        named = topology.agency_of_routing_key(first or "")
+        agency = named[0] if named else None
+    return Death(why or "unknown", queue, agency)
 
 
 class Failures:

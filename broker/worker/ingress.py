@@ -69,7 +69,7 @@ from broker.amqp.acks import settle
 from broker.amqp.bundle import BundleError, message_of, with_message
 from broker.amqp.copies import CopyExchanges
 from broker.amqp.publishing import HEADER_AUTHOR, HEADER_PUBLISHED, HEADER_RECEIVED, HEADER_TYPE
-from broker.amqp.transactions import CommitError, Outcome, Publish, Transactions
+from broker.amqp.transactions import CommitError, Disposition, Publish, Transactions
 from broker.errors import PublishError, Reason, Rejection, TransientError, UnroutableError
 from broker.logs import event
 from broker.pipeline import Accepted, Decision, Pipeline, Rejected
@@ -213,11 +213,11 @@ class IngressConsumer:
         """Settle in a transaction with the staged copies; False if it was not committed
         (RabbitMQ then has the message again, unless the commit got through unseen)."""
         assert self._transactions is not None and self._completions is not None
-        outcome = Outcome.DEAD_LETTER if settlement is _Settle.PARK else Outcome.ACK
+        disposition = Disposition.DEAD_LETTER if settlement is _Settle.PARK else Disposition.ACK
         staged = tuple(attempt.staged.values())
         try:
             with self._metrics.time_stage(Stage.DELIVER):
-                await self._transactions.settle(message, [s.publish for s in staged], outcome)
+                await self._transactions.settle(message, [s.publish for s in staged], disposition)
         except CommitError as exc:
             event(
                 log, "message.uncommitted", logging.WARNING, uuid=message.message_id, error=str(exc)
@@ -272,7 +272,7 @@ class IngressConsumer:
             await settle(message, requeue=True)
             return
         try:
-            await self._transactions.settle(message, (), Outcome.REQUEUE)
+            await self._transactions.settle(message, (), Disposition.REQUEUE)
         except CommitError:
             log.debug("requeue not committed: RabbitMQ has the message", exc_info=True)
 
