@@ -41,7 +41,8 @@ Error tree (the module that defines each class in brackets)::
     └── TransientError                worth retrying later (RabbitMQ, webhook, store)
         ├── PublishError              a confirmed publish was nacked, returned or timed out;
         │   │                         also ConnectionError
-        │   └── UnroutableError       returned: no queue is bound for it (a topology fault)
+        │   ├── UnroutableError       returned: no queue is bound for it (a topology fault)
+        │   └── ConfirmTimeoutError   no confirm within its deadline: its fate is unknown
         └── StoreError                a store cannot be read or written now (I/O, full disk,
                                       an unwritable file, a database that does not answer);
                                       also OSError
@@ -65,6 +66,7 @@ from enum import StrEnum
 
 __all__ = [
     "ConfigurationError",
+    "ConfirmTimeoutError",
     "DeliveryFailure",
     "Fault",
     "PublishError",
@@ -206,6 +208,10 @@ class PublishError(TransientError, ConnectionError):
 
 class UnroutableError(PublishError):
     """RabbitMQ returned a mandatory publish: no queue is bound to its routing key."""
+
+
+class ConfirmTimeoutError(PublishError):
+    """No confirm came within the publish's deadline: it may or may not have been taken."""
 
 
 class StoreError(TransientError, OSError):

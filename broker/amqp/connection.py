@@ -81,12 +81,14 @@ class FailoverConnection(RobustConnection):
 
 
 async def connect_first(
-    urls: Sequence[str], name: str, *, reconnect_seconds: float = RECONNECT_SECONDS
+    urls: str | Sequence[str], name: str, *, reconnect_seconds: float = RECONNECT_SECONDS
 ) -> AbstractRobustConnection:
-    """Connect to the first of ``urls`` that answers; the connection then fails over.
+    """Connect to the first of ``urls`` (one URL or several) that answers; the
+    connection then fails over.
 
     Raises the last attempt's error when none answers.
     """
+    urls = [urls] if isinstance(urls, str) else list(urls)
     failure: BaseException | None = None
     for start in range(len(urls)):
         order = [*urls[start:], *urls[:start]]

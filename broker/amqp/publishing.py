@@ -3,12 +3,14 @@
 A publish counts only when RabbitMQ confirmed it. A confirm can hang forever (seen on
 3.10 after a node loss), so every publish has a timeout; a timed-out publish is unknown
 and is retried by the caller (receivers deduplicate by message id). An unroutable
-message is returned by RabbitMQ, and a return is a failure, never a silent drop.
+message is returned by RabbitMQ, and a return is a failure, never a silent drop. A
+`Publisher` also replaces a channel whose confirm timed out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid as uuidlib
 from collections.abc import Mapping, Sequence
@@ -16,6 +18,7 @@ from collections.abc import Mapping, Sequence
 import aio_pika
 import aiormq
 from aio_pika.abc import (
+    AbstractChannel,
     AbstractExchange,
     AbstractRobustChannel,
     AbstractRobustConnection,
@@ -23,7 +26,7 @@ from aio_pika.abc import (
 )
 
 from broker.amqp.connection import connect_first
-from broker.errors import PublishError, UnroutableError
+from broker.errors import ConfirmTimeoutError, PublishError, UnroutableError
 from xta_schemas.header import assigned_identity
 
 __all__ = [
@@ -33,6 +36,7 @@ __all__ = [
     "HEADER_RECEIVED",
     "HEADER_TYPE",
     "MAX_MESSAGE_ID_BYTES",
+    "Publisher",
     "connect",
     "header_text",
     "message",
@@ -80,11 +84,61 @@ async def connect(
     """A robust connection to the first of ``amqp_urls`` that answers (it reconnects by
     itself, to the next URL, see `broker.amqp.connection`) and a channel whose publishes
     are confirmed and whose unroutable publishes raise, as every publish here needs."""
-    urls = [amqp_urls] if isinstance(amqp_urls, str) else list(amqp_urls)
-    connection = await connect_first(urls, name)
+    connection = await connect_first(amqp_urls, name)
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
     assert isinstance(channel, AbstractRobustChannel)
     return connection, channel
+
+
+class Publisher:
+    """Confirmed publishes to one exchange, on a channel of their own.
+
+    A channel that let a confirm time out is closed and the next publish opens a new one
+    on the same connection: RabbitMQ 3.10 has channels that stop confirming for good
+    (rabbitmq-server#6081), and on such a channel every later publish would time out
+    too. Receiving stays on the caller's other channels, untouched by the swap.
+    """
+
+    def __init__(self, connection: AbstractRobustConnection, exchange: str) -> None:
+        self._connection = connection
+        self._exchange_name = exchange
+        self._current: tuple[AbstractChannel, AbstractExchange] | None = None
+        self._opening = asyncio.Lock()
+        self.channels_replaced = 0
+
+    async def publish(self, msg: aio_pika.Message, routing_key: str, timeout: float) -> None:
+        """`publish_confirmed` on the current channel; PublishError unless confirmed."""
+        current = self._current
+        if current is None or current[0].is_closed:
+            current = await self._open()
+        try:
+            await publish_confirmed(current[1], msg, routing_key, timeout)
+        except ConfirmTimeoutError:
+            await self._replace(current)
+            raise
+
+    async def _open(self) -> tuple[AbstractChannel, AbstractExchange]:
+        async with self._opening:
+            if self._current is None or self._current[0].is_closed:
+                try:
+                    channel = await self._connection.channel(
+                        publisher_confirms=True, on_return_raises=True
+                    )
+                    exchange = await channel.get_exchange(self._exchange_name, ensure=False)
+                except (aiormq.exceptions.AMQPError, ConnectionError) as exc:
+                    raise PublishError(f"cannot open a channel to publish: {exc!r}") from exc
+                self._current = channel, exchange
+            return self._current
+
+    async def _replace(self, stuck: tuple[AbstractChannel, AbstractExchange]) -> None:
+        """Close ``stuck`` unless another publish has done so already."""
+        async with self._opening:
+            if self._current is not stuck:
+                return
+            self._current = None
+            self.channels_replaced += 1
+        with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError):
+            await stuck[0].close()
 
 
 def message(
@@ -121,7 +175,7 @@ async def publish_confirmed(
     except aiormq.exceptions.DeliveryError as exc:
         raise PublishError(f"nacked by RabbitMQ: {exchange.name!r} {routing_key!r}") from exc
     except TimeoutError as exc:
-        raise PublishError(f"no confirm within {timeout} s: {routing_key!r}") from exc
+        raise ConfirmTimeoutError(f"no confirm within {timeout} s: {routing_key!r}") from exc
     except (
         aiormq.exceptions.AMQPError,
         aiormq.exceptions.ChannelInvalidStateError,

@@ -17,9 +17,10 @@ import time
 from collections.abc import Sequence
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from broker.amqp import publishing, topology
+from broker.amqp.connection import connect_first
 from broker.errors import TransientError
 
 __all__ = ["IngressPublisher"]
@@ -44,15 +45,14 @@ class IngressPublisher:
         self._depth_queue = depth_queue
         self._depth_ttl = depth_ttl
         self._connection: AbstractRobustConnection | None = None
-        self._channel: AbstractChannel | None = None
-        self._exchange: AbstractExchange | None = None
+        self._publisher: publishing.Publisher | None = None
         self._probe: AbstractChannel | None = None
         self._depth: tuple[float, int] | None = None
         self._depth_lock = asyncio.Lock()
 
     async def start(self) -> None:
-        self._connection, self._channel = await publishing.connect(self._urls, self._name)
-        self._exchange = await self._channel.get_exchange(topology.INGRESS_EXCHANGE, ensure=False)
+        self._connection = await connect_first(self._urls, self._name)
+        self._publisher = publishing.Publisher(self._connection, topology.INGRESS_EXCHANGE)
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -63,9 +63,8 @@ class IngressPublisher:
     ) -> None:
         """Publish one submission whose received event the caller records; PublishError
         unless RabbitMQ confirmed it."""
-        assert self._exchange is not None, "start() the publisher first"
-        await publishing.publish_confirmed(
-            self._exchange,
+        assert self._publisher is not None, "start() the publisher first"
+        await self._publisher.publish(
             publishing.message(
                 body,
                 message_id=uuid,

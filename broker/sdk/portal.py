@@ -111,7 +111,8 @@ class Portal:
         self._catalog = catalog
         self._seal_for = seal_for
         self._connection: AbstractRobustConnection | None = None
-        self._channel: AbstractChannel | None = None
+        self._channel: AbstractChannel | None = None  # receipts are consumed here
+        self._publisher: publishing.Publisher | None = None
         self._states: dict[str, SubmissionState] = defaultdict(lambda: SubmissionState(""))
         self._changed = asyncio.Condition()
         self.invalid_receipts = 0
@@ -129,6 +130,7 @@ class Portal:
         self._connection, self._channel = await publishing.connect(
             self._urls, f"xbroker-portal {self.kennung}"
         )
+        self._publisher = publishing.Publisher(self._connection, topology.INGRESS_EXCHANGE)
         if receive:
             queue = await self._channel.get_queue(topology.receipt_queue(self.kennung))
             await queue.consume(self._on_message)
@@ -159,10 +161,8 @@ class Portal:
         content_type = "application/xml"
         if self._seal_for is not None:
             body, content_type = seal(body, self._seal_for), SEALED_CONTENT_TYPE
-        assert self._channel is not None, "start() the portal first"
-        exchange = await self._channel.get_exchange(topology.INGRESS_EXCHANGE, ensure=False)
-        await publishing.publish_confirmed(
-            exchange,
+        assert self._publisher is not None, "start() the portal first"
+        await self._publisher.publish(
             publishing.message(
                 body, message_id=uuid, reply_to=self.kennung, content_type=content_type
             ),
