@@ -13,7 +13,9 @@ One worker (``xbroker run``) starts on an empty ingress queue; once it consumes,
 resident set is read (**idle**) and its high-water mark reset (``/proc/PID/clear_refs``),
 then the messages are published and the agency's inbox is the clock, as in
 ``bench.throughput``. Figures: messages/s and MB/s of the 10-90 % window, the peak RSS
-of the drain above idle, and that as a multiple of the message size (target ≤ 4).
+of the drain above idle, and that as a multiple of the message size (target ≤ 4). Each
+size and shape also once more at prefetch 1 with glibc's own mmap threshold (``-glibc``,
+``malloc_mmap_threshold_bytes = 0``): the baseline of the worker's fixed one.
 """
 
 from __future__ import annotations
@@ -110,12 +112,14 @@ async def large_drain(
     bodies: list[bytes],
     content_type: str,
     prefetch: int,
+    extra_env: dict[str, str] | None = None,
 ) -> LargeDrain:
     """One worker with ``prefetch``, idle first, then ``bodies`` published and timed."""
     inbox = topology.agency_queue(_CLASS.agency)
     await purge(channel, [inbox, topology.receipt_queue(_CLASS.author)])
     drain_id = f"large-{secrets.token_hex(3)}"
     env = world.worker_env(world.root / "state" / drain_id) | {"XBROKER_PREFETCH": str(prefetch)}
+    env |= extra_env or {}
     command = broker_command(world.settings_file, world.loop)
     clock = ArrivalClock(channel, inbox)
     await clock.sample()
@@ -166,7 +170,14 @@ async def measure_large(
             for fetch in sorted({1, prefetch} if shape == "bundle" else {1}):
                 name = f"{label}-{shape}" + ("" if fetch == 1 else f"-prefetch{fetch}")
                 out[name] = await _figures(world, channel, bodies, content_type, fetch)
+            # The baseline: glibc's own mmap threshold, which grows with what was freed.
+            out[f"{label}-{shape}-glibc"] = await _figures(
+                world, channel, bodies, content_type, 1, _GLIBC_THRESHOLD
+            )
     return out
+
+
+_GLIBC_THRESHOLD = {"XBROKER_MALLOC_MMAP_THRESHOLD_BYTES": "0"}
 
 
 async def _figures(
@@ -175,13 +186,15 @@ async def _figures(
     bodies: list[bytes],
     content_type: str,
     prefetch: int,
+    extra_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    drain = await large_drain(world, channel, bodies, content_type, prefetch)
+    drain = await large_drain(world, channel, bodies, content_type, prefetch, extra_env)
     mean = sum(len(b) for b in bodies) / len(bodies)
     rate = drain.timing.per_second
     above = drain.peak_rss_bytes - drain.idle_rss_bytes
     return {
         "prefetch": prefetch,
+        "baseline": extra_env is not None,
         "messages": len(bodies),
         "message_mb": mean / _MB,
         "per_s": rate,

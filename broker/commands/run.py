@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import faulthandler
 import gc
 import logging
@@ -28,7 +29,7 @@ from broker.xta import start_xta
 from monitoring.http import build_app, serve
 from xta_schemas import Catalog
 
-__all__ = ["freeze_startup_heap", "prepare_reports", "register"]
+__all__ = ["freeze_startup_heap", "prepare_reports", "register", "return_large_allocations"]
 
 log = logging.getLogger("xbroker")
 
@@ -76,6 +77,27 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
+def return_large_allocations(threshold: int) -> bool:
+    """Have glibc map every allocation of ``threshold`` bytes or more on its own, and
+    trim the heap's free top beyond it, so that the memory of a large message goes back
+    to the system once the message is done.
+
+    glibc's default threshold starts at 128 KB but rises to the size of the largest
+    mapped block freed (up to 32 MB): after the first multi-megabyte message, the buffers
+    of the next ones come from the heap, and a heap keeps what it once held. Fixed at
+    ``threshold`` it stays there (docs/performance.md). 0, or a C library other than
+    glibc, leaves the allocator as it is. Whether it was set.
+    """
+    if threshold <= 0:
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    return bool(mallopt(m_mmap_threshold, threshold)) and bool(mallopt(m_trim_threshold, threshold))
+
+
 def _run(args: argparse.Namespace) -> int:
     # Signals first: a SIGTERM at any later moment of the start asks for a clean stop.
     stop = StopSignal.install()
@@ -84,6 +106,8 @@ def _run(args: argparse.Namespace) -> int:
     faulthandler.enable()
     event(log, "broker.starting", pid=os.getpid())
     settings = settings_from(args)
+    if return_large_allocations(settings.malloc_mmap_threshold_bytes):
+        event(log, "malloc.threshold_set", bytes=settings.malloc_mmap_threshold_bytes)
     code = run_async(lambda: _serve(settings, stop))
     # Stopped: what is left is the interpreter's teardown, which puts the default
     # handlers back; a late SIGTERM must not turn a clean stop into exit -15.
