@@ -115,9 +115,12 @@ class Pipeline:
             with self._stage(Stage.PARSE, started):
                 root = parse_untrusted(body, self.limits)
             with self._stage(Stage.VERIFY, started):
-                verified = self.verifier.verify(root, at=at)
+                verified = self.verifier.verify(root, at=at, parse_signed=False)
                 covered = covered_only(root) if verified.uncovered else None
-            signed = _root_of(verified.signed)
+                # The received tree goes before the signed one is parsed: a large
+                # message never has both at once (`signing.enveloped.SignedContent`).
+                del root
+                signed = _root_of(verified.signed)
             with self._stage(Stage.IDENTIFY, started):
                 standard, _ = self.catalog.identify(signed)
                 standard_key = standard.key

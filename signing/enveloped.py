@@ -31,7 +31,6 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Final
 
 from cryptography.exceptions import InvalidSignature
@@ -66,12 +65,31 @@ def _ds(name: str) -> str:
     return f"{{{DS_NS}}}{name}"
 
 
-@dataclass(frozen=True)
 class SignedContent:
-    """What a reference covers: the document without its Signature, as tree and as bytes."""
+    """What a reference covers: the document without its Signature, as bytes and as tree.
 
-    tree: etree._Element
-    canonical: bytes
+    The tree is parsed from the bytes when it is first asked for, so that a caller can
+    let the received tree go before: a large message then never has both trees at once
+    (each is about six times the size of the message, docs/performance.md).
+    """
+
+    __slots__ = ("_first_line", "_tree", "canonical")
+
+    def __init__(
+        self, canonical: bytes, *, first_line: int = 1, tree: etree._Element | None = None
+    ) -> None:
+        self.canonical = canonical
+        self._first_line = first_line
+        self._tree = tree
+
+    @property
+    def tree(self) -> etree._Element:
+        if self._tree is None:
+            # Blank lines in front of the root put its elements on the lines they have in
+            # the message (unless a start tag there spanned lines), so validation reports
+            # point at the sender's lines, not at those of the canonical form.
+            self._tree = parse_canonical(b"\n" * (self._first_line - 1) + self.canonical)
+        return self._tree
 
 
 def _invalid(detail: str) -> SignatureError:
@@ -214,15 +232,6 @@ def _digest_algorithm(reference: etree._Element, policy: VerificationPolicy) -> 
     return algorithm
 
 
-def _signed_tree(canonical: bytes, root: etree._Element) -> etree._Element:
-    # Blank lines in front of the root put its elements on the lines they have in the
-    # message (unless a start tag there spanned lines), so validation reports point
-    # at the sender's lines, not at those of the canonical form.
-    lines = root.sourceline
-    offset = b"\n" * (lines - 1) if isinstance(lines, int) and lines > 1 else b""
-    return parse_canonical(offset + canonical)
-
-
 def verify_enveloped(
     root: etree._Element,
     signature: etree._Element,
@@ -257,4 +266,5 @@ def verify_enveloped(
     hasher.update(canonical)
     if hasher.finalize() != expected:
         raise SignatureError(Reason.DIGEST_MISMATCH, 'the reference digest (URI "") does not match')
-    return SignedContent(_signed_tree(canonical, root), canonical)
+    line = root.sourceline
+    return SignedContent(canonical, first_line=line if isinstance(line, int) and line > 1 else 1)

@@ -95,4 +95,4 @@ def verify_with_signxml(
         raise SignatureError(Reason.SIGNATURE_INVALID, str(exc) or type(exc).__name__) from exc
     if isinstance(result, list) or result.signed_xml is None:
         raise SignatureError(Reason.SIGNATURE_INVALID, "the signed data is not one XML document")
-    return SignedContent(result.signed_xml, result.signed_data)
+    return SignedContent(result.signed_data, tree=result.signed_xml)

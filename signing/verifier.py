@@ -27,7 +27,7 @@ from cryptography import x509
 from lxml import etree
 
 from signing.certcache import CertificateCache
-from signing.enveloped import verify_enveloped
+from signing.enveloped import SignedContent, verify_enveloped
 from signing.policy import VerificationPolicy
 from signing.reference import needs_reference, verify_with_signxml
 from signing.structure import inspect_signature
@@ -47,12 +47,20 @@ class Verified:
     to be delivered (``signing.uncovered.covered_only``).
     """
 
-    signed: etree._Element
+    content: SignedContent
     certificate: x509.Certificate
     fingerprint: str
     subject_kennung: str | None
-    signed_data: bytes = b""
     uncovered: Uncovered = NOTHING_UNCOVERED
+
+    @property
+    def signed(self) -> etree._Element:
+        """Parsed on first use: a caller done with the received tree drops it first."""
+        return self.content.tree
+
+    @property
+    def signed_data(self) -> bytes:
+        return self.content.canonical
 
 
 class Verifier:
@@ -68,11 +76,14 @@ class Verifier:
         self.policy = policy
         self.certificates = CertificateCache() if certificates is None else certificates
 
-    def verify(self, root: etree._Element, *, at: datetime) -> Verified:
+    def verify(self, root: etree._Element, *, at: datetime, parse_signed: bool = True) -> Verified:
         """Verify ``root`` (from ``parse_untrusted``) as of time ``at``.
 
-        Raises ``SignatureError`` whose ``reason`` is the reject reason. ``root`` is left
-        unchanged.
+        Raises ``SignatureError`` whose ``reason`` is the reject reason, or ``XmlError``
+        for signed data that does not parse. ``root`` is left unchanged. With
+        ``parse_signed=False`` the signed tree is parsed on first use of
+        ``Verified.signed`` (which may then raise ``XmlError``), so that the caller can
+        drop ``root`` first.
         """
         when = utc_time(at)
         shape = inspect_signature(root, self.policy, self.certificates)
@@ -90,12 +101,13 @@ class Verifier:
             content = verify_enveloped(
                 root, shape.signature, shape.method, signer.public_key, self.policy
             )
+        if parse_signed:
+            content.tree  # noqa: B018 (parsed now: any error is this call's)
         return Verified(
-            signed=content.tree,
+            content=content,
             certificate=signer.leaf,
             fingerprint=signer.fingerprint,
             subject_kennung=signer.subject_kennung,
-            signed_data=content.canonical,
             uncovered=uncovered(root),
         )
 

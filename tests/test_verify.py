@@ -93,6 +93,21 @@ def test_verification_leaves_the_input_tree_unchanged(parties: Parties) -> None:
     assert etree.tostring(root) == before
 
 
+def test_a_signed_tree_parsed_later_outlives_the_received_one(parties: Parties) -> None:
+    # The pipeline drops the received tree before it reads the signed one.
+    doc = b'<?xml version="1.0"?>\n\n<m:msg xmlns:m="urn:test">\n  <a>1</a>\n  <b>2</b>\n</m:msg>'
+    root = parse_untrusted(parties.ec.sign(doc))
+    line_of_b = root.find("b").sourceline  # type: ignore[union-attr]
+    result = parties.verifier.verify(root, at=datetime.now(UTC), parse_signed=False)
+    del root
+
+    signed = result.signed
+
+    assert etree.tostring(signed) == result.signed_data
+    assert signed.find("b").sourceline == line_of_b > 2  # type: ignore[union-attr]
+    assert result.signed is signed
+
+
 def test_pretty_printed_document_verifies(parties: Parties) -> None:
     doc = b'<m:msg xmlns:m="urn:test">\n  <a>1</a>\n  <b>zwei</b>\n</m:msg>'
     result = parties.verifier.verify(parse_untrusted(parties.ec.sign(doc)), at=datetime.now(UTC))
