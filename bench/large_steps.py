@@ -1,21 +1,20 @@
 """Where a large XML message's memory goes: each step of the worker's pipeline alone.
 
 ``bench.large`` measures a worker's peak resident set while it drains XML messages of 1
-and 5 MB: well above the target of 4× the message size. This module shows why. In one
-process with the worker's allocator setting (`broker.commands.run.return_large_allocations`)
-it takes one signed message of each size through the steps of `broker.pipeline.Pipeline`
-one at a time, holding what each step returns as the worker does, and reports per step
-the peak resident set above the level before it (``peak``) and what stays resident while
-its result is held (``held``), both in MB and in message sizes.
+and 5 MB: well above the target of 4× the message size. This module shows why. It takes
+one signed message of each size through the steps of `broker.pipeline.Pipeline`, with
+the worker's default allocator setting (`broker.commands.run.return_large_allocations`),
+and reports per step the peak resident set above the level before it (``peak``) and
+what stays resident while its result is held (``held``), in MB and in message sizes.
 
     python -m bench.large_steps [--json PATH]
 
-Steps: ``pipeline`` first, on a heap that has held no message yet (`Pipeline.process`:
-everything at once, nothing held afterwards but the decision), then each step alone:
-``parse`` (the hardened parser, the tree), ``verify`` (`signing.Verifier`: the
-signature checked over the canonical bytes, the signed tree parsed from them, the
-received tree still held), ``validate`` (the standard's compiled schema). After the
-pipeline the heap holds freed memory the later steps reuse: their ``peak`` is a floor.
+Two fresh processes per size. One runs ``parse`` (the hardened parser, the tree),
+``verify`` (`signing.Verifier`: the signature checked over the canonical bytes, the
+signed tree parsed from them, the received tree still held by the caller) and
+``validate`` (the standard's compiled schema), each with the results of the steps
+before it held. The other runs ``pipeline`` (`Pipeline.process`: everything at once, as
+the worker runs it, which lets the received tree go before it parses the signed one).
 """
 
 from __future__ import annotations
@@ -68,43 +67,52 @@ def _step(action: Callable[[], _T]) -> tuple[_T, dict[str, float]]:
     return result, {"peak_mb": (peak - before) / _MB, "held_mb": (held - before) / _MB}
 
 
-def _steps(settings_file: Path, message: Path) -> dict[str, dict[str, float]]:
-    """In a fresh process (a heap that has held nothing large yet): each step once."""
+def _steps(settings_file: Path, message: Path, whole: bool) -> dict[str, dict[str, float]]:
+    """In a fresh process (a heap that has held nothing large yet): the whole pipeline,
+    or each step once with the results of the steps before it held."""
     return_large_allocations(Settings.model_fields["malloc_mmap_threshold_bytes"].default)
     parts = load_parts(load_settings(settings_file))
     body = message.read_bytes()
     at = datetime.now(UTC)
     verifier = parts.verifier()
-    pipeline = Pipeline(catalog=parts.catalog, verifier=verifier, directory=parts.directory)
-    # The whole pipeline first, on a heap that has held no message yet; then each step
-    # with the results of the steps before it held, as the worker holds them.
-    decision, whole = _step(partial(pipeline.process, body, at=at))
-    if not isinstance(decision, Accepted):
-        raise RuntimeError(f"{message.name} is rejected: {decision}")
+    if whole:
+        pipeline = Pipeline(catalog=parts.catalog, verifier=verifier, directory=parts.directory)
+        decision, figures = _step(partial(pipeline.process, body, at=at))
+        if not isinstance(decision, Accepted):
+            raise RuntimeError(f"{message.name} is rejected: {decision}")
+        return {"pipeline": figures}
     root, parse = _step(partial(parse_untrusted, body))
     verified, verify = _step(partial(verifier.verify, root, at=at))
     signed = verified.signed
     standard, _ = parts.catalog.identify(signed)
     _, validate = _step(partial(standard.validate, signed))
-    return {"parse": parse, "verify": verify, "validate": validate, "pipeline": whole}
+    return {"parse": parse, "verify": verify, "validate": validate}
 
 
-async def measure(amqp_url: str | None = None) -> dict[str, Any]:
+def _in_child(settings_file: Path, message: Path, whole: bool) -> dict[str, dict[str, float]]:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.large_steps", "--steps-of", str(message)]
+        + (["--whole"] if whole else []),
+        env=os.environ | {"BENCH_SETTINGS": str(settings_file)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    steps: dict[str, dict[str, float]] = json.loads(done.stdout)
+    return steps
+
+
+async def measure(
+    amqp_url: str | None = None, sizes: dict[str, int] = LARGE_SIZES
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     async with bench_world(amqp_url) as world:
-        for label, size in LARGE_SIZES.items():
+        for label, size in sizes.items():
             [body], _ = large_bodies(world, size, "xml", 1)
             message = world.root / f"large-{label}.xml"
             message.write_bytes(body)
-            done = await asyncio.to_thread(
-                subprocess.run,
-                [sys.executable, "-m", "bench.large_steps", "--steps-of", str(message)],
-                env=os.environ | {"BENCH_SETTINGS": str(world.settings_file)},
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            steps = json.loads(done.stdout)
+            steps = await asyncio.to_thread(_in_child, world.settings_file, message, False)
+            steps |= await asyncio.to_thread(_in_child, world.settings_file, message, True)
             mb = len(body) / _MB
             for figures in steps.values():
                 figures["peak_x"] = figures["peak_mb"] / mb
@@ -133,9 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--amqp-url", help="run against this URL's vhost as given")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
     parser.add_argument("--steps-of", type=Path, help=argparse.SUPPRESS)  # the child's part
+    parser.add_argument("--whole", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.steps_of is not None:
-        print(json.dumps(_steps(Path(os.environ["BENCH_SETTINGS"]), args.steps_of)))
+        steps = _steps(Path(os.environ["BENCH_SETTINGS"]), args.steps_of, args.whole)
+        print(json.dumps(steps))
         return 0
     figures = asyncio.run(measure(args.amqp_url))
     print(render(figures))

@@ -108,7 +108,7 @@ def _scale(figures: Mapping[str, Any]) -> list[Target]:
 def _large(figures: Mapping[str, Any]) -> list[Target]:
     rows = []
     for name, f in (figures.get("large") or {}).items():
-        if f["prefetch"] != 1 or f.get("baseline"):
+        if f["prefetch"] != 1 or f.get("variant"):
             rows.append(
                 Target(
                     f"{name}: peak RSS above idle (MB/s)",

@@ -19,7 +19,7 @@ from typing import Any
 import aio_pika
 import pytest
 
-from bench import scale
+from bench import large_steps, scale
 from bench.http import measure_http
 from bench.large import measure_large
 from bench.queues import DrainTiming
@@ -155,12 +155,12 @@ async def test_large_messages_pass_and_their_memory_is_measured(amqp_url: str) -
         "512kb-bundle",
         "512kb-bundle-prefetch4",
         "512kb-xml",
-        "512kb-bundle-glibc",
-        "512kb-xml-glibc",
+        "512kb-bundle-mmap128k",
+        "512kb-xml-mmap128k",
     }
-    assert [n for n, f in figures.items() if f["baseline"]] == [
-        "512kb-bundle-glibc",
-        "512kb-xml-glibc",
+    assert [n for n, f in figures.items() if f["variant"]] == [
+        "512kb-bundle-mmap128k",
+        "512kb-xml-mmap128k",
     ]
     for name, f in figures.items():
         assert f["message_mb"] > 0.45, name
@@ -170,6 +170,17 @@ async def test_large_messages_pass_and_their_memory_is_measured(amqp_url: str) -
             assert f["mb_per_s"] == pytest.approx(f["per_s"] * f["message_mb"])
         else:
             assert "larger backlog" in f["unmeasured"]
+
+
+async def test_each_step_of_a_large_xml_message_has_its_memory_measured(amqp_url: str) -> None:
+    figures = await large_steps.measure(amqp_url, {"512kb": 512 * 1024})
+
+    steps = figures["512kb"]["steps"]
+    assert set(steps) == {"parse", "verify", "validate", "pipeline"}
+    assert steps["parse"]["held_mb"] > 0.5  # a tree is larger than its text
+    for f in steps.values():
+        assert f["peak_mb"] >= f["held_mb"] - 0.5  # pages counted between two reads
+        assert f["peak_x"] == pytest.approx(f["peak_mb"] / figures["512kb"]["message_mb"])
 
 
 @pytest.mark.timeout(900)

@@ -85,7 +85,8 @@ def return_large_allocations(threshold: int) -> bool:
     glibc's default threshold starts at 128 KB but rises to the size of the largest
     mapped block freed (up to 32 MB): after the first multi-megabyte message, the buffers
     of the next ones come from the heap, and a heap keeps what it once held. Fixed at
-    ``threshold`` it stays there (docs/performance.md). 0, or a C library other than
+    ``threshold`` it stays there; each large buffer then costs fresh pages, which is
+    what the throughput pays (docs/performance.md, P18). 0, or a C library other than
     glibc, leaves the allocator as it is. Whether it was set.
     """
     if threshold <= 0:
