@@ -41,7 +41,7 @@ from broker.amqp import topology
 from broker.amqp.bundle import Bundle, Part
 from xta_schemas.samples import with_fresh_header
 
-__all__ = ["LARGE_SIZES", "LargeDrain", "large_bodies", "large_drain"]
+__all__ = ["LARGE_SIZES", "LargeDrain", "large_bodies", "large_drain", "reset_peak"]
 
 LARGE_SIZES = {"1mb": 1024 * 1024, "5mb": 5 * 1024 * 1024}
 _ATTACHMENT = 256 * 1024  # one plan of a building application
@@ -101,7 +101,7 @@ def large_bodies(world: BenchWorld, size: int, shape: str, count: int) -> tuple[
     return bodies, content_type
 
 
-def _reset_peak(pid: int) -> None:
+def reset_peak(pid: int) -> None:
     """Reset the process's peak RSS (VmHWM) to its current RSS (Linux ≥ 4.0)."""
     Path(f"/proc/{pid}/clear_refs").write_text("5")
 
@@ -128,7 +128,7 @@ async def large_drain(
         await pool.wait_consuming(channel, topology.INGRESS_QUEUE, _START_TIMEOUT)
         pid = pool.pids[0]
         await asyncio.sleep(0.5)  # let start-up garbage settle before reading idle
-        _reset_peak(pid)
+        reset_peak(pid)
         idle = memory_of(pid).rss_bytes
         arrivals = asyncio.create_task(clock.until(len(bodies), timeout=300.0))
         await preload(

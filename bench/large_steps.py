@@ -32,7 +32,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench.large import LARGE_SIZES, large_bodies
+from bench.large import LARGE_SIZES, large_bodies, reset_peak
 from bench.workers import memory_of
 from bench.world import bench_world
 from broker.app import load_parts
@@ -47,10 +47,6 @@ _MB = 1024 * 1024
 _T = TypeVar("_T")
 
 
-def _reset_peak() -> None:
-    Path("/proc/self/clear_refs").write_text("5")
-
-
 def _resident() -> tuple[int, int]:
     """This process's resident set and its high-water mark, in bytes."""
     memory = memory_of(os.getpid())
@@ -60,7 +56,7 @@ def _resident() -> tuple[int, int]:
 def _step(action: Callable[[], _T]) -> tuple[_T, dict[str, float]]:
     """Run ``action``; its result, and its peak and held resident set above the start."""
     gc.collect()
-    _reset_peak()
+    reset_peak(os.getpid())
     before, _ = _resident()
     result = action()
     held, peak = _resident()
