@@ -4,6 +4,9 @@ The delivery-receipt queue is unbound from its exchange for a while, so RabbitMQ
 every receipt as unroutable: the copy has been handled, but stays unacked with the agency,
 which keeps trying. Once the binding is back the receipt goes through, the copy is acked,
 and the author's message is final; the handler ran once.
+
+A receipt whose confirm timed out goes out again on a new channel: RabbitMQ 3.10 has
+channels that stop confirming for good, and the copy stays held on the consuming one.
 """
 
 from __future__ import annotations
@@ -76,3 +79,23 @@ async def test_a_copy_stays_unacked_until_its_delivery_receipt_is_confirmed(
 
     assert [r.kind for r in state.receipts] == [ReceiptKind.ACCEPTED, ReceiptKind.DELIVERED]
     assert world.receivers_of(uuid) == [AGENCY]  # handled once, confirmed later
+
+
+async def test_a_receipt_whose_confirm_timed_out_goes_out_on_a_new_channel(world: World) -> None:
+    agency = world.agencies[AGENCY]
+    agency.confirm_timeout = 1e-6  # no confirm comes back that fast
+    try:
+        uuid = await world.portal.submit(world.fresh("anmeldung-hamburg.xml"))
+        await eventually(
+            lambda: agency.receipt_channels_replaced,
+            what="the receipt channel replaced after a confirm timeout",
+            timeout=TIMEOUT,
+        )
+    finally:
+        agency.confirm_timeout = 5.0
+
+    state = await world.portal.wait_final(uuid, TIMEOUT)
+
+    assert [r.kind for r in state.receipts] == [ReceiptKind.ACCEPTED, ReceiptKind.DELIVERED]
+    assert agency.receipt_retries >= 1
+    assert world.receivers_of(uuid) == [AGENCY]  # the handler ran once

@@ -13,7 +13,10 @@ only once RabbitMQ has confirmed that receipt. A receipt that cannot be publishe
 lost node, a memory alarm, a confirm that never comes) is retried with growing waits
 while the copy stays unacked; if the channel is lost meanwhile, RabbitMQ hands the copy
 out again and it is confirmed then. Either way the author hears of it, and nothing is
-acked without its receipt.
+acked without its receipt. Receipts go out on a channel of their own
+(`broker.amqp.publishing.Publisher`): a channel that let a confirm time out is replaced
+(RabbitMQ 3.10 has channels that stop confirming for good), while the copies stay held
+on the consuming channel.
 
 Handled message ids are remembered in SQLite, by default in
 ``.xbroker/agencies/<kennung>.sqlite3`` below the working directory (``seen_path``
@@ -144,7 +147,7 @@ class AgencyClient:
         self._handler = handler
         self._test = test
         self._prefetch = prefetch
-        self._confirm_timeout = confirm_timeout
+        self.confirm_timeout = confirm_timeout  # seconds; read at every publish
         self._seen = _Seen(default_seen_path(kennung) if seen_path is None else seen_path)
         self._receipt_retry = receipt_retry or Backoff(first=0.5, ceiling=5.0)
         self._keys = keys or KeyRing()
@@ -152,6 +155,7 @@ class AgencyClient:
         self._seal_limits = seal_limits or SealLimits(64 * 1024 * 1024)
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
+        self._receipts: publishing.Publisher | None = None
         self.rejected = 0
         self.receipt_retries = 0
         self.refused = 0  # sealed copies that did not open, sent back with a refusal
@@ -160,9 +164,15 @@ class AgencyClient:
         self._connection, self._channel = await publishing.connect(
             self._urls, f"xbroker-agency {self.kennung}"
         )
+        self._receipts = publishing.Publisher(self._connection, topology.DELIVERY_RECEIPT_EXCHANGE)
         await self._channel.set_qos(prefetch_count=self._prefetch)
         queue = await self._channel.get_queue(topology.agency_queue(self.kennung, test=self._test))
         await queue.consume(self._on_message)
+
+    @property
+    def receipt_channels_replaced(self) -> int:
+        """How often a receipt channel was replaced after a confirm timed out."""
+        return 0 if self._receipts is None else self._receipts.channels_replaced
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -242,7 +252,7 @@ class AgencyClient:
     async def _refuse(self, message: AbstractIncomingMessage, error: UnsealError) -> None:
         """Send the sealed copy back with a signed refusal, then ack it; if the refusal
         is not confirmed, the copy goes back to the queue and is tried again."""
-        assert self._channel is not None
+        assert self._receipts is not None
         headers = message.headers or {}
         receipt = Receipt(
             kind=ReceiptKind.FAILED,
@@ -256,19 +266,15 @@ class AgencyClient:
             detail=error.detail,
         )
         log.warning("copy %s does not open: %s; refused", message.message_id, error)
-        exchange = await self._channel.get_exchange(
-            topology.DELIVERY_RECEIPT_EXCHANGE, ensure=False
-        )
         try:
-            await publishing.publish_confirmed(
-                exchange,
+            await self._receipts.publish(
                 refusal_message(
                     self._signer.sign_built(build_receipt(receipt)),
                     message,
                     topology.agency_queue(self.kennung, test=self._test),
                 ),
                 topology.REFUSAL_ROUTING_KEY,
-                self._confirm_timeout,
+                self.confirm_timeout,
             )
         except PublishError:
             log.warning("refusal of %s not confirmed; the copy comes back", message.message_id)
@@ -292,19 +298,15 @@ class AgencyClient:
     async def _publish_receipt(
         self, receipt_uuid: str, body: bytes, message: AbstractIncomingMessage
     ) -> None:
-        assert self._channel is not None
-        exchange = await self._channel.get_exchange(
-            topology.DELIVERY_RECEIPT_EXCHANGE, ensure=False
-        )
+        assert self._receipts is not None
         headers = {}
         published = (message.headers or {}).get(HEADER_PUBLISHED)
         if isinstance(published, int | float):
             headers[HEADER_PUBLISHED] = published
-        await publishing.publish_confirmed(
-            exchange,
+        await self._receipts.publish(
             publishing.message(body, message_id=receipt_uuid, headers=headers),
             topology.DELIVERY_RECEIPT_ROUTING_KEY,
-            self._confirm_timeout,
+            self.confirm_timeout,
         )
 
 
