@@ -36,21 +36,23 @@ import statistics
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import aio_pika
 from aio_pika.abc import AbstractChannel
 
+from bench import floor
 from bench.cpu import CpuClock, rabbitmq_pid
 from bench.messages import MessageClass
 from bench.stalls import STALL_LOG_ENV, Stalls, stalls_within
 from bench.throughput import uuid_of
-from bench.workers import WorkerPool, broker_command
+from bench.workers import WorkerPool, broker_command, floor_command
 from bench.world import BenchWorld
 from broker.amqp import publishing, topology
 
-__all__ = ["Latency", "LoadResult", "Percentiles", "measure_loads"]
+__all__ = ["Latency", "LoadResult", "Percentiles", "measure_floor", "measure_loads"]
 
 _SETTLE_SECONDS = 30.0  # after the last publish, how long stragglers may take
 _PEER_START_SECONDS = 60.0
@@ -116,15 +118,22 @@ class _Clock:
             self.arrived.set()
 
 
+def _peer(
+    world: BenchWorld, role: str, kennung: str, prefetch: int
+) -> contextlib.AbstractAsyncContextManager[_Clock]:
+    """``bench.peer ROLE`` for the run's world."""
+    command = [sys.executable, "-m", "bench.peer", role, str(world.settings_file)]
+    command += [world.amqp_url, kennung, str(prefetch)]
+    return _timed(command, world.root / "logs", f"peer-{role}")
+
+
 @asynccontextmanager
-async def _peer(world: BenchWorld, role: str, kennung: str, prefetch: int) -> AsyncIterator[_Clock]:
-    """Run ``bench.peer ROLE`` for the run's world until the block ends."""
-    log = (world.root / "logs" / f"peer-{role}.log").open("ab")
+async def _timed(command: Sequence[str], log_dir: Path, name: str) -> AsyncIterator[_Clock]:
+    """Run ``command``, which prints ``ready`` and then ``<uuid> <time>`` lines, until the
+    block ends; its stderr goes to ``log_dir/NAME.log``."""
+    log = (log_dir / f"{name}.log").open("ab")
     process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "bench.peer", role, str(world.settings_file)),
-        *(world.amqp_url, kennung, str(prefetch)),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=log,
+        *command, stdout=asyncio.subprocess.PIPE, stderr=log
     )
     clock = _Clock(process.pid)
     assert process.stdout is not None
@@ -137,7 +146,7 @@ async def _peer(world: BenchWorld, role: str, kennung: str, prefetch: int) -> As
         finally:
             ready.cancel()
         if not clock.ready.is_set():
-            raise RuntimeError(f"bench.peer {role} ended before it was ready; see {log.name}")
+            raise RuntimeError(f"{name} ended before it was ready; see {log.name}")
         yield clock
     finally:
         if process.returncode is None:
@@ -175,7 +184,6 @@ async def measure_loads(
     env = world.worker_env(world.root / "state" / f"latency-{cls.name}")
     env[STALL_LOG_ENV] = str(stall_log)
     (world.root / "logs").mkdir(parents=True, exist_ok=True)
-    published: dict[str, float] = {}
     async with (
         WorkerPool(command, pool_size, world.root / "logs" / "latency", env) as pool,
         _peer(world, "agency", cls.agency, prefetch) as agency,
@@ -189,10 +197,10 @@ async def measure_loads(
 
             async def run(share: float, rate: float, batch: Sequence[bytes]) -> LoadResult:
                 start = time.perf_counter()
-                span = await _paced(exchange, batch, rate, published)
+                result = await _load(
+                    exchange, topology.INGRESS_ROUTING_KEY, share, rate, batch, agency, portal
+                )
                 uuids = [uuid_of(b) for b in batch]
-                await _settle(uuids, portal)
-                result = _result(share, rate, span, uuids, published, agency.seen, portal.seen)
                 end = max((portal.seen[u] for u in uuids if u in portal.seen), default=start)
                 return replace(result, stalls=stalls_within(stall_log, start, end))
 
@@ -218,8 +226,68 @@ async def measure_loads(
     return Latency(maximum, saturated, loads, cpu_ms)
 
 
+async def measure_floor(
+    world: BenchWorld,
+    channel: AbstractChannel,
+    pool_size: int,
+    loads: Sequence[LoadResult],
+    batches: Sequence[Sequence[bytes]],
+    prefetch: int,
+) -> list[LoadResult]:
+    """The same loads (rate and messages) through RabbitMQ's four hops alone
+    (`bench.floor`): ``pool_size`` relays in the workers' place, an echo in the agency's,
+    a timer in the portal's; the percentiles are the floor under the broker's."""
+    await floor.declare(channel)
+    log_dir = world.root / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    def command(role: str) -> list[str]:
+        return floor_command(role, world.amqp_url, prefetch, world.loop)
+
+    async with AsyncExitStack() as stack:
+        for index in range(pool_size):
+            await stack.enter_async_context(
+                _timed(command("relay"), log_dir, f"floor-relay-{index}")
+            )
+        agency = await stack.enter_async_context(_timed(command("agency"), log_dir, "floor-agency"))
+        portal = await stack.enter_async_context(_timed(command("portal"), log_dir, "floor-portal"))
+        connection = await stack.enter_async_context(await aio_pika.connect(world.amqp_url))
+        publish_channel = await connection.channel(publisher_confirms=True)
+        exchange = await publish_channel.get_exchange(floor.EXCHANGE, ensure=False)
+        return [
+            await _load(
+                exchange,
+                floor.INGRESS,
+                load.share,
+                load.offered_per_s,
+                batch[: load.sent],
+                agency,
+                portal,
+            )
+            for load, batch in zip(loads, batches, strict=True)
+        ]
+
+
+async def _load(
+    exchange: aio_pika.abc.AbstractExchange,
+    routing_key: str,
+    share: float,
+    rate: float,
+    batch: Sequence[bytes],
+    agency: _Clock,
+    portal: _Clock,
+) -> LoadResult:
+    """Publish ``batch`` at ``rate``, wait for its receipts, and time them."""
+    published: dict[str, float] = {}
+    span = await _paced(exchange, routing_key, batch, rate, published)
+    uuids = [uuid_of(b) for b in batch]
+    await _settle(uuids, portal)
+    return _result(share, rate, span, uuids, published, agency.seen, portal.seen)
+
+
 async def _paced(
     exchange: aio_pika.abc.AbstractExchange,
+    routing_key: str,
     batch: Sequence[bytes],
     rate: float,
     published: dict[str, float],
@@ -241,7 +309,7 @@ async def _paced(
             publishing.publish_confirmed(
                 exchange,
                 publishing.message(body, message_id=uuid),
-                topology.INGRESS_ROUTING_KEY,
+                routing_key,
                 30.0,
             )
         )

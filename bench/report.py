@@ -202,11 +202,12 @@ def render(figures: Mapping[str, Any]) -> str:
         f"{_rate(lat['ingress_maximum_per_s'], 0)} msg/s). agency = publish → handler; receipt = "
         "publish → delivered receipt at the portal; completed/s below offered/s: the load was "
         "more than the round trip carries; stall = the workers' event loops held up by their "
-        "own work, worst and how many of 5 ms or more",
+        "own work, worst and how many of 5 ms or more; bare = receipt through RabbitMQ's four "
+        "hops alone at the same load (bench.floor)",
         [
             *("load", "offered/s", "achieved/s", "completed/s", "sent", "handled", "receipted"),
             *("agency p50", "p95", "p99", "receipt p50", "p95", "p99", "p99.9"),
-            *("stall ms", "≥5 ms"),
+            *("stall ms", "≥5 ms", "bare p50", "p99", "p99.9"),
         ],
         [
             [
@@ -226,10 +227,21 @@ def render(figures: Mapping[str, Any]) -> str:
                 r["receipt"].get("p999_ms"),
                 r.get("stalls", {}).get("worst_ms"),
                 r.get("stalls", {}).get("over_5ms"),
+                *(bare["receipt"][k] if bare else None for k in ("p50_ms", "p99_ms", "p999_ms")),
             ]
-            for r in lat["loads"]
+            for r, bare in zip(
+                lat["loads"], lat.get("floor") or [None] * len(lat["loads"]), strict=True
+            )
         ],
     )
+    sync = lat.get("disk_sync")
+    if sync:
+        lines += [
+            "",
+            f"fdatasync of 4 KiB in the run folder ({sync['count']:,} times, what each durable "
+            f"hop waits for): p50 {sync['p50_ms']:.2f} ms, p99 {sync['p99_ms']:.2f} ms, "
+            f"max {sync['max_ms']:.1f} ms",
+        ]
     cpu = lat.get("cpu_ms_per_message")
     if cpu:
         lines += [

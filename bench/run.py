@@ -3,10 +3,11 @@
 Order: micro figures and the costs of a growing world (``bench.scale``; no RabbitMQ),
 then the relay and the broker draining backlogs, the memory drain (one worker, the large
 backlog, profiled with py-spy), latency at 25, 50 and 80 % of the round trip's measured
-maximum (``bench.latency``), large messages (``bench.large``) and the HTTP ingress
-(``bench.http``). ``bench.targets`` sets each target beside its figure. Progress goes to
-stderr; the figures come back as one JSON-ready dict (see ``bench.report.render`` for its
-shape in words).
+maximum (``bench.latency``) and the same loads through RabbitMQ's hops alone
+(``bench.floor``, with the disk's fdatasync times), large messages (``bench.large``) and
+the HTTP ingress (``bench.http``). ``bench.targets`` sets each target beside its figure.
+Progress goes to stderr; the figures come back as one JSON-ready dict (see
+``bench.report.render`` for its shape in words).
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ import aio_pika
 from lxml import etree
 
 from bench import scale
+from bench.floor import disk_sync
 from bench.http import measure_http
 from bench.large import measure_large
-from bench.latency import measure_loads
+from bench.latency import measure_floor, measure_loads
 from bench.launch import EventLoop
 from bench.messages import MessageClass, all_classes, content, sign_many, signed_sizes
 from bench.micro import class_figures, module_figures
@@ -46,6 +48,7 @@ LOAD_SHARES = (0.25, 0.5, 0.8)
 _MB = 1024 * 1024
 # Drain sizes relative to Options.count: large messages drain slower, fewer suffice.
 _SIZE_SHARE = {"2kb": 1.0, "10kb": 0.5, "100kb": 0.2}
+_DISK_SYNCS = {True: 300, False: 1000}  # fdatasync probes, quick and full
 
 
 @dataclass(frozen=True)
@@ -325,6 +328,12 @@ async def _latency(
             f"receipt p99 {load.receipt.p99_ms:.1f} ms, worst worker loop stall "
             f"{load.stalls.worst_ms:.1f} ms ({load.stalls.over_5ms} of 5 ms or more)"
         )
+    _say("latency floor: the same loads through RabbitMQ's four hops alone")
+    bare = await measure_floor(world, channel, opts.workers, latency.loads, batches, opts.prefetch)
+    for load in bare:
+        _say(f"  {load.share:.0%}: bare receipt p99 {load.receipt.p99_ms:.1f} ms")
+    syncs = disk_sync(world.root / "disk-sync", _DISK_SYNCS[opts.quick])
+    _say(f"  fdatasync p99 {syncs.p99_ms:.1f} ms, max {syncs.max_ms:.1f} ms")
     return {
         "class": cls.name,
         "workers": opts.workers,
@@ -333,6 +342,8 @@ async def _latency(
         "saturation": asdict(latency.saturation),
         "cpu_ms_per_message": latency.cpu_ms,
         "loads": [asdict(load) for load in latency.loads],
+        "floor": [asdict(load) for load in bare],
+        "disk_sync": asdict(syncs),
     }
 
 

@@ -25,7 +25,15 @@ from aio_pika.abc import AbstractChannel
 
 from bench.launch import EventLoop
 
-__all__ = ["Memory", "WorkerPool", "broker_command", "memory_of", "py_spy", "relay_command"]
+__all__ = [
+    "Memory",
+    "WorkerPool",
+    "broker_command",
+    "floor_command",
+    "memory_of",
+    "py_spy",
+    "relay_command",
+]
 
 _STOP_GRACE_SECONDS = 15.0
 
@@ -56,6 +64,13 @@ def relay_command(
 ) -> list[str]:
     """``python -m bench.relay``; ``settle`` is a `bench.relay.Settle` value."""
     return [*_launch(loop, "bench.relay"), amqp_url, str(prefetch), str(publishes), settle]
+
+
+def floor_command(
+    role: str, amqp_url: str, prefetch: int, loop: EventLoop = "asyncio"
+) -> list[str]:
+    """``python -m bench.floor ROLE``: a hop of RabbitMQ's round trip alone."""
+    return [*_launch(loop, "bench.floor"), role, amqp_url, str(prefetch)]
 
 
 @dataclass(frozen=True, slots=True)

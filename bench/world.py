@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 import aio_pika
 
-from bench import relay
+from bench import floor, relay
 from bench.launch import EventLoop
 from bench.parties import AGENCY_BAU, AGENCY_MELD, AUTHORS, BROKER, KeyKind
 from broker import devnode
@@ -229,9 +229,10 @@ async def _delete_declared(url: str) -> None:
     ]
     queues += [topology.agency_queue(k) for k in (AGENCY_MELD, AGENCY_BAU)]
     queues += [topology.receipt_queue(k) for k in AUTHORS.values()]
-    queues += [relay.RELAY_IN, relay.RELAY_OUT, relay.RELAY_SIDE]
+    queues += [relay.RELAY_IN, relay.RELAY_OUT, relay.RELAY_SIDE, *floor.QUEUES]
     exchanges = [
         relay.RELAY_EXCHANGE,
+        floor.EXCHANGE,
         topology.INGRESS_EXCHANGE,
         topology.DELIVER_EXCHANGE,
         topology.RECEIPT_EXCHANGE,

@@ -96,6 +96,15 @@ async def test_a_small_run_yields_every_figure_and_each_is_plausible(amqp_url: s
         # A delivered receipt follows the agency's handler, for each message and so in
         # every percentile.
         assert run["agency"]["p50_ms"] <= run["receipt"]["p50_ms"]
+    # The same loads through RabbitMQ's hops alone: every message, at the same rate.
+    assert len(latency["floor"]) == len(latency["loads"])
+    for bare, run in zip(latency["floor"], latency["loads"], strict=True):
+        assert (bare["share"], bare["offered_per_s"]) == (run["share"], run["offered_per_s"])
+        assert bare["receipted"] == bare["delivered"] == bare["sent"] == run["sent"]
+        assert 0 < bare["agency"]["p50_ms"] <= bare["receipt"]["p50_ms"]
+        assert bare["receipt"]["p50_ms"] <= bare["receipt"]["p99_ms"] <= bare["receipt"]["p999_ms"]
+    sync = latency["disk_sync"]
+    assert sync["count"] > 0 and 0 < sync["p50_ms"] <= sync["p99_ms"] <= sync["max_ms"]
 
     memory = figures["memory"]
     assert memory["backlog"] == BACKLOG
