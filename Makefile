@@ -175,5 +175,6 @@ node-stop:
 db-stop:
 	@if [ -x $(VENV)/bin/python ]; then $(DB) stop; fi
 
-clean: node-stop db-stop
+clean: node-stop
+	@if [ -x $(VENV)/bin/python ]; then $(DB) remove; fi
 	rm -rf $(VENV) .xbroker

@@ -11,6 +11,7 @@ loading the other commands.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 
@@ -25,6 +26,23 @@ def _describe(info: devdb.ClusterInfo) -> None:
     print(f"url       {info.url}")
     print(f"data      {info.data_dir}")
     print(f"log       {info.log_file}")
+
+
+def _add_remove(actions: Actions) -> None:
+    remove = actions.add_parser(
+        "remove", help="stop the cluster and delete its files and data, wherever they are"
+    )
+    remove.set_defaults(func=_remove)
+
+
+def _remove(args: argparse.Namespace) -> int:
+    try:
+        removed = devdb.remove_cluster()
+    except (devdb.DevDatabaseError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"removed {removed}" if removed else "no local PostgreSQL cluster", file=sys.stderr)
+    return 0
 
 
 _CLUSTER = LocalServer[devdb.ClusterInfo](
@@ -42,11 +60,12 @@ _CLUSTER = LocalServer[devdb.ClusterInfo](
     url=lambda info: info.url,
     ready=lambda info: f"PostgreSQL ready on port {info.port} (log: {info.log_file})",
     describe=_describe,
+    more=_add_remove,
 )
 
 
 def register(subparsers: Actions) -> None:
-    """Add ``xbroker db {ensure,stop,status,probe}``."""
+    """Add ``xbroker db {ensure,stop,status,remove,probe}``."""
     _CLUSTER.register(subparsers)
 
 

@@ -5,7 +5,8 @@ directory (``data/``, made by ``initdb``), its log, the folder of its Unix socke
 ``cluster.json``, which remembers its port and the password of its one role,
 ``xbroker``. When the server runs as ``postgres`` (see below) and a folder above the
 checkout is closed to that user, all of it lives in ``/var/tmp/xbroker-postgres-<hash of
-the checkout's path>/`` instead (``xbroker db status`` names it).
+the checkout's path>/`` instead (``xbroker db status`` names it; ``xbroker db remove``,
+which ``make clean`` runs, deletes it wherever it is).
 The port is chosen free at first start, on 127.0.0.1 only, and kept across
 restarts while it stays free. A database ``xbroker`` is made at first start; tests make
 their own databases next to it.
@@ -34,6 +35,7 @@ from broker.devdb.cluster import (
     ensure_cluster,
     postgres_reachable,
     postgres_tool,
+    remove_cluster,
     stop_cluster,
 )
 from broker.devdb.errors import ClusterStartError, DevDatabaseError, PostgresNotInstalledError
@@ -47,5 +49,6 @@ __all__ = [
     "ensure_cluster",
     "postgres_reachable",
     "postgres_tool",
+    "remove_cluster",
     "stop_cluster",
 ]

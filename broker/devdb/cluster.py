@@ -8,6 +8,7 @@ import json
 import os
 import pwd
 import secrets
+import shutil
 import socket
 import stat
 import struct
@@ -193,6 +194,17 @@ def stop_cluster(root: Path | None = None, *, timeout: float = 60.0, crash: bool
             timeout=timeout,
         )
     return True
+
+
+def remove_cluster(root: Path | None = None) -> Path | None:
+    """Stop this checkout's cluster and delete its files, wherever they live (below the
+    checkout or under /var/tmp); the folder removed, or None if there was none."""
+    layout = _ClusterLayout.of(root)
+    if not layout.base.exists():
+        return None
+    stop_cluster(root)
+    shutil.rmtree(layout.base)
+    return layout.base
 
 
 def postgres_reachable(url: str, timeout: float = 3.0) -> bool:
