@@ -9,6 +9,12 @@ failed as a whole, or reported a duplicate, or when every recipient named in the
 ``accepted`` receipt has sent its ``delivered`` receipt (or the broker reported ``failed``
 for it). ``Portal(urls, ...)`` takes one AMQP URL or every node of a cluster.
 
+The portal holds the receipts of its submissions in memory until they are final, and
+then those of the last ``keep_final`` final submissions (default 100,000): a portal that
+runs for months does not grow with every message it ever sent. A state forgotten so
+reads as empty again; a portal that must answer for older submissions records what
+``on_receipt`` hands it in a store of its own.
+
 With ``seal_for`` (the broker's encryption key, `sealing.RecipientKey`), each signed
 submission is sealed for the broker (JWE, ``application/jose``) before it is published:
 the ingress queue then holds nothing readable, and only the broker opens it, in memory.
@@ -18,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -101,6 +106,7 @@ class Portal:
         on_receipt: ReceiptCallback | None = None,
         catalog: Catalog | None = None,
         seal_for: RecipientKey | None = None,
+        keep_final: int = 100_000,
     ) -> None:
         self.kennung = kennung
         self._urls = amqp_urls
@@ -113,7 +119,9 @@ class Portal:
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None  # receipts are consumed here
         self._publisher: publishing.Publisher | None = None
-        self._states: dict[str, SubmissionState] = defaultdict(lambda: SubmissionState(""))
+        self._states: dict[str, SubmissionState] = {}
+        self._final: dict[str, None] = {}  # final submissions, oldest first
+        self._keep_final = keep_final
         self._changed = asyncio.Condition()
         self.invalid_receipts = 0
 
@@ -169,14 +177,11 @@ class Portal:
             topology.INGRESS_ROUTING_KEY,
             self._confirm_timeout,
         )
-        state = self._states[uuid]
-        state.uuid = uuid
         return uuid
 
     def state(self, uuid: str) -> SubmissionState:
-        state = self._states[uuid]
-        state.uuid = uuid
-        return state
+        """The receipts of ``uuid`` so far (empty if none came, or it was forgotten)."""
+        return self._states.get(uuid) or SubmissionState(uuid)
 
     async def wait_final(self, uuid: str, timeout: float) -> SubmissionState:
         """Wait until the submission reached a final state; TimeoutError otherwise."""
@@ -201,13 +206,29 @@ class Portal:
             await message.reject(requeue=False)
             return
         async with self._changed:
-            new = self.state(receipt.nachrichten_uuid).add(receipt)
+            new = self._record(receipt)
             self._changed.notify_all()
         if new and self._on_receipt is not None:
             result = self._on_receipt(receipt)
             if result is not None:
                 await result
         await message.ack()
+
+    def _record(self, receipt: Receipt) -> bool:
+        """Add ``receipt`` to its submission's state; False if it held it already. Past
+        ``keep_final`` final submissions, the oldest final one is forgotten."""
+        uuid = receipt.nachrichten_uuid
+        state = self._states.get(uuid)
+        if state is None:
+            state = self._states[uuid] = SubmissionState(uuid)
+        new = state.add(receipt)
+        if state.final and uuid not in self._final:
+            self._final[uuid] = None
+            while len(self._final) > self._keep_final:
+                oldest = next(iter(self._final))
+                del self._final[oldest]
+                del self._states[oldest]
+        return new
 
     def _identity_of(self, body: bytes, message_id: str | None) -> str:
         root = parse_untrusted(body)
