@@ -4,6 +4,7 @@ encryption certificates by file; files read once and kept until they change."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -26,19 +27,22 @@ class CertificateFiles:
     """
 
     def __init__(self) -> None:
-        self._read: dict[Path, tuple[tuple[int, int], RegisteredCertificate]] = {}
+        # by path as text: a reload looks up every agency's file, and hashing text is
+        # cheaper than hashing a Path
+        self._read: dict[str, tuple[tuple[int, int], RegisteredCertificate]] = {}
 
     def get(self, file: Path) -> RegisteredCertificate:
         """The certificate in ``file``; OSError or ValueError if it cannot be read."""
-        stat = file.stat()
+        name = str(file)
+        stat = os.stat(name)
         stamp = (stat.st_mtime_ns, stat.st_size)
-        known = self._read.get(file)
+        known = self._read.get(name)
         if known is not None and known[0] == stamp:
             return known[1]
         cert = x509.load_pem_x509_certificate(file.read_bytes())
         digest = hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
-        registered = RegisteredCertificate(digest, cert, str(file))
-        self._read[file] = (stamp, registered)
+        registered = RegisteredCertificate(digest, cert, name)
+        self._read[name] = (stamp, registered)
         return registered
 
 
@@ -52,7 +56,7 @@ def signing_certificate(
                 f"{path}: agency[{index}] ({kennung}).certificates: bad fingerprint {ref!r}"
             )
         return RegisteredCertificate(digest, None, ref)
-    file = Path(ref) if Path(ref).is_absolute() else base / ref
+    file = base / ref  # an absolute ref stands for itself
     try:
         return files.get(file)
     except (OSError, ValueError) as exc:
@@ -66,7 +70,7 @@ def encryption_certificate(
 ) -> RegisteredCertificate:
     """An encryption certificate: a file (the key is needed, not only its fingerprint)
     whose keyUsage allows keyEncipherment or keyAgreement."""
-    file = Path(ref) if Path(ref).is_absolute() else base / ref
+    file = base / ref  # an absolute ref stands for itself
     try:
         registered = files.get(file)
     except (OSError, ValueError) as exc:

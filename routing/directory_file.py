@@ -14,11 +14,11 @@ store is (`broker.worker.sealer`), also at load.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
+import tomli
 from pydantic import Field, ValidationError, field_validator
 
 from routing.agency import (
@@ -100,8 +100,8 @@ def read_agencies(path: Path, base: Path, files: CertificateFiles) -> list[Agenc
     """The agencies of a directory file, checked; certificate paths resolve against
     ``base``, certificate files are read through ``files``."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raw = tomli.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomli.TOMLDecodeError) as exc:
         raise DirectoryError(f"{path}: cannot read directory: {exc}") from exc
     try:
         parsed = DirectoryFile.model_validate(raw)
@@ -188,9 +188,9 @@ def read_parties(path: Path) -> list[tuple[str, str]]:
     """(kennung, name) of every entry, without loading certificates: what a PKI needs
     before the certificates exist."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomli.loads(path.read_text(encoding="utf-8"))
         parsed = DirectoryFile.model_validate(raw)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, tomli.TOMLDecodeError) as exc:
         raise DirectoryError(f"{path}: cannot read directory: {exc}") from exc
     except ValidationError as exc:
         raise DirectoryError(_explain(path, raw, exc)) from exc

@@ -277,3 +277,25 @@ def test_certificate_files_are_read_again_only_when_they_change(tmp_path: Path) 
     assert replaced.fingerprint != read.fingerprint
     assert replaced.certificate is not None
     assert replaced.certificate.subject != read.certificate.subject  # type: ignore[union-attr]
+
+
+def test_certificate_paths_resolve_against_the_folder_unless_absolute(tmp_path: Path) -> None:
+    setup_ca(tmp_path / "pki")
+    crt, _ = issue(tmp_path / "pki" / "ca", "t:one", "One", tmp_path / "issued", "ec")
+    (tmp_path / "certs").mkdir()
+    shutil.copyfile(crt, tmp_path / "certs" / "relative.crt")
+    path = tmp_path / "directory.toml"
+    path.write_text(
+        '[[agency]]\nkennung = "psw:rel"\nname = "R"\ncertificates = ["certs/relative.crt"]\n'
+        f'[[agency]]\nkennung = "psw:abs"\nname = "A"\ncertificates = ["{crt}"]\n',
+        encoding="utf-8",
+    )
+    files = CertificateFiles()
+
+    directory = Directory.load(path, tmp_path, certificates=files)
+
+    relative, absolute = (directory.get(k) for k in ("psw:rel", "psw:abs"))
+    assert relative is not None and absolute is not None
+    assert relative.certificates[0].source == str(tmp_path / "certs" / "relative.crt")
+    assert absolute.certificates[0].source == str(crt)
+    assert relative.fingerprints == absolute.fingerprints  # the same certificate, twice
