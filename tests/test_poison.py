@@ -163,6 +163,13 @@ async def test_a_deleted_inbox_is_declared_again_and_no_sibling_copy_repeats(
     uuid = world.uuid_of(root)
     await world.portal.submit(root)
     await world.settled(uuid, TIMEOUT)
+    # Settled in a transaction, the copy waits in xbroker.unroutable until a worker has
+    # declared its inbox again; with confirms that happened before the settlement.
+    await eventually(
+        lambda: metric(world, "xbroker_topology_repairs_total") == 1,
+        what="the inbox declared again",
+        timeout=TIMEOUT,
+    )
 
     # The notified offices run no client in this world: theirs start now, after the repair.
     received: list[tuple[str, str]] = []

@@ -38,6 +38,7 @@ comes back to the queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import sqlite3
@@ -47,6 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, Literal
 
+import aiormq
 from aio_pika.abc import (
     AbstractChannel,
     AbstractIncomingMessage,
@@ -159,8 +161,33 @@ class AgencyClient:
         self.rejected = 0
         self.receipt_retries = 0
         self.refused = 0  # sealed copies that did not open, sent back with a refusal
+        self.start_retries = 0  # connections dropped because RabbitMQ refused the consume
 
-    async def start(self) -> None:
+    async def start(self, timeout: float = 30.0) -> None:
+        """Connect and consume the inbox.
+
+        RabbitMQ can refuse the first consume of a quorum queue declared a moment ago
+        (an inbox deleted and declared again while its old Raft members are still going)
+        by closing the whole connection with INTERNAL_ERROR. The client then connects
+        again, with growing waits, for up to ``timeout`` seconds before it gives up.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        backoff = Backoff(first=0.2, ceiling=2.0)
+        while True:
+            try:
+                await self._consume()
+                return
+            except aiormq.exceptions.ConnectionInternalError as exc:
+                await self._drop_connection()
+                delay = backoff.next_delay()
+                if loop.time() + delay > deadline:
+                    raise
+                self.start_retries += 1
+                log.warning("consuming %s refused (%s); again in %.1f s", self.kennung, exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _consume(self) -> None:
         self._connection, self._channel = await publishing.connect(
             self._urls, f"xbroker-agency {self.kennung}"
         )
@@ -168,6 +195,13 @@ class AgencyClient:
         await self._channel.set_qos(prefetch_count=self._prefetch)
         queue = await self._channel.get_queue(topology.agency_queue(self.kennung, test=self._test))
         await queue.consume(self._on_message)
+
+    async def _drop_connection(self) -> None:
+        connection = self._connection
+        self._connection = self._channel = self._receipts = None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()
 
     @property
     def receipt_channels_replaced(self) -> int:
