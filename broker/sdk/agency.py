@@ -166,10 +166,11 @@ class AgencyClient:
     async def start(self, timeout: float = 30.0) -> None:
         """Connect and consume the inbox.
 
-        RabbitMQ can refuse the first consume of a quorum queue declared a moment ago
-        (an inbox deleted and declared again while its old Raft members are still going)
-        by closing the whole connection with INTERNAL_ERROR. The client then connects
-        again, with growing waits, for up to ``timeout`` seconds before it gives up.
+        RabbitMQ can refuse a consume of a quorum queue whose declaration is under way
+        (an inbox the broker declares again after it was deleted: its record exists, its
+        Raft member does not run yet) by closing the whole connection with INTERNAL_ERROR.
+        The client then connects again, with growing waits, for up to ``timeout`` seconds
+        before it gives up. An inbox that does not exist fails at once.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
