@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import aiormq
 import pytest
 
 from broker.amqp import topology
+from broker.ops.tenancy.accounts import vhost_of
 from broker.sdk.agency import IN_MEMORY, Delivery
 from monitoring.labels import ReceiptKind
 from tests.polling import eventually
@@ -46,7 +46,7 @@ def raft_member(vhost: str, queue: str, action: str) -> str:
 async def test_an_agency_starts_once_its_inbox_runs_again(
     world: World, module_vhost_url: str, rabbitmqctl: Callable[..., str]
 ) -> None:
-    vhost = unquote(urlsplit(module_vhost_url).path.lstrip("/"))
+    vhost = vhost_of(module_vhost_url)
     inbox = topology.agency_queue(AGENCY)
     uuid = await world.portal.submit(world.fresh("anmeldung-hamburg.xml"))
     await world.settled(uuid, TIMEOUT)
@@ -82,7 +82,7 @@ async def test_an_agency_starts_once_its_inbox_runs_again(
 async def test_an_agency_gives_up_starting_after_its_timeout(
     world: World, module_vhost_url: str, rabbitmqctl: Callable[..., str]
 ) -> None:
-    vhost = unquote(urlsplit(module_vhost_url).path.lstrip("/"))
+    vhost = vhost_of(module_vhost_url)
     inbox = topology.agency_queue(AGENCY)
 
     async def handle(delivery: Delivery) -> None:
